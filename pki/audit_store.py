@@ -1,0 +1,128 @@
+"""The audit log in SQL: append-only, hash-chained (see ``pki.audit``).
+
+Appends are serialized through a one-row ``audit_head`` table: the append first
+updates that row (a write lock on SQLite, a row lock on PostgreSQL), so two
+concurrent appends can never chain onto the same predecessor.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from pki.audit import GENESIS, AuditRecord, ChainReport, record_hash, verify_chain
+
+metadata = MetaData()
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("actor", String(256), nullable=False, index=True),
+    Column("action", String(64), nullable=False, index=True),
+    Column("target", String(512), nullable=False, index=True),
+    Column("details", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+    # The CA's signature over the last signed (seq, hash), DER/base64; see pki.
+    Column("signed_seq", Integer, nullable=True),
+    Column("signed_hash", String(64), nullable=True),
+    Column("signature", Text, nullable=True),
+)
+
+
+def _utc(at: datetime) -> datetime:
+    # SQLite hands back naive datetimes; the chain hashes the UTC ISO form.
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def append(session: Session, *, actor: str, action: str, target: str,
+           details: Mapping[str, str] | None = None, at: datetime | None = None) -> AuditRecord:
+    """Append one record inside the caller's transaction (so a certificate and
+    its audit record commit together)."""
+    details = {str(k): str(v) for k, v in (details or {}).items()}
+    at = _utc(at) if at is not None else datetime.now(UTC)
+    # Take the lock first: bump seq, then read what we now own.
+    bumped = session.execute(update(audit_head).where(audit_head.c.id == 1)
+                             .values(seq=audit_head.c.seq + 1))
+    if bumped.rowcount == 0:
+        session.execute(insert(audit_head).values(id=1, seq=1, hash=GENESIS))
+    row = session.execute(select(audit_head.c.seq, audit_head.c.hash)
+                          .where(audit_head.c.id == 1)).one()
+    seq, prev = int(row.seq), str(row.hash)
+    digest = record_hash(seq, at, actor, action, target, details, prev)
+    session.execute(insert(audit_log).values(
+        seq=seq, at=at, actor=actor, action=action, target=target,
+        details=json.dumps(details, ensure_ascii=False, sort_keys=True),
+        prev_hash=prev, hash=digest))
+    session.execute(update(audit_head).where(audit_head.c.id == 1).values(hash=digest))
+    return AuditRecord(seq, at, actor, action, target, details, prev, digest)
+
+
+def iter_records(session: Session, batch: int = 5000) -> Iterator[AuditRecord]:
+    last = 0
+    while True:
+        rows = session.execute(select(audit_log).where(audit_log.c.seq > last)
+                               .order_by(audit_log.c.seq).limit(batch)).all()
+        if not rows:
+            return
+        for r in rows:
+            try:
+                details = json.loads(r.details)
+            except ValueError:
+                details = {"<unparseable>": r.details}
+            yield AuditRecord(r.seq, _utc(r.at), r.actor, r.action, r.target,
+                              details, r.prev_hash, r.hash)
+            last = r.seq
+
+
+class AuditLog:
+    """The audit sink every package writes to (``directory.audit.AuditSink``)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def record(self, *, actor: str, action: str, target: str,
+               details: Mapping[str, str] | None = None) -> None:
+        with self._sessions.begin() as session:
+            append(session, actor=actor, action=action, target=target, details=details)
+
+    def head(self) -> tuple[int, str]:
+        with self._sessions() as session:
+            row = session.execute(select(audit_head).where(audit_head.c.id == 1)).first()
+            return (0, GENESIS) if row is None else (int(row.seq), str(row.hash))
+
+    def signed_head(self) -> tuple[int, str] | None:
+        with self._sessions() as session:
+            row = session.execute(select(audit_head).where(audit_head.c.id == 1)).first()
+            if row is None or row.signed_seq is None:
+                return None
+            return int(row.signed_seq), str(row.signed_hash)
+
+    def verify(self, expected_head: tuple[int, str] | None = None) -> ChainReport:
+        with self._sessions() as session:
+            return verify_chain(iter_records(session), expected_head)
