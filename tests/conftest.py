@@ -1,0 +1,6 @@
+"""Shared fixtures: real servers started per session, in the slapdtest manner."""
+
+pytest_plugins = [
+    "tests.fixtures.postgres",
+    "tests.fixtures.slapd",
+]
