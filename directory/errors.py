@@ -13,7 +13,8 @@ class DirectoryUnavailable(DirectoryError):
     def __init__(self, uris: tuple[str, ...], cause: str = "") -> None:
         self.uris = uris
         self.cause = cause
-        super().__init__(f"no directory server answered ({', '.join(uris)}){': ' + cause if cause else ''}")
+        suffix = f": {cause}" if cause else ""
+        super().__init__(f"no directory server answered ({', '.join(uris)}){suffix}")
 
 
 class NotFound(DirectoryError):
@@ -56,3 +57,32 @@ class ImportRejected(DirectoryError):
         self.errors = errors  # (line number, reason)
         lines = "; ".join(f"line {n}: {r}" for n, r in errors[:20])
         super().__init__(f"{len(errors)} bad row(s), nothing imported: {lines}")
+
+
+class WeakPassword(DirectoryError):
+    """A new password breaks the password policy; ``reasons`` are the rules it breaks."""
+
+    def __init__(self, uid: str, reasons: tuple[str, ...]) -> None:
+        self.uid = uid
+        self.reasons = reasons
+        super().__init__(f"{uid}: password refused ({', '.join(reasons)})")
+
+
+class SlapdFailed(DirectoryError):
+    """The managed slapd could not be configured, started or stopped."""
+
+    def __init__(self, step: str, cause: str) -> None:
+        self.step = step
+        self.cause = cause
+        super().__init__(f"managed slapd: {step} failed: {cause}")
+
+
+class DirectoryRefused(DirectoryError):
+    """slapd refused an operation (constraint, access, policy); ``code`` is its result name."""
+
+    def __init__(self, operation: str, target: str, code: str, info: str = "") -> None:
+        self.operation = operation
+        self.target = target
+        self.code = code
+        self.info = info
+        super().__init__(f"{operation} {target}: {code}{': ' + info if info else ''}")

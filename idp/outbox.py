@@ -16,9 +16,11 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from sqlalchemy import (
     Column,
+    CursorResult,
     DateTime,
     ForeignKey,
     Integer,
@@ -103,11 +105,12 @@ class Outbox:
     @contextmanager
     def pending(self, event: LifecycleEvent) -> Iterator[None]:
         with self._sessions.begin() as s:
-            event_id = s.execute(insert(outbox_events).values(
+            inserted = cast(CursorResult[Any], s.execute(insert(outbox_events).values(
                 state=PENDING, kind=event.kind.value, uid=event.uid,
                 entry_uuid=event.entry_uuid, actor=event.actor, detail=event.detail,
                 occurred_at=event.occurred_at, created_at=self._clock(),
-            )).inserted_primary_key[0]
+            )))
+            event_id = inserted.inserted_primary_key[0]  # type: ignore[index]
         try:
             yield
         except BaseException:
@@ -175,9 +178,9 @@ class Outbox:
         values = dict(attempts=attempts, done=1 if ok else 0, next_attempt=next_attempt,
                       last_error=error[:2000] if error else None)
         with self._sessions.begin() as s:
-            changed = s.execute(update(outbox_deliveries).where(
+            changed = cast(CursorResult[Any], s.execute(update(outbox_deliveries).where(
                 outbox_deliveries.c.event_id == event_id,
-                outbox_deliveries.c.subscriber == subscriber).values(**values)).rowcount
+                outbox_deliveries.c.subscriber == subscriber).values(**values))).rowcount
             if not changed:
                 s.execute(insert(outbox_deliveries).values(
                     event_id=event_id, subscriber=subscriber, **values))

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
+from typing import Any, cast
 
 from sqlalchemy import (
     Column,
+    CursorResult,
     DateTime,
     Integer,
     MetaData,
@@ -67,10 +69,10 @@ def append(session: Session, *, actor: str, action: str, target: str,
     details = {str(k): str(v) for k, v in (details or {}).items()}
     at = _utc(at) if at is not None else datetime.now(UTC)
     # Take the lock first: bump seq, then read what we now own.
-    bumped = session.execute(update(audit_head).where(audit_head.c.id == 1)
-                             .values(seq=audit_head.c.seq + 1))
-    if bumped.rowcount == 0:
-        session.execute(insert(audit_head).values(id=1, seq=1, hash=GENESIS))
+    bumped = cast(CursorResult[Any], session.execute(
+        update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq + 1)))
+    if bumped.rowcount != 1:
+        raise RuntimeError("audit_head row missing: the database is not migrated")
     row = session.execute(select(audit_head.c.seq, audit_head.c.hash)
                           .where(audit_head.c.id == 1)).one()
     seq, prev = int(row.seq), str(row.hash)

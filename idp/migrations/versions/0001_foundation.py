@@ -27,7 +27,7 @@ def upgrade() -> None:
         sa.Column("prev_hash", sa.String(64), nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
     )
-    op.create_table(
+    head = op.create_table(
         "audit_head",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("seq", sa.Integer, nullable=False),
@@ -36,6 +36,8 @@ def upgrade() -> None:
         sa.Column("signed_hash", sa.String(64), nullable=True),
         sa.Column("signature", sa.Text, nullable=True),
     )
+    # The one row every append locks first (see pki.audit_store).
+    op.bulk_insert(head, [{"id": 1, "seq": 0, "hash": "0" * 64}])
     op.create_table(
         "outbox_events",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
