@@ -1,0 +1,417 @@
+"""The managed slapd: GovTrust's own OpenLDAP server, built and run under a folder.
+
+Modelled on python-ldap's ``slapdtest``: a ``cn=config`` tree is generated as
+LDIF and loaded with ``slapadd -n0`` (so no slapd.conf is ever written), slapd
+runs in the foreground (``-d 0``) as a child with its own session, readiness is
+a poll with a deadline, and stop is SIGTERM then wait. The config holds an mdb
+database for ``settings.base_dn`` with the memberof, ppolicy and syncprov
+overlays (syncprov lets a replica follow this provider with syncrepl), our
+``govPerson`` schema and the ACLs. Everything lives under ``settings.data_dir``
+(``slapd.d/``, ``db/``, ``run/``), so a second start reuses what is there.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import secrets
+import signal
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Iterable
+from pathlib import Path
+
+import ldap
+import ldap.dn
+import ldap.modlist
+from ldif import LDIFWriter
+
+from directory.errors import DirectoryUnavailable, SlapdFailed
+from directory.settings import DirectorySettings
+from policies.passwords import PasswordPolicy
+
+SCHEMA_TEMPLATE = Path(__file__).with_name("schema") / "govtrust.ldif"
+SYSTEM_SCHEMA_DIR = Path("/etc/ldap/schema")
+SYSTEM_SCHEMAS = ("core.ldif", "cosine.ldif", "inetorgperson.ldif", "nis.ldif")
+MODULE_DIR = Path("/usr/lib/ldap")
+SLAPD = "/usr/sbin/slapd"
+SLAPADD = "/usr/sbin/slapadd"
+# The unix socket path limit is 108 bytes; ldapi is a convenience, so skip it when long.
+_MAX_SOCKET_PATH = 100
+
+# Containers under the base DN, and the DN of the default password policy entry.
+PEOPLE = "people"
+DEPARTMENTS = "departments"
+GROUPS = "groups"
+SERVICES = "services"
+POLICIES = "policies"
+POLICY_CN = "default"
+
+Entry = dict[str, list[bytes]]
+
+
+def ssha(password: str) -> str:
+    """``{SSHA}`` as slapd (and slappasswd) write it: SHA-1 over password‖salt."""
+    salt = secrets.token_bytes(8)
+    digest = hashlib.sha1(password.encode("utf-8") + salt).digest()
+    return "{SSHA}" + base64.b64encode(digest + salt).decode("ascii")
+
+
+def container_dn(settings: DirectorySettings, name: str) -> str:
+    return ldap.dn.dn2str([[("ou", name, ldap.AVA_STRING)]] + ldap.dn.str2dn(settings.base_dn))
+
+
+def policy_dn(settings: DirectorySettings) -> str:
+    return ldap.dn.dn2str([[("cn", POLICY_CN, ldap.AVA_STRING)]]
+                          + ldap.dn.str2dn(container_dn(settings, POLICIES)))
+
+
+def render_schema(oid_arc: str) -> str:
+    parts = oid_arc.split(".")
+    if not parts or not all(p.isdigit() for p in parts):
+        raise SlapdFailed("schema", f"oid_arc {oid_arc!r} is not a dotted OID")
+    # Plain replace, not string.Template: the schema itself uses "$" between names.
+    return SCHEMA_TEMPLATE.read_text(encoding="utf-8").replace("${arc}", oid_arc)
+
+
+def policy_attributes(policy: PasswordPolicy) -> dict[str, list[bytes]]:
+    """The ppolicy entry's attributes (draft-behera-ldap-password-policy-10 §5.2)."""
+    values = {
+        "pwdAttribute": "userPassword",
+        "pwdMinLength": policy.min_length,
+        "pwdMaxLength": policy.max_length,
+        # 1: check quality when slapd sees the cleartext; admins may set hashes.
+        "pwdCheckQuality": 1,
+        "pwdInHistory": policy.history,
+        "pwdMaxFailure": policy.max_failures,
+        "pwdLockout": "TRUE" if policy.max_failures else "FALSE",
+        "pwdLockoutDuration": policy.lockout_seconds,
+        "pwdFailureCountInterval": policy.failure_count_interval_seconds,
+        "pwdMaxAge": policy.max_age_days * 86400,
+        "pwdExpireWarning": policy.expire_warning_days * 86400,
+        "pwdGraceAuthNLimit": policy.grace_logins,
+        "pwdAllowUserChange": "TRUE",
+        "pwdMustChange": "FALSE",
+        "pwdSafeModify": "FALSE",
+    }
+    return {k: [str(v).encode()] for k, v in values.items()}
+
+
+def base_entries(settings: DirectorySettings, policy: PasswordPolicy) -> list[tuple[str, Entry]]:
+    """The entries every GovTrust directory has, parents first."""
+    rdn = ldap.dn.str2dn(settings.base_dn)[0][0]
+    attr, value = rdn[0].lower(), rdn[1].encode("utf-8")
+    if attr == "dc":
+        top: Entry = {"objectClass": [b"top", b"dcObject", b"organization"],
+                      "dc": [value], "o": [value]}
+    elif attr == "o":
+        top = {"objectClass": [b"top", b"organization"], "o": [value]}
+    elif attr == "ou":
+        top = {"objectClass": [b"top", b"organizationalUnit"], "ou": [value]}
+    else:
+        raise SlapdFailed("base", f"cannot create a base entry named by {attr!r}")
+    entries: list[tuple[str, Entry]] = [(settings.base_dn, top)]
+    for name in (PEOPLE, DEPARTMENTS, GROUPS, SERVICES, POLICIES):
+        entries.append((container_dn(settings, name),
+                        {"objectClass": [b"top", b"organizationalUnit"],
+                         "ou": [name.encode()]}))
+    entries.append((policy_dn(settings), {
+        "objectClass": [b"top", b"organizationalRole", b"pwdPolicy"],
+        "cn": [POLICY_CN.encode()], **policy_attributes(policy)}))
+    return entries
+
+
+class ManagedSlapd:
+    """One slapd under ``settings.data_dir``, listening on the first of ``settings.uris``."""
+
+    def __init__(self, settings: DirectorySettings, *, start_timeout: float = 15.0) -> None:
+        self.settings = settings
+        self.data_dir = Path(settings.data_dir).resolve()
+        self.config_dir = self.data_dir / "slapd.d"
+        self.db_dir = self.data_dir / "db"
+        self.run_dir = self.data_dir / "run"
+        self.pid_file = self.run_dir / "slapd.pid"
+        self.log_file = self.run_dir / "slapd.log"
+        self.start_timeout = start_timeout
+        parsed = urllib.parse.urlsplit(settings.uris[0])
+        if parsed.scheme != "ldap" or not parsed.hostname:
+            raise SlapdFailed("configure", f"managed slapd needs an ldap:// URI, "
+                                           f"got {settings.uris[0]!r}")
+        self.host = parsed.hostname
+        self.port = parsed.port or 389
+        self.uri = f"ldap://{self.host}:{self.port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # -- configuration -------------------------------------------------------
+    @property
+    def configured(self) -> bool:
+        return (self.config_dir / "cn=config.ldif").exists()
+
+    @property
+    def ldapi_uri(self) -> str | None:
+        path = str(self.run_dir / "ldapi")
+        if len(path) > _MAX_SOCKET_PATH:
+            return None
+        return "ldapi://" + urllib.parse.quote(path, safe="")
+
+    def config_ldif(self) -> str:
+        """The whole ``cn=config`` as LDIF, for ``slapadd -n0``."""
+        s = self.settings
+        base = s.base_dn
+        services = container_dn(s, SERVICES)
+        people = container_dn(s, PEOPLE)
+        departments = container_dn(s, DEPARTMENTS)
+        groups = container_dn(s, GROUPS)
+        policies = container_dn(s, POLICIES)
+        peercred = f"gidNumber={os.getgid()}+uidNumber={os.getuid()},cn=peercred,cn=external,cn=auth"
+        svc = f'dn.children="{services}"'
+        acl = [
+            # Binding needs auth on the hash; only the person may change it.
+            "to attrs=userPassword by self =wx by anonymous auth by * none",
+            "to attrs=govNationalIdHash by * none",
+            f'to dn.subtree="{people}" by self read by {svc} read by * none',
+            f'to dn.subtree="{departments}" by {svc} read by users read by * none',
+            f'to dn.subtree="{groups}" by {svc} read by users read by * none',
+            f'to dn.subtree="{policies}" by * none',
+            f'to dn.base="{base}" by {svc} read by users read by * none',
+            "to * by self read by * none",
+        ]
+        entries: list[tuple[str, Entry]] = [
+            ("cn=config", {"objectClass": [b"olcGlobal"], "cn": [b"config"],
+                           "olcPidFile": [str(self.pid_file).encode()],
+                           "olcArgsFile": [str(self.run_dir / "slapd.args").encode()],
+                           "olcLogLevel": [b"none"],
+                           "olcPasswordHash": [b"{SSHA}"]}),
+            ("cn=module{0},cn=config", {
+                "objectClass": [b"olcModuleList"], "cn": [b"module{0}"],
+                "olcModulePath": [str(MODULE_DIR).encode()],
+                "olcModuleLoad": [b"{0}back_mdb", b"{1}memberof", b"{2}ppolicy",
+                                  b"{3}syncprov"]}),
+            ("cn=schema,cn=config", {"objectClass": [b"olcSchemaConfig"], "cn": [b"schema"]}),
+        ]
+        after_schema: list[tuple[str, Entry]] = [
+            ("olcDatabase={-1}frontend,cn=config", {
+                "objectClass": [b"olcDatabaseConfig", b"olcFrontendConfig"],
+                "olcDatabase": [b"{-1}frontend"],
+                "olcAccess": [b"{0}to dn.base=\"\" by * read",
+                              b"{1}to dn.base=\"cn=subschema\" by * read"]}),
+            ("olcDatabase={0}config,cn=config", {
+                "objectClass": [b"olcDatabaseConfig"], "olcDatabase": [b"{0}config"],
+                "olcAccess": [f"{{0}}to * by dn.exact={peercred} manage by * none".encode()]}),
+            ("olcDatabase={1}mdb,cn=config", {
+                "objectClass": [b"olcDatabaseConfig", b"olcMdbConfig"],
+                "olcDatabase": [b"{1}mdb"],
+                "olcSuffix": [base.encode()],
+                "olcRootDN": [s.bind_dn.encode()],
+                "olcRootPW": [ssha(s.bind_password).encode()],
+                "olcDbDirectory": [str(self.db_dir).encode()],
+                "olcDbMaxSize": [str(4 * 1024**3).encode()],
+                "olcDbIndex": [v.encode() for v in (
+                    "objectClass eq", "uid eq", "cn eq,sub", "displayName eq,sub",
+                    "govDepartmentPath eq,sub", "govStatus eq", "member eq", "memberOf eq",
+                    "mail eq", "ou eq", "entryUUID eq", "entryCSN eq")],
+                # Service accounts read the whole directory of people at once.
+                "olcLimits": [f'{{0}}dn.children="{services}" size=unlimited '
+                              'time=unlimited'.encode()],
+                "olcAccess": [f"{{{i}}}{rule}".encode() for i, rule in enumerate(acl)]}),
+            ("olcOverlay={0}memberof,olcDatabase={1}mdb,cn=config", {
+                "objectClass": [b"olcOverlayConfig", b"olcMemberOf"],
+                "olcOverlay": [b"{0}memberof"],
+                "olcMemberOfRefInt": [b"TRUE"],
+                "olcMemberOfGroupOC": [b"groupOfNames"],
+                "olcMemberOfMemberAD": [b"member"],
+                "olcMemberOfMemberOfAD": [b"memberOf"]}),
+            ("olcOverlay={1}ppolicy,olcDatabase={1}mdb,cn=config", {
+                "objectClass": [b"olcOverlayConfig", b"olcPPolicyConfig"],
+                "olcOverlay": [b"{1}ppolicy"],
+                "olcPPolicyDefault": [policy_dn(s).encode()],
+                "olcPPolicyHashCleartext": [b"TRUE"],
+                "olcPPolicyUseLockout": [b"TRUE"]}),
+            ("olcOverlay={2}syncprov,olcDatabase={1}mdb,cn=config", {
+                "objectClass": [b"olcOverlayConfig", b"olcSyncProvConfig"],
+                "olcOverlay": [b"{2}syncprov"],
+                "olcSpCheckpoint": [b"100 10"]}),
+        ]
+        out = io.StringIO()
+        writer = LDIFWriter(out, cols=10_000)
+        for dn, entry in entries:
+            writer.unparse(dn, entry)
+        for name in SYSTEM_SCHEMAS:
+            out.write((SYSTEM_SCHEMA_DIR / name).read_text(encoding="utf-8").strip() + "\n\n")
+        out.write(render_schema(s.oid_arc).strip() + "\n\n")
+        writer = LDIFWriter(out, cols=10_000)
+        for dn, entry in after_schema:
+            writer.unparse(dn, entry)
+        return out.getvalue()
+
+    def configure(self) -> bool:
+        """Build ``slapd.d`` unless it exists; True when it was built now."""
+        if self.configured:
+            return False
+        for d in (self.data_dir, self.db_dir, self.run_dir):
+            d.mkdir(parents=True, exist_ok=True)
+            os.chmod(d, 0o700)  # the config holds the rootpw hash, the db every person
+        self.config_dir.mkdir(mode=0o700, exist_ok=True)
+        done = subprocess.run([SLAPADD, "-n0", "-F", str(self.config_dir)],
+                              input=self.config_ldif().encode("utf-8"),
+                              capture_output=True, timeout=60)
+        if done.returncode != 0:
+            # Leave no half-built config behind: the next try must start clean.
+            for f in sorted(self.config_dir.rglob("*"), reverse=True):
+                f.unlink() if f.is_file() else f.rmdir()
+            raise SlapdFailed("slapadd", done.stderr.decode("utf-8", "replace")[-2000:])
+        return True
+
+    # -- process -------------------------------------------------------------
+    def _pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def is_running(self) -> bool:
+        if self._proc is not None and self._proc.poll() is not None:
+            self._proc = None
+        pid = self._pid()
+        if pid is None:
+            return self._proc is not None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def start(self) -> bool:
+        """Configure if needed, start slapd and wait until it answers.
+
+        Returns False when it was already running (so the caller knows not to stop it).
+        """
+        if self.is_running():
+            self._wait_ready(time.monotonic() + self.start_timeout)
+            return False
+        self.configure()
+        self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.pid_file.unlink(missing_ok=True)
+        urls = [f"ldap://{self.host}:{self.port}/"]
+        if self.ldapi_uri:
+            urls.append(self.ldapi_uri)
+        with open(self.log_file, "ab") as log:
+            self._proc = subprocess.Popen(
+                [SLAPD, "-d", "0", "-F", str(self.config_dir), "-h", " ".join(urls)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True)  # Ctrl-C in a terminal must not reach slapd first
+        self._wait_ready(time.monotonic() + self.start_timeout)
+        return True
+
+    def _wait_ready(self, deadline: float) -> None:
+        last = ""
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise SlapdFailed("start", f"slapd exited with {self._proc.returncode}: "
+                                           f"{self._log_tail()}")
+            conn = ldap.initialize(self.uri)
+            conn.set_option(ldap.OPT_NETWORK_TIMEOUT, 1.0)
+            conn.set_option(ldap.OPT_TIMEOUT, 1.0)
+            try:
+                conn.simple_bind_s(self.settings.bind_dn, self.settings.bind_password)
+                return
+            except ldap.INVALID_CREDENTIALS:
+                raise SlapdFailed("start", f"{self.uri} answers but refuses the rootdn; "
+                                           "is another directory on this port?") from None
+            except ldap.LDAPError as exc:
+                last = type(exc).__name__
+            finally:
+                conn.unbind_s()
+            time.sleep(0.05)
+        raise SlapdFailed("start", f"{self.uri} did not answer in time ({last}); "
+                                   f"{self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        try:
+            return self.log_file.read_text(encoding="utf-8", errors="replace")[-1500:]
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM and wait for exit (slapd needs about a second to flush)."""
+        pid = self._pid() or (self._proc.pid if self._proc is not None else None)
+        if pid is None or not self.is_running():
+            self._proc = None
+            self.pid_file.unlink(missing_ok=True)
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc is not None:
+                if self._proc.poll() is not None:
+                    break
+            else:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            if self._proc is not None:
+                self._proc.wait(5)
+        self._proc = None
+        self.pid_file.unlink(missing_ok=True)
+
+    # -- content ---------------------------------------------------------------
+    def _admin(self) -> ldap.ldapobject.LDAPObject:
+        conn = ldap.initialize(self.uri)
+        conn.set_option(ldap.OPT_NETWORK_TIMEOUT, self.settings.timeout)
+        conn.set_option(ldap.OPT_TIMEOUT, self.settings.timeout)
+        try:
+            conn.simple_bind_s(self.settings.bind_dn, self.settings.bind_password)
+        except ldap.SERVER_DOWN as exc:
+            raise DirectoryUnavailable((self.uri,), type(exc).__name__) from None
+        return conn
+
+    def ensure_base(self, policy: PasswordPolicy | None = None) -> list[str]:
+        """Create the base entries that are missing and push the password policy.
+
+        Returns the DNs created (empty on a second run).
+        """
+        from policies.passwords import load_policy
+
+        policy = policy or load_policy()
+        conn = self._admin()
+        created: list[str] = []
+        try:
+            for dn, entry in base_entries(self.settings, policy):
+                try:
+                    conn.add_s(dn, ldap.modlist.addModlist(entry))
+                    created.append(dn)
+                except ldap.ALREADY_EXISTS:
+                    pass
+            conn.modify_s(policy_dn(self.settings),
+                          [(ldap.MOD_REPLACE, k, v)
+                           for k, v in policy_attributes(policy).items()])
+        finally:
+            conn.unbind_s()
+        return created
+
+    def load_entries(self, entries: Iterable[tuple[str, Entry]]) -> int:
+        """Add entries as the rootdn (e.g. to give a second server the same data)."""
+        conn = self._admin()
+        count = 0
+        try:
+            for dn, entry in entries:
+                try:
+                    conn.add_s(dn, ldap.modlist.addModlist(entry))
+                    count += 1
+                except ldap.ALREADY_EXISTS:
+                    pass
+        finally:
+            conn.unbind_s()
+        return count
