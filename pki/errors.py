@@ -1,0 +1,112 @@
+"""The PKI package's one exception tree. Subclasses carry data; never match on text.
+
+The CLI maps a :class:`PKIError` to a message and a non-zero exit, the HTTP edge
+to a 4xx status (or, for OCSP, to the RFC 6960 response status named here).
+"""
+
+from __future__ import annotations
+
+
+class PKIError(Exception):
+    """Base of every error the pki package raises."""
+
+
+class KeyStoreError(PKIError):
+    """A key could not be created, found, unlocked or used."""
+
+    def __init__(self, label: str, reason: str) -> None:
+        self.label = label
+        self.reason = reason
+        super().__init__(f"key {label!r}: {reason}")
+
+
+class ProfileError(PKIError):
+    """A certificate profile file is missing or malformed."""
+
+    def __init__(self, profile: str, reason: str) -> None:
+        self.profile = profile
+        self.reason = reason
+        super().__init__(f"profile {profile!r}: {reason}")
+
+
+class UnknownProfile(ProfileError):
+    def __init__(self, profile: str) -> None:
+        super().__init__(profile, "no such certificate profile")
+
+
+class BadRequest(PKIError):
+    """A certificate request (CSR or its parameters) that is refused.
+
+    ``reason`` is a short machine-readable code (``garbage``, ``too_large``,
+    ``bad_signature``, ``weak_key``, ``ca_requested``, ``extension_not_granted``,
+    ``dns_not_approved``, ...); ``detail`` says what exactly.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"certificate request refused ({reason}): {detail}")
+
+
+class NotInitialized(PKIError):
+    """The CA hierarchy has not been created (run ``govtrust init``)."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+        super().__init__(f"no {role} CA certificate: run govtrust init")
+
+
+class UnknownSerial(PKIError):
+    def __init__(self, serial: str) -> None:
+        self.serial = serial
+        super().__init__(f"no certificate with serial {serial}")
+
+
+class InvalidSerial(PKIError):
+    def __init__(self, serial: str) -> None:
+        self.serial = serial
+        super().__init__(f"not a serial number (lowercase hex without colons): {serial!r}")
+
+
+class InvalidTransition(PKIError):
+    """Revoking a revoked certificate, releasing one that is not on hold, ..."""
+
+    def __init__(self, serial: str, status: str, wanted: str) -> None:
+        self.serial = serial
+        self.status = status
+        self.wanted = wanted
+        super().__init__(f"certificate {serial} is {status}: cannot {wanted}")
+
+
+class AlreadyRevoked(InvalidTransition):
+    def __init__(self, serial: str, status: str = "revoked") -> None:
+        super().__init__(serial, status, "revoke")
+
+
+class NotOnHold(InvalidTransition):
+    def __init__(self, serial: str, status: str) -> None:
+        super().__init__(serial, status, "release")
+
+
+class InvalidReason(PKIError):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"not a usable RFC 5280 revocation reason: {reason!r}")
+
+
+class PublishError(PKIError):
+    """Publishing a certificate or CRL to the directory failed."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        self.target = target
+        self.reason = reason
+        super().__init__(f"publishing to {target} failed: {reason}")
+
+
+class OCSPRequestError(PKIError):
+    """An OCSP request answered with a non-successful RFC 6960 §4.2.1 status."""
+
+    def __init__(self, status: str, detail: str) -> None:
+        self.status = status  # "malformed_request" or "unauthorized"
+        self.detail = detail
+        super().__init__(f"OCSP {status}: {detail}")
