@@ -1,0 +1,476 @@
+"""The directory gateway: every LDAP operation GovTrust performs, over python-ldap.
+
+Connections are pooled and reused (binding costs a round trip; a TCP connect
+more), each with a network and an operation timeout. Servers are tried in the
+order of ``settings.uris`` (provider first, then replicas); a server that did
+not answer is skipped for a few seconds, and a connection to a replica is
+recycled after a while so the pool drifts back to the provider. Filters are
+built only with ``ldap.filter.filter_format`` and DNs only with ``ldap.dn``
+helpers: user input never becomes LDAP syntax.
+
+``authenticate`` binds as the person with the password policy request control
+(draft-behera-ldap-password-policy-10 §6) and reads the response control, also
+from a failed bind, where slapd reports a lockout or an expired password.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import ldap
+import ldap.dn
+import ldap.filter
+import ldap.modlist
+from ldap.controls import DecodeControlTuples
+from ldap.controls.ppolicy import PasswordPolicyControl
+from ldap.ldapobject import LDAPObject
+
+from directory import entries
+from directory.entries import Attrs, Change
+from directory.errors import (
+    AlreadyExists,
+    DirectoryRefused,
+    DirectoryUnavailable,
+    InvalidValue,
+    NotFound,
+)
+from directory.model import AuthOutcome, AuthResult, Person, PersonStatus
+from directory.settings import DirectorySettings
+
+T = TypeVar("T")
+
+UID_RE = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
+SCOPES = {"base": ldap.SCOPE_BASE, "one": ldap.SCOPE_ONELEVEL, "sub": ldap.SCOPE_SUBTREE}
+_OPS = {"add": ldap.MOD_ADD, "delete": ldap.MOD_DELETE, "replace": ldap.MOD_REPLACE}
+# ppolicy response errors (draft-behera §6.2): passwordExpired, accountLocked, changeAfterReset.
+_PP_EXPIRED, _PP_LOCKED, _PP_CHANGE_AFTER_RESET = 0, 1, 2
+# Connection-level failures after which another server may do better.
+_DOWN = (ldap.SERVER_DOWN, ldap.TIMEOUT, ldap.CONNECT_ERROR, ldap.UNAVAILABLE, ldap.BUSY)
+_DOWN_FOR = 5.0  # seconds a server that did not answer is skipped
+_REPLICA_MAX_AGE = 60.0  # seconds before a connection to a non-first URI is recycled
+_ASYNC_WINDOW = 256  # outstanding asynchronous operations per connection
+
+
+def _encode(attrs: Mapping[str, Sequence[str]]) -> dict[str, list[bytes]]:
+    return {k: [v.encode("utf-8") for v in vs] for k, vs in attrs.items() if vs}
+
+
+def _decode(attrs: Mapping[str, Sequence[bytes]]) -> Attrs:
+    return {k: [v.decode("utf-8", "replace") for v in vs] for k, vs in attrs.items()}
+
+
+def check_ssha(password: str, stored: str) -> bool:
+    """Check ``password`` against an ``{SSHA}`` value (RFC 2307 style), in constant time."""
+    if not stored.upper().startswith("{SSHA}"):
+        return False
+    try:
+        raw = base64.b64decode(stored[6:], validate=True)
+    except ValueError:
+        return False
+    digest, salt = raw[:20], raw[20:]
+    return hmac.compare_digest(hashlib.sha1(password.encode("utf-8") + salt).digest(), digest)
+
+
+@dataclass
+class _Conn:
+    obj: LDAPObject
+    uri_index: int
+    created: float
+
+
+class LdapGateway:
+    """Pooled, failing-over access to the directory as GovTrust's bind DN."""
+
+    def __init__(self, settings: DirectorySettings, *, pool_size: int = 4) -> None:
+        if not settings.uris:
+            raise InvalidValue("uris", "at least one directory URI is needed")
+        self.settings = settings
+        self._pool: queue.LifoQueue[_Conn] = queue.LifoQueue()
+        self._binds: queue.LifoQueue[_Conn] = queue.LifoQueue()
+        self._pool_size = pool_size
+        self._down_until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    # -- names ---------------------------------------------------------------
+    def child_dn(self, parent: str, attr: str, value: str) -> str:
+        """``attr=value,parent`` with ``value`` escaped as one RDN value (RFC 4514)."""
+        return ldap.dn.dn2str([[(attr, value, ldap.AVA_STRING)]] + ldap.dn.str2dn(parent))
+
+    def container(self, name: str) -> str:
+        return self.child_dn(self.settings.base_dn, "ou", name)
+
+    def person_dn(self, uid: str) -> str:
+        return self.child_dn(self.container("people"), "uid", uid)
+
+    def department_dn(self, path: Sequence[str]) -> str:
+        dn = self.container("departments")
+        for name in path:
+            dn = self.child_dn(dn, "ou", name)
+        return dn
+
+    def group_dn(self, name: str) -> str:
+        return self.child_dn(self.container("groups"), "cn", name)
+
+    def service_dn(self, name: str) -> str:
+        return self.child_dn(self.container("services"), "uid", name)
+
+    @staticmethod
+    def rdn_value(dn: str) -> str:
+        return str(ldap.dn.str2dn(dn)[0][0][1])
+
+    @staticmethod
+    def dn_path(dn: str, stop: str) -> tuple[str, ...]:
+        """RDN values from just under ``stop`` down to ``dn`` (a department's path)."""
+        parts = ldap.dn.str2dn(dn)
+        depth = len(parts) - len(ldap.dn.str2dn(stop))
+        return tuple(str(rdn[0][1]) for rdn in reversed(parts[:depth]))
+
+    @staticmethod
+    def is_under(dn: str, parent: str) -> bool:
+        a, b = ldap.dn.str2dn(dn.lower()), ldap.dn.str2dn(parent.lower())
+        return len(a) > len(b) and a[len(a) - len(b):] == b
+
+    # -- connections -----------------------------------------------------------
+    def _connect(self, who: str | None, password: str | None) -> _Conn:
+        """A new connection to the first server that answers, bound when ``who`` is set."""
+        last = ""
+        now = time.monotonic()
+        order = [i for i, u in enumerate(self.settings.uris) if self._down_until.get(u, 0) <= now]
+        # If every server was recently down, try them all again rather than fail blind.
+        for i in order or range(len(self.settings.uris)):
+            uri = self.settings.uris[i]
+            obj = ldap.initialize(uri, bytes_mode=False)
+            obj.set_option(ldap.OPT_NETWORK_TIMEOUT, self.settings.timeout)
+            obj.set_option(ldap.OPT_TIMEOUT, self.settings.timeout)
+            obj.set_option(ldap.OPT_REFERRALS, 0)
+            obj.set_option(ldap.OPT_PROTOCOL_VERSION, 3)
+            try:
+                if who is not None:
+                    obj.simple_bind_s(who, password or "")
+                else:
+                    obj.whoami_s()
+            except _DOWN as exc:
+                last = f"{uri}: {type(exc).__name__}"
+                with self._lock:
+                    self._down_until[uri] = time.monotonic() + _DOWN_FOR
+                continue
+            except ldap.INVALID_CREDENTIALS:
+                raise DirectoryRefused("bind", who or "", "invalidCredentials",
+                                       "GovTrust's bind DN or password is wrong") from None
+            return _Conn(obj, i, time.monotonic())
+        raise DirectoryUnavailable(self.settings.uris, last)
+
+    def _take(self, pool: queue.LifoQueue[_Conn], bound: bool) -> _Conn:
+        while True:
+            try:
+                conn = pool.get_nowait()
+            except queue.Empty:
+                if bound:
+                    return self._connect(self.settings.bind_dn, self.settings.bind_password)
+                return self._connect(None, None)
+            if conn.uri_index and time.monotonic() - conn.created > _REPLICA_MAX_AGE:
+                _close(conn)
+                continue
+            return conn
+
+    def _give(self, pool: queue.LifoQueue[_Conn], conn: _Conn) -> None:
+        if pool.qsize() < self._pool_size:
+            pool.put(conn)
+        else:
+            _close(conn)
+
+    def _mark_down(self, conn: _Conn) -> None:
+        with self._lock:
+            self._down_until[self.settings.uris[conn.uri_index]] = time.monotonic() + _DOWN_FOR
+        _close(conn)
+        # Pooled siblings on the same server are most likely dead too.
+        for pool in (self._pool, self._binds):
+            keep = []
+            while True:
+                try:
+                    c = pool.get_nowait()
+                except queue.Empty:
+                    break
+                if c.uri_index == conn.uri_index:
+                    _close(c)
+                else:
+                    keep.append(c)
+            for c in keep:
+                pool.put(c)
+
+    def _run(self, op: Callable[[LDAPObject], T]) -> T:
+        """Run ``op`` on a pooled admin connection; on a dead server, retry elsewhere."""
+        for attempt in range(len(self.settings.uris) + 1):
+            conn = self._take(self._pool, bound=True)
+            try:
+                result = op(conn.obj)
+            except _DOWN as exc:
+                self._mark_down(conn)
+                if attempt == len(self.settings.uris):
+                    raise DirectoryUnavailable(self.settings.uris, type(exc).__name__) from None
+                continue
+            except BaseException:
+                self._give(self._pool, conn)
+                raise
+            self._give(self._pool, conn)
+            return result
+        raise DirectoryUnavailable(self.settings.uris)
+
+    @contextmanager
+    def connection(self) -> Iterator[LDAPObject]:
+        """A pooled admin connection for a batch of operations (no automatic retry)."""
+        conn = self._take(self._pool, bound=True)
+        try:
+            yield conn.obj
+        except _DOWN as exc:
+            self._mark_down(conn)
+            raise DirectoryUnavailable(self.settings.uris, type(exc).__name__) from None
+        except BaseException:
+            self._give(self._pool, conn)
+            raise
+        self._give(self._pool, conn)
+
+    def close(self) -> None:
+        for pool in (self._pool, self._binds):
+            while True:
+                try:
+                    _close(pool.get_nowait())
+                except queue.Empty:
+                    break
+
+    def ping(self) -> None:
+        """Raise DirectoryUnavailable unless some configured server answers."""
+        self._run(lambda c: c.whoami_s())
+
+    # -- operations --------------------------------------------------------------
+    def search(self, base: str, template: str, args: Sequence[str] = (), *,
+               scope: str = "sub", attrs: Sequence[str] | None = None,
+               ) -> list[tuple[str, Attrs]]:
+        """Entries under ``base`` matching ``filter_format(template, args)``."""
+        filterstr = ldap.filter.filter_format(template, list(args))
+
+        def op(c: LDAPObject) -> list[tuple[str, Attrs]]:
+            try:
+                found = c.search_ext_s(base, SCOPES[scope], filterstr,
+                                       list(attrs) if attrs is not None else None,
+                                       timeout=self.settings.timeout * 6)
+            except ldap.NO_SUCH_OBJECT:
+                return []
+            return [(dn, _decode(a)) for dn, a in found if dn is not None]
+
+        return self._run(op)
+
+    def read(self, dn: str, attrs: Sequence[str] | None = None) -> Attrs | None:
+        found = self.search(dn, "(objectClass=*)", scope="base", attrs=attrs)
+        return found[0][1] if found else None
+
+    def add(self, dn: str, attrs: Mapping[str, Sequence[str]]) -> None:
+        def op(c: LDAPObject) -> None:
+            c.add_s(dn, ldap.modlist.addModlist(_encode(attrs)))
+
+        self._guard("add", dn, lambda: self._run(op))
+
+    def modify(self, dn: str, changes: Sequence[Change]) -> None:
+        mods = _modlist(changes)
+
+        def op(c: LDAPObject) -> None:
+            c.modify_s(dn, mods)
+
+        if mods:
+            self._guard("modify", dn, lambda: self._run(op))
+
+    def delete(self, dn: str) -> None:
+        def op(c: LDAPObject) -> None:
+            c.delete_s(dn)
+
+        self._guard("delete", dn, lambda: self._run(op))
+
+    def set_password(self, dn: str, password: str) -> None:
+        """Set a password as the administrator (RFC 3062); slapd hashes it."""
+        def op(c: LDAPObject) -> None:
+            c.passwd_s(dn, None, password)
+
+        self._guard("password", dn, lambda: self._run(op))
+
+    def _guard(self, what: str, dn: str, call: Callable[[], None]) -> None:
+        try:
+            call()
+        except ldap.ALREADY_EXISTS:
+            raise AlreadyExists("entry", dn) from None
+        except ldap.NO_SUCH_OBJECT:
+            raise NotFound("entry", dn) from None
+        except ldap.LDAPError as exc:
+            raise _refused(what, dn, exc) from None
+
+    def apply_many(self, ops: Sequence[tuple[str, str, Any]]) -> list[DirectoryRefused | None]:
+        """Run many adds/modifies asynchronously on one connection, in order of sending.
+
+        ``ops`` are ``("add", dn, attrs)`` or ``("modify", dn, changes)``. Each result
+        is None (done) or the refusal; up to ``_ASYNC_WINDOW`` are in flight at once,
+        which is what makes a 10,000-row import take seconds rather than minutes.
+        """
+        results: list[DirectoryRefused | None] = [None] * len(ops)
+        with self.connection() as c:
+            inflight: dict[int, int] = {}
+
+            def collect_one() -> None:
+                msgid = next(iter(inflight))
+                index = inflight.pop(msgid)
+                try:
+                    c.result3(msgid, all=1, timeout=self.settings.timeout * 6)
+                except _DOWN:
+                    raise
+                except ldap.LDAPError as exc:
+                    results[index] = _refused(ops[index][0], ops[index][1], exc)
+
+            for index, (kind, dn, payload) in enumerate(ops):
+                if kind == "add":
+                    msgid = c.add_ext(dn, ldap.modlist.addModlist(_encode(payload)))
+                elif kind == "modify":
+                    msgid = c.modify_ext(dn, _modlist(payload))
+                else:
+                    raise InvalidValue("operation", f"unknown kind {kind!r}")
+                inflight[msgid] = index
+                if len(inflight) >= _ASYNC_WINDOW:
+                    collect_one()
+            while inflight:
+                collect_one()
+        return results
+
+    # -- people ------------------------------------------------------------------
+    def to_person(self, dn: str, attrs: Attrs) -> Person:
+        groups_base = self.container("groups")
+        groups = tuple(sorted(self.rdn_value(g) for g in attrs.get("memberOf", [])
+                              if self.is_under(g, groups_base)))
+        return entries.person_from_attributes(dn, attrs, groups)
+
+    def find_person_entry(self, uid: str, extra: Sequence[str] = ()) -> tuple[str, Attrs] | None:
+        found = self.search(self.container("people"),
+                            "(&(objectClass=inetOrgPerson)(uid=%s))", [uid],
+                            scope="one", attrs=[*entries.READ, *extra])
+        return found[0] if found else None
+
+    def find_person(self, uid: str) -> Person | None:
+        found = self.find_person_entry(uid)
+        return self.to_person(*found) if found else None
+
+    # -- authentication -----------------------------------------------------------
+    def authenticate(self, uid: str, password: str) -> AuthOutcome:
+        """Bind as the person and say what happened (never whether ``uid`` exists)."""
+        if not password or not isinstance(uid, str) or not UID_RE.match(uid):
+            # An empty password would be an unauthenticated bind (RFC 4513 §5.1.2),
+            # which "succeeds" without checking anything: refuse it before any bind.
+            return AuthOutcome(AuthResult.BAD_CREDENTIALS)
+        try:
+            found = self.find_person_entry(uid)
+        except DirectoryUnavailable:
+            return AuthOutcome(AuthResult.UNAVAILABLE)
+        if found is None:
+            return AuthOutcome(AuthResult.BAD_CREDENTIALS)
+        dn, attrs = found
+        person = self.to_person(dn, attrs)
+        try:
+            ok, pp = self._bind(dn, password)
+        except DirectoryUnavailable:
+            return AuthOutcome(AuthResult.UNAVAILABLE)
+        error = getattr(pp, "error", None) if pp is not None else None
+        grace = getattr(pp, "graceAuthNsRemaining", None) if pp is not None else None
+        expires = getattr(pp, "timeBeforeExpiration", None) if pp is not None else None
+        if not ok:
+            if error == _PP_LOCKED:
+                return self._locked(person, attrs, password)
+            if error == _PP_EXPIRED:
+                return AuthOutcome(AuthResult.PASSWORD_EXPIRED)
+            return AuthOutcome(AuthResult.BAD_CREDENTIALS)
+        # Only now, with the password proven, may the caller learn the standing.
+        if person.status is PersonStatus.SUSPENDED:
+            return AuthOutcome(AuthResult.SUSPENDED, person)
+        if person.status is PersonStatus.LEFT:
+            return AuthOutcome(AuthResult.LEFT, person)
+        if error in (_PP_EXPIRED, _PP_CHANGE_AFTER_RESET):
+            return AuthOutcome(AuthResult.PASSWORD_EXPIRED, None, grace, expires)
+        return AuthOutcome(AuthResult.OK, person, grace, expires)
+
+    def _locked(self, person: Person, attrs: Attrs, password: str) -> AuthOutcome:
+        """A locked bind: a suspension/leave lock is reported as such only to a
+        caller who knows the password (checked against the stored hash)."""
+        locked_at = (attrs.get("pwdAccountLockedTime") or [""])[0]
+        if locked_at == entries.ADMIN_LOCK and person.status is not PersonStatus.ACTIVE:
+            stored = self.read(person.dn, ["userPassword"]) or {}
+            if any(check_ssha(password, v) for v in stored.get("userPassword", [])):
+                result = (AuthResult.SUSPENDED if person.status is PersonStatus.SUSPENDED
+                          else AuthResult.LEFT)
+                return AuthOutcome(result, person)
+            return AuthOutcome(AuthResult.BAD_CREDENTIALS)
+        return AuthOutcome(AuthResult.LOCKED)
+
+    def _bind(self, dn: str, password: str) -> tuple[bool, Any]:
+        """Simple bind with the ppolicy control on a bind-only pooled connection.
+
+        Binds never share the admin connections: a bind changes a connection's
+        identity, so these connections are used for nothing else.
+        """
+        for attempt in range(len(self.settings.uris) + 1):
+            conn = self._take(self._binds, bound=False)
+            try:
+                msgid = conn.obj.simple_bind(dn, password, serverctrls=[PasswordPolicyControl()])
+                _t, _d, _m, ctrls = conn.obj.result3(msgid, timeout=self.settings.timeout)
+                ok, raw = True, ctrls
+            except _DOWN:
+                self._mark_down(conn)
+                if attempt == len(self.settings.uris):
+                    raise DirectoryUnavailable(self.settings.uris, "bind") from None
+                continue
+            except ldap.INVALID_CREDENTIALS as exc:
+                ok, raw = False, _exc_controls(exc)
+            except ldap.LDAPError as exc:
+                self._give(self._binds, conn)
+                raise _refused("bind", dn, exc) from None
+            self._give(self._binds, conn)
+            for ctrl in raw or []:
+                if ctrl.controlType == PasswordPolicyControl.controlType:
+                    return ok, ctrl
+            return ok, None
+        raise DirectoryUnavailable(self.settings.uris, "bind")
+
+
+def _exc_controls(exc: ldap.LDAPError) -> list[Any]:
+    """Response controls carried by a failed operation's exception."""
+    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    raw = info.get("ctrls") or []
+    if raw and isinstance(raw[0], tuple):
+        try:
+            return list(DecodeControlTuples(raw, {
+                PasswordPolicyControl.controlType: PasswordPolicyControl}))
+        except Exception:  # a malformed control must not turn a failed bind into an error
+            return []
+    return list(raw)
+
+
+def _modlist(changes: Sequence[Change]) -> list[tuple[int, str, list[bytes] | None]]:
+    return [(_OPS[op], attr, [v.encode("utf-8") for v in values] if values else None)
+            for op, attr, values in changes]
+
+
+def _refused(what: str, dn: str, exc: ldap.LDAPError) -> DirectoryRefused:
+    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    detail = str(info.get("info", "") or info.get("desc", ""))
+    return DirectoryRefused(what, dn, type(exc).__name__, detail)
+
+
+def _close(conn: _Conn) -> None:
+    try:
+        conn.obj.unbind_s()
+    except ldap.LDAPError:
+        pass
+
