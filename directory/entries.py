@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from directory.model import Person, PersonStatus
+from policies.passwords import PasswordPolicy
 
 Attrs = dict[str, list[str]]
 Change = tuple[str, str, list[str] | None]  # ("add"|"delete"|"replace", attribute, values)
@@ -92,3 +93,26 @@ def changes(existing: Mapping[str, Sequence[str]], desired: Mapping[str, Sequenc
             continue
         out.append(("replace", attr, new) if new else ("delete", attr, None))
     return out
+
+
+def policy_attributes(policy: PasswordPolicy) -> dict[str, str]:
+    """The ppolicy entry's attributes (draft-behera-ldap-password-policy-10 §5.2)."""
+    values: dict[str, object] = {
+        "pwdAttribute": "userPassword",
+        "pwdMinLength": policy.min_length,
+        "pwdMaxLength": policy.max_length,
+        # 1: check quality when slapd sees the cleartext; an admin may set a hash.
+        "pwdCheckQuality": 1,
+        "pwdInHistory": policy.history,
+        "pwdMaxFailure": policy.max_failures,
+        "pwdLockout": "TRUE" if policy.max_failures else "FALSE",
+        "pwdLockoutDuration": policy.lockout_seconds,
+        "pwdFailureCountInterval": policy.failure_count_interval_seconds,
+        "pwdMaxAge": policy.max_age_days * 86400,
+        "pwdExpireWarning": policy.expire_warning_days * 86400,
+        "pwdGraceAuthNLimit": policy.grace_logins,
+        "pwdAllowUserChange": "TRUE",
+        "pwdMustChange": "FALSE",
+        "pwdSafeModify": "FALSE",
+    }
+    return {k: str(v) for k, v in values.items()}

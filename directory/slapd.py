@@ -29,6 +29,7 @@ import ldap.dn
 import ldap.modlist
 from ldif import LDIFWriter
 
+from directory import entries
 from directory.errors import DirectoryUnavailable, SlapdFailed
 from directory.settings import DirectorySettings
 from policies.passwords import PasswordPolicy
@@ -78,26 +79,7 @@ def render_schema(oid_arc: str) -> str:
 
 
 def policy_attributes(policy: PasswordPolicy) -> dict[str, list[bytes]]:
-    """The ppolicy entry's attributes (draft-behera-ldap-password-policy-10 §5.2)."""
-    values = {
-        "pwdAttribute": "userPassword",
-        "pwdMinLength": policy.min_length,
-        "pwdMaxLength": policy.max_length,
-        # 1: check quality when slapd sees the cleartext; admins may set hashes.
-        "pwdCheckQuality": 1,
-        "pwdInHistory": policy.history,
-        "pwdMaxFailure": policy.max_failures,
-        "pwdLockout": "TRUE" if policy.max_failures else "FALSE",
-        "pwdLockoutDuration": policy.lockout_seconds,
-        "pwdFailureCountInterval": policy.failure_count_interval_seconds,
-        "pwdMaxAge": policy.max_age_days * 86400,
-        "pwdExpireWarning": policy.expire_warning_days * 86400,
-        "pwdGraceAuthNLimit": policy.grace_logins,
-        "pwdAllowUserChange": "TRUE",
-        "pwdMustChange": "FALSE",
-        "pwdSafeModify": "FALSE",
-    }
-    return {k: [str(v).encode()] for k, v in values.items()}
+    return {k: [v.encode()] for k, v in entries.policy_attributes(policy).items()}
 
 
 def base_entries(settings: DirectorySettings, policy: PasswordPolicy) -> list[tuple[str, Entry]]:
