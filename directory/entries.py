@@ -8,6 +8,9 @@ the gateway does the bytes and the DNs. Import compares the attributes listed in
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import secrets
 from collections.abc import Mapping, Sequence
 
 from directory.model import Person, PersonStatus
@@ -26,7 +29,8 @@ READ = [*MANAGED, "uid", "entryUUID", "memberOf", "pwdAccountLockedTime"]
 
 # Two-character surnames, so 欧阳修 gets sn 欧阳 and givenName 修.
 _COMPOUND_SURNAMES = frozenset(
-    "欧阳 司马 上官 诸葛 东方 皇甫 尉迟 公孙 慕容 长孙 宇文 司徒 令狐 夏侯 轩辕 端木 独孤 南宫 西门 万俟".split())
+    "欧阳 司马 上官 诸葛 东方 皇甫 尉迟 公孙 慕容 长孙 "
+    "宇文 司徒 令狐 夏侯 轩辕 端木 独孤 南宫 西门 万俟".split())
 # A "LOCKED" time that never expires: ppolicy's administrative lock.
 ADMIN_LOCK = "000001010000Z"
 
@@ -116,3 +120,10 @@ def policy_attributes(policy: PasswordPolicy) -> dict[str, str]:
         "pwdSafeModify": "FALSE",
     }
     return {k: str(v) for k, v in values.items()}
+
+
+def ssha(password: str) -> str:
+    """``{SSHA}`` as slapd and slappasswd write it: SHA-1 over password‖salt, salt appended."""
+    salt = secrets.token_bytes(8)
+    digest = hashlib.sha1(password.encode("utf-8") + salt).digest()
+    return "{SSHA}" + base64.b64encode(digest + salt).decode("ascii")

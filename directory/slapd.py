@@ -12,11 +12,8 @@ overlays (syncprov lets a replica follow this provider with syncrepl), our
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import os
-import secrets
 import signal
 import subprocess
 import time
@@ -52,13 +49,6 @@ POLICIES = "policies"
 POLICY_CN = "default"
 
 Entry = dict[str, list[bytes]]
-
-
-def ssha(password: str) -> str:
-    """``{SSHA}`` as slapd (and slappasswd) write it: SHA-1 over password‖salt."""
-    salt = secrets.token_bytes(8)
-    digest = hashlib.sha1(password.encode("utf-8") + salt).digest()
-    return "{SSHA}" + base64.b64encode(digest + salt).decode("ascii")
 
 
 def container_dn(settings: DirectorySettings, name: str) -> str:
@@ -148,7 +138,8 @@ class ManagedSlapd:
         departments = container_dn(s, DEPARTMENTS)
         groups = container_dn(s, GROUPS)
         policies = container_dn(s, POLICIES)
-        peercred = f"gidNumber={os.getgid()}+uidNumber={os.getuid()},cn=peercred,cn=external,cn=auth"
+        peercred = (f"gidNumber={os.getgid()}+uidNumber={os.getuid()},"
+                    "cn=peercred,cn=external,cn=auth")
         svc = f'dn.children="{services}"'
         acl = [
             # Binding needs auth on the hash; only the person may change it.
@@ -161,7 +152,7 @@ class ManagedSlapd:
             f'to dn.base="{base}" by {svc} read by users read by * none',
             "to * by self read by * none",
         ]
-        entries: list[tuple[str, Entry]] = [
+        head: list[tuple[str, Entry]] = [
             ("cn=config", {"objectClass": [b"olcGlobal"], "cn": [b"config"],
                            "olcPidFile": [str(self.pid_file).encode()],
                            "olcArgsFile": [str(self.run_dir / "slapd.args").encode()],
@@ -188,7 +179,7 @@ class ManagedSlapd:
                 "olcDatabase": [b"{1}mdb"],
                 "olcSuffix": [base.encode()],
                 "olcRootDN": [s.bind_dn.encode()],
-                "olcRootPW": [ssha(s.bind_password).encode()],
+                "olcRootPW": [entries.ssha(s.bind_password).encode()],
                 "olcDbDirectory": [str(self.db_dir).encode()],
                 "olcDbMaxSize": [str(4 * 1024**3).encode()],
                 "olcDbIndex": [v.encode() for v in (
@@ -219,7 +210,7 @@ class ManagedSlapd:
         ]
         out = io.StringIO()
         writer = LDIFWriter(out, cols=10_000)
-        for dn, entry in entries:
+        for dn, entry in head:
             writer.unparse(dn, entry)
         for name in SYSTEM_SCHEMAS:
             out.write((SYSTEM_SCHEMA_DIR / name).read_text(encoding="utf-8").strip() + "\n\n")
