@@ -15,7 +15,10 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session, sessionmaker
 
+    from idp.lifecycle import SessionTerminator
     from idp.outbox import Outbox
+    from idp.ports import Authenticator
+    from idp.provider import Provider
     from pki.audit import ChainReport
     from pki.audit_store import AuditLog
 
@@ -48,6 +51,57 @@ class Services:
         from idp.outbox import Outbox
 
         return Outbox(self.sessions)
+
+    # -- the OpenID provider (idp) -------------------------------------------------
+    @cached_property
+    def authenticator(self) -> Authenticator:
+        """Password checks: the directory's ``authenticate`` (a bind under ppolicy)."""
+        directory = self.__dict__.get("directory")
+        if directory is None and hasattr(type(self), "directory"):
+            directory = self.directory  # type: ignore[attr-defined]
+        if directory is not None and hasattr(directory, "authenticate"):
+            return directory  # type: ignore[no-any-return]
+        if directory is not None and hasattr(directory, "gateway"):
+            return directory.gateway  # type: ignore[no-any-return]
+        from directory.gateway import LdapGateway
+
+        return LdapGateway(self.config.directory_settings())
+
+    @cached_property
+    def provider(self) -> Provider:
+        """Every IdP service (keys, clients, tokens, SSO sessions, logout, throttle)."""
+        from idp.clients import ClientRepository
+        from idp.keys import KeyStore, derive_passphrase
+        from idp.logout import Logout
+        from idp.provider import Provider
+        from idp.sessions import SessionStore
+        from idp.throttle import Throttle
+        from idp.tokens import TokenService
+
+        idp = self.config.sections["idp"]
+        issuer = str(idp["issuer"]).rstrip("/")
+        cookie_key = self.config.secret_bytes("cookie-key")
+        keys = KeyStore(self.sessions, derive_passphrase(cookie_key))
+        clients = ClientRepository(self.sessions, self.config.secret_bytes("client-secret-key"))
+        tokens = TokenService(self.sessions, keys, issuer)
+        store = SessionStore(self.sessions, float(idp["session_hours"]))
+        ca_file = self.config.home / "pki" / "chain.pem"
+        from idp.logout import make_poster
+
+        logout = Logout(self.sessions, store, tokens, keys, clients, issuer,
+                        poster=make_poster(str(ca_file) if ca_file.exists() else None))
+        return Provider(issuer=issuer, db=self.sessions, keys=keys, clients=clients,
+                        tokens=tokens, sessions=store, logout=logout,
+                        throttle=Throttle(self.sessions), authenticator=self.authenticator,
+                        audit=self.audit, cookie_key=cookie_key,
+                        trusted_proxies=tuple(idp["trusted_proxies"]))
+
+    @cached_property
+    def session_terminator(self) -> SessionTerminator:
+        """Subscribe this to the outbox: ends sessions of suspended/departed people."""
+        from idp.lifecycle import SessionTerminator
+
+        return SessionTerminator(self.provider.logout)
 
     def close(self) -> None:
         if "engine" in self.__dict__:
