@@ -30,7 +30,8 @@ def test_good_row_with_chinese_names() -> None:
 
 
 def test_bom_is_accepted_and_columns_may_be_reordered() -> None:
-    data = b"\xef\xbb\xbf" + "email,uid,title,department,name\nz@b.cn,li,处长,市公安局,李娜\n".encode()
+    text = "email,uid,title,department,name\nz@b.cn,li,处长,市公安局,李娜\n"
+    data = b"\xef\xbb\xbf" + text.encode()
     parsed = parse_csv(data)
     assert parsed.errors == [] and parsed.rows[0].name == "李娜"
 
@@ -42,7 +43,8 @@ def test_wrong_encoding_gbk_names_the_line() -> None:
 
 
 def test_missing_column() -> None:
-    line, reason = only_error(csv("zhangwei,张伟,市财政局,科员\n", header="uid,name,department,title\n"))
+    data = csv("zhangwei,张伟,市财政局,科员\n", header="uid,name,department,title\n")
+    line, reason = only_error(data)
     assert line == 1 and "email" in reason
 
 
