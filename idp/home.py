@@ -49,5 +49,35 @@ def _init_pki(services: Services, demo: bool, echo: Echo, report: dict[str, Any]
     """Create the root CA, the issuing CA and the OCSP responder certificate."""
 
 
+SAMPLE_APP_FILE = "sample-app-client.json"
+SAMPLE_APP_URL = "http://127.0.0.1:5000"
+
+
 def _init_idp(services: Services, demo: bool, echo: Echo, report: dict[str, Any]) -> None:
-    """Create the token signing key; register the demo department apps."""
+    """Create the token signing keys; register the demo department apps."""
+    import json
+
+    from idp.clients import build_client
+
+    provider = services.provider
+    made = provider.keys.ensure()
+    report["idp keys"] = f"created {len(made)}" if made else "kept"
+    if not demo:
+        return
+    path = services.config.home / SAMPLE_APP_FILE
+    if path.exists():
+        known = json.loads(path.read_text(encoding="utf-8")).get("client_id", "")
+        if provider.clients.get(known) is not None:
+            report["sample app"] = "kept"
+            return
+    client, secret = provider.clients.add(build_client(
+        name="示例部门应用", redirect_uris=[f"{SAMPLE_APP_URL}/callback"], level=2,
+        first_party=True, post_logout_redirect_uris=[f"{SAMPLE_APP_URL}/"]))
+    data = {"issuer": provider.issuer, "client_id": client.client_id, "client_secret": secret,
+            "redirect_uri": f"{SAMPLE_APP_URL}/callback"}
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, ensure_ascii=False, indent=2)
+    report["sample app"] = f"registered {client.client_id} ({path})"
+    echo(f"sample app client written to {path}")
