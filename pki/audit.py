@@ -55,6 +55,21 @@ class Problem(enum.StrEnum):
     BROKEN_LINK = "broken_link"  # prev_hash is not the hash of the record before
     MISSING = "missing"  # a sequence number is skipped (a record was removed)
     TRUNCATED = "truncated"  # the signed head names a later record than the log has
+    BAD_HEAD_SIGNATURE = "bad_head_signature"  # the CA's signature over the head fails
+
+
+@dataclass(frozen=True)
+class SignedHead:
+    """The last (seq, hash) the issuing CA signed, with its signature."""
+
+    seq: int
+    hash: str
+    signature: bytes
+
+
+def head_message(seq: int, digest: str) -> bytes:
+    """The bytes the CA signs for a head: domain-separated, unambiguous."""
+    return f"govtrust-audit-head\x00{seq}\x00{digest}".encode()
 
 
 @dataclass(frozen=True)

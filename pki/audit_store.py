@@ -7,8 +7,9 @@ concurrent appends can never chain onto the same predecessor.
 
 from __future__ import annotations
 
+import base64
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -27,7 +28,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from pki.audit import GENESIS, AuditRecord, ChainReport, record_hash, verify_chain
+from pki.audit import (
+    GENESIS,
+    AuditRecord,
+    ChainReport,
+    SignedHead,
+    head_message,
+    record_hash,
+    verify_chain,
+)
 
 metadata = MetaData()
 
@@ -128,3 +137,34 @@ class AuditLog:
     def verify(self, expected_head: tuple[int, str] | None = None) -> ChainReport:
         with self._sessions() as session:
             return verify_chain(iter_records(session), expected_head)
+
+    def sign_head(self, sign: Callable[[bytes], bytes]) -> SignedHead | None:
+        """Sign the current head with ``sign`` (the issuing CA) and keep it.
+
+        The head row is locked while signing, so the signature always names
+        the head that is stored beside it.
+        """
+        with self._sessions.begin() as session:
+            bumped = session.execute(update(audit_head).where(audit_head.c.id == 1)
+                                     .values(seq=audit_head.c.seq))
+            if bumped.rowcount == 0:
+                return None
+            row = session.execute(select(audit_head.c.seq, audit_head.c.hash)
+                                  .where(audit_head.c.id == 1)).one()
+            seq, digest = int(row.seq), str(row.hash)
+            signature = sign(head_message(seq, digest))
+            session.execute(update(audit_head).where(audit_head.c.id == 1).values(
+                signed_seq=seq, signed_hash=digest,
+                signature=base64.b64encode(signature).decode()))
+        return SignedHead(seq, digest, signature)
+
+    def signed_head_record(self) -> SignedHead | None:
+        with self._sessions() as session:
+            row = session.execute(select(audit_head).where(audit_head.c.id == 1)).first()
+        if row is None or row.signed_seq is None or row.signature is None:
+            return None
+        try:
+            signature = base64.b64decode(row.signature, validate=True)
+        except ValueError:
+            signature = b""
+        return SignedHead(int(row.signed_seq), str(row.signed_hash), signature)

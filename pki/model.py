@@ -1,0 +1,225 @@
+"""Values of the CA: certificate records, statuses, revocation reasons, settings."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pki.errors import InvalidReason, InvalidSerial
+from pki.keys import KeyAlgorithm
+
+
+class CertStatus(enum.StrEnum):
+    VALID = "valid"
+    HOLD = "hold"
+    REVOKED = "revoked"
+
+
+class OwnerKind(enum.StrEnum):
+    PERSON = "person"
+    APP = "app"
+    CA = "ca"
+
+
+class CARole(enum.StrEnum):
+    ROOT = "root"
+    ISSUING = "issuing"
+    OCSP = "ocsp"
+
+
+class RevocationReason(enum.StrEnum):
+    """RFC 5280 §5.3.1 CRLReason, named as in the RFC (and in ``openssl ocsp``)."""
+
+    UNSPECIFIED = "unspecified"
+    KEY_COMPROMISE = "keyCompromise"
+    CA_COMPROMISE = "cACompromise"
+    AFFILIATION_CHANGED = "affiliationChanged"
+    SUPERSEDED = "superseded"
+    CESSATION_OF_OPERATION = "cessationOfOperation"
+    CERTIFICATE_HOLD = "certificateHold"
+    REMOVE_FROM_CRL = "removeFromCRL"
+    PRIVILEGE_WITHDRAWN = "privilegeWithdrawn"
+    AA_COMPROMISE = "aACompromise"
+
+    @property
+    def code(self) -> int:
+        return _REASON_CODES[self]
+
+    @classmethod
+    def parse(cls, text: str) -> RevocationReason:
+        """Accept ``keyCompromise``, ``key-compromise`` or ``key_compromise``."""
+        wanted = text.replace("-", "").replace("_", "").lower()
+        for reason in cls:
+            if reason.value.lower() == wanted:
+                return reason
+        raise InvalidReason(text)
+
+    @classmethod
+    def for_revocation(cls, text: str | RevocationReason) -> RevocationReason:
+        """A reason ``revoke`` may use: hold and removeFromCRL have their own verbs."""
+        reason = text if isinstance(text, RevocationReason) else cls.parse(text)
+        if reason in (cls.CERTIFICATE_HOLD, cls.REMOVE_FROM_CRL):
+            raise InvalidReason(reason.value)
+        return reason
+
+
+_REASON_CODES = {
+    RevocationReason.UNSPECIFIED: 0,
+    RevocationReason.KEY_COMPROMISE: 1,
+    RevocationReason.CA_COMPROMISE: 2,
+    RevocationReason.AFFILIATION_CHANGED: 3,
+    RevocationReason.SUPERSEDED: 4,
+    RevocationReason.CESSATION_OF_OPERATION: 5,
+    RevocationReason.CERTIFICATE_HOLD: 6,
+    RevocationReason.REMOVE_FROM_CRL: 8,
+    RevocationReason.PRIVILEGE_WITHDRAWN: 9,
+    RevocationReason.AA_COMPROMISE: 10,
+}
+
+_SERIAL = re.compile(r"^[0-9a-f]{1,40}$")
+
+
+def normalize_serial(text: str) -> str:
+    """Serials are written and accepted as lowercase hex without colons."""
+    s = text.strip().lower()
+    if s.startswith("0x"):
+        s = s[2:]
+    if not _SERIAL.match(s):
+        raise InvalidSerial(text)
+    return format(int(s, 16), "x")
+
+
+def serial_hex(serial: int) -> str:
+    return format(serial, "x")
+
+
+@dataclass(frozen=True)
+class CertificateRecord:
+    serial: str  # lowercase hex, no leading zeros
+    owner_kind: OwnerKind
+    owner_uid: str  # person uid, app name, or "ca"
+    owner_entry_uuid: str
+    profile: str
+    subject: str  # RFC 4514
+    not_before: datetime
+    not_after: datetime
+    status: CertStatus
+    issued_at: datetime
+    der: bytes
+    status_changed_at: datetime | None = None
+    revoked_at: datetime | None = None
+    reason: RevocationReason | None = None
+    invalidity_date: datetime | None = None
+    hardware_key: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "serial": self.serial, "owner": self.owner_uid, "owner_kind": self.owner_kind.value,
+            "entry_uuid": self.owner_entry_uuid, "profile": self.profile,
+            "subject": self.subject, "not_before": self.not_before.isoformat(),
+            "not_after": self.not_after.isoformat(), "status": self.status.value,
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "reason": self.reason.value if self.reason else None,
+            "invalidity_date": self.invalidity_date.isoformat() if self.invalidity_date else None,
+        }
+
+
+@dataclass(frozen=True)
+class RevokedEntry:
+    """One line of a CRL (RFC 5280 §5.1.2.6, §5.3)."""
+
+    serial: int
+    revoked_at: datetime
+    reason: RevocationReason | None = None
+    invalidity_date: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CRLRecord:
+    number: int
+    delta: bool
+    base_number: int | None
+    this_update: datetime
+    next_update: datetime
+    entries: int
+    der: bytes
+
+
+@dataclass(frozen=True)
+class CACertificate:
+    role: CARole
+    key_label: str
+    serial: str
+    der: bytes
+    not_before: datetime
+    not_after: datetime
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """What the store appends to the audit log in the same transaction."""
+
+    actor: str
+    action: str
+    target: str
+    details: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class CASettings:
+    """What the CA needs from ``[pki]`` (and the directory realm for UPNs)."""
+
+    public_url: str = "http://127.0.0.1:8080"
+    key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256
+    organization: str = "北京市人民政府"
+    country: str = "CN"
+    realm: str = "beijing.gov.cn"
+    root_validity: timedelta = timedelta(days=365 * 20)
+    issuing_validity: timedelta = timedelta(days=365 * 10)
+    crl_lifetime: timedelta = timedelta(days=2)
+    crl_refresh: timedelta = timedelta(days=1)
+    delta_lifetime: timedelta = timedelta(hours=4)
+    delta_refresh: timedelta = timedelta(hours=1)
+    ocsp_response_lifetime: timedelta = timedelta(hours=4)
+    # A full CRL is rebuilt on each revocation while it is this small; above,
+    # revocations go into delta CRLs and the full CRL follows its schedule.
+    full_crl_on_revoke_max: int = 100_000
+    csr_max_bytes: int = 64 * 1024
+
+    @classmethod
+    def from_mapping(cls, pki: Mapping[str, Any], realm: str) -> CASettings:
+        return cls(
+            public_url=str(pki.get("public_url", cls.public_url)).rstrip("/"),
+            key_algorithm=KeyAlgorithm(str(pki.get("key_algorithm", "ec-p256"))),
+            organization=str(pki.get("organization", cls.organization)),
+            country=str(pki.get("country", cls.country)),
+            realm=realm,
+        )
+
+    @property
+    def crl_url(self) -> str:
+        return f"{self.public_url}/crl/issuing.crl"
+
+    @property
+    def delta_crl_url(self) -> str:
+        return f"{self.public_url}/crl/issuing-delta.crl"
+
+    @property
+    def ocsp_url(self) -> str:
+        return f"{self.public_url}/ocsp"
+
+    @property
+    def issuing_ca_url(self) -> str:
+        return f"{self.public_url}/ca/issuing.der"
+
+    @property
+    def root_ca_url(self) -> str:
+        return f"{self.public_url}/ca/root.der"
+
+    @property
+    def root_crl_url(self) -> str:
+        return f"{self.public_url}/crl/root.crl"

@@ -1,0 +1,211 @@
+"""The OCSP responder (RFC 6960), with RFC 8954 nonce limits and RFC 5019 caching.
+
+Framework-free: :meth:`OCSPResponder.respond` takes the request bytes and returns
+the DER response; ``pki.http`` only moves bytes. Responses are signed by the
+delegated responder certificate (RFC 6960 §4.2.2.2), which is included in each
+response. A response without a nonce is pre-signed and reused per serial until
+the certificate's status changes, the responder certificate is renewed, or it
+nears its nextUpdate; a request with a nonce is signed fresh so the nonce can
+be echoed (RFC 6960 §4.4.1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from asn1crypto import algos, core
+from asn1crypto import ocsp as a_ocsp
+from asn1crypto import x509 as a_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from pki.errors import OCSPRequestError
+from pki.keys import Signer
+from pki.model import CertStatus, RevocationReason
+
+REQUEST_CONTENT_TYPE = "application/ocsp-request"
+RESPONSE_CONTENT_TYPE = "application/ocsp-response"
+MAX_REQUEST_BYTES = 8 * 1024
+MAX_REQUESTS = 16
+NONCE_MAX = 32  # RFC 8954 §2.1: 1..32 octets
+
+_HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha384": hashlib.sha384,
+           "sha512": hashlib.sha512}
+
+
+@dataclass(frozen=True)
+class StatusInfo:
+    """A certificate's status as the store knows it."""
+
+    status: CertStatus
+    revoked_at: datetime | None = None
+    reason: RevocationReason | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.status.value, self.revoked_at.isoformat() if self.revoked_at else "",
+                self.reason.value if self.reason else "")
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    cert_ids: tuple[a_ocsp.CertId, ...]
+    serials: tuple[int, ...]
+    nonce: bytes | None
+
+
+StatusLookup = Callable[[int], StatusInfo | None]
+Credentials = Callable[[], tuple[x509.Certificate, Signer]]
+
+
+def error_response(status: str) -> bytes:
+    """An unsigned response carrying only an error status (RFC 6960 §4.2.1)."""
+    return bytes(a_ocsp.OCSPResponse({"response_status": status}).dump())
+
+
+def parse_request(data: bytes, max_bytes: int = MAX_REQUEST_BYTES) -> ParsedRequest:
+    if len(data) > max_bytes:
+        raise OCSPRequestError("malformed_request", f"request of {len(data)} bytes is too large")
+    try:
+        req = a_ocsp.OCSPRequest.load(data, strict=True)
+        tbs = req["tbs_request"]
+        cert_ids = []
+        serials = []
+        for item in tbs["request_list"]:
+            cid = item["req_cert"]
+            cid["hash_algorithm"]["algorithm"].native  # noqa: B018 - force the parse
+            serials.append(int(cid["serial_number"].native))
+            cert_ids.append(cid)
+        nonce = None
+        for ext in tbs["request_extensions"] or []:
+            name = ext["extn_id"].native
+            if name == "nonce":
+                nonce = bytes(ext["extn_value"].parsed.native)
+            elif ext["critical"].native:
+                raise OCSPRequestError("malformed_request", f"unsupported critical {name}")
+    except OCSPRequestError:
+        raise
+    except Exception as exc:  # asn1crypto raises ValueError/TypeError/KeyError variously
+        raise OCSPRequestError("malformed_request", f"not an OCSP request: {exc}") from None
+    if not cert_ids or len(cert_ids) > MAX_REQUESTS:
+        raise OCSPRequestError("malformed_request", f"{len(cert_ids)} certificates asked about")
+    if nonce is not None and not 1 <= len(nonce) <= NONCE_MAX:
+        # RFC 8954 §2.1: a responder SHOULD reject nonces outside 1..32 octets.
+        raise OCSPRequestError("malformed_request", f"nonce of {len(nonce)} octets")
+    return ParsedRequest(tuple(cert_ids), tuple(serials), nonce)
+
+
+class OCSPResponder:
+    """Answers for one issuing CA, signing with its delegated responder."""
+
+    def __init__(self, issuer: x509.Certificate, status_of: StatusLookup,
+                 credentials: Credentials, *, lifetime: timedelta = timedelta(hours=4),
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._issuer = issuer
+        self._status_of = status_of
+        self._credentials = credentials
+        self._lifetime = lifetime
+        self._clock = clock
+        name_der = issuer.subject.public_bytes(serialization.Encoding.DER)
+        spki = a_x509.Certificate.load(issuer.public_bytes(serialization.Encoding.DER))
+        key_bits = bytes(spki.public_key["public_key"].contents[1:])  # skip unused-bits octet
+        self._issuer_hashes = {
+            name: (fn(name_der).digest(), fn(key_bits).digest()) for name, fn in _HASHES.items()
+        }
+        self._cache: dict[int, tuple[tuple[str, ...], datetime, bytes]] = {}
+        self._lock = threading.Lock()
+
+    # -- RFC 6960 §4.1.1 / §2.3 ---------------------------------------------
+    def _check_issuer(self, cid: a_ocsp.CertId) -> None:
+        alg = cid["hash_algorithm"]["algorithm"].native
+        expected = self._issuer_hashes.get(alg)
+        if expected is None:
+            raise OCSPRequestError("malformed_request", f"unsupported CertID hash {alg}")
+        if (cid["issuer_name_hash"].native != expected[0]
+                or cid["issuer_key_hash"].native != expected[1]):
+            # RFC 6960 §2.3: not a CA this responder can answer for.
+            raise OCSPRequestError("unauthorized", "request for a certificate of another issuer")
+
+    def respond(self, data: bytes) -> bytes:
+        """The DER response to ``data``; never raises on bad input."""
+        try:
+            request = parse_request(data)
+            for cid in request.cert_ids:
+                self._check_issuer(cid)
+        except OCSPRequestError as exc:
+            return error_response(exc.status)
+        now = self._clock().replace(microsecond=0)
+        if request.nonce is None and len(request.serials) == 1:
+            return self._cached(request.cert_ids[0], request.serials[0], now)
+        statuses = [self._status_of(s) for s in request.serials]
+        return self._sign(list(zip(request.cert_ids, statuses, strict=True)), now, request.nonce)
+
+    def _cached(self, cid: a_ocsp.CertId, serial: int, now: datetime) -> bytes:
+        info = self._status_of(serial)
+        cert, _ = self._credentials()
+        key = (info.key if info else ("unknown", "", ""))
+        key += (format(cert.serial_number, "x"), cid["hash_algorithm"]["algorithm"].native)
+        with self._lock:
+            hit = self._cache.get(serial)
+        # Refresh once half the validity has passed (RFC 5019 §6: a fresh answer
+        # well before nextUpdate).
+        if hit and hit[0] == key and now < hit[1]:
+            return hit[2]
+        response = self._sign([(cid, info)], now, None)
+        with self._lock:
+            self._cache[serial] = (key, now + self._lifetime / 2, response)
+        return response
+
+    def _sign(self, items: list[tuple[a_ocsp.CertId, StatusInfo | None]], now: datetime,
+              nonce: bytes | None) -> bytes:
+        cert, signer = self._credentials()
+        responder = a_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+        singles = []
+        for cid, info in items:
+            singles.append(a_ocsp.SingleResponse({
+                "cert_id": cid,
+                "cert_status": _cert_status(info),
+                "this_update": now,
+                "next_update": now + self._lifetime,
+            }))
+        data: dict[str, object] = {
+            # RFC 6960 §4.2.2.3: byKey, the SHA-1 of the responder's public key bits.
+            "responder_id": a_ocsp.ResponderId(
+                name="by_key", value=responder.public_key.sha1),
+            "produced_at": now,
+            "responses": singles,
+        }
+        if nonce is not None:
+            data["response_extensions"] = [{
+                "extn_id": "nonce", "critical": False, "extn_value": core.OctetString(nonce)}]
+        tbs = a_ocsp.ResponseData(data)
+        tbs_der = tbs.dump()
+        basic = a_ocsp.BasicOCSPResponse({
+            "tbs_response_data": tbs,
+            "signature_algorithm": algos.SignedDigestAlgorithm.load(
+                signer.algorithm.signature_algorithm_der),
+            "signature": signer.sign(tbs_der),
+            "certs": [responder],
+        })
+        return bytes(a_ocsp.OCSPResponse({
+            "response_status": "successful",
+            "response_bytes": {"response_type": "basic_ocsp_response", "response": basic},
+        }).dump())
+
+
+def _cert_status(info: StatusInfo | None) -> a_ocsp.CertStatus:
+    if info is None:
+        return a_ocsp.CertStatus(name="unknown", value=core.Null())
+    if info.status is CertStatus.VALID:
+        return a_ocsp.CertStatus(name="good", value=core.Null())
+    revoked: dict[str, object] = {
+        "revocation_time": (info.revoked_at or datetime.now(UTC)).astimezone(UTC)
+        .replace(microsecond=0)}
+    reason = RevocationReason.CERTIFICATE_HOLD if info.status is CertStatus.HOLD else info.reason
+    if reason is not None:
+        revoked["revocation_reason"] = reason.code
+    return a_ocsp.CertStatus(name="revoked", value=a_ocsp.RevokedInfo(revoked))

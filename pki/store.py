@@ -1,0 +1,322 @@
+"""The CA inventory in SQL: certificates, CA certificates, CRLs, approved DNS names.
+
+The only pki module that knows SQLAlchemy. Every write that the audit log must
+show appends its audit record in the same transaction (``pki.audit_store.append``),
+so a certificate is never recorded without its audit record or the reverse.
+Status changes are compare-and-set on the current status, so two racing
+revocations of one certificate record exactly one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from pki.audit_store import append
+from pki.errors import AlreadyRevoked, InvalidTransition, NotOnHold, UnknownSerial
+from pki.model import (
+    AuditEntry,
+    CACertificate,
+    CARole,
+    CertificateRecord,
+    CertStatus,
+    CRLRecord,
+    OwnerKind,
+    RevocationReason,
+    RevokedEntry,
+)
+from pki.ocsp import StatusInfo
+
+metadata = MetaData()
+
+ca_certificates = Table(
+    "ca_certificates",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("role", String(16), nullable=False, index=True),
+    Column("key_label", String(64), nullable=False),
+    Column("serial", String(40), nullable=False),
+    Column("not_before", DateTime(timezone=True), nullable=False),
+    Column("not_after", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("der", LargeBinary, nullable=False),
+)
+
+certificates = Table(
+    "certificates",
+    metadata,
+    Column("serial", String(40), primary_key=True),
+    Column("owner_kind", String(16), nullable=False),
+    Column("owner_uid", String(256), nullable=False, index=True),
+    Column("owner_entry_uuid", String(64), nullable=False),
+    Column("profile", String(32), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("not_before", DateTime(timezone=True), nullable=False),
+    Column("not_after", DateTime(timezone=True), nullable=False, index=True),
+    Column("status", String(16), nullable=False, index=True),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("status_changed_at", DateTime(timezone=True), nullable=True, index=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("reason", String(32), nullable=True),
+    Column("invalidity_date", DateTime(timezone=True), nullable=True),
+    Column("hardware_key", Boolean, nullable=False, default=False),
+    Column("der", LargeBinary, nullable=False),
+)
+
+crls = Table(
+    "crls",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("issuer", String(16), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("delta", Boolean, nullable=False),
+    Column("base_number", Integer, nullable=True),
+    Column("this_update", DateTime(timezone=True), nullable=False),
+    Column("next_update", DateTime(timezone=True), nullable=False),
+    Column("entries", Integer, nullable=False),
+    Column("der", LargeBinary, nullable=False),
+    UniqueConstraint("issuer", "number", name="uq_crls_issuer_number"),
+)
+
+approved_dns_names = Table(
+    "approved_dns_names",
+    metadata,
+    Column("app", String(128), primary_key=True),
+    Column("dns_name", String(253), primary_key=True),
+    Column("added_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def _utc(at: datetime | None) -> datetime | None:
+    if at is None:
+        return None
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def _must(at: datetime | None) -> datetime:
+    value = _utc(at)
+    assert value is not None
+    return value
+
+
+def _audit(session: Session, audit: AuditEntry, at: datetime) -> None:
+    append(session, actor=audit.actor, action=audit.action, target=audit.target,
+           details=audit.details, at=at)
+
+
+def _record(row: object) -> CertificateRecord:
+    r = row
+    return CertificateRecord(
+        serial=r.serial,  # type: ignore[attr-defined]
+        owner_kind=OwnerKind(r.owner_kind),  # type: ignore[attr-defined]
+        owner_uid=r.owner_uid,  # type: ignore[attr-defined]
+        owner_entry_uuid=r.owner_entry_uuid,  # type: ignore[attr-defined]
+        profile=r.profile,  # type: ignore[attr-defined]
+        subject=r.subject,  # type: ignore[attr-defined]
+        not_before=_must(r.not_before),  # type: ignore[attr-defined]
+        not_after=_must(r.not_after),  # type: ignore[attr-defined]
+        status=CertStatus(r.status),  # type: ignore[attr-defined]
+        issued_at=_must(r.issued_at),  # type: ignore[attr-defined]
+        der=bytes(r.der),  # type: ignore[attr-defined]
+        status_changed_at=_utc(r.status_changed_at),  # type: ignore[attr-defined]
+        revoked_at=_utc(r.revoked_at),  # type: ignore[attr-defined]
+        reason=RevocationReason(r.reason) if r.reason else None,  # type: ignore[attr-defined]
+        invalidity_date=_utc(r.invalidity_date),  # type: ignore[attr-defined]
+        hardware_key=bool(r.hardware_key),  # type: ignore[attr-defined]
+    )
+
+
+class SqlCertificateStore:
+    """The CA's records, over a SQLAlchemy session factory."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    # -- CA certificates -------------------------------------------------------
+    def add_ca(self, ca: CACertificate, audit: AuditEntry, at: datetime) -> None:
+        with self._sessions.begin() as s:
+            s.execute(insert(ca_certificates).values(
+                role=ca.role.value, key_label=ca.key_label, serial=ca.serial,
+                not_before=ca.not_before, not_after=ca.not_after, created_at=at, der=ca.der))
+            _audit(s, audit, at)
+
+    def current_ca(self, role: CARole) -> CACertificate | None:
+        with self._sessions() as s:
+            row = s.execute(select(ca_certificates).where(ca_certificates.c.role == role.value)
+                            .order_by(ca_certificates.c.id.desc()).limit(1)).first()
+        if row is None:
+            return None
+        return CACertificate(CARole(row.role), row.key_label, row.serial, bytes(row.der),
+                             _must(row.not_before), _must(row.not_after))
+
+    # -- end-entity certificates ---------------------------------------------
+    def add_certificate(self, rec: CertificateRecord, audit: AuditEntry) -> None:
+        with self._sessions.begin() as s:
+            s.execute(insert(certificates).values(
+                serial=rec.serial, owner_kind=rec.owner_kind.value, owner_uid=rec.owner_uid,
+                owner_entry_uuid=rec.owner_entry_uuid, profile=rec.profile,
+                subject=rec.subject, not_before=rec.not_before, not_after=rec.not_after,
+                status=rec.status.value, issued_at=rec.issued_at,
+                status_changed_at=rec.issued_at, hardware_key=rec.hardware_key, der=rec.der))
+            _audit(s, audit, rec.issued_at)
+
+    def get(self, serial: str) -> CertificateRecord | None:
+        with self._sessions() as s:
+            row = s.execute(select(certificates).where(certificates.c.serial == serial)).first()
+        return None if row is None else _record(row)
+
+    def status(self, serial: int) -> StatusInfo | None:
+        with self._sessions() as s:
+            row = s.execute(select(certificates.c.status, certificates.c.revoked_at,
+                                   certificates.c.reason)
+                            .where(certificates.c.serial == format(serial, "x"))).first()
+        if row is None:
+            return None
+        return StatusInfo(CertStatus(row.status), _utc(row.revoked_at),
+                          RevocationReason(row.reason) if row.reason else None)
+
+    def find(self, *, uid: str | None = None, status: CertStatus | None = None,
+             expiring_before: datetime | None = None, limit: int = 10_000
+             ) -> list[CertificateRecord]:
+        q = select(certificates)
+        if uid is not None:
+            q = q.where(certificates.c.owner_uid == uid)
+        if status is not None:
+            q = q.where(certificates.c.status == status.value)
+        if expiring_before is not None:
+            q = q.where(certificates.c.not_after <= expiring_before)
+        q = q.order_by(certificates.c.issued_at, certificates.c.serial).limit(limit)
+        with self._sessions() as s:
+            return [_record(r) for r in s.execute(q)]
+
+    def transition(self, serial: str, *, verb: str, allowed_from: frozenset[CertStatus],
+                   to: CertStatus, at: datetime, reason: RevocationReason | None,
+                   invalidity_date: datetime | None, audit: AuditEntry) -> CertificateRecord:
+        """Move one certificate to ``to`` if its status is in ``allowed_from``."""
+        with self._sessions.begin() as s:
+            row = s.execute(select(certificates.c.status).where(certificates.c.serial == serial)
+                            .with_for_update()).first()
+            if row is None:
+                raise UnknownSerial(serial)
+            current = CertStatus(row.status)
+            if current in allowed_from:
+                values: dict[str, object] = {"status": to.value, "status_changed_at": at}
+                if to is CertStatus.VALID:
+                    values.update(revoked_at=None, reason=None, invalidity_date=None)
+                else:
+                    values.update(revoked_at=at, reason=reason.value if reason else None,
+                                  invalidity_date=invalidity_date)
+                done = s.execute(update(certificates).where(
+                    certificates.c.serial == serial, certificates.c.status == current.value)
+                    .values(**values))
+                if done.rowcount == 1:
+                    _audit(s, audit, at)
+                    fresh = s.execute(select(certificates)
+                                      .where(certificates.c.serial == serial)).one()
+                    return _record(fresh)
+                current = CertStatus(s.execute(select(certificates.c.status).where(
+                    certificates.c.serial == serial)).scalar_one())
+        if current is CertStatus.REVOKED and verb == "revoke":
+            raise AlreadyRevoked(serial)
+        if verb == "release":
+            raise NotOnHold(serial, current.value)
+        raise InvalidTransition(serial, current.value, verb)
+
+    # -- CRLs -------------------------------------------------------------------
+    def revoked_entries(self, since: datetime | None = None) -> Iterator[RevokedEntry]:
+        """Revoked and held certificates (changed at or after ``since``), streamed."""
+        c = certificates.c
+        q = select(c.serial, c.status, c.revoked_at, c.reason, c.invalidity_date,
+                   c.status_changed_at)
+        listed = c.status.in_((CertStatus.REVOKED.value, CertStatus.HOLD.value))
+        if since is None:
+            q = q.where(listed)
+        else:
+            # RFC 5280 §5.2.4: a delta lists what changed since its base, including
+            # releases from hold (as removeFromCRL).
+            q = q.where(c.status_changed_at >= since, or_(listed, and_(
+                c.status == CertStatus.VALID.value, c.status_changed_at > c.issued_at)))
+        with self._sessions() as s:
+            for row in s.execute(q.execution_options(yield_per=20_000)):
+                serial = int(row.serial, 16)
+                if row.status == CertStatus.VALID.value:
+                    yield RevokedEntry(serial, _must(row.status_changed_at),
+                                       RevocationReason.REMOVE_FROM_CRL)
+                    continue
+                reason = (RevocationReason.CERTIFICATE_HOLD if row.status == CertStatus.HOLD.value
+                          else RevocationReason(row.reason) if row.reason else None)
+                yield RevokedEntry(serial, _must(row.revoked_at), reason,
+                                   _utc(row.invalidity_date))
+
+    def next_crl_number(self, issuer: str) -> int:
+        with self._sessions() as s:
+            top = s.execute(select(func.max(crls.c.number))
+                            .where(crls.c.issuer == issuer)).scalar()
+        return int(top or 0) + 1
+
+    def add_crl(self, issuer: str, crl: CRLRecord, audit: AuditEntry) -> bool:
+        """Store a CRL; False if its number was taken meanwhile (build again)."""
+        try:
+            with self._sessions.begin() as s:
+                s.execute(insert(crls).values(
+                    issuer=issuer, number=crl.number, delta=crl.delta,
+                    base_number=crl.base_number, this_update=crl.this_update,
+                    next_update=crl.next_update, entries=crl.entries, der=crl.der))
+                _audit(s, audit, crl.this_update)
+                # Keep the last few of each kind; the newest is what is served.
+                keep = select(crls.c.id).where(crls.c.issuer == issuer,
+                                               crls.c.delta == crl.delta) \
+                    .order_by(crls.c.number.desc()).limit(3)
+                s.execute(delete(crls).where(crls.c.issuer == issuer,
+                                             crls.c.delta == crl.delta,
+                                             crls.c.id.not_in(keep.scalar_subquery())))
+        except IntegrityError:
+            return False
+        return True
+
+    def latest_crl(self, issuer: str, delta: bool) -> CRLRecord | None:
+        with self._sessions() as s:
+            row = s.execute(select(crls).where(crls.c.issuer == issuer, crls.c.delta == delta)
+                            .order_by(crls.c.number.desc()).limit(1)).first()
+        if row is None:
+            return None
+        return CRLRecord(row.number, bool(row.delta), row.base_number, _must(row.this_update),
+                         _must(row.next_update), row.entries, bytes(row.der))
+
+    # -- approved DNS names of department apps -------------------------------
+    def approve_dns(self, app: str, names: list[str], audit: AuditEntry, at: datetime) -> None:
+        with self._sessions.begin() as s:
+            have = set(s.execute(select(approved_dns_names.c.dns_name)
+                                 .where(approved_dns_names.c.app == app)).scalars())
+            for name in names:
+                if name not in have:
+                    s.execute(insert(approved_dns_names).values(app=app, dns_name=name,
+                                                                added_at=at))
+            _audit(s, audit, at)
+
+    def approved_dns(self, app: str) -> frozenset[str]:
+        with self._sessions() as s:
+            return frozenset(s.execute(select(approved_dns_names.c.dns_name)
+                                       .where(approved_dns_names.c.app == app)).scalars())
