@@ -1,0 +1,128 @@
+"""Import against a real slapd: all-or-nothing, --continue, idempotence, 10,000 rows."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from directory.errors import ImportRejected
+from directory.events import RecordingPublisher
+from directory.gateway import LdapGateway
+from directory.service import DirectoryService
+from tests.fixtures.slapd import make_slapd
+
+pytestmark = pytest.mark.slapd
+HEADER = "uid,name,department,title,email,groups\n"
+SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
+GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华"
+
+
+def row(i: int, dept: str = "市财政局/预算处", groups: str = "") -> str:
+    name = SURNAMES[i % 20] + GIVEN[(i // 20) % len(GIVEN)] + GIVEN[(i // 480) % len(GIVEN)]
+    return f"user{i:05d},{name},{dept},科员,user{i:05d}@beijing.gov.cn,{groups}\n"
+
+
+def people_csv(n: int, start: int = 0) -> bytes:
+    return (HEADER + "".join(row(i) for i in range(start, start + n))).encode("utf-8")
+
+
+def prepare(svc: DirectoryService) -> None:
+    svc.ensure_department("市财政局/预算处")
+    svc.add_group("staff")
+
+
+def test_three_bad_rows_are_named_and_nothing_is_imported(
+        directory_service: DirectoryService) -> None:
+    svc = directory_service
+    prepare(svc)
+    lines = [row(i) for i in range(10)]
+    lines[2] = row(2).replace("user00002", "*)(uid=*")       # file line 4
+    lines[5] = row(5, dept="市不存在局/某处")                   # file line 7
+    lines[8] = row(8).replace("user00008@beijing.gov.cn", "no-at-sign")  # file line 10
+    data = (HEADER + "".join(lines)).encode()
+    with pytest.raises(ImportRejected) as err:
+        svc.import_people(data)
+    assert [n for n, _ in err.value.errors] == [4, 7, 10]
+    assert "市不存在局" in err.value.errors[1][1]
+    assert svc.search() == []
+
+    report = svc.import_people(data, dry_run=True, keep_going=True)
+    assert report.added == 7 and svc.search() == []
+
+    report = svc.import_people(data, keep_going=True)
+    assert report.added == 7 and [n for n, _ in report.errors] == [4, 7, 10]
+    assert len(svc.search()) == 7
+
+
+def test_reimport_updates_only_differences(directory_service: DirectoryService) -> None:
+    svc = directory_service
+    prepare(svc)
+    first = (HEADER + row(1, groups="staff") + row(2)).encode()
+    assert svc.import_people(first).added == 2
+    assert svc.show("user00001").groups == ("staff",)
+    again = svc.import_people(first)
+    assert (again.added, again.updated, again.unchanged, again.memberships_added) == (0, 0, 2, 0)
+    changed = (HEADER + row(1, groups="staff") + row(2).replace("科员", "副处长")).encode()
+    report = svc.import_people(changed)
+    assert (report.updated, report.unchanged) == (1, 1)
+    assert svc.show("user00002").title == "副处长"
+
+
+def test_reimport_does_not_bring_back_someone_who_left(
+        directory_service: DirectoryService) -> None:
+    svc = directory_service
+    prepare(svc)
+    data = (HEADER + row(3)).encode()
+    svc.import_people(data)
+    svc.leave("user00003")
+    assert svc.import_people(data).unchanged == 1
+    assert svc.show("user00003").status.value == "left"
+
+
+def test_wrong_encoding_imports_nothing(directory_service: DirectoryService) -> None:
+    svc = directory_service
+    prepare(svc)
+    with pytest.raises(ImportRejected) as err:
+        svc.import_people((HEADER + row(1)).encode("gbk"))
+    assert err.value.errors[0][0] == 2
+    assert svc.search() == []
+
+
+@pytest.fixture(scope="module")
+def own_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DirectoryService]:
+    """A service over a slapd of its own, so 10,000 people do not slow other tests."""
+    server = make_slapd(Path(tmp_path_factory.mktemp("bulk")))
+    server.start()
+    server.ensure_base()
+    gateway = LdapGateway(server.settings)
+
+    class NullAudit:
+        def record(self, **_: object) -> None:
+            pass
+
+    svc = DirectoryService(server.settings, gateway, NullAudit(), RecordingPublisher())
+    try:
+        yield svc
+    finally:
+        gateway.close()
+        server.stop()
+
+
+def test_ten_thousand_rows_under_a_minute_and_reimport_changes_nothing(
+        own_service: DirectoryService) -> None:
+    svc = own_service
+    prepare(svc)
+    data = people_csv(10_000)
+    started = time.monotonic()
+    report = svc.import_people(data)
+    took = time.monotonic() - started
+    assert report.added == 10_000
+    assert took < 60, f"import took {took:.1f} s"
+    started = time.monotonic()
+    again = svc.import_people(data)
+    assert (again.added, again.updated, again.unchanged) == (0, 0, 10_000)
+    print(f"\nimport 10,000 rows: {took:.2f} s; re-import: {time.monotonic() - started:.2f} s")
+    assert svc.show("user09999").display_name == row(9999).split(",")[1]
