@@ -1,0 +1,81 @@
+"""What a department app's service account may see, checked with the real ldapsearch."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+
+import pytest
+
+from directory.service import DirectoryService
+
+pytestmark = pytest.mark.slapd
+
+
+def ldapsearch(uri: str, dn: str | None, password: str | None, base: str, filt: str,
+               *attrs: str) -> subprocess.CompletedProcess[str]:
+    cmd = ["ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no", "-H", uri, "-b", base]
+    if dn:
+        cmd += ["-D", dn, "-w", password or ""]
+    return subprocess.run([*cmd, filt, *attrs], capture_output=True, text=True, timeout=30)
+
+
+def values(output: str, attr: str) -> list[str]:
+    out = []
+    for line in output.splitlines():
+        if line.startswith(attr + ":: "):
+            out.append(base64.b64decode(line[len(attr) + 3:]).decode("utf-8"))
+        elif line.startswith(attr + ": "):
+            out.append(line[len(attr) + 2:])
+    return out
+
+
+def test_service_account_reads_people_but_not_passwords(
+        directory_service: DirectoryService) -> None:
+    svc = directory_service
+    svc.ensure_department("市财政局/预算处")
+    svc.add_person(uid="zhangwei", name="张伟", department="市财政局/预算处",
+                   password="Bj-Gov-2024-Secure!")
+    svc.gateway.modify(svc.gateway.person_dn("zhangwei"),
+                       [("replace", "govNationalIdHash", ["sha256$salt$digest"])])
+    account = svc.add_service_account("oa-app", description="办公自动化")
+    base = svc.settings.base_dn
+    uri = svc.settings.uris[0]
+
+    found = ldapsearch(uri, account.dn, account.password, base, "(uid=zhangwei)")
+    assert found.returncode == 0, found.stderr
+    assert values(found.stdout, "displayName") == ["张伟"]
+    assert values(found.stdout, "govDepartmentPath") == ["市财政局/预算处"]
+    assert values(found.stdout, "userPassword") == []
+    assert values(found.stdout, "govNationalIdHash") == []
+
+    # Asking for the hash by name does not reveal it either.
+    asked = ldapsearch(uri, account.dn, account.password, base, "(uid=zhangwei)",
+                       "userPassword", "govNationalIdHash")
+    assert "userPassword" not in asked.stdout and "govNationalIdHash" not in asked.stdout
+
+    # Read-only: a write is refused with insufficient access (LDAP result 50).
+    modify = subprocess.run(
+        ["ldapmodify", "-x", "-H", uri, "-D", account.dn, "-w", account.password],
+        input=f"dn: {svc.gateway.person_dn('zhangwei')}\nchangetype: modify\n"
+              "replace: title\ntitle: x\n",
+        capture_output=True, text=True, timeout=30)
+    assert modify.returncode == 50, modify.stderr
+
+    # Anonymous clients may only authenticate.
+    anon = ldapsearch(uri, None, None, base, "(uid=zhangwei)")
+    assert "zhangwei" not in anon.stdout
+
+    # A wrong service password is refused.
+    assert ldapsearch(uri, account.dn, "wrong", base, "(uid=*)").returncode == 49
+
+
+def test_person_sees_only_own_entry(directory_service: DirectoryService) -> None:
+    svc = directory_service
+    svc.ensure_department("市财政局")
+    for uid, name in (("lina", "李娜"), ("liuyang", "刘洋")):
+        svc.add_person(uid=uid, name=name, department="市财政局", password="Bj-Gov-2024-Secure!")
+    found = ldapsearch(svc.settings.uris[0], svc.gateway.person_dn("lina"), "Bj-Gov-2024-Secure!",
+                       svc.settings.base_dn, "(objectClass=inetOrgPerson)")
+    assert found.returncode == 0, found.stderr
+    assert values(found.stdout, "uid") == ["lina"]

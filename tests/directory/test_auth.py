@@ -1,0 +1,99 @@
+"""Authentication against a real slapd: ppolicy lockout, failover across URIs."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from directory import entries
+from directory.gateway import LdapGateway
+from directory.model import AuthResult
+from directory.service import DirectoryService
+from policies.passwords import load_policy
+from tests.fixtures.slapd import make_slapd
+
+pytestmark = pytest.mark.slapd
+PASSWORD = "Bj-Gov-2024-Secure!"
+
+
+def test_wrong_passwords_up_to_the_limit_lock_the_account(
+        directory_service: DirectoryService) -> None:
+    svc = directory_service
+    svc.ensure_department("市公安局")
+    svc.add_person(uid="sunli", name="孙丽", department="市公安局", password=PASSWORD)
+    gw = svc.gateway
+    limit = load_policy().max_failures
+    for _ in range(limit):
+        assert gw.authenticate("sunli", "Not-the-password-9").result is AuthResult.BAD_CREDENTIALS
+    # slapd itself now refuses the right password, and says why in the ppolicy control.
+    outcome = gw.authenticate("sunli", PASSWORD)
+    assert outcome.result is AuthResult.LOCKED and outcome.person is None
+
+
+def test_policy_is_pushed_into_slapd(directory_service: DirectoryService) -> None:
+    svc = directory_service
+    stricter = dataclasses.replace(load_policy(), max_failures=2)
+    svc.apply_password_policy(stricter)
+    try:
+        dn = svc.gateway.child_dn(svc.gateway.container("policies"), "cn", "default")
+        attrs = svc.gateway.read(dn) or {}
+        assert attrs["pwdMaxFailure"] == ["2"] and attrs["pwdLockout"] == ["TRUE"]
+        assert attrs["pwdMinLength"] == ["12"] and attrs["pwdInHistory"] == ["5"]
+        svc.ensure_department("市公安局")
+        svc.add_person(uid="heyan", name="何艳", department="市公安局", password=PASSWORD)
+        for _ in range(2):
+            svc.gateway.authenticate("heyan", "Not-the-password-9")
+        assert svc.gateway.authenticate("heyan", PASSWORD).result is AuthResult.LOCKED
+    finally:
+        svc.apply_password_policy(load_policy())
+
+
+def test_failover_to_the_second_uri(tmp_path: Path) -> None:
+    first = make_slapd(tmp_path / "a", password="Failover-admin-1")
+    second = make_slapd(tmp_path / "b", password="Failover-admin-1")
+    try:
+        for server in (first, second):
+            server.start()
+            server.ensure_base()
+        # The same entry, same password hash, on both: what a replica would hold.
+        dn = f"uid=gaojie,ou=people,{first.settings.base_dn}"
+        attrs = {"objectClass": entries.PERSON_CLASSES, "uid": ["gaojie"],
+                 "userPassword": [entries.ssha(PASSWORD)],
+                 **entries.person_attributes(uid="gaojie", name="高杰", department=("市公安局",))}
+        raw = {k: [v.encode() for v in vs] for k, vs in attrs.items()}
+        for server in (first, second):
+            server.load_entries([(dn, raw)])
+        settings = dataclasses.replace(first.settings, uris=(first.uri, second.uri), timeout=2.0)
+        gw = LdapGateway(settings)
+        assert gw.authenticate("gaojie", PASSWORD).ok
+        first.stop()
+        person = gw.find_person("gaojie")
+        assert person is not None and person.display_name == "高杰"
+        assert gw.authenticate("gaojie", PASSWORD).ok
+        assert gw.authenticate("gaojie", "Wrong-password-77").result is AuthResult.BAD_CREDENTIALS
+        # A fresh gateway (no pooled connections) skips the dead provider too.
+        fresh = LdapGateway(settings)
+        assert fresh.authenticate("gaojie", PASSWORD).ok
+        second.stop()
+        assert gw.authenticate("gaojie", PASSWORD).result is AuthResult.UNAVAILABLE
+        gw.close()
+        fresh.close()
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_second_start_reuses_the_data_dir(tmp_path: Path) -> None:
+    server = make_slapd(tmp_path, password="Restart-admin-1")
+    try:
+        assert server.start() is True
+        assert server.ensure_base() != []
+        assert server.start() is False  # already running: not started twice
+        server.stop()
+        assert not server.is_running()
+        assert server.start() is True
+        assert server.ensure_base() == []  # the data survived the restart
+    finally:
+        server.stop()
