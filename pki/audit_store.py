@@ -145,8 +145,8 @@ class AuditLog:
         the head that is stored beside it.
         """
         with self._sessions.begin() as session:
-            bumped = session.execute(update(audit_head).where(audit_head.c.id == 1)
-                                     .values(seq=audit_head.c.seq))
+            bumped = cast("CursorResult[Any]", session.execute(
+                update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq)))
             if bumped.rowcount == 0:
                 return None
             row = session.execute(select(audit_head.c.seq, audit_head.c.hash)

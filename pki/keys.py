@@ -28,6 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 
 from pki.errors import KeyStoreError
 
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
 
 class KeyAlgorithm(enum.StrEnum):
     """The CA key algorithms ``pki.key_algorithm`` may name."""
@@ -39,7 +41,7 @@ class KeyAlgorithm(enum.StrEnum):
     ED25519 = "ed25519"
 
     @property
-    def hash(self) -> hashes.HashAlgorithm | None:
+    def hash(self) -> hashes.SHA256 | hashes.SHA384 | None:
         """The digest signed with this key (None: Ed25519 signs the message)."""
         if self is KeyAlgorithm.EC_P384:
             return hashes.SHA384()
@@ -52,7 +54,7 @@ class KeyAlgorithm(enum.StrEnum):
         """The AlgorithmIdentifier (RFC 5758 §3.2, RFC 4055 §5, RFC 8410 §3) in DER."""
         return _SIG_ALG_DER[self]
 
-    def generate(self) -> CertificateIssuerPrivateKeyTypes:
+    def generate(self) -> PrivateKey:
         if self is KeyAlgorithm.EC_P256:
             return ec.generate_private_key(ec.SECP256R1())
         if self is KeyAlgorithm.EC_P384:
@@ -233,7 +235,8 @@ class FileKeyStore:
         try:
             key = serialization.load_pem_private_key(data, self._passphrase)
         except (ValueError, TypeError):
-            raise KeyStoreError(label, "cannot decrypt (wrong passphrase or damaged file)") from None
+            raise KeyStoreError(label, "cannot decrypt: wrong passphrase or damaged file") \
+                from None
         if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
                           | ed25519.Ed25519PrivateKey):
             raise KeyStoreError(label, f"unsupported key type {type(key).__name__}")

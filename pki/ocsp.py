@@ -147,7 +147,7 @@ class OCSPResponder:
     def _cached(self, cid: a_ocsp.CertId, serial: int, now: datetime) -> bytes:
         info = self._status_of(serial)
         cert, _ = self._credentials()
-        key = (info.key if info else ("unknown", "", ""))
+        key: tuple[str, ...] = info.key if info else ("unknown", "", "")
         key += (format(cert.serial_number, "x"), cid["hash_algorithm"]["algorithm"].native)
         with self._lock:
             hit = self._cache.get(serial)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any, cast
 
 from sqlalchemy import (
     Boolean,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -228,9 +230,9 @@ class SqlCertificateStore:
                 else:
                     values.update(revoked_at=at, reason=reason.value if reason else None,
                                   invalidity_date=invalidity_date)
-                done = s.execute(update(certificates).where(
+                done = cast("CursorResult[Any]", s.execute(update(certificates).where(
                     certificates.c.serial == serial, certificates.c.status == current.value)
-                    .values(**values))
+                    .values(**values)))
                 if done.rowcount == 1:
                     _audit(s, audit, at)
                     fresh = s.execute(select(certificates)

@@ -1,0 +1,65 @@
+"""The small interfaces the CA core needs: its record store and the audit head.
+
+``pki.store.SqlCertificateStore`` and ``pki.audit_store.AuditLog`` implement them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Protocol
+
+from pki.audit import SignedHead
+from pki.model import (
+    AuditEntry,
+    CACertificate,
+    CARole,
+    CertificateRecord,
+    CertStatus,
+    CRLRecord,
+    RevocationReason,
+    RevokedEntry,
+)
+from pki.ocsp import StatusInfo
+
+
+class CertificateStore(Protocol):
+    def add_ca(self, ca: CACertificate, audit: AuditEntry, at: datetime) -> None: ...
+
+    def current_ca(self, role: CARole) -> CACertificate | None: ...
+
+    def add_certificate(self, rec: CertificateRecord, audit: AuditEntry) -> None: ...
+
+    def get(self, serial: str) -> CertificateRecord | None: ...
+
+    def status(self, serial: int) -> StatusInfo | None: ...
+
+    def find(self, *, uid: str | None = None, status: CertStatus | None = None,
+             expiring_before: datetime | None = None, limit: int = 10_000
+             ) -> list[CertificateRecord]: ...
+
+    def transition(self, serial: str, *, verb: str, allowed_from: frozenset[CertStatus],
+                   to: CertStatus, at: datetime, reason: RevocationReason | None,
+                   invalidity_date: datetime | None, audit: AuditEntry
+                   ) -> CertificateRecord: ...
+
+    def revoked_entries(self, since: datetime | None = None) -> Iterator[RevokedEntry]: ...
+
+    def next_crl_number(self, issuer: str) -> int: ...
+
+    def add_crl(self, issuer: str, crl: CRLRecord, audit: AuditEntry) -> bool: ...
+
+    def latest_crl(self, issuer: str, delta: bool) -> CRLRecord | None: ...
+
+    def approve_dns(self, app: str, names: list[str], audit: AuditEntry,
+                    at: datetime) -> None: ...
+
+    def approved_dns(self, app: str) -> frozenset[str]: ...
+
+
+class AuditHead(Protocol):
+    """The audit log's head, which the issuing CA signs."""
+
+    def sign_head(self, sign: Callable[[bytes], bytes]) -> SignedHead | None: ...
+
+    def signed_head_record(self) -> SignedHead | None: ...
