@@ -1,0 +1,93 @@
+"""The public PKI service over HTTP: CA certificates, CRLs and OCSP (Flask edge).
+
+Plain HTTP, as distribution points usually are (RFC 5280 §4.2.1.13, RFC 6960
+Appendix A). Only adapts requests and responses; every decision is in
+:class:`pki.authority.CertificateAuthority` and :class:`pki.ocsp.OCSPResponder`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from urllib.parse import unquote
+
+from cryptography.hazmat.primitives import serialization
+from flask import Flask, Response, abort, request
+
+from pki.authority import ISSUING, ROOT, CertificateAuthority
+from pki.crl import CONTENT_TYPE as CRL_CONTENT_TYPE
+from pki.errors import NotInitialized
+from pki.model import CARole
+from pki.ocsp import MAX_REQUEST_BYTES, RESPONSE_CONTENT_TYPE, error_response
+
+
+def create_app(ca: CertificateAuthority) -> Flask:
+    app = Flask(__name__)
+    # Werkzeug refuses larger bodies with 413 before we read them.
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+
+    @app.errorhandler(NotInitialized)
+    def _not_initialized(exc: NotInitialized) -> Response:
+        return Response(str(exc), status=503, mimetype="text/plain")
+
+    @app.get("/ca/<name>.<ext>")
+    def ca_certificate(name: str, ext: str) -> Response:
+        roles = {"root": CARole.ROOT, "issuing": CARole.ISSUING, "ocsp": CARole.OCSP}
+        if name not in roles or ext not in ("der", "pem", "crt", "cer"):
+            abort(404)
+        cert = (ca.ocsp_credentials()[0] if roles[name] is CARole.OCSP
+                else ca.certificate(roles[name]))
+        if ext == "pem":
+            return Response(cert.public_bytes(serialization.Encoding.PEM),
+                            mimetype="application/x-pem-file")
+        # RFC 5280 §4.2.2.1: a single DER certificate as application/pkix-cert.
+        return Response(cert.public_bytes(serialization.Encoding.DER),
+                        mimetype="application/pkix-cert")
+
+    @app.get("/crl/<name>.crl")
+    def crl(name: str) -> Response:
+        if name == "issuing":
+            body = ca.crl(delta=False, issuer=ISSUING)
+        elif name == "issuing-delta":
+            body = ca.crl(delta=True, issuer=ISSUING)
+        elif name == "root":
+            body = ca.crl(issuer=ROOT)
+        else:
+            abort(404)
+        return Response(body, mimetype=CRL_CONTENT_TYPE)
+
+    def _ocsp(data: bytes) -> Response:
+        resp = Response(ca.responder.respond(data), mimetype=RESPONSE_CONTENT_TYPE)
+        resp.headers["Cache-Control"] = "no-cache"
+        return resp
+
+    @app.post("/ocsp")
+    @app.post("/ocsp/")
+    def ocsp_post() -> Response:
+        data = request.get_data(cache=False)
+        if len(data) > MAX_REQUEST_BYTES:
+            return Response(error_response("malformed_request"), status=413,
+                            mimetype=RESPONSE_CONTENT_TYPE)
+        return _ocsp(data)
+
+    @app.get("/ocsp/<path:encoded>")
+    def ocsp_get(encoded: str) -> Response:
+        # RFC 6960 Appendix A.1: GET {url}/{url-encoding of base-64 DER}.
+        text = unquote(encoded)
+        if len(text) > MAX_REQUEST_BYTES * 2:
+            return Response(error_response("malformed_request"), status=414,
+                            mimetype=RESPONSE_CONTENT_TYPE)
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            return _ocsp(b"")
+        return _ocsp(data)
+
+    @app.errorhandler(413)
+    def _too_large(_exc: Exception) -> Response:
+        if request.path.startswith("/ocsp"):
+            return Response(error_response("malformed_request"), status=413,
+                            mimetype=RESPONSE_CONTENT_TYPE)
+        return Response("request too large", status=413, mimetype="text/plain")
+
+    return app
