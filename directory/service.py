@@ -345,13 +345,15 @@ class DirectoryService:
 
     # -- service accounts ----------------------------------------------------------
     def add_service_account(self, name: str, *, description: str = "",
-                            actor: str = "system") -> ServiceAccount:
-        """A read-only account for a department app; its password is returned once."""
+                            password: str | None = None, actor: str = "system",
+                            ) -> ServiceAccount:
+        """A read-only account for a department app; its password is returned once
+        (random unless given, e.g. from the home's secrets)."""
         problem = validate.uid_problem(name)
         if problem:
             raise InvalidValue("name", problem)
         dn = self.gateway.service_dn(name)
-        password = secrets.token_urlsafe(SERVICE_PASSWORD_BYTES)
+        password = password or secrets.token_urlsafe(SERVICE_PASSWORD_BYTES)
         attrs: Attrs = {"objectClass": ["top", "account", "simpleSecurityObject"],
                         "uid": [name], "userPassword": [entries.ssha(password)]}
         if description:
@@ -361,6 +363,20 @@ class DirectoryService:
         except AlreadyExists:
             raise AlreadyExists("service account", name) from None
         self.audit.record(actor=actor, action="directory.service_account.add", target=name)
+        return ServiceAccount(name, dn, password)
+
+    def reset_service_account(self, name: str, *, password: str | None = None,
+                              actor: str = "system") -> ServiceAccount:
+        """Give a service account a new password (returned once)."""
+        problem = validate.uid_problem(name)
+        if problem:
+            raise InvalidValue("name", problem)
+        dn = self.gateway.service_dn(name)
+        if self.gateway.read(dn, ["uid"]) is None:
+            raise NotFound("service account", name)
+        password = password or secrets.token_urlsafe(SERVICE_PASSWORD_BYTES)
+        self.gateway.modify(dn, [("replace", "userPassword", [entries.ssha(password)])])
+        self.audit.record(actor=actor, action="directory.service_account.reset", target=name)
         return ServiceAccount(name, dn, password)
 
     # -- import / export -------------------------------------------------------------
