@@ -47,6 +47,22 @@ def _init_directory(services: Services, demo: bool, echo: Echo, report: dict[str
 
 def _init_pki(services: Services, demo: bool, echo: Echo, report: dict[str, Any]) -> None:
     """Create the root CA, the issuing CA and the OCSP responder certificate."""
+    ca = services.ca
+    existed = ca.initialized
+    hierarchy = ca.initialize(actor="init")
+    pki_dir = services.config.home / "pki"
+    pki_dir.mkdir(parents=True, exist_ok=True)
+    # The chain, for TLS clients and relying parties that want a file.
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    (pki_dir / "chain.pem").write_bytes(ca.issuing_certificate.public_bytes(Encoding.PEM)
+                                        + ca.root_certificate.public_bytes(Encoding.PEM))
+    (pki_dir / "root.pem").write_bytes(ca.root_certificate.public_bytes(Encoding.PEM))
+    report["pki"] = "kept" if existed else "created"
+    for info in hierarchy:
+        report[f"ca_{info.role.value}"] = f"{info.subject} sha256 {info.sha256}"
+        if not existed:
+            echo(f"{info.role.value} CA: {info.subject}  sha256 {info.sha256}")
 
 
 SAMPLE_APP_FILE = "sample-app-client.json"

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from idp.provider import Provider
     from pki.audit import ChainReport
     from pki.audit_store import AuditLog
+    from pki.authority import CertificateAuthority
+    from pki.keys import KeyStore
+    from pki.lifecycle import CertificateLifecycle
+    from pki.publish import CertificatePublisher
 
 
 class Services:
@@ -60,9 +64,9 @@ class Services:
         if directory is None and hasattr(type(self), "directory"):
             directory = self.directory  # type: ignore[attr-defined]
         if directory is not None and hasattr(directory, "authenticate"):
-            return directory  # type: ignore[no-any-return]
+            return directory
         if directory is not None and hasattr(directory, "gateway"):
-            return directory.gateway  # type: ignore[no-any-return]
+            return directory.gateway
         from directory.gateway import LdapGateway
 
         return LdapGateway(self.config.directory_settings())
@@ -103,10 +107,71 @@ class Services:
 
         return SessionTerminator(self.provider.logout)
 
+    # -- the certificate authority (pki) ---------------------------------------------
+    @cached_property
+    def key_store(self) -> KeyStore:
+        """CA keys: encrypted PKCS#8 under home/pki/keys, or a PKCS#11 token."""
+        pki = self.config.sections["pki"]
+        if str(pki["key_store"]) == "pkcs11":
+            from pki.pkcs11 import Pkcs11KeyStore
+
+            return Pkcs11KeyStore(str(pki["pkcs11_module"]), str(pki["pkcs11_token"]),
+                                  self.config.secret("pkcs11-pin"))
+        from pki.keys import FileKeyStore
+
+        return FileKeyStore(self.config.home / "pki" / "keys",
+                            self.config.secret_bytes("ca-passphrase"))
+
+    @cached_property
+    def certificate_publisher(self) -> CertificatePublisher:
+        """Replace with the directory-backed publisher once it is wired."""
+        from pki.publish import UnwiredPublisher
+
+        return UnwiredPublisher()
+
+    @cached_property
+    def ca(self) -> CertificateAuthority:
+        from pki.authority import CertificateAuthority
+        from pki.model import CASettings
+        from pki.store import SqlCertificateStore
+
+        settings = CASettings.from_mapping(self.config.sections["pki"],
+                                           realm=str(self.config.get("directory", "realm")))
+        return CertificateAuthority(SqlCertificateStore(self.sessions), self.key_store,
+                                    settings, publisher=self.certificate_publisher,
+                                    audit=self.audit)
+
+    @cached_property
+    def certificate_lifecycle(self) -> CertificateLifecycle:
+        """Subscribe this to the outbox: revokes/holds/releases on lifecycle events."""
+        from pki.lifecycle import CertificateLifecycle
+
+        return CertificateLifecycle(self.ca)
+
     def close(self) -> None:
         if "engine" in self.__dict__:
             self.engine.dispose()
 
     def verify_audit(self) -> ChainReport:
-        """Verify the chain against the last head the CA signed (if any)."""
-        return self.audit.verify(self.audit.signed_head())
+        """Verify the chain against the last head the CA signed (if any).
+
+        The head's signature is checked with the issuing CA's key first; a head
+        that does not verify is reported as such. An intact log gets a fresh
+        signed head, so a later truncation shows.
+        """
+        from pki.audit import ChainReport, Problem
+
+        signed = self.audit.signed_head_record()
+        ca = self.ca if signed is not None or self._ca_ready() else None
+        if signed is not None and ca is not None and not ca.verify_audit_head(signed):
+            return ChainReport(False, 0, signed.hash, signed.seq, Problem.BAD_HEAD_SIGNATURE)
+        report = self.audit.verify((signed.seq, signed.hash) if signed else None)
+        if report.ok and ca is not None:
+            ca.sign_audit_head()
+        return report
+
+    def _ca_ready(self) -> bool:
+        try:
+            return self.ca.initialized
+        except Exception:  # no CA (or no database) yet: verify the chain alone
+            return False
