@@ -27,7 +27,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.errors import InvalidClientMetadata, UnknownClient
-from idp.store import oauth_clients
+from idp.store import oauth_clients, rowcount
 
 SCOPES = ("openid", "profile", "email", "department", "groups", "offline_access")
 LOOPBACK_HOSTS = ("127.0.0.1", "[::1]", "localhost")
@@ -248,8 +248,8 @@ class ClientRepository:
 
     def remove(self, client_id: str) -> None:
         with self._sessions.begin() as s:
-            if not s.execute(delete(oauth_clients)
-                             .where(oauth_clients.c.client_id == client_id)).rowcount:
+            if not rowcount(s.execute(delete(oauth_clients)
+                             .where(oauth_clients.c.client_id == client_id))):
                 raise UnknownClient(client_id)
         self._cache.pop(client_id, None)
 

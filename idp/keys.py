@@ -147,7 +147,8 @@ class KeyStore:
             if r.state == ACTIVE:
                 priv = serialization.load_pem_private_key(r.private_pem.encode("ascii"),
                                                           self._passphrase)
-                signers[r.alg] = (r.kid, jwk.import_key(priv, "EC" if r.alg == "ES256"
+                key: Any = priv
+                signers[r.alg] = (r.kid, jwk.import_key(key, "EC" if r.alg == "ES256"
                                                         else "RSA"))
         loaded = _Loaded(time.monotonic(), signers, public, {"keys": keys})
         self._loaded = loaded

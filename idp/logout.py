@@ -32,7 +32,7 @@ from idp.clients import Client, ClientRepository, redirect_uri_matches
 from idp.errors import IdPError
 from idp.keys import InvalidToken, KeyStore
 from idp.sessions import SessionStore
-from idp.store import backchannel_deliveries, grants
+from idp.store import backchannel_deliveries, grants, rowcount
 from idp.tokens import TokenService
 
 log = logging.getLogger(__name__)
@@ -181,10 +181,10 @@ class Logout:
         delivered = 0
         for row in due:
             with self._sessions.begin() as s:  # lease it, so one worker sends it
-                leased = s.execute(update(backchannel_deliveries).where(
+                leased = rowcount(s.execute(update(backchannel_deliveries).where(
                     backchannel_deliveries.c.id == row.id,
                     backchannel_deliveries.c.next_attempt == row.next_attempt)
-                    .values(next_attempt=now + LEASE_SECONDS)).rowcount
+                    .values(next_attempt=now + LEASE_SECONDS)))
             if not leased:
                 continue
             client = self._clients.get(row.client_id)

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from idp.clients import SCOPES, Client, ClientRepository
 from idp.sessions import SessionStore, SsoSession
-from idp.store import auth_codes
+from idp.store import auth_codes, rowcount
 from idp.tokens import AuthContext, TokenRecord, TokenService, digest
 
 CODE_TTL = 60
@@ -86,7 +86,7 @@ class Core:
 
 
 def _core(grant: Any) -> Core:
-    return grant.server.core  # type: ignore[no-any-return]
+    return grant.server.core
 
 
 def s256(verifier: str) -> str:
@@ -160,9 +160,9 @@ class AuthorizationCodeGrant(rfc6749_grants.AuthorizationCodeGrant):
         code: CodeRecord = self.request.authorization_code
         core = _core(self)
         with core.sessions.begin() as s:  # consume first: two racing requests, one wins
-            won = s.execute(update(auth_codes).where(
+            won = rowcount(s.execute(update(auth_codes).where(
                 auth_codes.c.code_hash == code.code_hash, auth_codes.c.used_at.is_(None))
-                .values(used_at=int(time.time()))).rowcount
+                .values(used_at=int(time.time()))))
         if not won:
             core.tokens.revoke_family(code.family)
             raise InvalidGrantError("The code was already used.")

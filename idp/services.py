@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session, sessionmaker
 
+    from directory.gateway import LdapGateway
+    from directory.service import DirectoryService
+    from directory.slapd import ManagedSlapd
+
     from idp.lifecycle import SessionTerminator
     from idp.outbox import Outbox
     from idp.ports import Authenticator
@@ -55,6 +59,27 @@ class Services:
         from idp.outbox import Outbox
 
         return Outbox(self.sessions)
+
+    # -- the directory ---------------------------------------------------------------
+    @cached_property
+    def directory_gateway(self) -> LdapGateway:
+        from directory.gateway import LdapGateway
+
+        return LdapGateway(self.config.directory_settings())
+
+    @cached_property
+    def directory(self) -> DirectoryService:
+        from directory.service import DirectoryService
+
+        return DirectoryService(self.config.directory_settings(), self.directory_gateway,
+                                self.audit, self.outbox)
+
+    @cached_property
+    def slapd(self) -> ManagedSlapd:
+        """The managed slapd under ``home/slapd`` (used when ``[directory] managed``)."""
+        from directory.slapd import ManagedSlapd
+
+        return ManagedSlapd(self.config.directory_settings())
 
     # -- the OpenID provider (idp) -------------------------------------------------
     @cached_property
@@ -149,6 +174,8 @@ class Services:
         return CertificateLifecycle(self.ca)
 
     def close(self) -> None:
+        if "directory_gateway" in self.__dict__:
+            self.directory_gateway.close()
         if "engine" in self.__dict__:
             self.engine.dispose()
 

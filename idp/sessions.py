@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from directory.model import Person
-from idp.store import session_clients, sso_sessions
+from idp.store import rowcount, session_clients, sso_sessions
 
 COOKIE_NAME = "gt_sso"
 ACR_PASSWORD = "urn:govtrust:level:2"
@@ -118,9 +118,9 @@ class SessionStore:
     def end(self, sid: str) -> bool:
         """End a session; False if it had already ended."""
         with self._sessions.begin() as s:
-            return bool(s.execute(update(sso_sessions).where(
+            return bool(rowcount(s.execute(update(sso_sessions).where(
                 sso_sessions.c.sid == sid, sso_sessions.c.ended_at.is_(None))
-                .values(ended_at=int(self._clock()))).rowcount)
+                .values(ended_at=int(self._clock())))))
 
     def active_for_subject(self, subject: str) -> list[str]:
         now = int(self._clock())

@@ -10,6 +10,8 @@ Client secrets are the exception: they are keyed-hashed in ``idp.clients``.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from sqlalchemy import (
     Boolean,
     Column,
@@ -21,8 +23,14 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.engine import CursorResult, Result
 
 metadata = MetaData()
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE touched (the basis of every compare-and-set here)."""
+    return int(cast("CursorResult[Any]", result).rowcount)
 
 oauth_clients = Table(
     "oauth_clients",

@@ -18,7 +18,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from idp.store import throttle_windows
+from idp.store import rowcount, throttle_windows
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,11 @@ class Throttle:
 
     def blocked(self, key: str, limit: Limit) -> bool:
         with self._sessions() as s:
-            row = s.execute(select(throttle_windows).where(
+            row = s.execute(select(throttle_windows.c.window,
+                                   throttle_windows.c.count.label("failures")).where(
                 throttle_windows.c.key == key[:300])).first()
         return (row is not None and row.window == self._window(limit)
-                and row.count >= limit.failures)
+                and row.failures >= limit.failures)
 
     def failed(self, key: str, limit: Limit) -> None:
         key = key[:300]
@@ -55,13 +56,13 @@ class Throttle:
         for _ in range(3):
             try:
                 with self._sessions.begin() as s:
-                    same = s.execute(update(throttle_windows).where(
+                    same = rowcount(s.execute(update(throttle_windows).where(
                         throttle_windows.c.key == key, throttle_windows.c.window == window)
-                        .values(count=throttle_windows.c.count + 1)).rowcount
+                        .values(count=throttle_windows.c.count + 1)))
                     if same:
                         return
-                    moved = s.execute(update(throttle_windows).where(
-                        throttle_windows.c.key == key).values(window=window, count=1)).rowcount
+                    moved = rowcount(s.execute(update(throttle_windows).where(
+                        throttle_windows.c.key == key).values(window=window, count=1)))
                     if not moved:
                         s.execute(insert(throttle_windows).values(key=key, window=window,
                                                                   count=1))

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from idp.clients import Client
 from idp.keys import InvalidToken, KeyStore
-from idp.store import grants, tokens
+from idp.store import grants, rowcount, tokens
 
 ACCESS_TTL = 600
 ID_TOKEN_TTL = 600
@@ -232,9 +232,9 @@ class TokenService:
         """Mark a refresh token used, atomically. False means it had already been
         used (or revoked): the caller treats that as reuse and revokes the family."""
         with self._sessions.begin() as s:
-            changed = s.execute(update(tokens).where(
+            changed = rowcount(s.execute(update(tokens).where(
                 tokens.c.token_id == rec.token_id, tokens.c.rotated_at.is_(None),
-                tokens.c.revoked_at.is_(None)).values(rotated_at=self.now())).rowcount
+                tokens.c.revoked_at.is_(None)).values(rotated_at=self.now())))
         return bool(changed)
 
     def verify_access(self, value: str) -> tuple[dict[str, Any], TokenRecord] | None:

@@ -71,7 +71,7 @@ def build_app(provider: Provider) -> Flask:
 
 
 def _p() -> Provider:
-    return current_app.extensions["govtrust.idp"]  # type: ignore[no-any-return]
+    return current_app.extensions["govtrust.idp"]
 
 
 # -- cross-cutting --------------------------------------------------------------
@@ -252,7 +252,7 @@ def _authorize(decision: str | None) -> Response:
         grant = p.server.get_consent_grant(end_user=None)
     except OAuth2Error as err:
         if err.redirect_uri:  # the client and redirect URI are known and exact
-            return p.server.handle_error_response(None, err)  # type: ignore[no-any-return]
+            return p.server.handle_error_response(None, err)
         key = ("error.invalid_client" if err.error == "invalid_client"
                else "error.invalid_redirect" if "redirect" in (err.description or "").lower()
                else "error.invalid_request")
@@ -300,7 +300,7 @@ def _authorize(decision: str | None) -> Response:
                           action="/consent?" + req.query_string.decode("ascii", "replace"))
     if decision == "allow":
         p.remember_consent(sess.subject, client.client_id, scope)
-    return p.server.create_authorization_response(  # type: ignore[no-any-return]
+    return p.server.create_authorization_response(
         grant=grant, grant_user=sess)
 
 
@@ -399,21 +399,21 @@ def token() -> Response:
         p.throttle.failed("token-addr:" + address, TOKEN_PER_ADDRESS)
         if client_id:
             p.throttle.failed("token-client:" + client_id, TOKEN_PER_CLIENT)
-    return resp  # type: ignore[no-any-return]
+    return resp
 
 
 @bp.post("/introspect")
 def introspect() -> Response:
     if (bad := _check_api_body()) is not None:
         return bad
-    return _p().server.create_endpoint_response("introspection")  # type: ignore[no-any-return]
+    return _p().server.create_endpoint_response("introspection")
 
 
 @bp.post("/revoke")
 def revoke() -> Response:
     if (bad := _check_api_body()) is not None:
         return bad
-    return _p().server.create_endpoint_response("revocation")  # type: ignore[no-any-return]
+    return _p().server.create_endpoint_response("revocation")
 
 
 @bp.route("/userinfo", methods=["GET", "POST"])
