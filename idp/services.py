@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from directory.gateway import LdapGateway
     from directory.service import DirectoryService
     from directory.slapd import ManagedSlapd
-
     from idp.lifecycle import SessionTerminator
     from idp.outbox import Outbox
     from idp.ports import Authenticator
