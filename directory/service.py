@@ -35,7 +35,7 @@ from directory.errors import (
 )
 from directory.events import EventPublisher, LifecycleEvent, LifecycleKind
 from directory.gateway import LdapGateway
-from directory.model import Department, Group, Person, PersonStatus
+from directory.model import AuthOutcome, Department, Group, Person, PersonStatus
 from directory.settings import DirectorySettings
 from policies.passwords import PasswordPolicy, load_policy
 
@@ -146,6 +146,10 @@ class DirectoryService:
                                     args, scope="one", attrs=entries.READ)
         people = sorted((self.gateway.to_person(dn, a) for dn, a in found), key=lambda p: p.uid)
         return people[:limit]
+
+    def authenticate(self, uid: str, password: str) -> AuthOutcome:
+        """Bind as the person under ppolicy (see ``LdapGateway.authenticate``)."""
+        return self.gateway.authenticate(uid, password)
 
     # -- lifecycle ---------------------------------------------------------------
     def suspend(self, uid: str, *, actor: str = "system", reason: str = "") -> Person:

@@ -43,6 +43,40 @@ def initialize(services: Services, *, demo: bool, echo: Echo) -> dict[str, Any]:
 
 def _init_directory(services: Services, demo: bool, echo: Echo, report: dict[str, Any]) -> None:
     """Build the managed slapd (or check the external one); load demo people."""
+    settings = services.config.directory_settings()
+    slapd = services.slapd
+    started = False
+    if settings.managed:
+        built = slapd.configure()
+        started = slapd.start()
+        created = slapd.ensure_base()  # also pushes policies/passwords.yaml into ppolicy
+        report["directory"] = (f"managed slapd at {slapd.uri} ("
+                               f"{'built' if built else 'kept'}, "
+                               f"{len(created)} base entries created)")
+    else:
+        services.directory_gateway.ping()
+        report["directory"] = f"external directory at {', '.join(settings.uris)}"
+    try:
+        if not demo:
+            return
+        from directory.demo import is_seeded, seed_demo, write_accounts
+
+        accounts_file = services.config.home / "demo-accounts.txt"
+        if is_seeded(services.directory):
+            report["demo directory"] = f"kept (accounts in {accounts_file})"
+            return
+        accounts = seed_demo(services.directory,
+                             service_password=services.config.secret("ldap-service-password"))
+        write_accounts(accounts_file, accounts, settings.base_dn, settings.uris[0])
+        report["demo directory"] = (f"{len(accounts.people) + 1} people; every account "
+                                    f"in {accounts_file}")
+        echo("Demo accounts to try:")
+        for line in accounts.lines(settings.base_dn, settings.uris[0]):
+            echo("  " + line)
+    finally:
+        if started:
+            services.directory_gateway.close()
+            slapd.stop()
 
 
 def _init_pki(services: Services, demo: bool, echo: Echo, report: dict[str, Any]) -> None:
