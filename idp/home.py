@@ -44,9 +44,9 @@ def initialize(services: Services, *, demo: bool, echo: Echo) -> dict[str, Any]:
 def _init_directory(services: Services, demo: bool, echo: Echo, report: dict[str, Any]) -> None:
     """Build the managed slapd (or check the external one); load demo people."""
     settings = services.config.directory_settings()
-    slapd = services.slapd
     started = False
     if settings.managed:
+        slapd = services.slapd
         built = slapd.configure()
         started = slapd.start()
         created = slapd.ensure_base()  # also pushes policies/passwords.yaml into ppolicy
@@ -76,7 +76,7 @@ def _init_directory(services: Services, demo: bool, echo: Echo, report: dict[str
     finally:
         if started:
             services.directory_gateway.close()
-            slapd.stop()
+            services.slapd.stop()
 
 
 def _init_pki(services: Services, demo: bool, echo: Echo, report: dict[str, Any]) -> None:
