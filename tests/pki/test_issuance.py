@@ -1,0 +1,254 @@
+"""Issuance from CSRs and PKCS#12, and one named test per bad input (issue 3)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from asn1crypto import x509 as a_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID, ObjectIdentifier
+
+from directory.model import Person
+from pki.errors import AlreadyRevoked, BadRequest, InvalidSerial, NotOnHold, UnknownSerial
+from pki.model import CertStatus, RevocationReason
+from policies.profiles import HARDWARE_KEY_POLICY
+from tests.pki.conftest import CAEnv, make_csr, run
+
+
+def test_certificate_takes_subject_and_sans_from_the_directory(env: CAEnv,
+                                                                person: Person) -> None:
+    csr, _ = make_csr(subject="CN=evil,O=Other",
+                      extensions=[(x509.SubjectAlternativeName([x509.DNSName("evil.example")]),
+                                   False)])
+    issued = env.ca.issue_from_csr(person, "user-auth", csr)
+    cert = issued.certificate
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "张伟"
+    assert [a.value for a in cert.subject.get_attributes_for_oid(
+        NameOID.ORGANIZATIONAL_UNIT_NAME)] == ["市财政局", "预算处"]
+    # UTF8String on the wire, PrintableString for the country (RFC 5280 App. A).
+    parsed = a_x509.Certificate.load(issued.record.der)
+    cn = [rdn for rdn in parsed.subject.chosen if rdn[0]["type"].native == "common_name"][0]
+    assert cn[0]["value"].name == "utf8_string"
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.RFC822Name) == ["zhangwei@beijing.gov.cn"]
+    assert san.get_values_for_type(x509.DNSName) == []
+    upn = san.get_values_for_type(x509.OtherName)[0]
+    assert upn.type_id.dotted_string == "1.3.6.1.4.1.311.20.2.3"
+    assert upn.value[2:] == b"zhangwei@beijing.gov.cn" and upn.value[0] == 0x0C
+    cert.verify_directly_issued_by(env.ca.issuing_certificate)
+
+
+def test_serial_is_twenty_positive_octets(env: CAEnv, person: Person) -> None:
+    for _ in range(5):
+        csr, _ = make_csr()
+        serial = env.ca.issue_from_csr(person, "user-auth", csr).certificate.serial_number
+        assert 0 < serial < 2**159 and serial >= 2**152  # RFC 5280 §4.1.2.2
+
+
+def test_issued_certificate_is_recorded_audited_and_published(env: CAEnv,
+                                                              person: Person) -> None:
+    before = env.counts()
+    csr, _ = make_csr()
+    issued = env.ca.issue_from_csr(person, "user-sign", csr)
+    assert env.counts() == (before[0] + 1, before[1] + 1)
+    rec = env.ca.get(issued.record.serial)
+    assert rec.der == issued.record.der and rec.owner_entry_uuid == person.entry_uuid
+    assert env.publisher.published[-1] == (person.uid, issued.record.der)
+    ku = issued.certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert ku.content_commitment and ku.digital_signature
+
+
+@pytest.mark.parametrize("key", [
+    ec.generate_private_key(ec.SECP384R1()),
+    rsa.generate_private_key(65537, 2048),
+    ed25519.Ed25519PrivateKey.generate(),
+], ids=["p384", "rsa2048", "ed25519"])
+def test_allowed_key_types_are_accepted(env: CAEnv, person: Person, key: object) -> None:
+    csr, _ = make_csr(key)  # type: ignore[arg-type]
+    env.ca.issue_from_csr(person, "user-auth", csr)
+
+
+def test_user_encrypt_uses_key_agreement_for_ec(env: CAEnv, person: Person) -> None:
+    csr, _ = make_csr()
+    cert = env.ca.issue_from_csr(person, "user-encrypt", csr).certificate
+    ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert ku.key_agreement and not ku.key_encipherment
+
+
+def test_hardware_key_gets_the_hardware_policy_oid(env: CAEnv, person: Person) -> None:
+    csr, _ = make_csr()
+    cert = env.ca.issue_from_csr(person, "user-auth", csr, hardware_key=True).certificate
+    policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
+    assert ObjectIdentifier(HARDWARE_KEY_POLICY) in [p.policy_identifier for p in policies]
+
+
+def test_pkcs12_opens_with_openssl_and_key_matches(env: CAEnv, person: Person) -> None:
+    result = env.ca.issue_pkcs12(person, "user-auth", b"correct horse 42")
+    path = env.write("user.p12", result.pkcs12)
+    run("openssl", "pkcs12", "-info", "-noout", "-in", path, "-passin", "pass:correct horse 42")
+    bad = run("openssl", "pkcs12", "-info", "-noout", "-in", path, "-passin", "pass:wrong",
+              check=False)
+    assert bad.returncode != 0
+    key, cert, extra = pkcs12.load_key_and_certificates(result.pkcs12, b"correct horse 42")
+    assert cert is not None and key is not None and len(extra) == 2
+    assert key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) == \
+        cert.public_key().public_bytes(serialization.Encoding.DER,
+                                       serialization.PublicFormat.SubjectPublicKeyInfo)
+    # The PKCS#12 is AES-256-CBC under PBKDF2, not the legacy RC2/3DES.
+    info = subprocess.run(["openssl", "pkcs12", "-info", "-noout", "-in", str(path),
+                           "-passin", "pass:correct horse 42"], capture_output=True, text=True)
+    assert "AES-256-CBC" in info.stderr and "PBKDF2" in info.stderr
+
+
+def test_tls_server_names_come_from_the_approved_list(env: CAEnv) -> None:
+    env.ca.approve_dns("govtrust", ["localhost", "127.0.0.1"])
+    result = env.ca.issue_tls_server("govtrust", dns_names=["localhost", "127.0.0.1"])
+    cert = result.issued.certificate  # type: ignore[union-attr]
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    csr, _ = make_csr(extensions=[(x509.SubjectAlternativeName(
+        [x509.DNSName("localhost")]), False)])
+    from_csr = env.ca.issue_tls_server("govtrust", csr=csr)
+    assert from_csr.record.owner_uid == "govtrust"  # type: ignore[union-attr]
+
+
+# -- bad input: a clear error and nothing recorded -----------------------------------
+
+def _refused(env: CAEnv, reason: str, call: object) -> None:
+    before = env.counts()
+    with pytest.raises(BadRequest) as info:
+        call()  # type: ignore[operator]
+    assert info.value.reason == reason
+    assert env.counts() == before
+
+
+def test_garbage_der_is_refused(env: CAEnv, person: Person) -> None:
+    _refused(env, "garbage", lambda: env.ca.issue_from_csr(person, "user-auth",
+                                                           b"\x30\x82\x01\x00garbage"))
+
+
+def test_truncated_pem_is_refused(env: CAEnv, person: Person) -> None:
+    csr, _ = make_csr()
+    _refused(env, "garbage", lambda: env.ca.issue_from_csr(person, "user-auth", csr[:200]))
+
+
+def test_truncated_der_is_refused(env: CAEnv, person: Person) -> None:
+    csr, _ = make_csr()
+    der = x509.load_pem_x509_csr(csr).public_bytes(serialization.Encoding.DER)
+    _refused(env, "garbage", lambda: env.ca.issue_from_csr(person, "user-auth", der[:-10]))
+
+
+def test_csr_with_bad_signature_is_refused(env: CAEnv, person: Person) -> None:
+    csr, _ = make_csr()
+    der = bytearray(x509.load_pem_x509_csr(csr).public_bytes(serialization.Encoding.DER))
+    der[-5] ^= 0x01  # inside the signature's r or s
+    _refused(env, "bad_signature",
+             lambda: env.ca.issue_from_csr(person, "user-auth", bytes(der)))
+
+
+def test_weak_rsa_key_is_refused(env: CAEnv, person: Person) -> None:
+    csr, _ = make_csr(rsa.generate_private_key(65537, 1024))
+    _refused(env, "weak_key", lambda: env.ca.issue_from_csr(person, "user-auth", csr))
+
+
+def test_unlisted_curve_is_refused(env: CAEnv, person: Person) -> None:
+    csr, _ = make_csr(ec.generate_private_key(ec.SECP521R1()))
+    _refused(env, "weak_key", lambda: env.ca.issue_from_csr(person, "user-auth", csr))
+
+
+def test_unsupported_key_type_is_refused(env: CAEnv, person: Person) -> None:
+    csr, _ = make_csr(ed25519.Ed25519PrivateKey.generate())
+    _refused(env, "weak_key", lambda: env.ca.issue_from_csr(person, "user-encrypt", csr))
+
+
+def test_csr_asking_for_ca_true_is_refused(env: CAEnv, person: Person) -> None:
+    csr, _ = make_csr(extensions=[(x509.BasicConstraints(ca=True, path_length=None), True)])
+    _refused(env, "ca_requested", lambda: env.ca.issue_from_csr(person, "user-auth", csr))
+
+
+def test_csr_with_unknown_extension_is_refused(env: CAEnv, person: Person) -> None:
+    ext = x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00")
+    csr, _ = make_csr(extensions=[(ext, False)])
+    _refused(env, "extension_not_granted",
+             lambda: env.ca.issue_from_csr(person, "user-auth", csr))
+
+
+def test_csr_asking_for_ungranted_key_usage_is_refused(env: CAEnv, person: Person) -> None:
+    ku = x509.KeyUsage(True, False, False, False, False, True, True, False, False)
+    csr, _ = make_csr(extensions=[(ku, True)])
+    _refused(env, "extension_not_granted",
+             lambda: env.ca.issue_from_csr(person, "user-auth", csr))
+
+
+def test_csr_asking_for_ungranted_eku_is_refused(env: CAEnv, person: Person) -> None:
+    eku = x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH])
+    csr, _ = make_csr(extensions=[(eku, False)])
+    _refused(env, "extension_not_granted",
+             lambda: env.ca.issue_from_csr(person, "user-auth", csr))
+
+
+def test_oversized_csr_is_refused(env: CAEnv, person: Person) -> None:
+    csr, _ = make_csr()
+    big = csr + b"\n" * (64 * 1024)
+    _refused(env, "too_large", lambda: env.ca.issue_from_csr(person, "user-auth", big))
+
+
+def test_unapproved_dns_name_is_refused(env: CAEnv) -> None:
+    env.ca.approve_dns("finance-app", ["finance.beijing.gov.cn"])
+    _refused(env, "dns_not_approved", lambda: env.ca.issue_tls_server(
+        "finance-app", dns_names=["finance.beijing.gov.cn", "evil.example"]))
+
+
+def test_suspended_person_gets_no_certificate(env: CAEnv, suspended_person: Person) -> None:
+    csr, _ = make_csr()
+    _refused(env, "person_inactive",
+             lambda: env.ca.issue_from_csr(suspended_person, "user-auth", csr))
+
+
+def test_short_pkcs12_passphrase_is_refused(env: CAEnv, person: Person) -> None:
+    _refused(env, "weak_passphrase",
+             lambda: env.ca.issue_pkcs12(person, "user-auth", b"short"))
+
+
+def test_unknown_serial_is_a_typed_error(env: CAEnv) -> None:
+    before = env.counts()
+    with pytest.raises(UnknownSerial) as info:
+        env.ca.revoke("1234abcd", RevocationReason.KEY_COMPROMISE)
+    assert info.value.serial == "1234abcd"
+    with pytest.raises(InvalidSerial):
+        env.ca.revoke("12:34:zz")
+    assert env.counts() == before
+
+
+def test_second_revocation_is_refused_and_records_nothing(env: CAEnv, person: Person) -> None:
+    csr, _ = make_csr()
+    serial = env.ca.issue_from_csr(person, "user-auth", csr).record.serial
+    first = env.ca.revoke(serial, "keyCompromise", refresh=False)
+    assert first.status is CertStatus.REVOKED
+    before = env.counts()
+    with pytest.raises(AlreadyRevoked) as info:
+        env.ca.revoke(serial, "superseded", refresh=False)
+    assert info.value.serial == serial
+    assert env.counts() == before
+    assert env.ca.get(serial).reason is RevocationReason.KEY_COMPROMISE
+
+
+def test_hold_and_release(env: CAEnv, person: Person) -> None:
+    csr, _ = make_csr()
+    serial = env.ca.issue_from_csr(person, "user-auth", csr).record.serial
+    assert env.ca.hold(serial, refresh=False).status is CertStatus.HOLD
+    assert env.ca.release(serial, refresh=False).status is CertStatus.VALID
+    with pytest.raises(NotOnHold):
+        env.ca.release(serial, refresh=False)
+    env.ca.hold(serial, refresh=False)
+    assert env.ca.revoke(serial, "keyCompromise").status is CertStatus.REVOKED
+
+
+def test_hash_of_ca_keys_signature_algorithms(env: CAEnv) -> None:
+    assert env.ca.issuing_certificate.signature_hash_algorithm == hashes.SHA256()
