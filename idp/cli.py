@@ -44,7 +44,22 @@ def cli(ctx: click.Context, home: Path, json_output: bool) -> None:
         raise click.ClickException(str(exc)) from None
     services = Services(config, json_output=json_output)
     ctx.obj = services
-    ctx.call_on_close(services.close)
+    ctx.call_on_close(lambda: _finish(services))
+
+
+def _finish(services: Services) -> None:
+    """Deliver lifecycle events a command just published (certificates revoked or
+    held, sessions ended) right away; ``govtrust serve`` retries what fails."""
+    try:
+        if "outbox" in services.__dict__:
+            delivered = services.deliver_events()
+            if delivered and not services.json:
+                click.echo(f"lifecycle: {delivered} subscriber action(s) done", err=True)
+    except Exception as exc:  # the events stay in the outbox; nothing is lost
+        click.echo(f"warning: lifecycle events queued, not yet delivered ({exc}); "
+                   "`govtrust serve` will deliver them", err=True)
+    finally:
+        services.close()
 
 
 @cli.command()

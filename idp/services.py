@@ -7,6 +7,7 @@ make one ``Services`` and pass it (or what it builds) down.
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from idp.config import Config
@@ -84,16 +85,7 @@ class Services:
     @cached_property
     def authenticator(self) -> Authenticator:
         """Password checks: the directory's ``authenticate`` (a bind under ppolicy)."""
-        directory = self.__dict__.get("directory")
-        if directory is None and hasattr(type(self), "directory"):
-            directory = self.directory  # type: ignore[attr-defined]
-        if directory is not None and hasattr(directory, "authenticate"):
-            return directory
-        if directory is not None and hasattr(directory, "gateway"):
-            return directory.gateway
-        from directory.gateway import LdapGateway
-
-        return LdapGateway(self.config.directory_settings())
+        return self.directory
 
     @cached_property
     def provider(self) -> Provider:
@@ -148,10 +140,10 @@ class Services:
 
     @cached_property
     def certificate_publisher(self) -> CertificatePublisher:
-        """Replace with the directory-backed publisher once it is wired."""
-        from pki.publish import UnwiredPublisher
+        """Certificates to ``userCertificate;binary``, CRLs under ``ou=pki``."""
+        from directory.publish import DirectoryPublisher
 
-        return UnwiredPublisher()
+        return DirectoryPublisher(self.directory_gateway)
 
     @cached_property
     def ca(self) -> CertificateAuthority:
@@ -171,6 +163,33 @@ class Services:
         from pki.lifecycle import CertificateLifecycle
 
         return CertificateLifecycle(self.ca)
+
+    # -- serving ---------------------------------------------------------------------
+    def tls_server_files(self) -> tuple[Path, Path, Path]:
+        """(certificate chain, key, CA bundle) for the IdP's HTTPS front."""
+        from idp.tls import ensure_server_certificate
+
+        return ensure_server_certificate(self.ca, self.config.home / "idp" / "tls",
+                                         str(self.config.get("idp", "issuer")))
+
+    @cached_property
+    def event_dispatcher(self) -> Outbox:
+        """The outbox with every lifecycle subscriber attached, for delivery."""
+        from idp.outbox import Outbox
+
+        return Outbox(self.sessions, [self.certificate_lifecycle, self.session_terminator])
+
+    def deliver_events(self) -> int:
+        """Settle events a crash left pending, then deliver what is owed."""
+        dispatcher = self.event_dispatcher
+        dispatcher.recover(self.directory.happened)
+        return dispatcher.deliver()
+
+    def background_tick(self) -> None:
+        """One round of the duties ``govtrust serve`` runs between requests."""
+        self.deliver_events()
+        self.ca.refresh_if_due()
+        self.provider.logout.deliver_pending()
 
     def close(self) -> None:
         if "directory_gateway" in self.__dict__:
