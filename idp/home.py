@@ -35,9 +35,22 @@ def initialize(services: Services, *, demo: bool, echo: Echo) -> dict[str, Any]:
     upgrade(services.engine)
     report["database"] = f"revision {current_revision(services.engine)}"
 
-    _init_directory(services, demo, echo, report)
-    _init_pki(services, demo, echo, report)
-    _init_idp(services, demo, echo, report)
+    # One managed slapd for every step: the CA publishes its CRL and the demo
+    # certificates to it, so it stays up until the last step is done.
+    started = False
+    if config.directory_settings().managed:
+        services.slapd.configure()
+        started = services.slapd.start()
+    try:
+        _init_directory(services, demo, echo, report)
+        _init_pki(services, demo, echo, report)
+        _init_idp(services, demo, echo, report)
+        cert, _key, bundle = services.tls_server_files()
+        report["tls"] = f"{cert} (trust {bundle})"
+    finally:
+        if started:
+            services.directory_gateway.close()
+            services.slapd.stop()
     return report
 
 
