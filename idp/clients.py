@@ -193,8 +193,8 @@ def build_client(*, name: str, redirect_uris: Sequence[str], level: int, public:
             raise InvalidClientMetadata("token_endpoint_auth_method", "unknown") from None
         if method is AuthMethod.NONE:
             raise InvalidClientMetadata("token_endpoint_auth_method", "none is for public")
-        if method is AuthMethod.PRIVATE_KEY_JWT and not jwks:
-            raise InvalidClientMetadata("jwks", "private_key_jwt needs the client's jwks")
+        if method is AuthMethod.PRIVATE_KEY_JWT:
+            _check_jwks(jwks)
     return Client(
         client_id="gt-" + secrets.token_hex(12), name=name.strip(), public=public,
         auth_method=method, redirect_uris=uris, level=level, info_class=klass,
@@ -202,6 +202,22 @@ def build_client(*, name: str, redirect_uris: Sequence[str], level: int, public:
         allowed_departments=tuple(allowed_departments), allowed_group=allowed_group,
         first_party=first_party, id_token_alg=id_token_alg, jwks=jwks,
     )
+
+
+def _check_jwks(jwks: str | None) -> None:
+    """A public JWK Set (RFC 7517 section 5) with signing keys only."""
+    try:
+        data = json.loads(jwks or "")
+    except ValueError:
+        raise InvalidClientMetadata("jwks", "private_key_jwt needs the app's JWKS") from None
+    keys = data.get("keys") if isinstance(data, dict) else None
+    if not isinstance(keys, list) or not keys:
+        raise InvalidClientMetadata("jwks", "must be a JWK Set with at least one key")
+    for key in keys:
+        if not isinstance(key, dict) or key.get("kty") not in ("EC", "RSA"):
+            raise InvalidClientMetadata("jwks", "EC or RSA keys only")
+        if {"d", "p", "q"} & set(key):
+            raise InvalidClientMetadata("jwks", "contains a private key")
 
 
 class ClientRepository:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -25,16 +26,19 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc6749 import grants as rfc6749_grants
 from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import grants as oidc_grants
 from authlib.oidc.core.grants.util import validate_nonce
-from sqlalchemy import insert, select, update
+from joserfc.jwk import KeySet
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.clients import SCOPES, Client, ClientRepository
 from idp.sessions import SessionStore, SsoSession
-from idp.store import auth_codes, rowcount
+from idp.store import auth_codes, rowcount, used_assertions
 from idp.tokens import AuthContext, TokenRecord, TokenService, digest
 
 CODE_TTL = 60
@@ -113,7 +117,8 @@ class S256Only(CodeChallenge):
 
 
 class AuthorizationCodeGrant(rfc6749_grants.AuthorizationCodeGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post",
+                                   "private_key_jwt", "none"]
     AUTHORIZATION_CODE_LENGTH = 43
 
     def save_authorization_code(self, code: str, request: Any) -> None:
@@ -212,7 +217,8 @@ class OpenIDCode(oidc_grants.OpenIDCode):
 
 
 class RefreshTokenGrant(rfc6749_grants.RefreshTokenGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post",
+                                   "private_key_jwt", "none"]
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token: str) -> TokenRecord | None:
@@ -243,11 +249,49 @@ class RefreshTokenGrant(rfc6749_grants.RefreshTokenGrant):
 
 
 class ClientCredentialsGrant(rfc6749_grants.ClientCredentialsGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post",
+                                   "private_key_jwt"]
+
+
+class PrivateKeyJwt(JWTBearerClientAssertion):
+    """``private_key_jwt`` client authentication (OIDC Core 9, RFC 7523 section 2.2):
+    an assertion signed with a key from the client's registered JWKS, addressed to
+    our token endpoint or issuer, each ``jti`` accepted once."""
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def __init__(self, core: Core) -> None:
+        super().__init__(validate_jti=True, leeway=30)
+        self._core = core
+
+    def get_audiences(self) -> list[str]:
+        issuer = self._core.tokens.issuer
+        return [issuer, issuer + "/token"]
+
+    def resolve_client_public_key(self, client: Client) -> KeySet:
+        if not client.jwks:
+            return KeySet([])
+        data = json.loads(client.jwks)
+        return KeySet.import_key_set(data if "keys" in data else {"keys": [data]})
+
+    def validate_jti(self, claims: Any, jti: Any) -> bool:
+        if not isinstance(jti, str) or len(jti) > 256:
+            return False
+        now = int(time.time())
+        exp = claims.get("exp")
+        try:
+            with self._core.sessions.begin() as s:
+                s.execute(delete(used_assertions).where(used_assertions.c.expires_at < now))
+                s.execute(insert(used_assertions).values(
+                    client_id=str(claims.get("sub"))[:64], jti=jti,
+                    expires_at=int(exp) if isinstance(exp, int) else now + 3600))
+        except IntegrityError:
+            return False
+        return True
 
 
 class Introspection(IntrospectionEndpoint):
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
         return _core(self).tokens.find_any(token_string, token_type_hint)
@@ -266,7 +310,7 @@ class Introspection(IntrospectionEndpoint):
 
 
 class Revocation(RevocationEndpoint):
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
         return _core(self).tokens.find_any(token_string, token_type_hint)
@@ -285,6 +329,7 @@ class Server(AuthorizationServer):
         self._save_token = lambda token, request: None  # recorded when issued
         self.scopes_supported = list(SCOPES)
         self.register_token_generator("default", self._generate)
+        self.register_client_auth_method("private_key_jwt", PrivateKeyJwt(core))
         self.register_grant(AuthorizationCodeGrant, [S256Only(required=True), OpenIDCode()])
         self.register_grant(RefreshTokenGrant)
         self.register_grant(ClientCredentialsGrant)

@@ -5,6 +5,8 @@ A client secret is printed once, when made; only its keyed hash is stored.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from idp.clients import build_client
@@ -38,15 +40,19 @@ def client() -> None:
 @click.option("--group", "allowed_group", default=None, help="Required group (restricted apps).")
 @click.option("--backchannel-logout-uri", default=None)
 @click.option("--post-logout-redirect-uri", "post_logout", multiple=True)
-@click.option("--auth-method", type=click.Choice(["client_secret_basic", "client_secret_post"]),
+@click.option("--auth-method", type=click.Choice(["client_secret_basic", "client_secret_post",
+                                                 "private_key_jwt"]),
               default="client_secret_basic", show_default=True)
+@click.option("--jwks", "jwks_file", type=click.File("r", encoding="utf-8"), default=None,
+              help="The app's public JWKS (for private_key_jwt).")
 @click.option("--id-token-alg", type=click.Choice(["ES256", "RS256"]), default="ES256",
               show_default=True)
 @click.pass_obj
 def client_add(services: Services, name: str, redirect_uris: tuple[str, ...], level: int,
                public: bool, first_party: bool, info_class: str, departments: tuple[str, ...],
                allowed_group: str | None, backchannel_logout_uri: str | None,
-               post_logout: tuple[str, ...], auth_method: str, id_token_alg: str) -> None:
+               post_logout: tuple[str, ...], auth_method: str, jwks_file: Any,
+               id_token_alg: str) -> None:
     """Register an app; prints its client_id and (once) its secret."""
     try:
         new = build_client(name=name, redirect_uris=redirect_uris, level=level, public=public,
@@ -54,7 +60,8 @@ def client_add(services: Services, name: str, redirect_uris: tuple[str, ...], le
                            allowed_departments=departments, allowed_group=allowed_group,
                            backchannel_logout_uri=backchannel_logout_uri,
                            post_logout_redirect_uris=post_logout, auth_method=auth_method,
-                           id_token_alg=id_token_alg)
+                           id_token_alg=id_token_alg,
+                           jwks=jwks_file.read() if jwks_file is not None else None)
         stored, secret = services.provider.clients.add(new)
     except IdPError as exc:
         raise click.ClickException(str(exc)) from None

@@ -159,6 +159,15 @@ backchannel_deliveries = Table(
     Index("ix_backchannel_pending", "done", "next_attempt"),
 )
 
+# RFC 7523 section 3 item 7: a client assertion's jti is accepted once.
+used_assertions = Table(
+    "oauth_used_assertions",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("jti", String(256), primary_key=True),
+    Column("expires_at", Integer, nullable=False, index=True),
+)
+
 throttle_windows = Table(
     "idp_throttle",
     metadata,

@@ -307,3 +307,51 @@ def test_jwks_has_no_private_parts(rp: FlaskClient) -> None:
         assert not {"d", "p", "q", "dp", "dq", "qi"} & set(key)
         assert key["use"] == "sig" and key["alg"] in ("ES256", "RS256")
     assert json.dumps(rp.get("/jwks").get_json())
+
+
+def _assertion_client(provider: Provider) -> tuple[Any, Any]:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    client, secret = provider.clients.add(build_client(
+        name="数据交换平台", redirect_uris=[REDIRECT], level=2, auth_method="private_key_jwt",
+        jwks=json.dumps({"keys": [{**public, "kid": "k1"}]})))
+    assert secret is not None  # issued, but this app authenticates with its key
+    return client, key
+
+
+def _assertion(client_id: str, key: Any, jti: str, aud: str = ISSUER + "/token") -> str:
+    import time
+
+    now = int(time.time())
+    return jwt.encode({"iss": client_id, "sub": client_id, "aud": aud, "jti": jti,
+                       "iat": now, "exp": now + 60}, key, algorithm="ES256",
+                      headers={"kid": "k1"})
+
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def test_private_key_jwt_client_authentication(rp: FlaskClient, provider: Provider) -> None:
+    client, key = _assertion_client(provider)
+    form = {"grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": _assertion(client.client_id, key, "jti-1")}
+    ok = rp.post("/token", data=form)
+    assert ok.status_code == 200, ok.get_json()
+    replay = rp.post("/token", data=form)  # the same jti again
+    assert replay.status_code in (400, 401) and replay.get_json()["error"] == "invalid_client"
+
+
+def test_private_key_jwt_with_foreign_key_or_audience_is_refused(
+        rp: FlaskClient, provider: Provider) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    client, key = _assertion_client(provider)
+    other = ec.generate_private_key(ec.SECP256R1())
+    for assertion in (_assertion(client.client_id, other, "jti-2"),
+                      _assertion(client.client_id, key, "jti-3", aud="https://elsewhere")):
+        resp = rp.post("/token", data={"grant_type": "client_credentials",
+                                       "client_assertion_type": ASSERTION_TYPE,
+                                       "client_assertion": assertion})
+        assert resp.status_code in (400, 401) and resp.get_json()["error"] == "invalid_client"

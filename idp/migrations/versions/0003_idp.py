@@ -18,7 +18,7 @@ depends_on = None
 TABLES = (
     "oauth_tokens", "oauth_grants", "oauth_consents", "oauth_codes", "oauth_clients",
     "idp_throttle", "idp_signing_keys", "idp_sessions", "idp_session_clients",
-    "idp_backchannel_deliveries",
+    "idp_backchannel_deliveries", "oauth_used_assertions",
 )
 
 
@@ -135,6 +135,12 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.Integer, nullable=False),
         sa.Column("rotated_at", sa.Integer, nullable=True),
         sa.Column("revoked_at", sa.Integer, nullable=True),
+    )
+    op.create_table(
+        "oauth_used_assertions",
+        sa.Column("client_id", sa.String(64), primary_key=True, nullable=False),
+        sa.Column("jti", sa.String(256), primary_key=True, nullable=False),
+        sa.Column("expires_at", sa.Integer, nullable=False, index=True),
     )
 
 
