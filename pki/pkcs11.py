@@ -61,7 +61,11 @@ class Pkcs11KeyStore:
         try:
             lib = pkcs11.lib(module)
             self._token = lib.get_token(token_label=token_label)
-            self._session = self._token.open(user_pin=pin, rw=True)
+            try:
+                self._session = self._token.open(user_pin=pin, rw=True)
+            except pkcs11.UserAlreadyLoggedIn:
+                # PKCS#11 login is per application: another session already did it.
+                self._session = self._token.open(rw=True)
         except (pkcs11.PKCS11Error, RuntimeError, OSError) as exc:
             raise KeyStoreError("*", f"cannot open token {token_label!r} via {module}: "
                                 f"{type(exc).__name__}") from None
