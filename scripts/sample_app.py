@@ -107,16 +107,18 @@ def main() -> None:
     parser.add_argument("--issuer", default=os.environ.get("SAMPLE_ISSUER"))
     parser.add_argument("--ca-bundle", default=os.environ.get("SAMPLE_CA_BUNDLE"),
                         help="CA certificates to trust for the IdP's TLS")
-    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--listen", default=os.environ.get("SAMPLE_LISTEN", "127.0.0.1:5000"),
+                        help="HOST:PORT to serve on (the redirect URI is http://HOST:PORT/callback)")
     args = parser.parse_args()
+    host, _, port = args.listen.rpartition(":")
     if not args.client_file:
         parser.error("--client-file is required")
     conf = json.loads(Path(args.client_file).read_text(encoding="utf-8"))
     if args.ca_bundle:
         os.environ["REQUESTS_CA_BUNDLE"] = args.ca_bundle  # used by authlib's requests client
     app = create_sample_app(args.issuer or conf["issuer"], conf["client_id"],
-                            conf["client_secret"], f"http://127.0.0.1:{args.port}")
-    app.run(host="127.0.0.1", port=args.port)
+                            conf["client_secret"], f"http://{host}:{port}")
+    app.run(host=host, port=int(port))
 
 
 if __name__ == "__main__":
