@@ -35,6 +35,7 @@ class Services:
     def __init__(self, config: Config, *, json_output: bool = False) -> None:
         self.config = config
         self.json = json_output
+        self._own_slapd = False  # True when this process started the managed slapd
 
     @cached_property
     def engine(self) -> Engine:
@@ -63,9 +64,14 @@ class Services:
     # -- the directory ---------------------------------------------------------------
     @cached_property
     def directory_gateway(self) -> LdapGateway:
+        """The LDAP gateway. With a managed directory that is not running (a CLI
+        command while `govtrust serve` is down), slapd runs for this process."""
         from directory.gateway import LdapGateway
 
-        return LdapGateway(self.config.directory_settings())
+        settings = self.config.directory_settings()
+        if settings.managed and self.config.initialized and self.slapd.configured:
+            self._own_slapd = self.slapd.start()
+        return LdapGateway(settings)
 
     @cached_property
     def directory(self) -> DirectoryService:
@@ -194,6 +200,9 @@ class Services:
     def close(self) -> None:
         if "directory_gateway" in self.__dict__:
             self.directory_gateway.close()
+        if self._own_slapd:
+            self.slapd.stop()
+            self._own_slapd = False
         if "engine" in self.__dict__:
             self.engine.dispose()
 
