@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
 
 from idp.config import CONFIG_NAME, default_sections, write_config
 from idp.services import Services
@@ -23,7 +26,7 @@ def initialize(services: Services, *, demo: bool, echo: Echo) -> dict[str, Any]:
     os.chmod(config.home, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
     report: dict[str, Any] = {"home": str(config.home)}
     if not (config.home / CONFIG_NAME).exists():
-        write_config(config.home, default_sections(config.home))
+        write_config(config.home, _persistable(config.sections, config.home))
         report["config"] = "written"
     else:
         report["config"] = "kept"
@@ -52,6 +55,18 @@ def initialize(services: Services, *, demo: bool, echo: Echo) -> dict[str, Any]:
             services.directory_gateway.close()
             services.slapd.stop()
     return report
+
+
+def _persistable(sections: Mapping[str, Mapping[str, Any]], home: Path
+                 ) -> dict[str, dict[str, Any]]:
+    """The effective settings (defaults plus GOVTRUST_* overrides at init), less the
+    password of a database URL: that stays in GOVTRUST_DATABASE_URL or libpq's
+    own files (PGPASSFILE), never in the TOML."""
+    out = {name: dict(values) for name, values in sections.items()}
+    url = make_url(str(out["database"]["url"]))
+    if url.password is not None:
+        out["database"]["url"] = url.set(password=None).render_as_string(hide_password=False)
+    return out
 
 
 def _init_directory(services: Services, demo: bool, echo: Echo, report: dict[str, Any]) -> None:
