@@ -443,7 +443,7 @@ class CertificateAuthority:
         s = normalize_serial(serial)
         rec = self.store.transition(
             s, verb="release", allowed_from=frozenset({CertStatus.HOLD}), to=CertStatus.VALID,
-            at=self.now(), reason=None, invalidity_date=None,
+            at=self.now(), reason=RevocationReason.REMOVE_FROM_CRL, invalidity_date=None,
             audit=AuditEntry(actor, "cert.release", f"cert:{s}", {}))
         self._after_change(rec, actor, refresh, unpublish=False)
         return rec

@@ -226,7 +226,9 @@ class SqlCertificateStore:
             if current in allowed_from:
                 values: dict[str, object] = {"status": to.value, "status_changed_at": at}
                 if to is CertStatus.VALID:
-                    values.update(revoked_at=None, reason=None, invalidity_date=None)
+                    # A release keeps removeFromCRL so the next delta CRL can say so.
+                    values.update(revoked_at=None, reason=reason.value if reason else None,
+                                  invalidity_date=None)
                 else:
                     values.update(revoked_at=at, reason=reason.value if reason else None,
                                   invalidity_date=invalidity_date)
@@ -259,7 +261,8 @@ class SqlCertificateStore:
             # RFC 5280 §5.2.4: a delta lists what changed since its base, including
             # releases from hold (as removeFromCRL).
             q = q.where(c.status_changed_at >= since, or_(listed, and_(
-                c.status == CertStatus.VALID.value, c.status_changed_at > c.issued_at)))
+                c.status == CertStatus.VALID.value,
+                c.reason == RevocationReason.REMOVE_FROM_CRL.value)))
         with self._sessions() as s:
             for row in s.execute(q.execution_options(yield_per=20_000)):
                 serial = int(row.serial, 16)
