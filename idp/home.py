@@ -9,12 +9,11 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from idp.config import CONFIG_NAME, default_sections, write_config
+from idp.config import CONFIG_NAME, write_config
 from idp.services import Services
 
 Echo = Callable[[str], None]
@@ -26,7 +25,7 @@ def initialize(services: Services, *, demo: bool, echo: Echo) -> dict[str, Any]:
     os.chmod(config.home, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
     report: dict[str, Any] = {"home": str(config.home)}
     if not (config.home / CONFIG_NAME).exists():
-        write_config(config.home, _persistable(config.sections, config.home))
+        write_config(config.home, _persistable(config.sections))
         report["config"] = "written"
     else:
         report["config"] = "kept"
@@ -57,7 +56,7 @@ def initialize(services: Services, *, demo: bool, echo: Echo) -> dict[str, Any]:
     return report
 
 
-def _persistable(sections: Mapping[str, Mapping[str, Any]], home: Path
+def _persistable(sections: Mapping[str, Mapping[str, Any]]
                  ) -> dict[str, dict[str, Any]]:
     """The effective settings (defaults plus GOVTRUST_* overrides at init), less the
     password of a database URL: that stays in GOVTRUST_DATABASE_URL or libpq's
