@@ -76,6 +76,10 @@ def default_sections(home: Path) -> dict[str, dict[str, Any]]:
             "trusted_proxies": [],
             "session_hours": 8,
         },
+        "demo": {
+            # Where `govtrust demo` runs the sample department app.
+            "sample_app_url": "http://127.0.0.1:5000",
+        },
     }
 
 

@@ -127,7 +127,6 @@ def _init_pki(services: Services, demo: bool, echo: Echo, report: dict[str, Any]
 
 
 SAMPLE_APP_FILE = "sample-app-client.json"
-SAMPLE_APP_URL = "http://127.0.0.1:5000"
 
 
 def _init_idp(services: Services, demo: bool, echo: Echo, report: dict[str, Any]) -> None:
@@ -141,6 +140,7 @@ def _init_idp(services: Services, demo: bool, echo: Echo, report: dict[str, Any]
     report["idp keys"] = f"created {len(made)}" if made else "kept"
     if not demo:
         return
+    sample_url = str(services.config.get("demo", "sample_app_url")).rstrip("/")
     path = services.config.home / SAMPLE_APP_FILE
     if path.exists():
         known = json.loads(path.read_text(encoding="utf-8")).get("client_id", "")
@@ -148,10 +148,10 @@ def _init_idp(services: Services, demo: bool, echo: Echo, report: dict[str, Any]
             report["sample app"] = "kept"
             return
     client, secret = provider.clients.add(build_client(
-        name="示例部门应用", redirect_uris=[f"{SAMPLE_APP_URL}/callback"], level=2,
-        first_party=True, post_logout_redirect_uris=[f"{SAMPLE_APP_URL}/"]))
+        name="示例部门应用", redirect_uris=[f"{sample_url}/callback"], level=2,
+        first_party=True, post_logout_redirect_uris=[f"{sample_url}/"]))
     data = {"issuer": provider.issuer, "client_id": client.client_id, "client_secret": secret,
-            "redirect_uri": f"{SAMPLE_APP_URL}/callback"}
+            "redirect_uri": f"{sample_url}/callback"}
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

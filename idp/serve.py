@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -103,13 +104,16 @@ class Supervisor:
 
         if self.sample_app:
             self._start_sample_app(tls[2])
-            urls["sample app"] = "http://127.0.0.1:5000/"
+            urls["sample app"] = self._sample_url() + "/"
 
         self._wait_for_port(pki_listen)
         self._wait_for_port(idp_listen)
         if self.sample_app:
-            self._wait_for_port("127.0.0.1:5000")
+            self._wait_for_port(urlsplit(self._sample_url()).netloc)
         return urls
+
+    def _sample_url(self) -> str:
+        return str(self.config.get("demo", "sample_app_url")).rstrip("/")
 
     def _start_sample_app(self, chain: Path) -> None:
         client_file = self.config.home / "sample-app-client.json"
@@ -117,7 +121,7 @@ class Supervisor:
         env = dict(os.environ, GOVTRUST_HOME=str(self.config.home))
         cmd = [sys.executable, str(script), "--issuer", str(self.config.get("idp", "issuer")),
                "--client-file", str(client_file), "--ca-bundle", str(chain),
-               "--listen", "127.0.0.1:5000"]
+               "--listen", urlsplit(self._sample_url()).netloc]
         self.children.append(("sample app", subprocess.Popen(cmd, env=env)))
 
     def tick(self) -> None:
