@@ -144,7 +144,8 @@ class ManagedSlapd:
         acl = [
             # Binding needs auth on the hash; only the person may change it.
             "to attrs=userPassword by self =wx by anonymous auth by * none",
-            "to attrs=govNationalIdHash by * none",
+            # pwdHistory holds old password hashes: as secret as userPassword.
+            "to attrs=govNationalIdHash,pwdHistory by * none",
             f'to dn.subtree="{people}" by self read by {svc} read by * none',
             f'to dn.subtree="{departments}" by {svc} read by users read by * none',
             f'to dn.subtree="{groups}" by {svc} read by users read by * none',

@@ -49,10 +49,17 @@ def test_service_account_reads_people_but_not_passwords(
     assert values(found.stdout, "userPassword") == []
     assert values(found.stdout, "govNationalIdHash") == []
 
-    # Asking for the hash by name does not reveal it either.
+    # Asking for the hashes by name does not reveal them either; old password
+    # hashes (ppolicy's pwdHistory, which the rootdn does see) included.
+    svc.set_password("zhangwei", "Bj-Gov-2025-Secure!")
+    admin = ldapsearch(uri, svc.settings.bind_dn, svc.settings.bind_password, base,
+                       "(uid=zhangwei)", "pwdHistory")
+    assert values(admin.stdout, "pwdHistory"), admin.stdout
     asked = ldapsearch(uri, account.dn, account.password, base, "(uid=zhangwei)",
-                       "userPassword", "govNationalIdHash")
-    assert "userPassword" not in asked.stdout and "govNationalIdHash" not in asked.stdout
+                       "userPassword", "govNationalIdHash", "pwdHistory", "+")
+    assert asked.returncode == 0 and "uid=zhangwei," in asked.stdout
+    for secret in ("userPassword", "govNationalIdHash", "pwdHistory"):
+        assert secret not in asked.stdout
 
     # Read-only: a write is refused with insufficient access (LDAP result 50).
     modify = subprocess.run(

@@ -16,6 +16,7 @@ from directory.gateway import LdapGateway
 from directory.model import AuthResult, PersonStatus
 from directory.service import DirectoryService
 from directory.settings import DirectorySettings
+from directory.slapd import ManagedSlapd
 from tests.fixtures.postgres import free_port
 
 pytestmark = pytest.mark.slapd
@@ -172,3 +173,23 @@ def test_export_reimports_as_unchanged(directory_service: DirectoryService) -> N
         assert ("赵磊".encode() if fmt == "csv" else b"displayName:: 6LW156OK") in data
         report = svc.import_people(data)
         assert (report.added, report.updated, report.unchanged) == (0, 0, 1), fmt
+
+
+def test_stopped_slapd_gives_directory_unavailable_and_changes_nothing(
+        directory_service: DirectoryService, slapd: ManagedSlapd) -> None:
+    svc = directory_service
+    departments(svc)
+    slapd.stop()
+    try:
+        with pytest.raises(DirectoryUnavailable) as err:
+            svc.add_person(uid="liuyang", name="刘洋", department="市财政局")
+        assert slapd.uri in str(err.value)
+        with pytest.raises(DirectoryUnavailable):
+            svc.import_people(b"uid,name,department,title,email\n"
+                              b"liuyang,x,a,t,liuyang@beijing.gov.cn\n")
+        with pytest.raises(DirectoryUnavailable):
+            svc.suspend("zhangwei")
+        assert svc.gateway.authenticate("zhangwei", PASSWORD).result is AuthResult.UNAVAILABLE
+    finally:
+        slapd.start()
+    assert svc.search() == []  # and the pool recovers once slapd is back
