@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""Benchmark the IdP as ``govtrust serve`` runs it (TLS, gunicorn workers, managed
+slapd), on loopback, beside Keycloak's published sizing and the LemonLDAP::NG peer.
+
+Figures, each at 1 and 16 concurrent clients with p50/p99 latency:
+client-credentials grants/s and introspections/s (wrk, HTTP keep-alive),
+refresh grants/s and full password logins/s (Python ``requests`` worker
+processes; a login is authorize -> login form -> POST credentials -> authorize
+-> code -> token, cookies and all, the ID token checked for the nonce).
+
+    scripts/bench/idp.py [--duration 10] [--peer] [--home /dev/shm/govtrust-bench]
+
+``--peer`` also runs ../shared/peers/lemonldap (setup.sh, bench.sh, stop.sh) on
+ports that do not clash with ours, in a tmpfs work dir, and prints the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import multiprocessing as mp
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+GOVTRUST = [str(ROOT / ".venv" / "bin" / "govtrust")]
+PEER = ROOT.parent / "shared" / "peers" / "lemonldap"
+KEYCLOAK_PER_VCPU = {"client_credentials": 120.0, "refresh": 120.0, "login": 15.0}
+REDIRECT = "http://127.0.0.1:9/cb"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+# -- the server ------------------------------------------------------------------------
+
+class Server:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        port = free_port()
+        self.issuer = f"https://127.0.0.1:{port}"
+        pki = free_port()
+        self.env = dict(os.environ, GOVTRUST_HOME=str(home),
+                        GOVTRUST_IDP_LISTEN=f"127.0.0.1:{port}", GOVTRUST_IDP_ISSUER=self.issuer,
+                        GOVTRUST_PKI_LISTEN=f"127.0.0.1:{pki}",
+                        GOVTRUST_PKI_PUBLIC_URL=f"http://127.0.0.1:{pki}",
+                        GOVTRUST_DIRECTORY_URIS=f"ldap://127.0.0.1:{free_port()}")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ca = str(home / "idp" / "tls" / "ca.pem")
+
+    def govtrust(self, *args: str) -> str:
+        out = subprocess.run([*GOVTRUST, *args], env=self.env, check=True,
+                             capture_output=True, text=True, timeout=300)
+        return out.stdout
+
+    def start(self) -> None:
+        if self.home.exists():
+            shutil.rmtree(self.home)
+        self.govtrust("init", "--demo")
+        self.proc = subprocess.Popen([*GOVTRUST, "serve"], env=self.env, start_new_session=True,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                requests.get(self.issuer + "/.well-known/openid-configuration", verify=self.ca,
+                             timeout=2).raise_for_status()
+                return
+            except requests.RequestException:
+                time.sleep(0.3)
+        raise RuntimeError("govtrust serve did not come up")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def people(self) -> list[tuple[str, str]]:
+        text = (self.home / "demo-accounts.txt").read_text(encoding="utf-8")
+        return re.findall(r"civil servant: (\S+) / (\S+)", text)
+
+
+# -- one login, one refresh ----------------------------------------------------------------
+
+def login_once(s: requests.Session, issuer: str, ca: str, client_id: str, secret: str,
+               uid: str, password: str) -> dict[str, Any]:
+    s.cookies.clear()
+    verifier = secrets.token_urlsafe(48)
+    import hashlib
+
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()
+                                         ).rstrip(b"=").decode()
+    nonce = secrets.token_urlsafe(12)
+    q = {"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT,
+         "scope": "openid profile department", "state": "st", "nonce": nonce,
+         "code_challenge": challenge, "code_challenge_method": "S256"}
+    r = s.get(f"{issuer}/authorize?{urlencode(q)}", verify=ca, allow_redirects=False)
+    r = s.get(issuer + r.headers["Location"], verify=ca, allow_redirects=False)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', r.text)
+    back = re.search(r'name="return" value="([^"]+)"', r.text)
+    assert csrf and back, r.text[:300]
+    import html
+
+    r = s.post(issuer + "/login", data={"csrf": csrf.group(1), "uid": uid, "password": password,
+                                        "return": html.unescape(back.group(1))},
+               verify=ca, allow_redirects=False)
+    assert r.status_code == 302, r.text[:300]
+    r = s.get(issuer + r.headers["Location"], verify=ca, allow_redirects=False)
+    code = parse_qs(urlsplit(r.headers["Location"]).query)["code"][0]
+    r = s.post(issuer + "/token", data={"grant_type": "authorization_code", "code": code,
+                                        "redirect_uri": REDIRECT, "code_verifier": verifier},
+               auth=(client_id, secret), verify=ca)
+    r.raise_for_status()
+    body = r.json()
+    payload = body["id_token"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["nonce"] == nonce
+    return body  # type: ignore[no-any-return]
+
+
+def _worker(kind: str, conf: dict[str, Any], index: int, start: float, until: float,
+            out: Any) -> None:
+    s = requests.Session()
+    lat: list[float] = []
+    errors = 0
+    people = conf["people"]
+    refresh = None
+    if kind == "refresh":
+        uid, pw = people[index % len(people)]
+        refresh = login_once(s, conf["issuer"], conf["ca"], conf["client_id"], conf["secret"],
+                             uid, pw)["refresh_token"]
+    n = index
+    while time.monotonic() < start:
+        time.sleep(0.01)
+    while time.monotonic() < until:
+        t0 = time.perf_counter()
+        try:
+            if kind == "login":
+                uid, pw = people[n % len(people)]
+                n += 1
+                login_once(s, conf["issuer"], conf["ca"], conf["client_id"], conf["secret"],
+                           uid, pw)
+            else:
+                r = s.post(conf["issuer"] + "/token", data={
+                    "grant_type": "refresh_token", "refresh_token": refresh},
+                    auth=(conf["client_id"], conf["secret"]), verify=conf["ca"])
+                r.raise_for_status()
+                refresh = r.json()["refresh_token"]
+            lat.append((time.perf_counter() - t0) * 1000)
+        except Exception:
+            errors += 1
+    out.put((lat, errors))
+
+
+def python_load(kind: str, conf: dict[str, Any], concurrency: int,
+                duration: float) -> dict[str, float]:
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    # every worker begins together, after its set-up (the refresh workers log in first)
+    start = time.monotonic() + (2.0 + 0.2 * concurrency if kind == "refresh" else 0.5)
+    until = start + duration
+    procs = [ctx.Process(target=_worker, args=(kind, conf, i, start, until, q))
+             for i in range(concurrency)]
+    for p in procs:
+        p.start()
+    results = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    lat = [v for r in results for v in r[0]]
+    errors = sum(r[1] for r in results)
+    return {"rate": len(lat) / duration,
+            "p50": pct(lat, 0.50), "p99": pct(lat, 0.99), "errors": float(errors)}
+
+
+def wrk_load(url: str, body: str, auth: tuple[str, str], concurrency: int,
+             duration: float, work: Path) -> dict[str, float]:
+    basic = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    script = work / f"post-{secrets.token_hex(4)}.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f'wrk.body = "{body}"\n'
+        'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
+        f'wrk.headers["Authorization"] = "Basic {basic}"\n', encoding="utf-8")
+    threads = 1 if concurrency == 1 else 2
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{int(duration)}s",
+                          "--latency", "-s", str(script), url],
+                         capture_output=True, text=True, check=True).stdout
+
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            return float("nan")
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {"rate": rate, "p50": ms("50%"), "p99": ms("99%"),
+            "errors": float(non2xx.group(1)) if non2xx else 0.0}
+
+
+# -- the peer ------------------------------------------------------------------------------
+
+def run_peer(duration: float) -> dict[str, float]:
+    work = Path("/dev/shm/llng-peer-govtrust-bench")
+    env = dict(os.environ, LLNG_PORT=str(free_port()), LDAP_PORT=str(free_port()),
+               DURATION=str(int(duration)))
+    figures: dict[str, float] = {}
+    try:
+        subprocess.run(["bash", str(PEER / "setup.sh"), str(work)], env=env, check=True,
+                       capture_output=True, timeout=900)
+        out = subprocess.run(["bash", str(PEER / "bench.sh"), str(work)], env=env, check=True,
+                             capture_output=True, text=True, timeout=900).stdout
+        for line in out.splitlines():
+            m = re.match(r"^(\S+):\s+([\d.]+)", line)
+            if m:
+                figures[m.group(1)] = float(m.group(2))
+    finally:
+        subprocess.run(["bash", str(PEER / "stop.sh"), str(work)], env=env,
+                       capture_output=True, timeout=120)
+        shutil.rmtree(work, ignore_errors=True)
+    return figures
+
+
+# -- main ----------------------------------------------------------------------------------
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, default=Path("/dev/shm/govtrust-bench"))
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--concurrency", default="1,16")
+    parser.add_argument("--peer", action="store_true", help="also run the LemonLDAP::NG peer")
+    args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    cores = os.cpu_count() or 1
+
+    server = Server(args.home)
+    ours: dict[str, dict[int, dict[str, float]]] = {}
+    try:
+        server.start()
+        reg = json.loads(server.govtrust("--json", "client", "add", "--name", "bench",
+                                         "--redirect-uri", REDIRECT, "--level", "2",
+                                         "--first-party"))
+        conf = {"issuer": server.issuer, "ca": server.ca, "client_id": reg["client_id"],
+                "secret": reg["client_secret"], "people": server.people()}
+        auth = (reg["client_id"], reg["client_secret"])
+        token = requests.post(server.issuer + "/token", data={"grant_type": "client_credentials"},
+                              auth=auth, verify=server.ca).json()["access_token"]
+        work = args.home / "bench"
+        work.mkdir(exist_ok=True)
+        for c in levels:
+            ours.setdefault("client_credentials", {})[c] = wrk_load(
+                server.issuer + "/token", "grant_type=client_credentials", auth, c,
+                args.duration, work)
+            ours.setdefault("introspection", {})[c] = wrk_load(
+                server.issuer + "/introspect", f"token={token}", auth, c, args.duration, work)
+            ours.setdefault("refresh", {})[c] = python_load("refresh", conf, c, args.duration)
+            ours.setdefault("login", {})[c] = python_load("login", conf, c, args.duration)
+        if 4 not in levels:
+            ours["login"][4] = python_load("login", conf, 4, args.duration)
+    finally:
+        server.stop()
+
+    print(f"GovTrust IdP (govtrust serve, TLS, {cores} cores; load client on the same cores)")
+    print(f"{'figure':22} {'conc':>4} {'per s':>9} {'per core':>9} {'p50 ms':>8} {'p99 ms':>8}"
+          f" {'errors':>6}  Keycloak/vCPU")
+    for name, by_c in ours.items():
+        for c, f in sorted(by_c.items()):
+            kc = KEYCLOAK_PER_VCPU.get(name)
+            print(f"{name:22} {c:>4} {f['rate']:>9.1f} {f['rate'] / cores:>9.1f} "
+                  f"{f['p50']:>8.2f} {f['p99']:>8.2f} {int(f['errors']):>6}  "
+                  f"{'' if kc is None else f'{kc:.0f}'}")
+    if args.peer:
+        peer = run_peer(args.duration)
+        print("\nLemonLDAP::NG 2.16 peer, same machine, same run (bench.sh):")
+        pairs = [("client_credentials", 16, "token_client_credentials"),
+                 ("login", 1, "authcode_login_1w"), ("login", 4, "authcode_login_4w")]
+        for name, c, key in pairs:
+            theirs = peer.get(key)
+            mine = ours.get(name, {}).get(c, {}).get("rate")
+            if theirs and mine:
+                print(f"{name:22} {c:>4}  ours {mine:9.1f}/s  theirs {theirs:9.1f}/s  "
+                      f"ratio {mine / theirs:5.2f}x")
+        print(json.dumps(peer, indent=None))
+
+
+if __name__ == "__main__":
+    main()
