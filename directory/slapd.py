@@ -99,8 +99,12 @@ def base_entries(settings: DirectorySettings, policy: PasswordPolicy) -> list[tu
 class ManagedSlapd:
     """One slapd under ``settings.data_dir``, listening on the first of ``settings.uris``."""
 
-    def __init__(self, settings: DirectorySettings, *, start_timeout: float = 15.0) -> None:
+    def __init__(self, settings: DirectorySettings, *, start_timeout: float = 15.0,
+                 replica_of: str | None = None) -> None:
+        """``replica_of``: the provider's URI, to run as a syncrepl consumer of it
+        (RFC 4533, refreshAndPersist) bound as the same rootdn."""
         self.settings = settings
+        self.replica_of = replica_of
         self.data_dir = Path(settings.data_dir).resolve()
         self.config_dir = self.data_dir / "slapd.d"
         self.db_dir = self.data_dir / "db"
@@ -191,24 +195,36 @@ class ManagedSlapd:
                 "olcLimits": [f'{{0}}dn.children="{services}" size=unlimited '
                               'time=unlimited'.encode()],
                 "olcAccess": [f"{{{i}}}{rule}".encode() for i, rule in enumerate(acl)]}),
-            ("olcOverlay={0}memberof,olcDatabase={1}mdb,cn=config", {
-                "objectClass": [b"olcOverlayConfig", b"olcMemberOf"],
-                "olcOverlay": [b"{0}memberof"],
-                "olcMemberOfRefInt": [b"TRUE"],
-                "olcMemberOfGroupOC": [b"groupOfNames"],
-                "olcMemberOfMemberAD": [b"member"],
-                "olcMemberOfMemberOfAD": [b"memberOf"]}),
-            ("olcOverlay={1}ppolicy,olcDatabase={1}mdb,cn=config", {
-                "objectClass": [b"olcOverlayConfig", b"olcPPolicyConfig"],
-                "olcOverlay": [b"{1}ppolicy"],
-                "olcPPolicyDefault": [policy_dn(s).encode()],
-                "olcPPolicyHashCleartext": [b"TRUE"],
-                "olcPPolicyUseLockout": [b"TRUE"]}),
-            ("olcOverlay={2}syncprov,olcDatabase={1}mdb,cn=config", {
-                "objectClass": [b"olcOverlayConfig", b"olcSyncProvConfig"],
-                "olcOverlay": [b"{2}syncprov"],
-                "olcSpCheckpoint": [b"100 10"]}),
         ]
+        mdb = after_schema[-1][1]
+        overlays: list[tuple[str, Entry]] = []
+        if self.replica_of:
+            mdb["olcSyncrepl"] = [(
+                f'{{0}}rid=001 provider={self.replica_of} bindmethod=simple '
+                f'binddn="{s.bind_dn}" credentials="{s.bind_password}" '
+                f'searchbase="{base}" type=refreshAndPersist retry="1 +" timeout=3 '
+                'schemachecking=off scope=sub attrs="*,+"').encode()]
+            mdb["olcUpdateRef"] = [self.replica_of.encode()]
+        # On a replica too: the provider's memberof writes memberOf internally, which
+        # syncprov does not send, so each server derives it from the groups it holds.
+        overlays.append(("memberof", {
+            "objectClass": [b"olcOverlayConfig", b"olcMemberOf"],
+            "olcMemberOfRefInt": [b"TRUE"],
+            "olcMemberOfGroupOC": [b"groupOfNames"],
+            "olcMemberOfMemberAD": [b"member"],
+            "olcMemberOfMemberOfAD": [b"memberOf"]}))
+        overlays.append(("ppolicy", {
+            "objectClass": [b"olcOverlayConfig", b"olcPPolicyConfig"],
+            "olcPPolicyDefault": [policy_dn(s).encode()],
+            "olcPPolicyHashCleartext": [b"TRUE"],
+            "olcPPolicyUseLockout": [b"TRUE"]}))
+        overlays.append(("syncprov", {
+            "objectClass": [b"olcOverlayConfig", b"olcSyncProvConfig"],
+            "olcSpCheckpoint": [b"100 10"]}))
+        for i, (name, entry) in enumerate(overlays):
+            entry["olcOverlay"] = [f"{{{i}}}{name}".encode()]
+            after_schema.append((f"olcOverlay={{{i}}}{name},olcDatabase={{1}}mdb,cn=config",
+                                 entry))
         out = io.StringIO()
         writer = LDIFWriter(out, cols=10_000)
         for dn, entry in head:

@@ -97,3 +97,54 @@ def test_second_start_reuses_the_data_dir(tmp_path: Path) -> None:
         assert server.ensure_base() == []  # the data survived the restart
     finally:
         server.stop()
+
+
+def test_failover_to_a_syncrepl_replica(tmp_path: Path) -> None:
+    """Provider + consumer (RFC 4533 syncrepl), as the scaled-out deployment runs."""
+    from directory.events import RecordingPublisher
+    from directory.slapd import ManagedSlapd
+    from tests.fixtures.slapd import make_settings
+
+    provider = make_slapd(tmp_path / "provider", password="Replica-admin-1")
+    consumer = ManagedSlapd(make_settings(tmp_path / "consumer", password="Replica-admin-1"),
+                            replica_of=provider.uri)
+
+    class NullAudit:
+        def record(self, **_: object) -> None:
+            pass
+
+    try:
+        provider.start()
+        provider.ensure_base()
+        consumer.start()
+        settings = dataclasses.replace(provider.settings, uris=(provider.uri, consumer.uri),
+                                       timeout=2.0)
+        gw = LdapGateway(settings)
+        svc = DirectoryService(settings, gw, NullAudit(), RecordingPublisher())
+        svc.ensure_department("市卫生健康委员会/医政医管处")
+        svc.add_person(uid="majun", name="马军", department="市卫生健康委员会/医政医管处",
+                       password=PASSWORD)
+        svc.add_group("doctors")
+        svc.add_member("doctors", "majun")
+        replica = LdapGateway(dataclasses.replace(settings, uris=(consumer.uri,)))
+        import time
+
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            seen = replica.find_person("majun")
+            if seen is not None and seen.groups == ("doctors",):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the replica did not receive the person in 15 s")
+        provider.stop()
+        person = gw.find_person("majun")
+        assert person is not None and person.display_name == "马军"
+        assert person.groups == ("doctors",)
+        assert gw.authenticate("majun", PASSWORD).ok
+        assert [p.uid for p in svc.search(name="马")] == ["majun"]
+        gw.close()
+        replica.close()
+    finally:
+        consumer.stop()
+        provider.stop()
