@@ -1,0 +1,1 @@
+"""The govPerson LDAP schema template (``govtrust.ldif``); a package so it ships as data."""
