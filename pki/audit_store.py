@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     insert,
     select,
     update,
@@ -71,6 +72,11 @@ def _utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
+_BUMP = update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq + 1)
+_HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+_SET_HASH = update(audit_head).where(audit_head.c.id == 1).values(hash=bindparam("new_hash"))
+
+
 def append(session: Session, *, actor: str, action: str, target: str,
            details: Mapping[str, str] | None = None, at: datetime | None = None) -> AuditRecord:
     """Append one record inside the caller's transaction (so a certificate and
@@ -78,19 +84,18 @@ def append(session: Session, *, actor: str, action: str, target: str,
     details = {str(k): str(v) for k, v in (details or {}).items()}
     at = _utc(at) if at is not None else datetime.now(UTC)
     # Take the lock first: bump seq, then read what we now own.
-    bumped = cast(CursorResult[Any], session.execute(
-        update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq + 1)))
+    bumped = cast(CursorResult[Any], session.execute(_BUMP))
     if bumped.rowcount != 1:
         raise RuntimeError("audit_head row missing: the database is not migrated")
-    row = session.execute(select(audit_head.c.seq, audit_head.c.hash)
-                          .where(audit_head.c.id == 1)).one()
+    row = session.execute(_HEAD).one()
     seq, prev = int(row.seq), str(row.hash)
     digest = record_hash(seq, at, actor, action, target, details, prev)
-    session.execute(insert(audit_log).values(
-        seq=seq, at=at, actor=actor, action=action, target=target,
-        details=json.dumps(details, ensure_ascii=False, sort_keys=True),
-        prev_hash=prev, hash=digest))
-    session.execute(update(audit_head).where(audit_head.c.id == 1).values(hash=digest))
+    # Statements built once and executed with parameters: SQLAlchemy caches them.
+    session.execute(insert(audit_log), {
+        "seq": seq, "at": at, "actor": actor, "action": action, "target": target,
+        "details": json.dumps(details, ensure_ascii=False, sort_keys=True),
+        "prev_hash": prev, "hash": digest})
+    session.execute(_SET_HASH, {"new_hash": digest})
     return AuditRecord(seq, at, actor, action, target, details, prev, digest)
 
 

@@ -407,9 +407,10 @@ class CertificateAuthority:
         return rec
 
     def find(self, *, uid: str | None = None, status: CertStatus | None = None,
-             expiring_within: timedelta | None = None) -> list[CertificateRecord]:
+             expiring_within: timedelta | None = None, limit: int = 10_000
+             ) -> list[CertificateRecord]:
         before = self.now() + expiring_within if expiring_within is not None else None
-        return self.store.find(uid=uid, status=status, expiring_before=before)
+        return self.store.find(uid=uid, status=status, expiring_before=before, limit=limit)
 
     def revoke(self, serial: str, reason: RevocationReason | str = RevocationReason.UNSPECIFIED,
                invalidity_date: datetime | None = None, *, actor: str = "system",

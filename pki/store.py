@@ -176,12 +176,14 @@ class SqlCertificateStore:
     # -- end-entity certificates ---------------------------------------------
     def add_certificate(self, rec: CertificateRecord, audit: AuditEntry) -> None:
         with self._sessions.begin() as s:
-            s.execute(insert(certificates).values(
-                serial=rec.serial, owner_kind=rec.owner_kind.value, owner_uid=rec.owner_uid,
-                owner_entry_uuid=rec.owner_entry_uuid, profile=rec.profile,
-                subject=rec.subject, not_before=rec.not_before, not_after=rec.not_after,
-                status=rec.status.value, issued_at=rec.issued_at,
-                status_changed_at=rec.issued_at, hardware_key=rec.hardware_key, der=rec.der))
+            s.execute(insert(certificates), {
+                "serial": rec.serial, "owner_kind": rec.owner_kind.value,
+                "owner_uid": rec.owner_uid, "owner_entry_uuid": rec.owner_entry_uuid,
+                "profile": rec.profile, "subject": rec.subject, "not_before": rec.not_before,
+                "not_after": rec.not_after, "status": rec.status.value,
+                "issued_at": rec.issued_at, "status_changed_at": rec.issued_at,
+                "revoked_at": None, "reason": None, "invalidity_date": None,
+                "hardware_key": rec.hardware_key, "der": rec.der})
             _audit(s, audit, rec.issued_at)
 
     def get(self, serial: str) -> CertificateRecord | None:

@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""Benchmark the CA, each figure beside its baseline measured in the same run.
+
+- issuance: certificates/s from CSRs, recorded in the database with their audit
+  record (SQLite WAL file), beside building and signing the same certificate in
+  memory with pyca/cryptography alone; and their ratio.
+- OCSP: responses/s over HTTP on loopback (gunicorn workers, ``wrk`` with a POST
+  script; cached no-nonce responses and fresh nonce responses), beside
+  ``openssl ocsp`` as a responder on the same index of certificates, which runs
+  with its ``wrk`` inside a private network namespace (``unshare -n``).
+- CRL: seconds to generate a 1,000,000-entry CRL from the database, beside
+  ``openssl ca -gencrl`` on the same revoked serials.
+
+Prints ``name: value unit`` lines.
+
+    scripts/bench/pki.py [--issue 2000] [--duration 5] [--crl-entries 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509 import ocsp  # noqa: E402
+from sqlalchemy import insert  # noqa: E402
+
+from directory.model import Person  # noqa: E402
+from idp.db import make_engine, session_factory, upgrade  # noqa: E402
+from pki.audit_store import AuditLog  # noqa: E402
+from pki.authority import CertificateAuthority  # noqa: E402
+from pki.certs import end_entity_builder, general_names, new_serial, subject_for  # noqa: E402
+from pki.csr import check_csr, parse_csr  # noqa: E402
+from pki.keys import FileKeyStore, SoftwareSigner  # noqa: E402
+from pki.model import CASettings  # noqa: E402
+from pki.publish import RecordingPublisher  # noqa: E402
+from pki.store import SqlCertificateStore, certificates  # noqa: E402
+from policies.profiles import KeyKind, profiles  # noqa: E402
+
+PASSPHRASE = "bench passphrase, not a secret"
+WSGI = '''
+import os
+from idp.db import make_engine, session_factory
+from pki.audit_store import AuditLog
+from pki.authority import CertificateAuthority
+from pki.http import create_app
+from pki.keys import FileKeyStore
+from pki.model import CASettings
+from pki.publish import RecordingPublisher
+from pki.store import SqlCertificateStore
+
+
+def app():
+    sessions = session_factory(make_engine(os.environ["BENCH_DB"]))
+    ca = CertificateAuthority(SqlCertificateStore(sessions),
+                              FileKeyStore(__import__("pathlib").Path(os.environ["BENCH_KEYS"]),
+                                           os.environ["BENCH_PASS"].encode()),
+                              CASettings(), publisher=RecordingPublisher(),
+                              audit=AuditLog(sessions))
+    return create_app(ca)
+'''
+
+
+def out(name: str, value: float, unit: str) -> None:
+    print(f"{name}: {value:.6g} {unit}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def person(i: int) -> Person:
+    return Person(uid=f"user{i:07d}", dn=f"uid=user{i:07d},ou=people,dc=beijing,dc=gov,dc=cn",
+                  entry_uuid=f"uuid-{i}", display_name="张伟", department=("市财政局", "预算处"),
+                  email=f"user{i:07d}@beijing.gov.cn")
+
+
+def make_ca(folder: Path) -> tuple[CertificateAuthority, str]:
+    url = f"sqlite:///{folder / 'govtrust.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    ca = CertificateAuthority(SqlCertificateStore(sessions),
+                              FileKeyStore(folder / "keys", PASSPHRASE.encode()), CASettings(),
+                              publisher=RecordingPublisher(), audit=AuditLog(sessions))
+    ca.initialize(actor="bench")
+    return ca, url
+
+
+# -- issuance ------------------------------------------------------------------------------
+def bench_issuance(ca: CertificateAuthority, n: int) -> None:
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(50)]
+    csrs = [x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+            .sign(keys[i % 50], hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+            for i in range(n)]
+    p = person(0)
+    start = time.perf_counter()
+    for csr in csrs:
+        ca.issue_from_csr(p, "user-auth", csr, actor="bench")
+    durable = n / (time.perf_counter() - start)
+
+    profile = profiles()["user-auth"]
+    issuer = ca.issuing_certificate
+    signer = ca.issuing_signer()
+    assert isinstance(signer, SoftwareSigner)
+    start = time.perf_counter()
+    for csr in csrs:
+        req = x509.load_pem_x509_csr(csr)
+        assert req.is_signature_valid
+        now = datetime.now(UTC)
+        builder = end_entity_builder(
+            profile=profile, public_key=req.public_key(), key_kind=KeyKind.EC,  # type: ignore
+            subject=subject_for(profile, ca.settings, person=p),
+            sans=general_names(profile, ca.settings, person=p, dns_names=()),
+            issuer=issuer, settings=ca.settings, now=now, serial=new_serial())
+        builder.sign(signer.private_key, hashes.SHA256()).public_bytes(
+            serialization.Encoding.DER)
+    bare = n / (time.perf_counter() - start)
+    # Our checks beside the bare one, for the record.
+    check_csr(parse_csr(csrs[0], 65536), profile)
+    out("issuance_durable", durable, "certs/s")
+    out("issuance_bare_cryptography", bare, "certs/s")
+    out("issuance_ratio", durable / bare, "x")
+
+
+# -- OCSP ------------------------------------------------------------------------------------
+def lua_post(path: Path, body: bytes) -> Path:
+    escaped = "".join(f"\\{b}" for b in body)
+    path.write_text('wrk.method = "POST"\n'
+                    f'wrk.body = "{escaped}"\n'
+                    'wrk.headers["Content-Type"] = "application/ocsp-request"\n')
+    return path
+
+
+def wrk_rate(cmd_prefix: list[str], url: str, script: Path, duration: int) -> tuple[float, str]:
+    proc = subprocess.run([*cmd_prefix, "wrk", "-t2", "-c16", f"-d{duration}s", "-s",
+                           str(script), url], capture_output=True, text=True,
+                          timeout=duration + 60)
+    rate = 0.0
+    for line in proc.stdout.splitlines():
+        if line.startswith("Requests/sec:"):
+            rate = float(line.split()[1])
+    return rate, proc.stdout + proc.stderr
+
+
+def ocsp_request(cert: x509.Certificate, issuer: x509.Certificate, nonce: bool) -> bytes:
+    b = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1())
+    if nonce:
+        b = b.add_extension(x509.OCSPNonce(secrets.token_bytes(16)), critical=False)
+    return b.build().public_bytes(serialization.Encoding.DER)
+
+
+def write_index(ca: CertificateAuthority, path: Path) -> None:
+    lines = []
+    for rec in ca.find(limit=10**7):
+        exp = rec.not_after.strftime("%y%m%d%H%M%SZ")
+        subject = "/" + "/".join(reversed(rec.subject.split(",")))
+        if rec.revoked_at is not None and rec.status.value != "valid":
+            rev = rec.revoked_at.strftime("%y%m%d%H%M%SZ")
+            if rec.reason and rec.reason.value != "unspecified":
+                rev += f",{rec.reason.value}"
+            lines.append(f"R\t{exp}\t{rev}\t{rec.serial.upper()}\tunknown\t{subject}")
+        else:
+            lines.append(f"V\t{exp}\t\t{rec.serial.upper()}\tunknown\t{subject}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def bench_ocsp(ca: CertificateAuthority, db_url: str, folder: Path, duration: int) -> None:
+    if not shutil.which("wrk"):
+        print("ocsp: skipped (wrk not installed)")
+        return
+    issued = ca.find(uid=person(0).uid, limit=1)[0]
+    cert = x509.load_der_x509_certificate(issued.der)
+    issuer = ca.issuing_certificate
+    plain = lua_post(folder / "plain.lua", ocsp_request(cert, issuer, nonce=False))
+    with_nonce = lua_post(folder / "nonce.lua", ocsp_request(cert, issuer, nonce=True))
+    (folder / "bench_pki_app.py").write_text(WSGI)
+    port = free_port()
+    env = {**os.environ, "BENCH_DB": db_url, "BENCH_KEYS": str(folder / "keys"),
+           "BENCH_PASS": PASSPHRASE, "PYTHONPATH": f"{folder}:{ROOT}"}
+    workers = max(2, os.cpu_count() or 2)
+    server = subprocess.Popen([str(ROOT / ".venv" / "bin" / "gunicorn"), "-w", str(workers),
+                               "-b", f"127.0.0.1:{port}", "--log-level", "warning",
+                               "bench_pki_app:app()"], env=env, cwd=folder)
+    try:
+        url = f"http://127.0.0.1:{port}/ocsp"
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        wrk_rate([], url, plain, 1)  # warm the workers' caches
+        ours_cached, _ = wrk_rate([], url, plain, duration)
+        ours_nonce, _ = wrk_rate([], url, with_nonce, duration)
+    finally:
+        server.terminate()
+        server.wait(10)
+    out("ocsp_http_govtrust_cached", ours_cached, "responses/s")
+    out("ocsp_http_govtrust_nonce", ours_nonce, "responses/s")
+
+    # openssl ocsp on the same index, same responder key and certificate.
+    write_index(ca, folder / "index.txt")
+    rcert, rsigner = ca.ocsp_credentials()
+    assert isinstance(rsigner, SoftwareSigner)
+    (folder / "ocsp.pem").write_bytes(rcert.public_bytes(serialization.Encoding.PEM))
+    (folder / "ocsp.key").write_bytes(rsigner.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    (folder / "issuing.pem").write_bytes(issuer.public_bytes(serialization.Encoding.PEM))
+    script = folder / "openssl_ocsp.sh"
+    script.write_text(f"""set -e
+ip link set lo up
+cd {folder}
+openssl ocsp -index index.txt -CA issuing.pem -rsigner ocsp.pem -rkey ocsp.key \\
+  -port 8888 -multi {workers} -nmin 240 > openssl_ocsp.log 2>&1 &
+pid=$!
+for i in $(seq 50); do (echo > /dev/tcp/127.0.0.1/8888) 2>/dev/null && break; sleep 0.1; done
+for s in plain nonce; do
+  wrk -t2 -c16 -d{duration}s -s $s.lua http://127.0.0.1:8888/ | grep Requests/sec \\
+    | sed "s/^/$s /"
+done
+kill $pid; wait $pid 2>/dev/null || true
+""")
+    proc = subprocess.run(["unshare", "-n", "bash", str(script)], capture_output=True,
+                          text=True, timeout=4 * duration + 60)
+    rates = {}
+    for line in proc.stdout.splitlines():
+        kind, _, value = line.split()
+        rates[kind] = float(value)
+    if not rates:
+        print(f"ocsp_openssl: failed: {proc.stderr.strip()[:200]}")
+        return
+    out("ocsp_http_openssl_no_nonce", rates.get("plain", 0.0), "responses/s")
+    out("ocsp_http_openssl_nonce", rates.get("nonce", 0.0), "responses/s")
+    if rates.get("plain"):
+        out("ocsp_ratio_cached_vs_openssl", ours_cached / rates["plain"], "x")
+    if rates.get("nonce"):
+        out("ocsp_ratio_nonce_vs_openssl", ours_nonce / rates["nonce"], "x")
+
+
+# -- a CRL of a million entries -------------------------------------------------------------
+def bench_crl(entries: int, folder: Path) -> None:
+    ca, url = make_ca(folder)
+    engine = make_engine(url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = time.perf_counter()
+    batch = []
+    with engine.begin() as conn:
+        for i in range(entries):
+            serial = format(new_serial(), "x")
+            at = now - timedelta(seconds=i)
+            batch.append({
+                "serial": serial, "owner_kind": "person", "owner_uid": f"user{i:07d}",
+                "owner_entry_uuid": f"uuid-{i}", "profile": "user-auth", "subject": "CN=x",
+                "not_before": at, "not_after": at + timedelta(days=365),
+                "status": "revoked", "issued_at": at, "status_changed_at": at,
+                "revoked_at": at, "reason": "keyCompromise" if i % 2 else "superseded",
+                "invalidity_date": None, "hardware_key": False, "der": b"-"})
+            if len(batch) == 50_000:
+                conn.execute(insert(certificates), batch)
+                batch = []
+        if batch:
+            conn.execute(insert(certificates), batch)
+    out("crl_setup_insert", time.perf_counter() - start, "s")
+
+    start = time.perf_counter()
+    rec = ca.generate_crl(delta=False, actor="bench")
+    ours = time.perf_counter() - start
+    assert rec.entries == entries
+    out("crl_1m_govtrust_generate", ours, "s")
+    out("crl_1m_govtrust_size", len(rec.der) / 1e6, "MB")
+    start = time.perf_counter()
+    parsed = x509.load_der_x509_crl(rec.der)
+    assert parsed.is_signature_valid(ca.issuing_certificate.public_key())  # type: ignore
+    out("crl_1m_check_signature", time.perf_counter() - start, "s")
+
+    # openssl ca -gencrl on the same serials (its text index, its own config).
+    index = folder / "index.txt"
+    write_index(ca, index)
+    signer = ca.issuing_signer()
+    assert isinstance(signer, SoftwareSigner)
+    (folder / "issuing.key").write_bytes(signer.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    (folder / "issuing.pem").write_bytes(ca.issuing_certificate.public_bytes(
+        serialization.Encoding.PEM))
+    (folder / "crlnumber").write_text("1000\n")
+    (folder / "index.txt.attr").write_text("unique_subject = no\n")
+    (folder / "ca.cnf").write_text(f"""[ca]
+default_ca = bench
+[bench]
+database = {index}
+crlnumber = {folder / 'crlnumber'}
+certificate = {folder / 'issuing.pem'}
+private_key = {folder / 'issuing.key'}
+default_md = sha256
+default_crl_days = 2
+crl_extensions = crl_ext
+[crl_ext]
+authorityKeyIdentifier = keyid
+""")
+    start = time.perf_counter()
+    proc = subprocess.run(["openssl", "ca", "-batch", "-config", str(folder / "ca.cnf"),
+                           "-gencrl", "-out", str(folder / "openssl.crl")],
+                          capture_output=True, text=True, timeout=1800)
+    theirs = time.perf_counter() - start
+    if proc.returncode != 0:
+        print(f"crl_1m_openssl_gencrl: failed: {proc.stderr.strip()[:300]}")
+        return
+    out("crl_1m_openssl_gencrl", theirs, "s")
+    out("crl_ratio_govtrust_vs_openssl", ours / theirs, "x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--issue", type=int, default=2000)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--crl-entries", type=int, default=1_000_000)
+    parser.add_argument("--skip", action="append", default=[],
+                        choices=["issuance", "ocsp", "crl"])
+    args = parser.parse_args()
+    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+    with tempfile.TemporaryDirectory(prefix="govtrust-pki-bench-", dir=base) as tmp:
+        folder = Path(tmp)
+        (folder / "ca").mkdir()
+        ca, url = make_ca(folder / "ca")
+        if "issuance" not in args.skip:
+            bench_issuance(ca, args.issue)
+        else:
+            ca.issue_from_csr(person(0), "user-auth", x509.CertificateSigningRequestBuilder()
+                              .subject_name(x509.Name([])).sign(
+                                  ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+                              .public_bytes(serialization.Encoding.PEM))
+        if "ocsp" not in args.skip:
+            bench_ocsp(ca, url, folder / "ca", args.duration)
+        if "crl" not in args.skip:
+            (folder / "crl").mkdir()
+            bench_crl(args.crl_entries, folder / "crl")
+
+
+if __name__ == "__main__":
+    main()
