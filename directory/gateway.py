@@ -376,6 +376,12 @@ class LdapGateway:
         except DirectoryUnavailable:
             return AuthOutcome(AuthResult.UNAVAILABLE)
         if found is None:
+            # Bind anyway (slapd refuses a DN with no entry): an unknown uid then takes
+            # as long as a wrong password, so timing does not tell who exists.
+            try:
+                self._bind(self.person_dn(uid), password)
+            except DirectoryUnavailable:
+                return AuthOutcome(AuthResult.UNAVAILABLE)
             return AuthOutcome(AuthResult.BAD_CREDENTIALS)
         dn, attrs = found
         person = self.to_person(dn, attrs)
