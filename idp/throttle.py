@@ -42,13 +42,17 @@ class Throttle:
     def _window(self, limit: Limit) -> int:
         return int(self._clock()) // limit.window_seconds
 
-    def blocked(self, key: str, limit: Limit) -> bool:
+    def blocked(self, *checks: tuple[str, Limit]) -> bool:
+        """Whether any (key, limit) has run out of failures in its window (one query)."""
+        limits = {key[:300]: limit for key, limit in checks if key}
+        if not limits:
+            return False
         with self._sessions() as s:
-            row = s.execute(select(throttle_windows.c.window,
-                                   throttle_windows.c.count.label("failures")).where(
-                throttle_windows.c.key == key[:300])).first()
-        return (row is not None and row.window == self._window(limit)
-                and row.failures >= limit.failures)
+            rows = s.execute(select(throttle_windows.c.key, throttle_windows.c.window,
+                                    throttle_windows.c.count.label("failures")).where(
+                throttle_windows.c.key.in_(list(limits)))).all()
+        return any(row.window == self._window(limits[row.key])
+                   and row.failures >= limits[row.key].failures for row in rows)
 
     def failed(self, key: str, limit: Limit) -> None:
         key = key[:300]

@@ -347,8 +347,8 @@ def login_submit() -> Response:
     if not uid or not password or len(uid) > 256 or len(password) > 1024:
         return again("msg.missing", 400)
     address = _client_address()
-    if (p.throttle.blocked("login-addr:" + address, LOGIN_PER_ADDRESS)
-            or p.throttle.blocked("login-uid:" + uid.lower(), LOGIN_PER_UID)):
+    if p.throttle.blocked(("login-addr:" + address, LOGIN_PER_ADDRESS),
+                          ("login-uid:" + uid.lower(), LOGIN_PER_UID)):
         return again("msg.throttled", 429)
     outcome = p.authenticator.authenticate(uid, password)
     p.audit_login(uid, outcome.result.value, address)
@@ -388,9 +388,8 @@ def token() -> Response:
         return bad
     address = _client_address()
     client_id = _client_id_of_request()
-    if (p.throttle.blocked("token-addr:" + address, TOKEN_PER_ADDRESS)
-            or (client_id and p.throttle.blocked("token-client:" + client_id,
-                                                 TOKEN_PER_CLIENT))):
+    if p.throttle.blocked(("token-addr:" + address, TOKEN_PER_ADDRESS),
+                          ("token-client:" + client_id if client_id else "", TOKEN_PER_CLIENT)):
         resp = _api_error("slow_down", "too many failed requests; retry later", 429)
         resp.headers["Retry-After"] = "60"
         return resp
