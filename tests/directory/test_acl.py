@@ -86,3 +86,24 @@ def test_person_sees_only_own_entry(directory_service: DirectoryService) -> None
                        svc.settings.base_dn, "(objectClass=inetOrgPerson)")
     assert found.returncode == 0, found.stderr
     assert values(found.stdout, "uid") == ["lina"]
+
+
+def test_person_changes_own_password_under_slapds_policy(
+        directory_service: DirectoryService) -> None:
+    """slapd itself enforces the pushed policy (length, history) on a self-service change."""
+    svc = directory_service
+    svc.ensure_department("市财政局")
+    first, second = "Bj-Gov-2024-Secure!", "Bj-Gov-2025-Secure!"
+    svc.add_person(uid="guojing", name="郭静", department="市财政局", password=first)
+    dn, uri = svc.gateway.person_dn("guojing"), svc.settings.uris[0]
+
+    def ldappasswd(old: str, new: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ldappasswd", "-x", "-H", uri, "-D", dn, "-w", old, "-a", old,
+                               "-s", new], capture_output=True, text=True, timeout=30)
+
+    short = ldappasswd(first, "Sh0rt!")
+    assert short.returncode != 0 and "quality" in short.stderr.lower() + short.stdout.lower()
+    assert ldappasswd(first, second).returncode == 0, "a good change is accepted"
+    assert svc.authenticate("guojing", second).ok
+    again = ldappasswd(second, first)
+    assert again.returncode != 0 and "history" in again.stderr.lower() + again.stdout.lower()
