@@ -111,7 +111,8 @@ class Services:
         clients = ClientRepository(self.sessions, self.config.secret_bytes("client-secret-key"))
         tokens = TokenService(self.sessions, keys, issuer)
         store = SessionStore(self.sessions, float(idp["session_hours"]))
-        ca_file = self.config.home / "pki" / "chain.pem"
+        # Department apps' back-channel endpoints may carry certificates from our CA.
+        ca_file = self.config.home / "idp" / "tls" / "ca.pem"
         from idp.logout import make_poster
 
         logout = Logout(self.sessions, store, tokens, keys, clients, issuer,

@@ -56,7 +56,7 @@ def create_sample_app(issuer: str, client_id: str, client_secret: str,
 
     @app.get("/login")
     def login() -> Response:
-        return idp.authorize_redirect(base_url + "/callback")  # type: ignore[no-any-return]
+        return idp.authorize_redirect(base_url + "/callback")
 
     @app.get("/callback")
     def callback() -> Response:

@@ -139,7 +139,7 @@ def login_once(s: requests.Session, issuer: str, ca: str, client_id: str, secret
     payload = body["id_token"].split(".")[1]
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert claims["nonce"] == nonce
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 def _worker(kind: str, conf: dict[str, Any], index: int, start: float, until: float,
