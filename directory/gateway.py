@@ -54,6 +54,10 @@ SCOPES = {"base": ldap.SCOPE_BASE, "one": ldap.SCOPE_ONELEVEL, "sub": ldap.SCOPE
 _OPS = {"add": ldap.MOD_ADD, "delete": ldap.MOD_DELETE, "replace": ldap.MOD_REPLACE}
 # ppolicy response errors (draft-behera §6.2): passwordExpired, accountLocked, changeAfterReset.
 _PP_EXPIRED, _PP_LOCKED, _PP_CHANGE_AFTER_RESET = 0, 1, 2
+_PP_ERRORS = {0: "passwordExpired", 1: "accountLocked", 2: "changeAfterReset",
+              3: "passwordModNotAllowed", 4: "mustSupplyOldPassword",
+              5: "insufficientPasswordQuality", 6: "passwordTooShort",
+              7: "passwordTooYoung", 8: "passwordInHistory"}
 # Connection-level failures after which another server may do better.
 _DOWN = (ldap.SERVER_DOWN, ldap.TIMEOUT, ldap.CONNECT_ERROR, ldap.UNAVAILABLE, ldap.BUSY)
 _DOWN_FOR = 5.0  # seconds a server that did not answer is skipped
@@ -301,6 +305,35 @@ class LdapGateway:
             c.passwd_s(dn, None, password)
 
         self._guard("password", dn, lambda: self._run(op))
+
+    def change_own_password(self, dn: str, old: str, new: str) -> None:
+        """The person changes their own password (RFC 3062) as themselves, so slapd's
+        ppolicy applies in full (quality, history, minimum age); its refusal comes
+        back as ``DirectoryRefused`` with the ppolicy error name as ``code``."""
+        uri_error: Exception | None = None
+        for uri in self.settings.uris:
+            c = ldap.initialize(uri, bytes_mode=False)
+            c.set_option(ldap.OPT_NETWORK_TIMEOUT, self.settings.timeout)
+            c.set_option(ldap.OPT_TIMEOUT, self.settings.timeout)
+            try:
+                c.simple_bind_s(dn, old)
+                msgid = c.passwd(dn, old, new, serverctrls=[PasswordPolicyControl()])
+                c.result3(msgid, timeout=self.settings.timeout)
+                return
+            except _DOWN as exc:
+                uri_error = exc
+                continue
+            except ldap.INVALID_CREDENTIALS:
+                raise DirectoryRefused("bind", dn, "invalidCredentials") from None
+            except ldap.LDAPError as exc:
+                pp = next((x for x in _exc_controls(exc)
+                           if x.controlType == PasswordPolicyControl.controlType), None)
+                error = getattr(pp, "error", None)
+                code = _PP_ERRORS.get(error) if isinstance(error, int) else None
+                raise DirectoryRefused("password", dn, code or type(exc).__name__) from None
+            finally:
+                c.unbind_s()
+        raise DirectoryUnavailable(self.settings.uris, type(uri_error).__name__)
 
     def _guard(self, what: str, dn: str, call: Callable[[], None]) -> None:
         try:

@@ -222,6 +222,20 @@ class DirectoryService:
         self.gateway.set_password(person.dn, password)
         self.audit.record(actor=actor, action="directory.password.set", target=uid)
 
+    def change_password(self, uid: str, old: str, new: str) -> None:
+        """The person changes their own password; our checks first, then slapd's
+        (history, quality) as the person. A refusal by slapd is a ``WeakPassword``
+        naming ppolicy's reason (e.g. ``passwordInHistory``)."""
+        person = self.show(uid)
+        self._check_password(uid, new)
+        try:
+            self.gateway.change_own_password(person.dn, old, new)
+        except DirectoryRefused as exc:
+            if exc.operation == "password":
+                raise WeakPassword(uid, (exc.code,)) from None
+            raise
+        self.audit.record(actor=uid, action="directory.password.change", target=uid)
+
     def apply_password_policy(self, policy: PasswordPolicy | None = None,
                               *, actor: str = "system") -> None:
         """Push the policy into slapd's ppolicy entry, so slapd enforces it too."""

@@ -6,6 +6,7 @@ import pytest
 
 from directory.errors import (
     AlreadyExists,
+    DirectoryRefused,
     DirectoryUnavailable,
     InvalidTransition,
     InvalidValue,
@@ -193,3 +194,20 @@ def test_stopped_slapd_gives_directory_unavailable_and_changes_nothing(
     finally:
         slapd.start()
     assert svc.search() == []  # and the pool recovers once slapd is back
+
+
+def test_change_own_password_enforces_history(directory_service: DirectoryService) -> None:
+    svc = directory_service
+    departments(svc)
+    svc.add_person(uid="yangyan", name="杨艳", department="市财政局", password=PASSWORD)
+    new = "Bj-Gov-2030-Secure!"
+    with pytest.raises(DirectoryRefused) as bad_old:
+        svc.change_password("yangyan", "Wrong-password-123", new)
+    assert bad_old.value.code == "invalidCredentials"
+    with pytest.raises(WeakPassword):
+        svc.change_password("yangyan", PASSWORD, "weak")
+    svc.change_password("yangyan", PASSWORD, new)
+    assert svc.authenticate("yangyan", new).ok
+    with pytest.raises(WeakPassword) as reused:
+        svc.change_password("yangyan", new, PASSWORD)
+    assert reused.value.reasons == ("passwordInHistory",)
