@@ -114,8 +114,8 @@ class Client:
     def get_allowed_scope(self, scope: str | None) -> str:
         if not scope:
             return ""
-        allowed = set(SCOPES) if not self.public else set(SCOPES)
-        return " ".join(s for s in scope.split() if s in allowed)
+        # unknown scopes were refused already (invalid_scope); keep the request's order
+        return " ".join(s for s in scope.split() if s in SCOPES)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return redirect_uri_matches(self.redirect_uris, redirect_uri)
