@@ -57,6 +57,12 @@ def all_metadata() -> list[MetaData]:
         mds.append(idp_md)
     except ImportError:
         pass
+    try:
+        from idp.strong_store import metadata as strong_md
+
+        mds.append(strong_md)
+    except ImportError:
+        pass
     return mds
 
 
