@@ -126,3 +126,24 @@ def test_ten_thousand_rows_under_a_minute_and_reimport_changes_nothing(
     assert (again.added, again.updated, again.unchanged) == (0, 0, 10_000)
     print(f"\nimport 10,000 rows: {took:.2f} s; re-import: {time.monotonic() - started:.2f} s")
     assert svc.show("user09999").display_name == row(9999).split(",")[1]
+
+
+def test_a_refused_op_in_a_bulk_batch_is_named_and_the_rest_applied(
+        directory_service: DirectoryService) -> None:
+    """A transaction slapd refuses as a whole is replayed op by op, naming the bad one."""
+    from directory import entries
+
+    svc = directory_service
+    gw = svc.gateway
+    prepare(svc)
+    svc.add_person(uid="taken", name="占用", department="市财政局/预算处")
+
+    def add(uid: str) -> tuple[str, str, object]:
+        return ("add", gw.person_dn(uid), {
+            "objectClass": entries.PERSON_CLASSES, "uid": [uid],
+            **entries.person_attributes(uid=uid, name="新人", department=("市财政局",))})
+
+    results = gw.apply_many([add("fresh1"), add("taken"), add("fresh2")])
+    assert results[0] is None and results[2] is None
+    assert results[1] is not None and results[1].code == "ALREADY_EXISTS"
+    assert {p.uid for p in svc.search()} == {"taken", "fresh1", "fresh2"}
