@@ -17,12 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from asn1crypto import algos, core
+from asn1crypto import core
 from asn1crypto import ocsp as a_ocsp
 from asn1crypto import x509 as a_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509 import ocsp as x509_ocsp
 
+from pki import der
 from pki.errors import OCSPRequestError
 from pki.keys import Signer
 from pki.model import CertStatus, RevocationReason
@@ -32,6 +34,7 @@ RESPONSE_CONTENT_TYPE = "application/ocsp-response"
 MAX_REQUEST_BYTES = 8 * 1024
 MAX_REQUESTS = 16
 NONCE_MAX = 32  # RFC 8954 §2.1: 1..32 octets
+OID_PKIX_OCSP_BASIC = "1.3.6.1.5.5.7.48.1.1"
 
 _HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha384": hashlib.sha384,
            "sha512": hashlib.sha512}
@@ -70,6 +73,9 @@ def error_response(status: str) -> bytes:
 def parse_request(data: bytes, max_bytes: int = MAX_REQUEST_BYTES) -> ParsedRequest:
     if len(data) > max_bytes:
         raise OCSPRequestError("malformed_request", f"request of {len(data)} bytes is too large")
+    fast = _parse_single(data)
+    if fast is not None:
+        return fast
     try:
         req = a_ocsp.OCSPRequest.load(data, strict=True)
         tbs = req["tbs_request"]
@@ -93,10 +99,42 @@ def parse_request(data: bytes, max_bytes: int = MAX_REQUEST_BYTES) -> ParsedRequ
         raise OCSPRequestError("malformed_request", f"not an OCSP request: {exc}") from None
     if not cert_ids or len(cert_ids) > MAX_REQUESTS:
         raise OCSPRequestError("malformed_request", f"{len(cert_ids)} certificates asked about")
+    _check_nonce(nonce)
+    return ParsedRequest(tuple(cert_ids), tuple(serials), nonce)
+
+
+def _check_nonce(nonce: bytes | None) -> None:
     if nonce is not None and not 1 <= len(nonce) <= NONCE_MAX:
         # RFC 8954 §2.1: a responder SHOULD reject nonces outside 1..32 octets.
         raise OCSPRequestError("malformed_request", f"nonce of {len(nonce)} octets")
-    return ParsedRequest(tuple(cert_ids), tuple(serials), nonce)
+
+
+def _parse_single(data: bytes) -> ParsedRequest | None:
+    """The common one-certificate request, parsed by pyca/cryptography (fast).
+
+    None when it cannot say (several requests, say): the general parser decides.
+    """
+    try:
+        req = x509_ocsp.load_der_ocsp_request(data)
+        algorithm = req.hash_algorithm.name
+        name_hash, key_hash, serial = req.issuer_name_hash, req.issuer_key_hash, \
+            req.serial_number
+        extensions = list(req.extensions)
+    except Exception:  # noqa: BLE001 - anything unusual goes the long way
+        return None
+    nonce = None
+    for ext in extensions:
+        if isinstance(ext.value, x509.OCSPNonce):
+            nonce = ext.value.nonce
+        elif ext.critical:
+            return None
+    if algorithm not in _HASHES:
+        return None
+    _check_nonce(nonce)
+    cid = a_ocsp.CertId({"hash_algorithm": {"algorithm": algorithm},
+                         "issuer_name_hash": name_hash, "issuer_key_hash": key_hash,
+                         "serial_number": serial})
+    return ParsedRequest((cid,), (serial,), nonce)
 
 
 class OCSPResponder:
@@ -117,6 +155,7 @@ class OCSPResponder:
             name: (fn(name_der).digest(), fn(key_bits).digest()) for name, fn in _HASHES.items()
         }
         self._cache: dict[int, tuple[tuple[str, ...], datetime, bytes]] = {}
+        self._responder: tuple[int, bytes, bytes] | None = None
         self._lock = threading.Lock()
 
     # -- RFC 6960 §4.1.1 / §2.3 ---------------------------------------------
@@ -160,10 +199,19 @@ class OCSPResponder:
             self._cache[serial] = (key, now + self._lifetime / 2, response)
         return response
 
+    def _responder_parts(self, cert: x509.Certificate) -> tuple[bytes, bytes]:
+        """(SHA-1 of the responder's key bits, its certificate DER), per certificate."""
+        with self._lock:
+            if self._responder is None or self._responder[0] != cert.serial_number:
+                cert_der = cert.public_bytes(serialization.Encoding.DER)
+                key_hash = a_x509.Certificate.load(cert_der).public_key.sha1
+                self._responder = (cert.serial_number, bytes(key_hash), cert_der)
+            return self._responder[1], self._responder[2]
+
     def _sign(self, items: list[tuple[a_ocsp.CertId, StatusInfo | None]], now: datetime,
               nonce: bytes | None) -> bytes:
         cert, signer = self._credentials()
-        responder = a_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+        key_hash, cert_der = self._responder_parts(cert)
         singles = []
         for cid, info in items:
             singles.append(a_ocsp.SingleResponse({
@@ -174,27 +222,23 @@ class OCSPResponder:
             }))
         data: dict[str, object] = {
             # RFC 6960 §4.2.2.3: byKey, the SHA-1 of the responder's public key bits.
-            "responder_id": a_ocsp.ResponderId(
-                name="by_key", value=responder.public_key.sha1),
+            "responder_id": a_ocsp.ResponderId(name="by_key", value=key_hash),
             "produced_at": now,
             "responses": singles,
         }
         if nonce is not None:
             data["response_extensions"] = [{
                 "extn_id": "nonce", "critical": False, "extn_value": core.OctetString(nonce)}]
-        tbs = a_ocsp.ResponseData(data)
-        tbs_der = tbs.dump()
-        basic = a_ocsp.BasicOCSPResponse({
-            "tbs_response_data": tbs,
-            "signature_algorithm": algos.SignedDigestAlgorithm.load(
-                signer.algorithm.signature_algorithm_der),
-            "signature": signer.sign(tbs_der),
-            "certs": [responder],
-        })
-        return bytes(a_ocsp.OCSPResponse({
-            "response_status": "successful",
-            "response_bytes": {"response_type": "basic_ocsp_response", "response": basic},
-        }).dump())
+        tbs = bytes(a_ocsp.ResponseData(data).dump())
+        # RFC 6960 §4.2.1: BasicOCSPResponse and OCSPResponse assembled as DER
+        # directly; the responder certificate goes in as it is (re-encoding it
+        # through asn1crypto on every response costs more than the signature).
+        basic = der.sequence(tbs, signer.algorithm.signature_algorithm_der,
+                             der.bit_string(signer.sign(tbs)),
+                             der.explicit(0, der.sequence(cert_der)))
+        return der.sequence(
+            der.enumerated(0),  # successful
+            der.explicit(0, der.sequence(der.oid(OID_PKIX_OCSP_BASIC), der.octet_string(basic))))
 
 
 def _cert_status(info: StatusInfo | None) -> a_ocsp.CertStatus:

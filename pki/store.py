@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Engine,
     Integer,
     LargeBinary,
     MetaData,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -111,6 +113,10 @@ approved_dns_names = Table(
 )
 
 
+_STATUS = select(certificates.c.status, certificates.c.revoked_at, certificates.c.reason) \
+    .where(certificates.c.serial == bindparam("serial"))
+
+
 def _utc(at: datetime | None) -> datetime | None:
     if at is None:
         return None
@@ -155,6 +161,10 @@ class SqlCertificateStore:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        bind = sessions.kw.get("bind")
+        if not isinstance(bind, Engine):
+            raise TypeError("the session factory must be bound to an Engine")
+        self._engine = bind
 
     # -- CA certificates -------------------------------------------------------
     def add_ca(self, ca: CACertificate, audit: AuditEntry, at: datetime) -> None:
@@ -192,10 +202,9 @@ class SqlCertificateStore:
         return None if row is None else _record(row)
 
     def status(self, serial: int) -> StatusInfo | None:
-        with self._sessions() as s:
-            row = s.execute(select(certificates.c.status, certificates.c.revoked_at,
-                                   certificates.c.reason)
-                            .where(certificates.c.serial == format(serial, "x"))).first()
+        # On every OCSP request: a plain connection and a prepared statement.
+        with self._engine.connect() as conn:
+            row = conn.execute(_STATUS, {"serial": format(serial, "x")}).first()
         if row is None:
             return None
         return StatusInfo(CertStatus(row.status), _utc(row.revoked_at),
