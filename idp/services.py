@@ -19,10 +19,12 @@ if TYPE_CHECKING:
     from directory.gateway import LdapGateway
     from directory.service import DirectoryService
     from directory.slapd import ManagedSlapd
+    from idp.certauth import CertificateValidator
     from idp.lifecycle import SessionTerminator
     from idp.outbox import Outbox
     from idp.ports import Authenticator
     from idp.provider import Provider
+    from idp.totp import TotpService
     from pki.audit import ChainReport
     from pki.audit_store import AuditLog
     from pki.authority import CertificateAuthority
@@ -170,6 +172,24 @@ class Services:
         from pki.lifecycle import CertificateLifecycle
 
         return CertificateLifecycle(self.ca)
+
+    # -- strong authentication (issue 5) ------------------------------------------------
+    @cached_property
+    def totp(self) -> TotpService:
+        """One-time codes: secrets encrypted under a key derived from ``otp-key``."""
+        from idp.strong_store import SqlOtpStore
+        from idp.totp import TotpService
+
+        return TotpService(SqlOtpStore(self.sessions), self.config.secret_bytes("otp-key"))
+
+    @cached_property
+    def certificate_validator(self) -> CertificateValidator:
+        """Client-certificate login: our CA plus ``[certauth]`` external CAs (if any)."""
+        from idp.certauth import CertAuthSettings, CertificateValidator
+
+        section = self.config.sections.get("certauth", {})
+        return CertificateValidator(self.ca, CertAuthSettings.from_mapping(section,
+                                                                           self.config.home))
 
     # -- serving ---------------------------------------------------------------------
     def tls_server_files(self) -> tuple[Path, Path, Path]:
