@@ -253,6 +253,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--concurrency", default="1,16")
     parser.add_argument("--peer", action="store_true", help="also run the LemonLDAP::NG peer")
+    parser.add_argument("--keep", action="store_true", help="keep the bench home afterwards")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     cores = os.cpu_count() or 1
@@ -283,6 +284,8 @@ def main() -> None:
             ours["login"][4] = python_load("login", conf, 4, args.duration)
     finally:
         server.stop()
+        if not args.keep:
+            shutil.rmtree(args.home, ignore_errors=True)
 
     print(f"GovTrust IdP (govtrust serve, TLS, {cores} cores; load client on the same cores)")
     print(f"{'figure':22} {'conc':>4} {'per s':>9} {'per core':>9} {'p50 ms':>8} {'p99 ms':>8}"
