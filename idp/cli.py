@@ -115,6 +115,7 @@ _GROUPS = (
     ("pki.cli", "crl"),
     ("idp.oidc_cli", "client"),
     ("idp.oidc_cli", "keys"),
+    ("idp.otp_cli", "otp"),
     ("idp.serve", "serve"),
     ("idp.serve", "demo"),
 )
