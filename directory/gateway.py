@@ -111,6 +111,7 @@ class LdapGateway:
         self._down_until: dict[str, float] = {}
         self._lock = threading.Lock()
         self._transactions = True  # until a server says it has none
+        self._containers: dict[str, str] = {}
 
     # -- names ---------------------------------------------------------------
     def child_dn(self, parent: str, attr: str, value: str) -> str:
@@ -118,7 +119,11 @@ class LdapGateway:
         return ldap.dn.dn2str([[(attr, value, ldap.AVA_STRING)]] + ldap.dn.str2dn(parent))
 
     def container(self, name: str) -> str:
-        return self.child_dn(self.settings.base_dn, "ou", name)
+        # Cached: every lookup needs one, and building a DN costs more than the search.
+        dn = self._containers.get(name)
+        if dn is None:
+            dn = self._containers[name] = self.child_dn(self.settings.base_dn, "ou", name)
+        return dn
 
     def person_dn(self, uid: str) -> str:
         return self.child_dn(self.container("people"), "uid", uid)
