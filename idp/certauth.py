@@ -208,6 +208,24 @@ class Owner:
     uid: str | None = None
 
 
+    def lookup(self, realm: str) -> tuple[str, str] | None:
+        """(directory attribute, value) to find the person by, or None.
+
+        Ours: ``entryUUID``. SAN email: ``mail``. UPN: ``uid`` when the UPN is in our
+        realm (``uid@realm``, as our CA writes it). Subject DN and issuer+serial need
+        an explicit binding stored on the entry (like AD's altSecurityIdentities),
+        which the directory schema does not have yet: None.
+        """
+        if self.rule is None:
+            return ("entryUUID", self.value)
+        if self.rule is MappingRule.SAN_EMAIL:
+            return ("mail", self.value)
+        if self.rule is MappingRule.UPN:
+            local, _, domain = self.value.rpartition("@")
+            return ("uid", local) if local and domain.lower() == realm.lower() else None
+        return None
+
+
 @dataclass(frozen=True)
 class ValidatedCertificate:
     certificate: x509.Certificate = field(repr=False)

@@ -36,6 +36,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.store import rowcount
@@ -123,20 +124,26 @@ class SqlOtpStore:
     def save_pending(self, person_uuid: str, uid: str, secret: bytes, at: datetime,
                      audit: Audit) -> bool:
         """Store a new pending secret (replacing a pending one); False if one is active."""
-        with self._sessions.begin() as s:
-            current = s.execute(select(otp_credentials.c.state).where(
-                otp_credentials.c.person_uuid == person_uuid).with_for_update()).first()
-            if current is not None and current.state == "active":
-                return False
-            if current is not None:
-                s.execute(delete(otp_credentials).where(
-                    otp_credentials.c.person_uuid == person_uuid,
-                    otp_credentials.c.state == "pending"))
-            s.execute(insert(otp_credentials).values(
-                person_uuid=person_uuid, uid=uid, secret=secret, state="pending", last_step=-1,
-                failures=0, created_at=at))
-            _audit(s, audit)
-        return True
+        for attempt in range(3):
+            try:
+                with self._sessions.begin() as s:
+                    current = s.execute(select(otp_credentials.c.state).where(
+                        otp_credentials.c.person_uuid == person_uuid).with_for_update()).first()
+                    if current is not None and current.state == "active":
+                        return False
+                    if current is not None:
+                        s.execute(delete(otp_credentials).where(
+                            otp_credentials.c.person_uuid == person_uuid,
+                            otp_credentials.c.state == "pending"))
+                    s.execute(insert(otp_credentials).values(
+                        person_uuid=person_uuid, uid=uid, secret=secret, state="pending",
+                        last_step=-1, failures=0, created_at=at))
+                    _audit(s, audit)
+                return True
+            except IntegrityError:  # a concurrent enrolment inserted first: look again
+                if attempt == 2:
+                    raise
+        return False
 
     def activate(self, person_uuid: str, secret: bytes, step: int, at: datetime,
                  audit: Audit) -> bool:

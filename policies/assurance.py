@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import enum
 import itertools
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -242,6 +243,32 @@ class SessionFacts:
         times = dict(method_times or {})
         return cls(methods={m: times.get(m, auth_time) for m in amr if m in KNOWN_METHODS},
                    auth_time=auth_time)
+
+    @classmethod
+    def from_stored(cls, amr: Iterable[str], auth_time: int | float,
+                    method_times: str | None) -> SessionFacts:
+        """From an SSO session row: ``amr``, ``auth_time`` (epoch seconds) and the JSON
+        made by :meth:`method_times_json` (absent: every method dated ``auth_time``,
+        which over-states the freshness of earlier methods - store the times)."""
+        times: dict[str, datetime] = {}
+        if method_times:
+            try:
+                raw = json.loads(method_times)
+            except ValueError:
+                raw = {}
+            if isinstance(raw, dict):
+                times = {str(m): datetime.fromtimestamp(int(t), UTC) for m, t in raw.items()
+                         if m in KNOWN_METHODS and isinstance(t, int | float)}
+        return cls.of(amr, datetime.fromtimestamp(int(auth_time), UTC), times)
+
+    def method_times_json(self) -> str:
+        """``{"pwd": 1790000000, "swk": 1790000300}``: what a session row should keep."""
+        return json.dumps({m: int(at.timestamp()) for m, at in sorted(self.methods.items())},
+                          separators=(",", ":"))
+
+    @property
+    def amr(self) -> tuple[str, ...]:
+        return tuple(m for m in ("pwd", "otp", "swk", "hwk") if m in self.methods)
 
     @classmethod
     def empty(cls, now: datetime) -> SessionFacts:

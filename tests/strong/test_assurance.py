@@ -320,3 +320,18 @@ def test_the_shipped_file_loads_into_frozen_values() -> None:
     assert parse_policy(RAW) == POLICY
     with pytest.raises(AttributeError):
         POLICY.rule(3).acr = "x"  # type: ignore[misc]
+
+
+# -- stored sessions: each method keeps its own time ----------------------------------------
+def test_method_times_round_trip_through_a_session_row() -> None:
+    facts = SessionFacts.of(("pwd",), NOW - timedelta(hours=7)).with_method("hwk", NOW)
+    stored = facts.method_times_json()
+    back = SessionFacts.from_stored(facts.amr, int(facts.auth_time.timestamp()), stored)
+    assert back.methods == facts.methods and back.amr == ("pwd", "hwk")
+    # level 4: the hardware key is fresh, the password is not - one more factor, now
+    got = decide(ZHANG, back, AppFacts("a", 4), now=NOW)
+    assert isinstance(got, StepUp) and got.missing_methods == ("pwd",)
+    # without the times every method looks as young as auth_time
+    legacy = SessionFacts.from_stored(("pwd", "hwk", "mfa"), int(NOW.timestamp()), None)
+    assert isinstance(decide(ZHANG, legacy, AppFacts("a", 4), now=NOW), Allow)
+    assert SessionFacts.from_stored(("pwd",), 0, "not json").methods.keys() == {"pwd"}

@@ -26,6 +26,7 @@ from idp.certauth import (
     CertificateValidator,
     ExternalCA,
     MappingRule,
+    Owner,
     Refusal,
     RevocationSource,
     check_person,
@@ -474,3 +475,14 @@ def test_settings_from_the_config_section(tmp_path: Path, ext_ca: ExtCA) -> None
         {"name": "外部", "file": "ext.pem", "rule": "upn"}], "fail_open": True}, tmp_path)
     assert s.external[0].rule is MappingRule.UPN and s.fail_open
     assert s.external[0].certificate == ext_ca.cert
+
+
+@pytest.mark.parametrize(("owner", "key"), [
+    (Owner(None, "uuid-1", "zhangwei"), ("entryUUID", "uuid-1")),
+    (Owner(MappingRule.SAN_EMAIL, "lisi@example.cn"), ("mail", "lisi@example.cn")),
+    (Owner(MappingRule.UPN, "lisi@Beijing.gov.cn"), ("uid", "lisi")),
+    (Owner(MappingRule.UPN, "lisi@elsewhere.cn"), None),
+    (Owner(MappingRule.SUBJECT_DN, "CN=李四"), None),
+])
+def test_owner_directory_lookup(owner: Owner, key: tuple[str, str] | None) -> None:
+    assert owner.lookup("beijing.gov.cn") == key
