@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from asn1crypto import core
 from asn1crypto import ocsp as a_ocsp
 from asn1crypto import x509 as a_x509
 from cryptography import x509
@@ -35,7 +34,10 @@ MAX_REQUEST_BYTES = 8 * 1024
 MAX_REQUESTS = 16
 NONCE_MAX = 32  # RFC 8954 §2.1: 1..32 octets
 OID_PKIX_OCSP_BASIC = "1.3.6.1.5.5.7.48.1.1"
+OID_NONCE = "1.3.6.1.5.5.7.48.1.2"
 
+_HASH_OIDS = {"sha1": "1.3.14.3.2.26", "sha256": "2.16.840.1.101.3.4.2.1",
+              "sha384": "2.16.840.1.101.3.4.2.2", "sha512": "2.16.840.1.101.3.4.2.3"}
 _HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha384": hashlib.sha384,
            "sha512": hashlib.sha512}
 
@@ -55,9 +57,19 @@ class StatusInfo:
 
 
 @dataclass(frozen=True)
+class CertRef:
+    """One CertID of a request (RFC 6960 §4.1.1), with its DER to echo back."""
+
+    der: bytes
+    algorithm: str  # "sha1", "sha256", ...
+    name_hash: bytes
+    key_hash: bytes
+    serial: int
+
+
+@dataclass(frozen=True)
 class ParsedRequest:
-    cert_ids: tuple[a_ocsp.CertId, ...]
-    serials: tuple[int, ...]
+    cert_ids: tuple[CertRef, ...]
     nonce: bytes | None
 
 
@@ -80,12 +92,13 @@ def parse_request(data: bytes, max_bytes: int = MAX_REQUEST_BYTES) -> ParsedRequ
         req = a_ocsp.OCSPRequest.load(data, strict=True)
         tbs = req["tbs_request"]
         cert_ids = []
-        serials = []
         for item in tbs["request_list"]:
             cid = item["req_cert"]
-            cid["hash_algorithm"]["algorithm"].native  # noqa: B018 - force the parse
-            serials.append(int(cid["serial_number"].native))
-            cert_ids.append(cid)
+            algorithm = str(cid["hash_algorithm"]["algorithm"].native)
+            cert_ids.append(CertRef(bytes(cid.dump()), algorithm,
+                                    bytes(cid["issuer_name_hash"].native),
+                                    bytes(cid["issuer_key_hash"].native),
+                                    int(cid["serial_number"].native)))
         nonce = None
         for ext in tbs["request_extensions"] or []:
             name = ext["extn_id"].native
@@ -100,7 +113,7 @@ def parse_request(data: bytes, max_bytes: int = MAX_REQUEST_BYTES) -> ParsedRequ
     if not cert_ids or len(cert_ids) > MAX_REQUESTS:
         raise OCSPRequestError("malformed_request", f"{len(cert_ids)} certificates asked about")
     _check_nonce(nonce)
-    return ParsedRequest(tuple(cert_ids), tuple(serials), nonce)
+    return ParsedRequest(tuple(cert_ids), nonce)
 
 
 def _check_nonce(nonce: bytes | None) -> None:
@@ -131,10 +144,10 @@ def _parse_single(data: bytes) -> ParsedRequest | None:
     if algorithm not in _HASHES:
         return None
     _check_nonce(nonce)
-    cid = a_ocsp.CertId({"hash_algorithm": {"algorithm": algorithm},
-                         "issuer_name_hash": name_hash, "issuer_key_hash": key_hash,
-                         "serial_number": serial})
-    return ParsedRequest((cid,), (serial,), nonce)
+    cid = der.sequence(der.sequence(der.oid(_HASH_OIDS[algorithm]), b"\x05\x00"),
+                       der.octet_string(name_hash), der.octet_string(key_hash),
+                       der.integer(serial))
+    return ParsedRequest((CertRef(cid, algorithm, name_hash, key_hash, serial),), nonce)
 
 
 class OCSPResponder:
@@ -159,13 +172,12 @@ class OCSPResponder:
         self._lock = threading.Lock()
 
     # -- RFC 6960 §4.1.1 / §2.3 ---------------------------------------------
-    def _check_issuer(self, cid: a_ocsp.CertId) -> None:
-        alg = cid["hash_algorithm"]["algorithm"].native
+    def _check_issuer(self, cid: CertRef) -> None:
+        alg = cid.algorithm
         expected = self._issuer_hashes.get(alg)
         if expected is None:
             raise OCSPRequestError("malformed_request", f"unsupported CertID hash {alg}")
-        if (cid["issuer_name_hash"].native != expected[0]
-                or cid["issuer_key_hash"].native != expected[1]):
+        if cid.name_hash != expected[0] or cid.key_hash != expected[1]:
             # RFC 6960 §2.3: not a CA this responder can answer for.
             raise OCSPRequestError("unauthorized", "request for a certificate of another issuer")
 
@@ -178,16 +190,17 @@ class OCSPResponder:
         except OCSPRequestError as exc:
             return error_response(exc.status)
         now = self._clock().replace(microsecond=0)
-        if request.nonce is None and len(request.serials) == 1:
-            return self._cached(request.cert_ids[0], request.serials[0], now)
-        statuses = [self._status_of(s) for s in request.serials]
+        if request.nonce is None and len(request.cert_ids) == 1:
+            return self._cached(request.cert_ids[0], now)
+        statuses = [self._status_of(c.serial) for c in request.cert_ids]
         return self._sign(list(zip(request.cert_ids, statuses, strict=True)), now, request.nonce)
 
-    def _cached(self, cid: a_ocsp.CertId, serial: int, now: datetime) -> bytes:
+    def _cached(self, cid: CertRef, now: datetime) -> bytes:
+        serial = cid.serial
         info = self._status_of(serial)
         cert, _ = self._credentials()
         key: tuple[str, ...] = info.key if info else ("unknown", "", "")
-        key += (format(cert.serial_number, "x"), cid["hash_algorithm"]["algorithm"].native)
+        key += (format(cert.serial_number, "x"), cid.algorithm)
         with self._lock:
             hit = self._cache.get(serial)
         # Refresh once half the validity has passed (RFC 5019 §6: a fresh answer
@@ -208,28 +221,26 @@ class OCSPResponder:
                 self._responder = (cert.serial_number, bytes(key_hash), cert_der)
             return self._responder[1], self._responder[2]
 
-    def _sign(self, items: list[tuple[a_ocsp.CertId, StatusInfo | None]], now: datetime,
+    def _sign(self, items: list[tuple[CertRef, StatusInfo | None]], now: datetime,
               nonce: bytes | None) -> bytes:
         cert, signer = self._credentials()
         key_hash, cert_der = self._responder_parts(cert)
-        singles = []
-        for cid, info in items:
-            singles.append(a_ocsp.SingleResponse({
-                "cert_id": cid,
-                "cert_status": _cert_status(info),
-                "this_update": now,
-                "next_update": now + self._lifetime,
-            }))
-        data: dict[str, object] = {
-            # RFC 6960 §4.2.2.3: byKey, the SHA-1 of the responder's public key bits.
-            "responder_id": a_ocsp.ResponderId(name="by_key", value=key_hash),
-            "produced_at": now,
-            "responses": singles,
-        }
+        # RFC 6960 §4.2.1 ResponseData, DER-encoded directly (version v1 is DEFAULT).
+        singles = b"".join(der.sequence(
+            cid.der, _cert_status(info), der.generalized_time(now),
+            der.explicit(0, der.generalized_time(now + self._lifetime)))
+            for cid, info in items)
+        extensions = b""
         if nonce is not None:
-            data["response_extensions"] = [{
-                "extn_id": "nonce", "critical": False, "extn_value": core.OctetString(nonce)}]
-        tbs = bytes(a_ocsp.ResponseData(data).dump())
+            # RFC 8954 §2.1: the extnValue holds the nonce as an OCTET STRING.
+            extensions = der.tlv(0xA1, der.sequence(
+                der.extension(OID_NONCE, der.octet_string(nonce))))
+        tbs = der.sequence(
+            # RFC 6960 §4.2.2.3: byKey [2], the SHA-1 of the responder's key bits.
+            der.explicit(2, der.octet_string(key_hash)),
+            der.generalized_time(now),
+            der.tlv(0x30, singles),
+            extensions)
         # RFC 6960 §4.2.1: BasicOCSPResponse and OCSPResponse assembled as DER
         # directly; the responder certificate goes in as it is (re-encoding it
         # through asn1crypto on every response costs more than the signature).
@@ -241,15 +252,15 @@ class OCSPResponder:
             der.explicit(0, der.sequence(der.oid(OID_PKIX_OCSP_BASIC), der.octet_string(basic))))
 
 
-def _cert_status(info: StatusInfo | None) -> a_ocsp.CertStatus:
+def _cert_status(info: StatusInfo | None) -> bytes:
+    """CertStatus (RFC 6960 §4.2.1): good [0], revoked [1], unknown [2], IMPLICIT."""
     if info is None:
-        return a_ocsp.CertStatus(name="unknown", value=core.Null())
+        return b"\x82\x00"
     if info.status is CertStatus.VALID:
-        return a_ocsp.CertStatus(name="good", value=core.Null())
-    revoked: dict[str, object] = {
-        "revocation_time": (info.revoked_at or datetime.now(UTC)).astimezone(UTC)
-        .replace(microsecond=0)}
+        return b"\x80\x00"
+    at = (info.revoked_at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     reason = RevocationReason.CERTIFICATE_HOLD if info.status is CertStatus.HOLD else info.reason
+    body = der.generalized_time(at)
     if reason is not None:
-        revoked["revocation_reason"] = reason.code
-    return a_ocsp.CertStatus(name="revoked", value=a_ocsp.RevokedInfo(revoked))
+        body += der.explicit(0, der.enumerated(reason.code))
+    return der.tlv(0xA1, body)
