@@ -24,6 +24,7 @@ _MESSAGES = {
     OtpResult.WRONG: "wrong code",
     OtpResult.REPLAYED: "this code was already used",
     OtpResult.NOT_ENROLLED: "no active authenticator (run `govtrust otp enroll UID`)",
+    OtpResult.LOCKED: "too many wrong codes: locked for now (or `govtrust otp reset UID`)",
 }
 
 

@@ -179,8 +179,12 @@ class Services:
         """One-time codes: secrets encrypted under a key derived from ``otp-key``."""
         from idp.strong_store import SqlOtpStore
         from idp.totp import TotpService
+        from policies.passwords import load_policy
 
-        return TotpService(SqlOtpStore(self.sessions), self.config.secret_bytes("otp-key"))
+        lockout = load_policy()
+        return TotpService(SqlOtpStore(self.sessions), self.config.secret_bytes("otp-key"),
+                           max_failures=lockout.max_failures,
+                           lockout_seconds=lockout.lockout_seconds)
 
     @cached_property
     def certificate_validator(self) -> CertificateValidator:

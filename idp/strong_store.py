@@ -91,6 +91,7 @@ class CredentialRow:
     failures: int
     created_at: datetime
     activated_at: datetime | None
+    last_failure_at: datetime | None = None
 
 
 def _utc(at: datetime | None) -> datetime | None:
@@ -119,7 +120,8 @@ class SqlOtpStore:
             return None
         return CredentialRow(row.person_uuid, row.uid, bytes(row.secret), row.state == "active",
                              int(row.last_step), int(row.failures), _utc(row.created_at) or
-                             datetime.now(UTC), _utc(row.activated_at))
+                             datetime.now(UTC), _utc(row.activated_at),
+                             _utc(row.last_failure_at))
 
     def save_pending(self, person_uuid: str, uid: str, secret: bytes, at: datetime,
                      audit: Audit) -> bool:

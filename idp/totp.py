@@ -13,7 +13,9 @@ at hand can add (``amr`` value ``otp``, RFC 8176).
   person, nor any earlier one - decided by one conditional UPDATE, so two
   concurrent requests with the same code cannot both win.
 - Letters or a wrong length are refused before any database work. Wrong codes
-  are counted (``failures``) for the login flow's lockout, and audited.
+  are counted (``failures``) for the login flow's lockout, and audited; with
+  ``max_failures`` set, that many in a row lock the authenticator for a while
+  (the password policy's ``max_failures``/``lockout_seconds`` by default).
 - Ten single-use recovery codes, kept as HMAC-SHA256 digests, shown once.
 - Secrets are encrypted at rest with AES-256-GCM under a key derived (HKDF) from
   the home's ``otp-key`` secret, the person's entryUUID as associated data, so a
@@ -91,6 +93,7 @@ class OtpResult(enum.StrEnum):
     WRONG = "wrong"  # a guess: counted toward lockout
     REPLAYED = "replayed"  # a step (or recovery code) already used
     NOT_ENROLLED = "not_enrolled"
+    LOCKED = "locked"  # too many failures in a row: not even checked until the lock ends
 
 
 @dataclass(frozen=True)
@@ -252,11 +255,16 @@ class TotpService:
     """Enrol, verify, recover and reset one-time code authenticators."""
 
     def __init__(self, store: OtpStore, otp_key: bytes, *,
-                 clock: Callable[[], float] = time.time, issuer: str = ISSUER) -> None:
+                 clock: Callable[[], float] = time.time, issuer: str = ISSUER,
+                 max_failures: int = 0, lockout_seconds: int = 900) -> None:
+        """``max_failures`` wrong codes in a row lock the authenticator for
+        ``lockout_seconds`` (0: no lock here; the login flow decides alone)."""
         self._store = store
         self._box = SecretBox(otp_key)
         self._clock = clock
         self.issuer = issuer
+        self.max_failures = max_failures
+        self.lockout_seconds = lockout_seconds
 
     # -- time -------------------------------------------------------------------
     def now(self) -> datetime:
@@ -295,6 +303,8 @@ class TotpService:
             return OtpOutcome(OtpResult.NOT_ENROLLED)
         if row.active:
             raise AlreadyEnrolled(person.uid)
+        if self.locked(row):
+            return OtpOutcome(OtpResult.LOCKED, failures=row.failures)
         step = self._match(row, person, clean)
         who = actor or person.uid
         if step is None:
@@ -313,6 +323,8 @@ class TotpService:
         row = self._store.get(person.entry_uuid)
         if row is None or not row.active:
             return OtpOutcome(OtpResult.NOT_ENROLLED)
+        if self.locked(row):
+            return OtpOutcome(OtpResult.LOCKED, failures=row.failures)
         step = self._match(row, person, clean)
         who = actor or person.uid
         if step is None:
@@ -326,6 +338,13 @@ class TotpService:
             person.entry_uuid, self.now(),
             self._audit(who, AuditAction.REPLAYED, person, {"step": str(step)}))
         return OtpOutcome(OtpResult.REPLAYED, failures=failures)
+
+    def locked(self, row: CredentialRow | None) -> bool:
+        """True while ``max_failures`` wrong codes lock the authenticator."""
+        if row is None or not self.max_failures or row.failures < self.max_failures:
+            return False
+        last = row.last_failure_at
+        return last is None or (self.now() - last).total_seconds() < self.lockout_seconds
 
     def _match(self, row: CredentialRow, person: Identity, code: str) -> int | None:
         secret = self._box.open(row.secret, person.entry_uuid)
@@ -384,6 +403,8 @@ class TotpService:
         clean = normalize_recovery_code(code)
         if clean is None:
             return OtpOutcome(OtpResult.MALFORMED)
+        if self.locked(self._store.get(person.entry_uuid)):
+            return OtpOutcome(OtpResult.LOCKED, failures=self.failures(person))
         want = self._digest(clean)
         match: tuple[int, bool] | None = None
         for code_id, digest, used in self._store.recovery_codes(person.entry_uuid):

@@ -357,3 +357,20 @@ def test_another_otp_key_cannot_decrypt(sqlite_env: Env) -> None:
                         clock=sqlite_env.clock)
     with pytest.raises(UndecryptableSecret):
         other.verify(person(), "123456")
+
+
+def test_too_many_failures_lock_the_authenticator_for_a_while(sqlite_env: Env) -> None:
+    secret = sqlite_env.enrolled()
+    svc = TotpService(sqlite_env.store, KEY, clock=sqlite_env.clock, max_failures=3,
+                      lockout_seconds=900)
+    sqlite_env.clock.at += 5 * STEP_SECONDS
+    good = sqlite_env.code(secret)
+    bad = next(c for c in ("000000", "111111", "222222") if c != good
+               and c not in {sqlite_env.code(secret, o) for o in (-1, 1)})
+    assert [svc.verify(person(), bad).result for _ in range(4)] == [
+        OtpResult.WRONG, OtpResult.WRONG, OtpResult.WRONG, OtpResult.LOCKED]
+    assert svc.verify(person(), good).result is OtpResult.LOCKED  # not even checked
+    assert svc.use_recovery_code(person(), "aaaaa-aaaaa").result is OtpResult.LOCKED
+    sqlite_env.clock.at += 901
+    assert svc.verify(person(), sqlite_env.code(secret)).ok
+    assert svc.failures(person()) == 0
