@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import queue
 import re
 import threading
@@ -112,6 +113,7 @@ class LdapGateway:
         self._lock = threading.Lock()
         self._transactions = True  # until a server says it has none
         self._containers: dict[str, str] = {}
+        self._pid = os.getpid()
 
     # -- names ---------------------------------------------------------------
     def child_dn(self, parent: str, attr: str, value: str) -> str:
@@ -187,6 +189,12 @@ class LdapGateway:
         raise DirectoryUnavailable(self.settings.uris, last)
 
     def _take(self, pool: queue.LifoQueue[_Conn], bound: bool) -> _Conn:
+        if self._pid != os.getpid():
+            # Forked (e.g. a pre-loading WSGI server): the parent's sockets are shared,
+            # so this process starts with pools of its own and leaves those alone.
+            self._pid = os.getpid()
+            self._pool, self._binds = queue.LifoQueue(), queue.LifoQueue()
+            pool = self._binds if not bound else self._pool
         while True:
             try:
                 conn = pool.get_nowait()

@@ -148,3 +148,25 @@ def test_failover_to_a_syncrepl_replica(tmp_path: Path) -> None:
     finally:
         consumer.stop()
         provider.stop()
+
+
+def test_gateway_survives_a_fork(directory_service: DirectoryService) -> None:
+    """A pre-forking WSGI server forks after the gateway was used: the child must not
+    share the parent's pooled sockets."""
+    import os
+
+    svc = directory_service
+    svc.ensure_department("市公安局")
+    svc.add_person(uid="wujun", name="吴军", department="市公安局", password=PASSWORD)
+    assert svc.authenticate("wujun", PASSWORD).ok  # fills both pools in the parent
+    pid = os.fork()
+    if pid == 0:  # the child: report by exit status only, never return into pytest
+        code = 1
+        try:
+            if svc.authenticate("wujun", PASSWORD).ok and svc.show("wujun").uid == "wujun":
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert svc.authenticate("wujun", PASSWORD).ok  # and the parent's pool still works
