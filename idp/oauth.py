@@ -340,10 +340,7 @@ class Server(AuthorizationServer):
                   scope: str | None = None, expires_in: int | None = None,
                   include_refresh_token: bool = True) -> dict[str, Any]:
         if user is None:  # client credentials: the app acts for itself
-            with self.core.sessions.begin() as s:
-                family = self.core.tokens.new_grant(s, client_id=client.client_id,
-                                                    subject=client.client_id, scope=scope or "")
-            user = AuthContext(subject=client.client_id, family=family)
+            return self.core.tokens.issue_client_credentials(client, scope or "")
         return self.core.tokens.issue(client=client, ctx=user, scope=scope or "",
                                       grant_type=grant_type,
                                       include_refresh_token=include_refresh_token)

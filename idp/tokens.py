@@ -163,6 +163,19 @@ class TokenService:
     def issue(self, *, client: Client, ctx: AuthContext, scope: str, grant_type: str,
               include_refresh_token: bool) -> dict[str, Any]:
         """Sign an access token, mint a refresh token if asked, record both."""
+        with self._sessions.begin() as s:
+            return self._issue(s, client, ctx, scope, grant_type, include_refresh_token)
+
+    def issue_client_credentials(self, client: Client, scope: str) -> dict[str, Any]:
+        """RFC 6749 section 4.4: the app acts for itself; its grant and token are one write."""
+        with self._sessions.begin() as s:
+            family = self.new_grant(s, client_id=client.client_id, subject=client.client_id,
+                                    scope=scope)
+            ctx = AuthContext(subject=client.client_id, family=family)
+            return self._issue(s, client, ctx, scope, "client_credentials", False)
+
+    def _issue(self, s: Session, client: Client, ctx: AuthContext, scope: str,
+               grant_type: str, include_refresh_token: bool) -> dict[str, Any]:
         now = self.now()
         jti = secrets.token_urlsafe(16)
         claims: dict[str, Any] = {
@@ -188,8 +201,7 @@ class TokenService:
                              client_id=client.client_id, scope=scope, issued_at=now,
                              expires_at=now + ttl))
             out["refresh_token"] = refresh
-        with self._sessions.begin() as s:
-            s.execute(insert(tokens), rows)
+        s.execute(insert(tokens), rows)
         return out
 
     def id_token(self, *, client: Client, ctx: AuthContext, scope: str, nonce: str | None,
