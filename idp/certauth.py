@@ -494,6 +494,8 @@ class CertificateValidator:
             raise ValueError("OCSP response from the future")
         if single.next_update_utc is not None and single.next_update_utc < now:
             raise ValueError("OCSP response is stale")
+        if single.next_update_utc is None and single.this_update_utc < now - timedelta(days=1):
+            raise ValueError("OCSP response without nextUpdate is over a day old")
         status = single.certificate_status
         if status is ocsp.OCSPCertStatus.GOOD:
             return None, single.next_update_utc

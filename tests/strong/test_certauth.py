@@ -260,6 +260,7 @@ class ExtCA:
     ocsp_up: bool = True
     crl_up: bool = True
     ocsp_hits: int = 0
+    delegate: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None
 
     @classmethod
     def make(cls, cn: str, subject: x509.Name | None = None) -> ExtCA:
@@ -322,10 +323,31 @@ class ExtCA:
         # only through the hash-based builder.
         builder = ocsp.OCSPResponseBuilder().add_response_by_hash(
             req.issuer_name_hash, req.issuer_key_hash, req.serial_number, req.hash_algorithm,
-            status, now, now + timedelta(hours=1), at, reason
-        ).responder_id(ocsp.OCSPResponderEncoding.HASH, self.cert)
+            status, now, now + timedelta(hours=1), at, reason)
+        if self.delegate is not None:  # RFC 6960 section 4.2.2.2: a delegated responder
+            cert, key = self.delegate
+            builder = builder.responder_id(ocsp.OCSPResponderEncoding.NAME, cert
+                                           ).certificates([cert])
+            return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+        builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, self.cert)
         return builder.sign(self.key, hashes.SHA256()).public_bytes(
             serialization.Encoding.DER)
+
+    def responder(self, *, ocsp_signing: bool = True
+                  ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.now(UTC)
+        b = (x509.CertificateBuilder()
+             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "OCSP 响应器")]))
+             .issuer_name(self.cert.subject).public_key(key.public_key())
+             .serial_number(x509.random_serial_number())
+             .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=3))
+             .add_extension(x509.KeyUsage(True, False, False, False, False, False, False,
+                                          False, False), True))
+        if ocsp_signing:
+            b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]),
+                                False)
+        return b.sign(self.key, hashes.SHA256()), key
 
     def crl(self) -> bytes:
         now = datetime.now(UTC)
@@ -486,3 +508,19 @@ def test_settings_from_the_config_section(tmp_path: Path, ext_ca: ExtCA) -> None
 ])
 def test_owner_directory_lookup(owner: Owner, key: tuple[str, str] | None) -> None:
     assert owner.lookup("beijing.gov.cn") == key
+
+
+def test_external_delegated_ocsp_responder(env: CAEnv, ext_ca: ExtCA) -> None:
+    cert = ext_ca.issue("a@example.cn")
+    ext_ca.revoked[cert.serial_number] = x509.ReasonFlags.key_compromise
+    ext_ca.delegate = ext_ca.responder()
+    ext_ca.crl_up = False
+    assert refused(ext_validator(env, ext_ca), cert) is Refusal.REVOKED
+
+
+def test_external_responder_without_ocsp_signing_is_not_believed(env: CAEnv,
+                                                                 ext_ca: ExtCA) -> None:
+    cert = ext_ca.issue("a@example.cn")
+    ext_ca.delegate = ext_ca.responder(ocsp_signing=False)
+    ext_ca.crl_up = False
+    assert refused(ext_validator(env, ext_ca), cert) is Refusal.REVOCATION_UNAVAILABLE
