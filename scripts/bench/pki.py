@@ -169,15 +169,17 @@ def ocsp_request(cert: x509.Certificate, issuer: x509.Certificate, nonce: bool) 
 def write_index(ca: CertificateAuthority, path: Path) -> None:
     lines = []
     for rec in ca.find(limit=10**7):
+        # The index wants an even number of hex digits.
+        serial = rec.serial.upper().rjust(len(rec.serial) + len(rec.serial) % 2, "0")
         exp = rec.not_after.strftime("%y%m%d%H%M%SZ")
         subject = "/" + "/".join(reversed(rec.subject.split(",")))
         if rec.revoked_at is not None and rec.status.value != "valid":
             rev = rec.revoked_at.strftime("%y%m%d%H%M%SZ")
             if rec.reason and rec.reason.value != "unspecified":
                 rev += f",{rec.reason.value}"
-            lines.append(f"R\t{exp}\t{rev}\t{rec.serial.upper()}\tunknown\t{subject}")
+            lines.append(f"R\t{exp}\t{rev}\t{serial}\tunknown\t{subject}")
         else:
-            lines.append(f"V\t{exp}\t\t{rec.serial.upper()}\tunknown\t{subject}")
+            lines.append(f"V\t{exp}\t\t{serial}\tunknown\t{subject}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -208,8 +210,10 @@ def bench_ocsp(ca: CertificateAuthority, db_url: str, folder: Path, duration: in
             except OSError:
                 time.sleep(0.2)
         wrk_rate([], url, plain, 1)  # warm the workers' caches
-        ours_cached, _ = wrk_rate([], url, plain, duration)
-        ours_nonce, _ = wrk_rate([], url, with_nonce, duration)
+        ours_cached, log1 = wrk_rate([], url, plain, duration)
+        ours_nonce, log2 = wrk_rate([], url, with_nonce, duration)
+        if not (ours_cached and ours_nonce):
+            print(log1, log2, file=sys.stderr)
     finally:
         server.terminate()
         server.wait(10)
@@ -226,19 +230,25 @@ def bench_ocsp(ca: CertificateAuthority, db_url: str, folder: Path, duration: in
         serialization.NoEncryption()))
     (folder / "issuing.pem").write_bytes(issuer.public_bytes(serialization.Encoding.PEM))
     script = folder / "openssl_ocsp.sh"
+    # Started afresh for each run: when wrk stops, the half-sent requests it leaves
+    # behind make the responder give up, so a second run would find nobody.
     script.write_text(f"""set -e
 ip link set lo up
 cd {folder}
-openssl ocsp -index index.txt -CA issuing.pem -rsigner ocsp.pem -rkey ocsp.key \\
-  -port 8888 -multi {workers} -nmin 240 > openssl_ocsp.log 2>&1 &
-pid=$!
-for i in $(seq 50); do (echo > /dev/tcp/127.0.0.1/8888) 2>/dev/null && break; sleep 0.1; done
 for s in plain nonce; do
-  wrk -t2 -c16 -d{duration}s -s $s.lua http://127.0.0.1:8888/ | grep Requests/sec \\
-    | sed "s/^/$s /"
+  openssl ocsp -index index.txt -CA issuing.pem -rsigner ocsp.pem -rkey ocsp.key \\
+    -port 8888 -multi {workers} -nmin 240 > openssl_ocsp_$s.log 2>&1 &
+  pid=$!
+  # A probe connection would be a malformed request, which ends the responder: wait.
+  sleep 1
+  timeout {duration + 20} wrk -t2 -c16 -d{duration}s -s $s.lua http://127.0.0.1:8888/ \\
+    | grep Requests/sec | sed "s/^/$s /" || true
+  pkill -P $pid || true
+  kill $pid || true
+  sleep 0.5
 done
-kill $pid; wait $pid 2>/dev/null || true
 """)
+
     proc = subprocess.run(["unshare", "-n", "bash", str(script)], capture_output=True,
                           text=True, timeout=4 * duration + 60)
     rates = {}
