@@ -524,3 +524,9 @@ def test_external_responder_without_ocsp_signing_is_not_believed(env: CAEnv,
     ext_ca.delegate = ext_ca.responder(ocsp_signing=False)
     ext_ca.crl_up = False
     assert refused(ext_validator(env, ext_ca), cert) is Refusal.REVOCATION_UNAVAILABLE
+
+
+@pytest.mark.parametrize("reason", list(Refusal))
+def test_every_refusal_is_explained_in_both_languages(reason: Refusal) -> None:
+    zh, en = reason.message("zh-CN"), reason.message("en")
+    assert zh and en and zh != en and en.isascii() and not zh.isascii()

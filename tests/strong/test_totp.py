@@ -374,3 +374,8 @@ def test_too_many_failures_lock_the_authenticator_for_a_while(sqlite_env: Env) -
     sqlite_env.clock.at += 901
     assert svc.verify(person(), sqlite_env.code(secret)).ok
     assert svc.failures(person()) == 0
+
+
+@pytest.mark.parametrize("result", list(OtpResult))
+def test_every_result_is_explained_in_both_languages(result: OtpResult) -> None:
+    assert result.message("en").isascii() and not result.message().isascii()
