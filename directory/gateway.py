@@ -365,6 +365,54 @@ class LdapGateway:
         except ldap.LDAPError as exc:
             raise _refused(what, dn, exc) from None
 
+    # -- binary attribute values (certificates, CRLs; RFC 4523 ;binary) -----------------
+    def add_binary(self, dn: str, attr: str, value: bytes) -> None:
+        """Add one value; a value already there is fine (idempotent)."""
+        def op(c: LDAPObject) -> None:
+            try:
+                c.modify_s(dn, [(ldap.MOD_ADD, attr, [value])])
+            except ldap.TYPE_OR_VALUE_EXISTS:
+                pass
+
+        self._guard("modify", dn, lambda: self._run(op))
+
+    def delete_binary(self, dn: str, attr: str, value: bytes) -> None:
+        """Remove one value; a value or entry already gone is fine."""
+        def op(c: LDAPObject) -> None:
+            try:
+                c.modify_s(dn, [(ldap.MOD_DELETE, attr, [value])])
+            except (ldap.NO_SUCH_ATTRIBUTE, ldap.NO_SUCH_OBJECT):
+                pass
+
+        self._guard("modify", dn, lambda: self._run(op))
+
+    def put_binary_entry(self, dn: str, object_class: str, rdn: tuple[str, str], attr: str,
+                         value: bytes) -> None:
+        """Replace ``attr`` on ``dn``, creating the entry when it does not exist."""
+        def op(c: LDAPObject) -> None:
+            try:
+                c.modify_s(dn, [(ldap.MOD_REPLACE, attr, [value])])
+            except ldap.NO_SUCH_OBJECT:
+                c.add_s(dn, [("objectClass", [object_class.encode()]),
+                             (rdn[0], [rdn[1].encode()]), (attr, [value])])
+
+        self._guard("modify", dn, lambda: self._run(op))
+
+    def read_binary(self, dn: str, attr: str) -> list[bytes]:
+        """Every value of ``attr`` (with or without ``;binary``) on ``dn``."""
+        def op(c: LDAPObject) -> list[tuple[str, dict[str, list[bytes]]]]:
+            try:
+                return c.search_s(dn, ldap.SCOPE_BASE, "(objectClass=*)", [attr])
+            except ldap.NO_SUCH_OBJECT:
+                return []
+
+        base = attr.split(";")[0].lower()
+        for _dn, attrs in self._run(op):
+            for name, values in attrs.items():
+                if name.split(";")[0].lower() == base:
+                    return [bytes(v) for v in values]
+        return []
+
     def apply_many(self, ops: Sequence[tuple[str, str, Any]]) -> list[DirectoryRefused | None]:
         """Run many adds/modifies on one connection; a result per op, in order.
 

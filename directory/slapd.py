@@ -46,6 +46,8 @@ DEPARTMENTS = "departments"
 GROUPS = "groups"
 SERVICES = "services"
 POLICIES = "policies"
+# CA certificates and CRLs (cRLDistributionPoint entries), public like the HTTP ones.
+PKI = "pki"
 POLICY_CN = "default"
 
 Entry = dict[str, list[bytes]]
@@ -86,7 +88,7 @@ def base_entries(settings: DirectorySettings, policy: PasswordPolicy) -> list[tu
     else:
         raise SlapdFailed("base", f"cannot create a base entry named by {attr!r}")
     entries: list[tuple[str, Entry]] = [(settings.base_dn, top)]
-    for name in (PEOPLE, DEPARTMENTS, GROUPS, SERVICES, POLICIES):
+    for name in (PEOPLE, DEPARTMENTS, GROUPS, SERVICES, POLICIES, PKI):
         entries.append((container_dn(settings, name),
                         {"objectClass": [b"top", b"organizationalUnit"],
                          "ou": [name.encode()]}))
@@ -154,6 +156,8 @@ class ManagedSlapd:
             f'to dn.subtree="{departments}" by {svc} read by users read by * none',
             f'to dn.subtree="{groups}" by {svc} read by users read by * none',
             f'to dn.subtree="{policies}" by * none',
+            # CRLs are public (RFC 4523); anyone may read them, only the rootdn writes.
+            f'to dn.subtree="{container_dn(s, PKI)}" by * read',
             f'to dn.base="{base}" by {svc} read by users read by * none',
             "to * by self read by * none",
         ]
