@@ -399,7 +399,7 @@ class CertificateValidator:
             return CertificateRefused(reason, detail, serial=serial, subject=subject)
 
         # Trust first: nothing else about a certificate from nowhere is worth reporting.
-        path, (anchor, ca_name, ours, external) = self._build_path(cert, intermediates, refuse)
+        path, (_, ca_name, ours, external) = self._build_path(cert, intermediates, refuse)
         # RFC 5280 section 6.1.3 (a)(2): the current time within validity.
         if now < cert.not_valid_before_utc:
             raise refuse(Refusal.NOT_YET_VALID, cert.not_valid_before_utc.isoformat())
