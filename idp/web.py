@@ -237,6 +237,16 @@ def authorize() -> Response:
     return _authorize(decision=None)
 
 
+@bp.post("/authorize")
+def authorize_post() -> Response:
+    """OIDC Core 3.1.2.1: POST is accepted too; it continues as the equivalent GET
+    (nothing is issued on the POST itself, so it needs no CSRF token)."""
+    if _oversized() is not None or req.args:
+        return _page_error("error.invalid_request", 400)
+    return redirect("/authorize?" + urlencode(list(req.form.items(multi=True))),  # type: ignore[return-value]
+                    303)
+
+
 @bp.route("/consent", methods=["POST"])
 def consent() -> Response:
     if not _csrf_ok():

@@ -362,3 +362,14 @@ def test_private_key_jwt_with_foreign_key_or_audience_is_refused(
                                        "client_assertion_type": ASSERTION_TYPE,
                                        "client_assertion": assertion})
         assert resp.status_code in (400, 401) and resp.get_json()["error"] == "invalid_client"
+
+
+def test_authorize_by_post_continues_as_get(browser: FlaskClient,
+                                            confidential: Registered) -> None:
+    form = {"response_type": "code", "client_id": confidential.client.client_id,
+            "redirect_uri": REDIRECT, "scope": "openid", "state": "p"}
+    resp = browser.post("/authorize", data=form)
+    assert resp.status_code == 303 and resp.headers["Location"].startswith("/authorize?")
+    login(browser)
+    final = browser.get(resp.headers["Location"])
+    assert final.headers["Location"].startswith(REDIRECT + "?code=")
