@@ -367,6 +367,11 @@ def login_submit() -> Response:
         p.throttle.failed("login-uid:" + uid.lower(), LOGIN_PER_UID)
     if not outcome.ok or outcome.person is None:
         return again("msg." + outcome.result.value, 200)
+    previous = _session()
+    if previous is not None and previous.subject != outcome.person.entry_uuid:
+        # another person logs in on this browser: the first one's apps are told
+        p.logout.end_session(previous.sid)
+        p.logout.deliver_soon()
     cookie, sess = p.sessions.create(outcome.person)
     target = return_to
     if target.startswith("/authorize?"):

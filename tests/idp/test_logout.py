@@ -173,3 +173,22 @@ def test_moved_event_is_ignored(provider: Provider, services: Any, browser: Flas
         LifecycleKind.MOVED, "zhangwei", ZHANG.entry_uuid, datetime.now(UTC), "admin",
         "市财政局/综合处"))
     assert live_sessions(provider) == 1
+
+
+def test_another_person_logging_in_ends_the_first_session(
+        browser: FlaskClient, rp: FlaskClient, with_backchannel: Registered,
+        receiver: Receiver, provider: Provider, directory: Any) -> None:
+    from dataclasses import replace
+
+    full_login(browser, rp, with_backchannel)
+    other = replace(ZHANG, uid="lisi", entry_uuid="0b8e7a52-1c4d-4c0e-8f51-5d1f7f0b9a11",
+                    display_name="李四")
+    directory.people["lisi"] = ("Li-si-pass-1", other)
+    from tests.idp.conftest import login
+
+    status, _, _ = login(browser, uid="lisi", password="Li-si-pass-1")
+    assert status == 302
+    assert receiver.got.wait(10)
+    assert verify_logout_token(rp, receiver.tokens[0],
+                               with_backchannel.client.client_id)["sub"] == ZHANG.entry_uuid
+    assert live_sessions(provider) == 1
