@@ -76,6 +76,14 @@ def default_sections(home: Path) -> dict[str, dict[str, Any]]:
             "trusted_proxies": [],
             "session_hours": 8,
         },
+        "certauth": {
+            # Client-certificate login (idp.certauth): external CAs as
+            # [{name, file, rule, hardware_policies}], revocation failing closed.
+            "external_cas": [],
+            "fail_open": False,
+            "header": "X-SSL-Client-Cert",
+            "revocation_cache_seconds": 300,
+        },
         "demo": {
             # Where `govtrust demo` runs the sample department app.
             "sample_app_url": "http://127.0.0.1:5000",
@@ -229,6 +237,11 @@ def write_config(home: Path, sections: Mapping[str, Mapping[str, Any]]) -> Path:
     return path
 
 
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() and key.isascii() \
+        else _toml_value(key)
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -236,5 +249,8 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}"
+                                for k, v in value.items()) + " }"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'

@@ -28,6 +28,15 @@ def test_written_file_round_trips(tmp_path: Path) -> None:
     assert config.get("directory", "managed") is True
 
 
+def test_tables_in_lists_round_trip(tmp_path: Path) -> None:
+    sections = default_sections(tmp_path)
+    sections["certauth"]["external_cas"] = [
+        {"name": "省CA", "file": "ext/ca.pem", "rule": "email", "hardware_policies": ["1.2.3"]}]
+    write_config(tmp_path, sections)
+    config = Config.load(tmp_path, environ={})
+    assert config.get("certauth", "external_cas") == sections["certauth"]["external_cas"]
+
+
 def test_environment_overrides_file_with_types(tmp_path: Path) -> None:
     write_config(tmp_path, default_sections(tmp_path))
     env = {
