@@ -97,3 +97,35 @@ def test_refresh_if_due_renews_the_ocsp_responder(tmp_path: Path) -> None:
     assert "ocsp-responder" in done and "crl" in done and "delta-crl" in done
     assert env.ca.ocsp_credentials()[0].serial_number != first.serial_number
     env.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_racing_revocations_record_exactly_one(database_url: str, tmp_path: Path,
+                                               person: Person) -> None:
+    import threading
+
+    env = build_env(tmp_path, database_url)
+    try:
+        serial = env.ca.issue_from_csr(person, "user-auth", make_csr()[0]).record.serial
+        before = env.counts()
+        outcomes: list[str] = []
+        barrier = threading.Barrier(4)
+
+        def revoke() -> None:
+            barrier.wait()
+            try:
+                env.ca.revoke(serial, RevocationReason.KEY_COMPROMISE, refresh=False)
+                outcomes.append("revoked")
+            except AlreadyRevoked:
+                outcomes.append("already")
+
+        threads = [threading.Thread(target=revoke) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(outcomes) == ["already"] * 3 + ["revoked"]
+        assert env.counts() == (before[0], before[1] + 1)
+        assert env.audit.verify().ok
+    finally:
+        env.engine.dispose()
