@@ -180,6 +180,8 @@ def write_index(ca: CertificateAuthority, path: Path) -> None:
         else:
             lines.append(f"V\t{exp}\t\t{serial}\tunknown\t{subject}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # Many certificates share a subject (one person, several certificates).
+    path.with_name(path.name + ".attr").write_text("unique_subject = no\n")
 
 
 def bench_ocsp(ca: CertificateAuthority, db_url: str, folder: Path, duration: int) -> None:
@@ -325,7 +327,6 @@ def bench_crl(entries: int, folder: Path) -> None:
     (folder / "issuing.pem").write_bytes(ca.issuing_certificate.public_bytes(
         serialization.Encoding.PEM))
     (folder / "crlnumber").write_text("1000\n")
-    (folder / "index.txt.attr").write_text("unique_subject = no\n")
     (folder / "ca.cnf").write_text(f"""[ca]
 default_ca = bench
 [bench]
