@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import ldap.filter
 import pytest
 import requests
 
@@ -114,7 +115,8 @@ def test_service_account_reads_a_person_with_ldapsearch(demo: Demo) -> None:
     uid, _ = demo.account("civil servant")
     base = "dc=beijing,dc=gov,dc=cn"
     out = subprocess.run(["ldapsearch", "-LLL", "-x", "-o", "ldif-wrap=no", "-H", demo.ldap_uri,
-                          "-D", dn, "-w", password, "-b", base, f"(uid={uid})"],
+                          "-D", dn, "-w", password, "-b", base,
+                          ldap.filter.filter_format("(uid=%s)", [uid])],
                          capture_output=True, text=True, timeout=30, check=True).stdout
     encoded = re.search(r"^displayName:: (\S+)", out, re.M)
     assert encoded, out
