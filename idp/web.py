@@ -54,7 +54,11 @@ bp = Blueprint("idp", __name__)
 
 def create_app(services: Services) -> Flask:
     """The IdP as a WSGI app, built from the composition root."""
-    return build_app(services.provider)
+    from idp.console import init_app as init_console
+
+    app = build_app(services.provider)
+    init_console(app, services)
+    return app
 
 
 def build_app(provider: Provider) -> Flask:
@@ -112,7 +116,7 @@ def _set_cookie(resp: Response, name: str, value: str, max_age: int | None = Non
 
 def _security_headers(resp: Response) -> Response:
     resp.headers["Content-Security-Policy"] = (
-        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+        "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self'; "
         "frame-ancestors 'none'; base-uri 'none'")
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Referrer-Policy"] = "no-referrer"
@@ -328,7 +332,7 @@ def _redirect_error(redirect_uri: str, error: str, state: str | None,
 
 def _safe_return(value: str | None) -> str:
     """Only our own authorization endpoint (or the home page) is a valid return."""
-    if value and value.startswith("/authorize?") and "\\" not in value:
+    if value and value.startswith(("/authorize?", "/console/")) and "\\" not in value:
         parts = urlsplit(value)
         if not parts.scheme and not parts.netloc:
             return value

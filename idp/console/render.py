@@ -1,0 +1,106 @@
+"""The console's request helpers: who is signed in, rendering with the CSRF token
+and language, and the guards every view starts with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from flask import Response, current_app, redirect, render_template
+from flask import request as req
+
+from directory.model import Person
+from idp import i18n
+from idp.console import EXTENSION, queries, strings
+from idp.sessions import SsoSession
+from idp.web import _csrf_ok, _csrf_seed, _csrf_token, _lang, _session, _set_cookie
+
+if TYPE_CHECKING:
+    from idp.services import Services
+
+
+def services() -> Services:
+    found: Services = current_app.extensions[EXTENSION]
+    return found
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The signed-in person looking at the page, and what they may do."""
+
+    session: SsoSession
+    person: Person
+    refusal: queries.AdminRefusal | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.refusal is None
+
+    @property
+    def admin_member(self) -> bool:
+        return queries.ADMIN_GROUP in self.person.groups
+
+    @property
+    def level(self) -> int:
+        return queries.level_of_acr(self.session.acr)
+
+
+def login_redirect() -> Response:
+    back = req.full_path if req.method == "GET" else "/console/"
+    back = back.rstrip("?")
+    return redirect("/login?" + urlencode({"return": back}), 302)  # type: ignore[return-value]
+
+
+def viewer() -> Viewer | None:
+    sess = _session()
+    if sess is None:
+        return None
+    try:
+        person = services().directory.show(sess.uid)
+    except Exception:  # a person removed from the directory: treat as signed out
+        return None
+    return Viewer(sess, person, queries.admin_refusal(person.groups, sess.acr))
+
+
+def switch_url(lang: str) -> str:
+    args = [(k, v) for k, v in req.args.items(multi=True) if k != "lang"]
+    return req.path + "?" + urlencode([*args, ("lang", lang)])
+
+
+def render(template: str, who: Viewer | None, status: int = 200, **ctx: Any) -> Response:
+    lang = _lang()
+    other = "en" if lang == "zh-CN" else "zh-CN"
+    seed, new = _csrf_seed()
+    html = render_template(template, t=strings.translator(lang), lang=lang, switch_lang=other,
+                           switch_url=switch_url(other), csrf=_csrf_token(seed), who=who,
+                           path=req.path, **ctx)
+    resp = Response(html, status=status, mimetype="text/html")
+    if new:
+        _set_cookie(resp, "gt_csrf", seed)
+    if req.args.get("lang") in i18n.LANGS:
+        _set_cookie(resp, i18n.COOKIE, lang, max_age=365 * 86400)
+    return resp
+
+
+def message(who: Viewer | None, title_key: str, text: str, status: int = 200,
+            back: str | None = None) -> Response:
+    return render("console/message.html", who, status=status, title_key=title_key, text=text,
+                  back=back)
+
+
+def csrf_ok() -> bool:
+    return _csrf_ok()
+
+
+def confirmed() -> bool:
+    return req.form.get("confirm") == "yes"
+
+
+def tr(key: str, **fmt: Any) -> str:
+    text = strings.translator(_lang())[key]
+    return text.format(**fmt) if fmt else text
+
+
+def current_lang() -> str:
+    return _lang()
