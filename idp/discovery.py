@@ -7,7 +7,7 @@ from typing import Any
 from idp.clients import SCOPES
 
 
-def provider_metadata(issuer: str) -> dict[str, Any]:
+def provider_metadata(issuer: str, acr_values: list[str] | None = None) -> dict[str, Any]:
     base = issuer.rstrip("/")
     return {
         "issuer": issuer,
@@ -38,7 +38,8 @@ def provider_metadata(issuer: str) -> dict[str, Any]:
                              "amr", "sid", "name", "preferred_username", "email",
                              "email_verified", "department", "title", "groups"],
         "prompt_values_supported": ["none", "login", "consent"],
-        "claims_parameter_supported": False,
+        "acr_values_supported": list(acr_values or []),
+        "claims_parameter_supported": True,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "authorization_response_iss_parameter_supported": False,

@@ -19,6 +19,7 @@ from idp.oauth import Core, Server
 from idp.ports import AuditSink, Authenticator
 from idp.sessions import SessionStore
 from idp.store import consents
+from idp.strong import StrongAuth
 from idp.throttle import Throttle
 from idp.tokens import TokenService
 
@@ -37,6 +38,7 @@ class Provider:
     audit: AuditSink | None
     cookie_key: bytes
     trusted_proxies: tuple[str, ...] = ()
+    strong: StrongAuth | None = None  # certificates, one-time codes (idp.strong)
     server: Server = field(init=False)
 
     def __post_init__(self) -> None:

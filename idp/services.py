@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from idp.outbox import Outbox
     from idp.ports import Authenticator
     from idp.provider import Provider
+    from idp.strong import StrongAuth
     from idp.totp import TotpService
     from pki.audit import ChainReport
     from pki.audit_store import AuditLog
@@ -123,7 +124,22 @@ class Services:
                         tokens=tokens, sessions=store, logout=logout,
                         throttle=Throttle(self.sessions), authenticator=self.authenticator,
                         audit=self.audit, cookie_key=cookie_key,
-                        trusted_proxies=tuple(idp["trusted_proxies"]))
+                        trusted_proxies=tuple(idp["trusted_proxies"]),
+                        strong=self.strong_auth)
+
+    @cached_property
+    def strong_auth(self) -> StrongAuth:
+        """Certificates and one-time codes for the login flow, built on first use.
+        People are looked up in the directory when it is the authenticator (a unit
+        test's stand-in authenticator leaves the login snapshot as the only source)."""
+        from directory.service import DirectoryService
+        from idp.strong import DirectoryPeople, StrongAuth
+
+        auth = self.authenticator
+        people = DirectoryPeople(auth.gateway) if isinstance(auth, DirectoryService) else None
+        return StrongAuth(totp=lambda: self.totp,
+                          certificates=lambda: self.certificate_validator, people=people,
+                          realm=str(self.config.get("directory", "realm")))
 
     @cached_property
     def session_terminator(self) -> SessionTerminator:

@@ -24,9 +24,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from directory.model import Person
 from idp.store import rowcount, session_clients, sso_sessions
+from policies.assurance import SessionFacts, acr_for, level_for
 
 COOKIE_NAME = "gt_sso"
-ACR_PASSWORD = "urn:govtrust:level:2"
+ACR_PASSWORD = acr_for(level_for(["pwd"]))
 
 
 def person_claims(person: Person) -> dict[str, Any]:
@@ -49,6 +50,11 @@ class SsoSession:
     amr: tuple[str, ...]
     expires_at: int
     claims: dict[str, Any] = field(default_factory=dict, compare=False)
+    method_times: str | None = None  # SessionFacts.method_times_json()
+
+    def facts(self) -> SessionFacts:
+        """What the session has done, for ``policies.assurance.decide``."""
+        return SessionFacts.from_stored(self.amr, self.auth_time, self.method_times)
 
 
 def _digest(value: str) -> str:
@@ -67,15 +73,31 @@ class SessionStore:
         """Start a session; return the cookie value (never stored) and the session."""
         cookie = secrets.token_urlsafe(32)
         now = int(self._clock())
+        times = json.dumps({m: now for m in sorted(amr)}, separators=(",", ":"))
         sess = SsoSession(sid=secrets.token_urlsafe(16), subject=person.entry_uuid,
                           uid=person.uid, auth_time=now, acr=acr, amr=amr,
-                          expires_at=now + self.lifetime, claims=person_claims(person))
+                          expires_at=now + self.lifetime, claims=person_claims(person),
+                          method_times=times)
         with self._sessions.begin() as s:
             s.execute(insert(sso_sessions).values(
                 id_hash=_digest(cookie), sid=sess.sid, subject=sess.subject, uid=sess.uid,
                 claims=json.dumps(sess.claims, ensure_ascii=False), auth_time=now, acr=acr,
-                amr=" ".join(amr), expires_at=sess.expires_at))
+                amr=" ".join(amr), expires_at=sess.expires_at, method_times=times))
         return cookie, sess
+
+    def step_up(self, sess: SsoSession, facts: SessionFacts, acr: str) -> SsoSession:
+        """Record a method done on top of the session (same sid and cookie):
+        ``amr``, ``acr``, ``auth_time`` and each method's time from ``facts``."""
+        auth_time = int(facts.auth_time.timestamp())
+        amr = facts.amr
+        times = facts.method_times_json()
+        with self._sessions.begin() as s:
+            s.execute(update(sso_sessions).where(
+                sso_sessions.c.sid == sess.sid, sso_sessions.c.ended_at.is_(None))
+                .values(amr=" ".join(amr), acr=acr, auth_time=auth_time, method_times=times))
+        return SsoSession(sid=sess.sid, subject=sess.subject, uid=sess.uid,
+                          auth_time=auth_time, acr=acr, amr=amr, expires_at=sess.expires_at,
+                          claims=sess.claims, method_times=times)
 
     def get(self, cookie: str | None) -> SsoSession | None:
         if not cookie or len(cookie) > 128:
@@ -87,7 +109,8 @@ class SessionStore:
             return None
         return SsoSession(sid=row.sid, subject=row.subject, uid=row.uid,
                           auth_time=row.auth_time, acr=row.acr, amr=tuple(row.amr.split()),
-                          expires_at=row.expires_at, claims=json.loads(row.claims))
+                          expires_at=row.expires_at, claims=json.loads(row.claims),
+                          method_times=row.method_times)
 
     def by_sid(self, sid: str) -> SsoSession | None:
         with self._sessions() as s:
@@ -96,7 +119,8 @@ class SessionStore:
             return None
         return SsoSession(sid=row.sid, subject=row.subject, uid=row.uid,
                           auth_time=row.auth_time, acr=row.acr, amr=tuple(row.amr.split()),
-                          expires_at=row.expires_at, claims=json.loads(row.claims))
+                          expires_at=row.expires_at, claims=json.loads(row.claims),
+                          method_times=row.method_times)
 
     def add_client(self, sid: str, client_id: str) -> None:
         """Remember that ``client_id`` received tokens in this session (for logout)."""

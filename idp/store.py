@@ -78,6 +78,8 @@ sso_sessions = Table(
     Column("amr", String(64), nullable=False),  # space-separated
     Column("expires_at", Integer, nullable=False),
     Column("ended_at", Integer, nullable=True),
+    # JSON {"pwd": epoch, "swk": epoch}: when each method was last done (step-up)
+    Column("method_times", Text, nullable=True),
 )
 
 session_clients = Table(

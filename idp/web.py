@@ -31,6 +31,7 @@ from idp import i18n
 from idp.discovery import provider_metadata
 from idp.logout import LogoutError, validate_end_session
 from idp.sessions import COOKIE_NAME, SsoSession
+from idp.strong import acr_values_supported
 from idp.throttle import LOGIN_PER_ADDRESS, LOGIN_PER_UID, TOKEN_PER_ADDRESS, TOKEN_PER_CLIENT
 from idp.tokens import claims_for_scope
 
@@ -47,7 +48,6 @@ LONG_PARAMS = {"id_token_hint": 8192, "token": 8192, "refresh_token": 512,
 API_PATHS = ("/token", "/introspect", "/revoke", "/userinfo")
 CSRF_COOKIE = "gt_csrf"
 LOGIN_MARK = "_login"
-PASSWORD_ACR_LEVEL = 2
 
 bp = Blueprint("idp", __name__)
 
@@ -69,6 +69,9 @@ def build_app(provider: Provider) -> Flask:
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions["govtrust.idp"] = provider
     app.register_blueprint(bp)
+    from idp.strong_web import bp as strong_bp  # it builds on this module's helpers
+
+    app.register_blueprint(strong_bp)
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _http_error)
     return app
@@ -221,7 +224,7 @@ def _session() -> SsoSession | None:
 @bp.get("/.well-known/openid-configuration")
 @bp.get("/.well-known/oauth-authorization-server")
 def discovery() -> Response:
-    resp = jsonify(provider_metadata(_p().issuer))
+    resp = jsonify(provider_metadata(_p().issuer, acr_values_supported()))
     resp.headers["Cache-Control"] = "public, max-age=300"
     return resp
 
@@ -299,10 +302,12 @@ def _authorize(decision: str | None) -> Response:
                                           if req.args.get("login_hint") else {})})
         return redirect(login, 302)  # type: ignore[return-value]
     assert sess is not None
-    if client.level > PASSWORD_ACR_LEVEL:
-        # Levels 3-4 need a certificate; step-up arrives with the policy work.
-        return _redirect_error(redirect_uri, "access_denied", state,
-                               "this app needs a stronger login than a password")
+    from idp.strong_web import check_assurance
+
+    checked = check_assurance(client, sess, redirect_uri, state, prompt)
+    if isinstance(checked, Response):  # a step-up page, a refusal, or an error redirect
+        return checked
+    sess = checked  # acr/amr as the assurance decision says
     if decision == "deny":
         return _redirect_error(redirect_uri, "access_denied", state)
     consented = client.first_party or decision == "allow" or p.has_consent(
@@ -372,6 +377,12 @@ def login_submit() -> Response:
     if not outcome.ok or outcome.person is None:
         return again("msg." + outcome.result.value, 200)
     previous = _session()
+    if previous is not None and previous.subject == outcome.person.entry_uuid \
+            and p.strong is not None:
+        # the same person adds a password to a session (step-up): keep the session
+        from idp.strong_web import step_up_with
+
+        return step_up_with(return_to, previous, "pwd")
     if previous is not None and previous.subject != outcome.person.entry_uuid:
         # another person logs in on this browser: the first one's apps are told
         p.logout.end_session(previous.sid)

@@ -265,7 +265,10 @@ def test_level_3_app_is_not_served_by_a_password_session(browser: FlaskClient,
     client, _ = provider.clients.add(build_client(
         name="涉密审批", redirect_uris=[REDIRECT], level=3, first_party=True))
     loc = authorize(browser, client)
-    assert "error=access_denied" in loc
+    # stepped up, not served: the certificate is asked for, the session is kept
+    assert loc.startswith("/login/certificate?"), loc
+    loc = authorize(browser, client, extra={"prompt": "none"})
+    assert "error=unmet_authentication_requirements" in loc
 
 
 @pytest.mark.parametrize("path", ["/login", "/authorize", "/token", "/jwks"])

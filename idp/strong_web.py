@@ -1,0 +1,358 @@
+"""The web edge of strong login (issue 5): the assurance check at ``/authorize``, the
+certificate and one-time-code steps, and TOTP enrolment.
+
+The decisions are ``policies.assurance.decide``; certificates are validated by
+``idp.certauth`` whatever the TLS front did (RFC 5280 path, revocation, EKU
+``clientAuth``); codes by ``idp.totp`` (RFC 6238). This module only adapts HTTP:
+it reads the client certificate from the TLS socket (gunicorn, ``CERT_OPTIONAL``)
+or from the header a trusted proxy sets (nginx ``$ssl_client_escaped_cert``),
+keeps the SSO session while stepping it up, and explains refusals in zh-CN or en.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ssl
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, redirect
+from flask import request as req
+
+from idp.certauth import CertificateRefused, PresentedCertificate, forwarded_certificate
+from idp.sessions import COOKIE_NAME, SsoSession
+from idp.strong import CERTIFICATE_METHODS, UnknownEssentialAcr, now_utc, person_facts, requested
+from idp.throttle import LOGIN_PER_ADDRESS, LOGIN_PER_UID
+from idp.totp import AlreadyEnrolled, OtpOutcome
+from idp.web import (
+    LOGIN_MARK,
+    _client_address,
+    _csrf_ok,
+    _lang,
+    _login_mark,
+    _p,
+    _redirect_error,
+    _safe_return,
+    _session,
+    _set_cookie,
+    _with_csrf,
+)
+from policies.assurance import Allow, AppFacts, Deny, StepUp, decide
+
+if TYPE_CHECKING:
+    from idp.clients import Client
+    from idp.strong import StrongAuth
+
+bp = Blueprint("strong", __name__)
+
+CANCEL = "_cancel"
+
+STRINGS: dict[str, dict[str, str]] = {
+    "zh-CN": {
+        "cert.title": "数字证书登录",
+        "cert.intro": "请使用您的身份认证证书登录。浏览器会请您选择证书。",
+        "cert.button": "使用证书登录",
+        "cert.none": "未收到客户端证书。请确认已安装身份认证证书并在浏览器中选择它。",
+        "otp.title": "动态口令验证",
+        "otp.code": "6位动态口令",
+        "otp.recovery": "或输入一次性恢复码",
+        "otp.button": "验证",
+        "otp.enrol_link": "还没有绑定动态口令？现在绑定",
+        "enrol.title": "绑定动态口令",
+        "enrol.scan": "请用身份验证器应用扫描二维码，然后输入显示的6位数字。",
+        "enrol.secret": "无法扫码时请手动输入密钥：",
+        "enrol.button": "启用",
+        "enrol.done": "动态口令已启用。以下恢复码只显示这一次，请妥善保存：",
+        "enrol.active": "您已绑定动态口令。",
+        "login.first": "请先登录。",
+        "cancel": "取消并返回应用",
+        "continue": "继续",
+        "denied.title": "无权访问",
+        "denied.back": "返回应用",
+    },
+    "en": {
+        "cert.title": "Log in with a certificate",
+        "cert.intro": "Log in with your authentication certificate; the browser asks "
+                      "you to choose it.",
+        "cert.button": "Log in with my certificate",
+        "cert.none": "No client certificate arrived. Check that your authentication "
+                     "certificate is installed and chosen in the browser.",
+        "otp.title": "One-time code",
+        "otp.code": "Six-digit code",
+        "otp.recovery": "Or a single-use recovery code",
+        "otp.button": "Verify",
+        "otp.enrol_link": "No authenticator yet? Enrol one now",
+        "enrol.title": "Enrol an authenticator",
+        "enrol.scan": "Scan the QR code with an authenticator app, then enter the "
+                      "six digits it shows.",
+        "enrol.secret": "If you cannot scan, type this key:",
+        "enrol.button": "Activate",
+        "enrol.done": "Your authenticator is active. These recovery codes are shown "
+                      "only once; keep them safe:",
+        "enrol.active": "You already have an active authenticator.",
+        "login.first": "Please log in first.",
+        "cancel": "Cancel and return to the application",
+        "continue": "Continue",
+        "denied.title": "Access refused",
+        "denied.back": "Return to the application",
+    },
+}
+
+
+def _s() -> dict[str, str]:
+    return STRINGS[_lang()]
+
+
+def _strong() -> StrongAuth:
+    strong = _p().strong
+    if strong is None:
+        raise RuntimeError("strong authentication is not configured")
+    return strong
+
+
+@dataclass(frozen=True)
+class _Who:
+    """The ``idp.totp.Identity`` of the session's person."""
+
+    uid: str
+    entry_uuid: str
+
+
+def _audit(action: str, target: str, details: dict[str, str]) -> None:
+    audit = _p().audit
+    if audit is not None:
+        audit.record(actor=target[:256] or "anonymous", action=action, target=target[:256],
+                     details={**details, "address": _client_address()})
+
+
+# -- /authorize: the assurance decision ---------------------------------------------------
+
+def _back_url() -> str:
+    query = [(k, v) for k, v in req.args.items(multi=True) if k not in (LOGIN_MARK, CANCEL)]
+    return "/authorize?" + urlencode(query)
+
+
+def check_assurance(client: Client, sess: SsoSession, redirect_uri: str, state: str | None,
+                    prompt: set[str]) -> SsoSession | Response:
+    """May this session use ``client`` now? The session to issue from (its ``acr``/
+    ``amr`` as the decision says), or the response that asks for more or refuses."""
+    strong = _p().strong
+    if strong is None:  # a provider assembled without strong login: passwords only
+        if client.level > 2:
+            return _redirect_error(redirect_uri, "access_denied", state,
+                                   "this app needs a stronger login than a password")
+        return sess
+    try:
+        level = requested(req.args.get("acr_values"), req.args.get("claims"))
+    except UnknownEssentialAcr:
+        return _redirect_error(redirect_uri, "unmet_authentication_requirements", state)
+    person = strong.person(sess)
+    d = decide(person_facts(sess, person), sess.facts(), AppFacts.of(client), level,
+               now=now_utc(), policy=strong.policy)
+    if isinstance(d, Allow):
+        return dataclasses.replace(sess, acr=d.acr, amr=d.amr)
+    if isinstance(d, Deny):
+        _audit("idp.access_denied", sess.uid, {"client_id": client.client_id,
+                                               "reason": d.reason.value})
+        if "none" in prompt:
+            return _redirect_error(redirect_uri, d.oauth_error, state)
+        back = _redirect_error(redirect_uri, d.oauth_error, state).headers["Location"]
+        return _with_csrf("strong_denied.html", status=403, s=_s(),
+                          message=d.explanation.message(_lang()), back=back)
+    assert isinstance(d, StepUp)
+    if "none" in prompt or req.args.get(CANCEL) == "1":
+        return _redirect_error(redirect_uri, d.oauth_error, state)
+    back = _back_url()
+    missing = set(d.missing_methods)
+    if missing & set(CERTIFICATE_METHODS):
+        page = "/login/certificate"
+    elif "otp" in missing:
+        page = "/login/otp"
+    else:
+        page = "/login"
+    params = {"return": back}
+    if page == "/login":
+        params["login_hint"] = sess.uid
+    return redirect(page + "?" + urlencode(params), 302)  # type: ignore[return-value]
+
+
+def _cancel_url(return_to: str) -> str | None:
+    return return_to + "&" + urlencode({CANCEL: "1"}) if return_to.startswith(
+        "/authorize?") else None
+
+
+def _continue(return_to: str, sess: SsoSession, cookie: str | None) -> Response:
+    target = return_to
+    if target.startswith("/authorize?"):
+        target += "&" + urlencode({LOGIN_MARK: _login_mark(sess.sid)})
+    resp: Response = redirect(target, 302)  # type: ignore[assignment]
+    if cookie is not None:
+        _set_cookie(resp, COOKIE_NAME, cookie, max_age=_p().sessions.lifetime)
+    return resp
+
+
+def _add_method(sess: SsoSession, method: str) -> SsoSession:
+    """Step the session up: same sid and cookie, the method recorded at now."""
+    strong = _strong()
+    now = now_utc()
+    facts = sess.facts().with_method(method, now)
+    level = max(strong.policy.session_level(facts, now), 1)
+    return _p().sessions.step_up(sess, facts, strong.policy.acr(level))
+
+
+# -- certificate login -----------------------------------------------------------------
+
+def peer_certificate() -> bytes | None:
+    """The client certificate of the TLS connection gunicorn accepted (DER), if any."""
+    sock: Any = req.environ.get("gunicorn.socket")
+    if isinstance(sock, ssl.SSLSocket):
+        try:
+            return sock.getpeercert(binary_form=True)
+        except (ValueError, OSError):
+            return None
+    return None
+
+
+def presented_certificate() -> PresentedCertificate:
+    p = _p()
+    return forwarded_certificate(req.remote_addr or "", list(req.headers.items()),
+                                 p.trusted_proxies, header=_strong().header,
+                                 tls_certificate=peer_certificate())
+
+
+@bp.get("/login/certificate")
+def certificate_form() -> Response:
+    return_to = _safe_return(req.args.get("return"))
+    return _with_csrf("strong_certificate.html", s=_s(), return_to=return_to, message=None,
+                      cancel=_cancel_url(return_to))
+
+
+@bp.post("/login/certificate")
+def certificate_submit() -> Response:
+    p = _p()
+    strong = _strong()
+    lang = _lang()
+    return_to = _safe_return(req.form.get("return"))
+
+    def again(message: str, status: int) -> Response:
+        return _with_csrf("strong_certificate.html", status=status, s=_s(),
+                          return_to=return_to, message=message, cancel=_cancel_url(return_to))
+
+    if not _csrf_ok():
+        return again({"zh-CN": "页面已过期，请重新提交。",
+                      "en": "The page expired. Please submit it again."}[lang], 400)
+    presented = presented_certificate()
+    if presented.ignored is not None:
+        _audit("certauth.untrusted_proxy", presented.remote_addr,
+               {"reason": presented.ignored.value})
+    if not presented.data:
+        if presented.ignored is not None:
+            return again(presented.ignored.message(lang), 403)
+        return again(_s()["cert.none"], 400)
+    try:
+        person, validated = strong.certificate_login(presented)
+    except CertificateRefused as e:
+        _audit("certauth.refused", e.serial or "", {**e.audit_details(),
+                                                      "source": presented.source})
+        return again(e.reason.message(lang), 403)
+    _audit("idp.login", person.uid, {"result": "ok", "method": validated.amr,
+                                     **validated.audit_details(), "source": presented.source})
+    previous = _session()
+    if previous is not None and previous.subject == person.entry_uuid:
+        return _continue(return_to, _add_method(previous, validated.amr), None)
+    if previous is not None:  # another person on this browser: end the first session
+        p.logout.end_session(previous.sid)
+        p.logout.deliver_soon()
+    level = max(strong.policy.level_for([validated.amr]), 1)
+    cookie, sess = p.sessions.create(person, amr=(validated.amr,),
+                                     acr=strong.policy.acr(level))
+    return _continue(return_to, sess, cookie)
+
+
+# -- one-time codes ------------------------------------------------------------------------
+
+def _needs_session(return_to: str) -> Response:
+    return redirect("/login?" + urlencode({"return": return_to}), 302)  # type: ignore[return-value]
+
+
+@bp.get("/login/otp")
+def otp_form() -> Response:
+    return_to = _safe_return(req.args.get("return"))
+    if _session() is None:
+        return _needs_session(return_to)
+    return _with_csrf("strong_otp.html", s=_s(), return_to=return_to, message=None,
+                      cancel=_cancel_url(return_to))
+
+
+@bp.post("/login/otp")
+def otp_submit() -> Response:
+    p = _p()
+    strong = _strong()
+    return_to = _safe_return(req.form.get("return"))
+    sess = _session()
+    if sess is None:
+        return _needs_session(return_to)
+
+    def again(message: str, status: int) -> Response:
+        return _with_csrf("strong_otp.html", status=status, s=_s(), return_to=return_to,
+                          message=message, cancel=_cancel_url(return_to))
+
+    if not _csrf_ok():
+        return again(STRINGS[_lang()]["login.first"], 400)
+    address = _client_address()
+    keys = (("otp-addr:" + address, LOGIN_PER_ADDRESS), ("otp-uid:" + sess.uid, LOGIN_PER_UID))
+    if p.throttle.blocked(*keys):
+        return again({"zh-CN": "尝试次数过多，请稍后再试。",
+                      "en": "Too many attempts. Try again later."}[_lang()], 429)
+    who = _Who(sess.uid, sess.subject)
+    recovery = (req.form.get("recovery") or "").strip()
+    out: OtpOutcome = (strong.totp.use_recovery_code(who, recovery[:64]) if recovery
+                       else strong.totp.verify(who, (req.form.get("code") or "")[:64]))
+    _audit("idp.otp", sess.uid, {"result": out.result.value,
+                                 "kind": "recovery" if recovery else "totp"})
+    if not out.ok:
+        for key, limit in keys:
+            p.throttle.failed(key, limit)
+        return again(out.result.message(_lang()), 401)
+    return _continue(return_to, _add_method(sess, out.method), None)
+
+
+@bp.route("/otp/enrol", methods=["GET", "POST"])
+def otp_enrol() -> Response:
+    strong = _strong()
+    return_to = _safe_return(req.values.get("return"))
+    sess = _session()
+    if sess is None:
+        return _needs_session(return_to)
+    who = _Who(sess.uid, sess.subject)
+    s = _s()
+    if req.method == "GET":
+        try:
+            e = strong.totp.begin_enrolment(who)
+        except AlreadyEnrolled:
+            return _with_csrf("strong_enrol.html", s=s, return_to=return_to,
+                              message=s["enrol.active"], svg=None, secret=None, codes=None)
+        return _with_csrf("strong_enrol.html", s=s, return_to=return_to, message=None,
+                          svg=e.svg, secret=e.secret, codes=None)
+    if not _csrf_ok():
+        return _with_csrf("strong_enrol.html", status=400, s=s, return_to=return_to,
+                          message=s["login.first"], svg=None, secret=None, codes=None)
+    try:
+        out = strong.totp.activate(who, (req.form.get("code") or "")[:64])
+    except AlreadyEnrolled:
+        return _with_csrf("strong_enrol.html", s=s, return_to=return_to,
+                          message=s["enrol.active"], svg=None, secret=None, codes=None)
+    if not out.ok:
+        return _with_csrf("strong_enrol.html", status=401, s=s, return_to=return_to,
+                          message=out.result.message(_lang()), svg=None, secret=None,
+                          codes=None)
+    codes = strong.totp.new_recovery_codes(who)
+    _add_method(sess, out.method)
+    return _with_csrf("strong_enrol.html", s=s, return_to=return_to, message=None, svg=None,
+                      secret=None, codes=codes)
+
+
+def step_up_with(return_to: str, sess: SsoSession, method: str) -> Response:
+    """Continue after ``method`` was done by the session's own person."""
+    return _continue(return_to, _add_method(sess, method), None)
