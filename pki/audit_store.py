@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     Column,
+    Connection,
     CursorResult,
     DateTime,
     Integer,
@@ -77,7 +78,7 @@ _HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
 _SET_HASH = update(audit_head).where(audit_head.c.id == 1).values(hash=bindparam("new_hash"))
 
 
-def append(session: Session, *, actor: str, action: str, target: str,
+def append(session: Session | Connection, *, actor: str, action: str, target: str,
            details: Mapping[str, str] | None = None, at: datetime | None = None) -> AuditRecord:
     """Append one record inside the caller's transaction (so a certificate and
     its audit record commit together)."""

@@ -34,7 +34,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import CursorResult
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -129,7 +129,7 @@ def _must(at: datetime | None) -> datetime:
     return value
 
 
-def _audit(session: Session, audit: AuditEntry, at: datetime) -> None:
+def _audit(session: Session | Connection, audit: AuditEntry, at: datetime) -> None:
     append(session, actor=audit.actor, action=audit.action, target=audit.target,
            details=audit.details, at=at)
 
@@ -185,7 +185,8 @@ class SqlCertificateStore:
 
     # -- end-entity certificates ---------------------------------------------
     def add_certificate(self, rec: CertificateRecord, audit: AuditEntry) -> None:
-        with self._sessions.begin() as s:
+        # The hot path of issuance: a plain transaction, no ORM session.
+        with self._engine.begin() as s:
             s.execute(insert(certificates), {
                 "serial": rec.serial, "owner_kind": rec.owner_kind.value,
                 "owner_uid": rec.owner_uid, "owner_entry_uuid": rec.owner_entry_uuid,
