@@ -237,3 +237,18 @@ def test_pkilint_crls_and_ocsp_response(served: Served, person: Person) -> None:
         _lint("lint_crl", "-t", "CRL", "-p", "PKIX", path)
     resp = _post(env.ca.settings.ocsp_url, _request(f, b"0123456789abcdef")).content
     _lint("lint_ocsp_response", env.write("resp.der", resp))
+
+
+def test_ca_certificates_are_served_as_der_and_pem(served: Served) -> None:
+    base = served.url
+    ca = served.env.ca
+    der = requests.get(f"{base}/ca/root.der", timeout=10)
+    assert der.headers["Content-Type"] == "application/pkix-cert"
+    assert x509.load_der_x509_certificate(der.content) == ca.root_certificate
+    got = requests.get(f"{base}/ca/issuing.pem", timeout=10)
+    assert x509.load_pem_x509_certificate(got.content) == ca.issuing_certificate
+    for path in ("/ca/evil.der", "/ca/root.exe", "/crl/evil.crl"):
+        assert requests.get(base + path, timeout=10).status_code == 404
+    bad_get = requests.get(f"{base}/ocsp/not-base64!", timeout=10)
+    assert ocsp.load_der_ocsp_response(bad_get.content).response_status is \
+        ocsp.OCSPResponseStatus.MALFORMED_REQUEST
