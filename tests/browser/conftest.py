@@ -1,0 +1,167 @@
+"""Browser tests of the web console: Debian's headless Chromium driven by Playwright
+(no browser download), against the IdP served in-process on a free loopback port,
+over the real directory (the ``slapd`` fixture) and a real CA on SQLite.
+
+Fixtures: ``browser`` (one Chromium per session), ``world`` (a served IdP with a
+civil servant and a security administrator), ``Visit`` helpers that screenshot
+every page, run the accessibility check in the page, and fail on any request
+that leaves the page's origin.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from directory.model import Person
+from directory.service import DirectoryService
+from directory.slapd import ManagedSlapd
+from idp.services import Services
+from idp.web import create_app
+from tests.fixtures.postgres import free_port
+from tests.idp.conftest import make_services
+from tests.idp.servers import serving
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "test-output" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--no-first-run",
+                 "--disable-component-update", "--disable-sync"]
+PASSWORD = "Gov-Trust-2026-pass!"
+ADMIN_GROUP = "security-admins"
+
+# Basic structure every page must have: a language, one h1, a title, a label (or
+# aria-label) on every form control, alt text on every image.
+A11Y_CHECK = """() => {
+  const problems = [];
+  const lang = document.documentElement.getAttribute('lang');
+  if (!lang || !lang.trim()) problems.push('html has no lang');
+  const h1 = document.querySelectorAll('h1').length;
+  if (h1 !== 1) problems.push('expected one h1, found ' + h1);
+  if (!document.title.trim()) problems.push('empty title');
+  for (const el of document.querySelectorAll('input, select, textarea')) {
+    if (el.type === 'hidden') continue;
+    const byFor = el.id && document.querySelector('label[for="' + CSS.escape(el.id) + '"]');
+    const named = byFor || el.closest('label') || el.getAttribute('aria-label')
+      || el.getAttribute('aria-labelledby');
+    if (!named) problems.push('no label: ' + el.outerHTML.slice(0, 80));
+  }
+  for (const img of document.querySelectorAll('img')) {
+    if (!img.hasAttribute('alt')) problems.push('img without alt: ' + img.src);
+  }
+  return problems;
+}"""
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.fail("chromium is not installed: run scripts/setup")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+    SCREENSHOTS.mkdir(parents=True)
+    return SCREENSHOTS
+
+
+@dataclass
+class World:
+    base: str
+    services: Services
+    person: Person
+    admin: Person
+
+
+@pytest.fixture
+def world(directory_service: DirectoryService, slapd: ManagedSlapd,
+          tmp_path: Path) -> Iterator[World]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    services = make_services(tmp_path / "home", base, directory_service.gateway)
+    # The real directory over the test slapd, auditing into the IdP's own database
+    # (so the console's audit pages and sign-in lists see everything).
+    services.directory_gateway = directory_service.gateway
+    services.directory = DirectoryService(slapd.settings, directory_service.gateway,
+                                          services.audit, services.outbox)
+    services.ca.initialize(actor="test")
+    d = services.directory
+    d.ensure_department("市财政局/预算处")
+    d.ensure_department("市网信办/安全处")
+    person = d.add_person(uid="lina", name="李娜", department="市财政局/预算处",
+                          title="处长", password=PASSWORD)
+    d.add_person(uid="wangfang", name="王芳", department="市网信办/安全处", title="安全管理员",
+                 password=PASSWORD)
+    d.add_group(ADMIN_GROUP, description="security administrators")
+    d.add_member(ADMIN_GROUP, "wangfang")
+    admin = d.show("wangfang")
+    with serving(create_app(services), port):
+        yield World(base, services, person, admin)
+    services.close()
+
+
+@dataclass
+class Visit:
+    """One browser context (one person), confined to the IdP's origin."""
+
+    context: Any
+    base: str
+    shots: Path
+    outside: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.context.set_default_timeout(10_000)
+        self.context.route("**/*", self._only_own_origin)
+        self.page = self.context.new_page()
+
+    def _only_own_origin(self, route: Any) -> None:
+        url = route.request.url
+        if url == self.base or url.startswith(self.base + "/"):
+            route.continue_()
+        else:
+            self.outside.append(url)
+            route.abort()
+
+    def check(self, name: str) -> None:
+        """Screenshot the page and run the accessibility check in it."""
+        self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
+        problems = self.page.evaluate(A11Y_CHECK)
+        assert problems == [], (name, self.page.url, problems)
+        assert self.outside == [], self.outside
+
+    def go(self, path: str, name: str | None = None) -> Any:
+        resp = self.page.goto(self.base + path)
+        if name:
+            self.check(name)
+        return resp
+
+
+@pytest.fixture
+def visits(browser: Any, screenshots: Path, world: World) -> Iterator[Any]:
+    made: list[Visit] = []
+
+    def make(**options: Any) -> Visit:
+        options.setdefault("locale", "zh-CN")  # what a civil servant's browser sends
+        v = Visit(browser.new_context(accept_downloads=True, **options), world.base,
+                  screenshots)
+        made.append(v)
+        return v
+
+    yield make
+    for v in made:
+        assert v.outside == [], v.outside
+        v.context.close()
