@@ -93,7 +93,11 @@ def test_rp_initiated_logout_delivers_backchannel_logout(
         browser: FlaskClient, rp: FlaskClient, with_backchannel: Registered,
         receiver: Receiver, provider: Provider) -> None:
     body = full_login(browser, rp, with_backchannel)
-    sid = jwt.decode(body["id_token"], options={"verify_signature": False})["sid"]
+    header = jwt.get_unverified_header(body["id_token"])
+    jwks = rp.get("/jwks").get_json()
+    key = jwt.PyJWK.from_dict([k for k in jwks["keys"] if k["kid"] == header["kid"]][0])
+    sid = jwt.decode(body["id_token"], key.key, algorithms=[header["alg"]],
+                     audience=with_backchannel.client.client_id, issuer=ISSUER)["sid"]
     resp = browser.get("/logout", query_string={
         "id_token_hint": body["id_token"], "post_logout_redirect_uri": "http://127.0.0.1:5200/",
         "state": "bye"})
