@@ -19,7 +19,8 @@ def bar_chart_svg(values: Sequence[int], label: str, *, first_label: str = "",
     """Bars for ``values`` (left to right), scaled to the largest; ``label`` is the
     accessible name. Returns markup safe to embed."""
     count = max(len(values), 1)
-    top = max(max(values, default=0), 1)
+    highest = max(values, default=0)
+    top = max(highest, 1)
     slot = (WIDTH - 2 * PAD) / count
     bar = max(slot * 0.7, 1.0)
     inner = HEIGHT - 2 * PAD
@@ -35,7 +36,7 @@ def bar_chart_svg(values: Sequence[int], label: str, *, first_label: str = "",
         y = HEIGHT - PAD - h
         parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" '
                      f'fill="#b3261e"><title>{v}</title></rect>')
-    parts.append(f'<text x="{PAD}" y="{PAD - 6}" font-size="11" fill="#222">max {top}</text>')
+    parts.append(f'<text x="{PAD}" y="{PAD - 6}" font-size="11" fill="#222">max {highest}</text>')
     if first_label:
         parts.append(f'<text x="{PAD}" y="{HEIGHT - 4}" font-size="11" fill="#222">'
                      f'{escape(first_label)}</text>')

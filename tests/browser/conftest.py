@@ -21,10 +21,11 @@ import pytest
 from directory.model import Person
 from directory.service import DirectoryService
 from directory.slapd import ManagedSlapd
+from idp.config import Config
 from idp.services import Services
 from idp.web import create_app
 from tests.fixtures.postgres import free_port
-from tests.idp.conftest import make_services
+from tests.idp.conftest import prepare_database
 from tests.idp.servers import serving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,12 +93,18 @@ def world(directory_service: DirectoryService, slapd: ManagedSlapd,
           tmp_path: Path) -> Iterator[World]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    services = make_services(tmp_path / "home", base, directory_service.gateway)
+    config = Config.load(tmp_path / "home", environ={"GOVTRUST_IDP_ISSUER": base})
+    config.ensure_secrets()
+    services = Services(config)
+    prepare_database(services)
     # The real directory over the test slapd, auditing into the IdP's own database
-    # (so the console's audit pages and sign-in lists see everything).
+    # (so the console's audit pages and sign-in lists see everything); it is also
+    # the password authenticator, as in `govtrust serve`.
     services.directory_gateway = directory_service.gateway
     services.directory = DirectoryService(slapd.settings, directory_service.gateway,
                                           services.audit, services.outbox)
+    services.authenticator = services.directory
+    services.provider.keys.ensure()
     services.ca.initialize(actor="test")
     d = services.directory
     d.ensure_department("市财政局/预算处")
