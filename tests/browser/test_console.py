@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -112,6 +113,20 @@ def test_person_enrols_downloads_and_admin_revokes(world: World, visits: Any) ->
     me.check("05-recovery-codes")
     assert me.page.locator("#recovery-codes li").count() == 10
     assert world.services.totp.status(world.person).active
+
+    # signing in again: password, then a one-time code through the login flow's code
+    # page where it exists (the next step's code: the enrolment's step is spent)
+    again = visits(viewport={"width": 390, "height": 844})  # a phone-sized screen
+    password_login(again, "lina", "/console/")
+    if importlib.util.find_spec("idp.strong_web") is not None:
+        again.go("/login/otp?" + urlencode({"return": "/console/"}), "05b-login-otp")
+        again.page.fill("#code", pyotp.TOTP(secret).at(time.time() + 30))
+        again.page.click("button[type=submit]")
+        again.page.wait_for_load_state()
+        assert again.page.url == world.base + "/console/", again.page.url
+        assert "otp" in again.page.inner_text("#level")
+    again.go("/console/", "05c-profile-phone")
+    again.context.close()
 
     # request a certificate with a CSR, then download it as PEM
     me.go("/console/certificates", "06-certificates-empty")
