@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+import requests  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
@@ -104,35 +105,39 @@ def make_ca(folder: Path) -> tuple[CertificateAuthority, str]:
 
 
 # -- issuance ------------------------------------------------------------------------------
-def bench_issuance(ca: CertificateAuthority, n: int) -> None:
+def bench_issuance(ca: CertificateAuthority, n: int, rounds: int = 3) -> None:
+    """Alternate rounds of both, best of each: the machine may be shared."""
     keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(50)]
     csrs = [x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
             .sign(keys[i % 50], hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
             for i in range(n)]
     p = person(0)
-    start = time.perf_counter()
-    for csr in csrs:
-        ca.issue_from_csr(p, "user-auth", csr, actor="bench")
-    durable = n / (time.perf_counter() - start)
-
     profile = profiles()["user-auth"]
     issuer = ca.issuing_certificate
     signer = ca.issuing_signer()
     assert isinstance(signer, SoftwareSigner)
-    start = time.perf_counter()
-    for csr in csrs:
-        req = x509.load_pem_x509_csr(csr)
-        assert req.is_signature_valid
-        now = datetime.now(UTC)
-        builder = end_entity_builder(
-            profile=profile, public_key=req.public_key(), key_kind=KeyKind.EC,  # type: ignore
-            subject=subject_for(profile, ca.settings, person=p),
-            sans=general_names(profile, ca.settings, person=p, dns_names=()),
-            issuer=issuer, settings=ca.settings, now=now, serial=new_serial())
-        builder.sign(signer.private_key, hashes.SHA256()).public_bytes(
-            serialization.Encoding.DER)
-    bare = n / (time.perf_counter() - start)
-    # Our checks beside the bare one, for the record.
+    per_round = max(1, n // rounds)
+    durable = bare = 0.0
+    for r in range(rounds):
+        batch = csrs[r * per_round:(r + 1) * per_round]
+        start = time.perf_counter()
+        for csr in batch:
+            ca.issue_from_csr(p, "user-auth", csr, actor="bench")
+        durable = max(durable, len(batch) / (time.perf_counter() - start))
+
+        start = time.perf_counter()
+        for csr in batch:
+            req = x509.load_pem_x509_csr(csr)
+            assert req.is_signature_valid
+            now = datetime.now(UTC)
+            builder = end_entity_builder(
+                profile=profile, public_key=req.public_key(),  # type: ignore[arg-type]
+                key_kind=KeyKind.EC, subject=subject_for(profile, ca.settings, person=p),
+                sans=general_names(profile, ca.settings, person=p, dns_names=()),
+                issuer=issuer, settings=ca.settings, now=now, serial=new_serial())
+            builder.sign(signer.private_key, hashes.SHA256()).public_bytes(
+                serialization.Encoding.DER)
+        bare = max(bare, len(batch) / (time.perf_counter() - start))
     check_csr(parse_csr(csrs[0], 65536), profile)
     out("issuance_durable", durable, "certs/s")
     out("issuance_bare_cryptography", bare, "certs/s")
@@ -211,16 +216,19 @@ def bench_ocsp(ca: CertificateAuthority, db_url: str, folder: Path, duration: in
                                "bench_pki_app:app()"], env=env, cwd=folder)
     try:
         url = f"http://127.0.0.1:{port}/ocsp"
-        deadline = time.time() + 30
+        # Ready when a worker has built its CA and answers, not when the port opens.
+        deadline = time.time() + 60
         while time.time() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
-        wrk_rate([], url, plain, 1)  # warm the workers' caches
-        ours_cached, log1 = wrk_rate([], url, plain, duration)
-        ours_nonce, log2 = wrk_rate([], url, with_nonce, duration)
+                if requests.get(f"http://127.0.0.1:{port}/ca/root.der", timeout=5).ok:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        wrk_rate([], url, plain, 2)  # every worker up, caches warm
+        # Best of two runs each: the machine may be shared.
+        ours_cached, log1 = max(wrk_rate([], url, plain, duration) for _ in range(2))
+        ours_nonce, log2 = max(wrk_rate([], url, with_nonce, duration) for _ in range(2))
         if not (ours_cached and ours_nonce):
             print(log1, log2, file=sys.stderr)
     finally:
@@ -245,7 +253,7 @@ def bench_ocsp(ca: CertificateAuthority, db_url: str, folder: Path, duration: in
 ip link set lo up
 cd {folder}
 port=8888
-for s in plain nonce; do
+for s in plain nonce plain nonce; do
   port=$((port + 1))
   openssl ocsp -index index.txt -CA issuing.pem -rsigner ocsp.pem -rkey ocsp.key \\
     -port $port -multi {workers} -nmin 240 > openssl_ocsp_$s.log 2>&1 &
@@ -261,11 +269,11 @@ done
 """)
 
     proc = subprocess.run(["unshare", "-n", "bash", str(script)], capture_output=True,
-                          text=True, timeout=4 * duration + 60)
+                          text=True, timeout=8 * duration + 120)
     rates = {}
     for line in proc.stdout.splitlines():
         kind, _, value = line.split()
-        rates[kind] = float(value)
+        rates[kind] = max(rates.get(kind, 0.0), float(value))
     if len(rates) < 2:
         logs = " | ".join(p.read_text()[-300:] for p in folder.glob("openssl_ocsp_*.log"))
         print(f"ocsp_openssl: incomplete: {proc.stderr.strip()[:300]} {logs}", file=sys.stderr)
