@@ -1,0 +1,116 @@
+"""The console's guards, over plain HTTP (Flask's test client, same real directory
+and CA as the browser tests): sign-in redirects back, CSRF on every POST, nobody
+reaches another person's certificate or session, refusals explain themselves,
+and the security headers stay strict."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from flask.testing import FlaskClient
+
+from directory.model import Person
+from idp.sessions import COOKIE_NAME
+from idp.web import create_app
+from policies.assurance import acr_for
+from tests.browser.conftest import World
+from tests.browser.test_console import csr_pem
+
+pytestmark = pytest.mark.slapd
+
+
+def signed_in(world: World, person: Person, level: int = 1) -> FlaskClient:
+    client = create_app(world.services).test_client()
+    cookie, _ = world.services.provider.sessions.create(
+        person, amr=("pwd", "swk") if level >= 3 else ("pwd",), acr=acr_for(level))
+    client.set_cookie(COOKIE_NAME, cookie, domain="localhost")
+    return client
+
+
+def csrf(client: FlaskClient, path: str) -> str:
+    page = client.get(path).get_data(as_text=True)
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+def test_signed_out_goes_to_login_and_returns(world: World) -> None:
+    client = create_app(world.services).test_client()
+    resp = client.get("/console/sessions?x=1")
+    assert resp.status_code == 302
+    back = parse_qs(urlsplit(resp.headers["Location"]).query)["return"][0]
+    assert back == "/console/sessions?x=1"
+    page = client.get(resp.headers["Location"]).get_data(as_text=True)
+    assert 'value="/console/sessions?x=1"' in page  # the login form keeps it
+
+
+def test_every_post_needs_the_csrf_token(world: World) -> None:
+    client = signed_in(world, world.person)
+    for path in ("/console/sessions/end", "/console/authenticator/enrol",
+                 "/console/certificates/pkcs12"):
+        resp = client.post(path, data={"sid": "others", "profile": "user-auth",
+                                       "passphrase": "long-enough-1"})
+        assert resp.status_code == 400, path
+    admin = signed_in(world, world.admin, level=3)
+    resp = admin.post("/console/admin/people/lina/suspend", data={"csrf": "forged"})
+    assert resp.status_code == 400
+    assert world.services.directory.show("lina").status.value == "active"
+
+
+def test_someone_elses_certificate_is_not_found(world: World) -> None:
+    rec = world.services.ca.issue_from_csr(world.admin, "user-auth", csr_pem().encode(),
+                                           actor="test").record
+    client = signed_in(world, world.person)
+    assert client.get(f"/console/certificates/{rec.serial}.pem").status_code == 404
+    assert client.get("/console/certificates/zz.pem").status_code == 404
+    mine = world.services.ca.issue_from_csr(world.person, "user-auth", csr_pem().encode(),
+                                            actor="test").record
+    resp = client.get(f"/console/certificates/{mine.serial}.der")
+    assert resp.status_code == 200 and resp.data == mine.der
+
+
+def test_ending_a_session_touches_only_ones_own(world: World) -> None:
+    _, other = world.services.provider.sessions.create(world.admin)
+    client = signed_in(world, world.person)
+    token = csrf(client, "/console/sessions")
+    assert client.post("/console/sessions/end", data={"csrf": token, "sid": other.sid}
+                       ).status_code == 303
+    assert world.services.provider.sessions.by_sid(other.sid) is not None
+
+
+def test_admin_pages_need_the_group_and_level_3(world: World) -> None:
+    person = signed_in(world, world.person, level=3)
+    resp = person.get("/console/admin/")
+    assert resp.status_code == 403 and "security-admins" in resp.get_data(as_text=True)
+    admin_low = signed_in(world, world.admin, level=2)
+    resp = admin_low.get("/console/admin/certificates")
+    assert resp.status_code == 403 and "当前会话等级：2" in resp.get_data(as_text=True)
+    admin = signed_in(world, world.admin, level=3)
+    assert admin.get("/console/admin/certificates").status_code == 200
+
+
+def test_revoking_needs_the_confirmation(world: World) -> None:
+    rec = world.services.ca.issue_from_csr(world.person, "user-auth", csr_pem().encode(),
+                                           actor="test").record
+    admin = signed_in(world, world.admin, level=3)
+    path = f"/console/admin/certificates/{rec.serial}"
+    token = csrf(admin, path)
+    assert admin.post(path + "/revoke", data={"csrf": token, "reason": "keyCompromise"}
+                      ).status_code == 400
+    assert world.services.ca.get(rec.serial).status.value == "valid"
+    assert admin.post(path + "/revoke", data={"csrf": token, "reason": "keyCompromise",
+                                              "confirm": "yes"}).status_code == 303
+    assert world.services.ca.get(rec.serial).status.value == "revoked"
+
+
+def test_headers_stay_strict(world: World) -> None:
+    client = signed_in(world, world.person)
+    resp = client.get("/console/")
+    csp = resp.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "script-src" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert resp.headers["Cache-Control"] == "no-store"
+    css = client.get("/static/console.css")
+    assert css.status_code == 200 and b"font-family" in css.data and b"url(" not in css.data
