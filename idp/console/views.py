@@ -70,7 +70,11 @@ def profile(who: Viewer) -> Response:
 def certificates(who: Viewer) -> Response:
     certs = services().ca.find(uid=who.person.uid)
     mine = [c for c in certs if c.owner_kind is OwnerKind.PERSON]
-    return render("console/certificates.html", who, certs=mine, profiles=PERSON_PROFILES)
+    # "renew" links here with the profile chosen: a new certificate (new key), the
+    # old one stays valid until it expires or is revoked
+    chosen = req.args.get("profile", "")
+    return render("console/certificates.html", who, certs=mine, profiles=PERSON_PROFILES,
+                  chosen=chosen if chosen in PERSON_PROFILES else "")
 
 
 def cert_file(der: bytes, fmt: str, name: str) -> Response:

@@ -114,3 +114,12 @@ def test_headers_stay_strict(world: World) -> None:
     assert resp.headers["Cache-Control"] == "no-store"
     css = client.get("/static/console.css")
     assert css.status_code == 200 and b"font-family" in css.data and b"url(" not in css.data
+
+
+def test_renew_preselects_the_profile(world: World) -> None:
+    world.services.ca.issue_from_csr(world.person, "user-sign", csr_pem().encode(), actor="test")
+    client = signed_in(world, world.person)
+    page = client.get("/console/certificates").get_data(as_text=True)
+    assert 'href="/console/certificates?profile=user-sign#request"' in page
+    page = client.get("/console/certificates?profile=user-sign").get_data(as_text=True)
+    assert page.count("<option selected>user-sign</option>") == 2
