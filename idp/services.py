@@ -132,11 +132,13 @@ class Services:
         """Certificates and one-time codes for the login flow, built on first use.
         People are looked up in the directory when it is the authenticator (a unit
         test's stand-in authenticator leaves the login snapshot as the only source)."""
+        from directory.gateway import LdapGateway
         from directory.service import DirectoryService
         from idp.strong import DirectoryPeople, StrongAuth
 
         auth = self.authenticator
-        people = DirectoryPeople(auth.gateway) if isinstance(auth, DirectoryService) else None
+        gateway = auth.gateway if isinstance(auth, DirectoryService) else auth
+        people = DirectoryPeople(gateway) if isinstance(gateway, LdapGateway) else None
         return StrongAuth(totp=lambda: self.totp,
                           certificates=lambda: self.certificate_validator, people=people,
                           realm=str(self.config.get("directory", "realm")))
