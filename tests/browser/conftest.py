@@ -105,6 +105,8 @@ def world(directory_service: DirectoryService, slapd: ManagedSlapd,
                                           services.audit, services.outbox)
     services.authenticator = services.directory
     services.provider.keys.ensure()
+    # as behind the nginx front: it forwards client certificates from 127.0.0.1
+    services.provider.trusted_proxies = ("127.0.0.1",)
     services.ca.initialize(actor="test")
     d = services.directory
     d.ensure_department("市财政局/预算处")

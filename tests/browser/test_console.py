@@ -8,16 +8,15 @@ then says revoked (and the certificate no longer logs in). The language switch
 gives the English page. Every page is screenshotted, passes the structure check,
 and loads nothing from another origin (see ``conftest``).
 
-The administrator's level-3 session: the certificate step-up in the login flow
-is being finished separately, so after checking that a password-only session is
-refused with an explanation, the test starts the administrator's level-3
-session (pwd + swk, ``acr`` of level 3) directly in the session store and hands
-the browser its cookie.
+The administrator reaches level 3 through the login flow: a password, then her
+certificate on the certificate page, forwarded as the TLS-terminating nginx
+forwards it (a header from a trusted proxy address: Chromium here speaks plain
+HTTP to the in-process server). The page-level tests in the second test start
+a level-3 session in the session store instead (``admin_session``).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from directory.model import Person
 from idp.certauth import DEFAULT_HEADER, CertificateRefused
 from idp.sessions import COOKIE_NAME
 from policies.assurance import acr_for
@@ -66,22 +66,21 @@ def admin_session(v: Visit, world: World, level: int = 3) -> None:
     v.context.add_cookies([{"name": COOKIE_NAME, "value": cookie, "url": world.base}])
 
 
-def certificate_step_up(v: Visit, world: World) -> bool:
-    """Step the administrator's password session up to level 3 through the login
-    flow's certificate page, the certificate forwarded the way the TLS-terminating
-    nginx does (URL-encoded PEM in a header from a trusted proxy address). False
-    when this checkout's login flow has no certificate step-up yet."""
-    if importlib.util.find_spec("idp.strong_web") is None:
-        return False
-    pem = world.services.ca.issue_from_csr(world.admin, "user-auth", csr_pem().encode(),
-                                           actor="test").certificate
-    text = pem.public_bytes(serialization.Encoding.PEM).decode()
-    world.services.provider.trusted_proxies = ("127.0.0.1",)
-    v.context.set_extra_http_headers({DEFAULT_HEADER: quote(text)})
-    v.go("/login/certificate?" + urlencode({"return": "/console/admin/"}), "11b-certificate-login")
+def certificate_login(v: Visit, pem: bytes, return_to: str, shot: str | None = None) -> None:
+    """The login flow's certificate page, the certificate forwarded the way the
+    TLS-terminating nginx does (URL-encoded PEM in a header, from a proxy address
+    the IdP trusts; see the ``world`` fixture)."""
+    v.context.set_extra_http_headers({DEFAULT_HEADER: quote(pem.decode())})
+    v.go("/login/certificate?" + urlencode({"return": return_to}), shot)
     v.page.click("#certificate-login")
     v.page.wait_for_load_state()
-    return True
+    v.context.set_extra_http_headers({})
+
+
+def issue_pem(world: World, person: Person) -> bytes:
+    cert = world.services.ca.issue_from_csr(person, "user-auth", csr_pem().encode(),
+                                            actor="test").certificate
+    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def test_person_enrols_downloads_and_admin_revokes(world: World, visits: Any) -> None:
@@ -118,14 +117,13 @@ def test_person_enrols_downloads_and_admin_revokes(world: World, visits: Any) ->
     # page where it exists (the next step's code: the enrolment's step is spent)
     again = visits(viewport={"width": 390, "height": 844})  # a phone-sized screen
     password_login(again, "lina", "/console/")
-    if importlib.util.find_spec("idp.strong_web") is not None:
-        again.go("/login/otp?" + urlencode({"return": "/console/"}), "05b-login-otp")
-        again.page.fill("#code", pyotp.TOTP(secret).at(time.time() + 30))
-        again.page.click("button[type=submit]")
-        again.page.wait_for_load_state()
-        assert again.page.url == world.base + "/console/", again.page.url
-        assert "otp" in again.page.inner_text("#level")
-    again.go("/console/", "05c-profile-phone")
+    again.go("/login/otp?" + urlencode({"return": "/console/"}), "05b-login-otp")
+    again.page.fill("#code", pyotp.TOTP(secret).at(time.time() + 30))
+    again.page.click("button[type=submit]")
+    again.page.wait_for_load_state()
+    assert again.page.url == world.base + "/console/", again.page.url
+    assert "otp" in again.page.inner_text("#level")
+    again.check("05c-profile-phone")
     again.context.close()
 
     # request a certificate with a CSR, then download it as PEM
@@ -163,14 +161,13 @@ def test_person_enrols_downloads_and_admin_revokes(world: World, visits: Any) ->
     assert boss.page.url.endswith("/console/admin/")
     boss.check("11-admin-refused-level")
     assert "三级及以上" in boss.page.inner_text("#message")
-    # ... and a level-3 session gets in: stepped up with a certificate in the login
-    # flow where it exists, else started in the session store
-    if certificate_step_up(boss, world):
-        assert boss.page.url == world.base + "/console/admin/", boss.page.url
-        boss.go("/console/", None)
-        assert boss.page.inner_text("#level").startswith("3"), boss.page.inner_text("#level")
-    else:
-        admin_session(boss, world)
+    # ... stepped up with her certificate in the login flow (pwd + swk: level 3), she
+    # gets in
+    certificate_login(boss, issue_pem(world, world.admin), "/console/admin/",
+                      "11b-certificate-login")
+    assert boss.page.url == world.base + "/console/admin/", boss.page.url
+    boss.go("/console/")
+    assert boss.page.inner_text("#level").startswith("3"), boss.page.inner_text("#level")
     boss.go("/console/admin/", "12-dashboard")
     assert boss.page.inner_text("#failed-total").startswith("过去 24 小时登录失败共 1 次")
     assert boss.page.inner_text("#count-people") == "2"
@@ -200,6 +197,11 @@ def test_person_enrols_downloads_and_admin_revokes(world: World, visits: Any) ->
     assert row.inner_text() == "已吊销"
     with pytest.raises(CertificateRefused):
         world.services.certificate_validator.validate(pem)
+    thief = visits()
+    certificate_login(thief, pem, "/console/", "18b-certificate-login-revoked")
+    assert thief.page.url.startswith(world.base + "/login/certificate")
+    assert thief.page.locator("#message").count() == 1
+    assert all(c["name"] != COOKIE_NAME for c in thief.context.cookies())  # no session
 
     # the language switch gives the English page
     me.page.click("#lang-switch")
