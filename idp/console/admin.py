@@ -127,6 +127,7 @@ def person(who: Viewer, uid: str) -> Response:
                   certs=svc.ca.find(uid=uid), otp=svc.totp.status(target),
                   sessions=queries.active_sessions(svc.sessions, target.entry_uuid,
                                                    time.time()),
+                  sign_ins=queries.recent_sign_ins(svc.sessions, uid, limit=10),
                   reasons=REVOKE_REASONS)
 
 
