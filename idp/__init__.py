@@ -9,6 +9,10 @@ The provider's framework-free core, one spec per module: ``clients`` (RFC 6749
 ``tokens`` (RFC 9068 access tokens, ID tokens, refresh rotation), ``sessions``
 (SSO sessions), ``logout`` (RP-Initiated and Back-Channel Logout 1.0),
 ``discovery``, ``throttle``, ``i18n``, ``lifecycle`` (suspended/departed people
-logged out). authlib's grants and endpoints are configured in ``oauth``; Flask
-lives only in ``web`` (``create_app(services)``) and SQL tables in ``store``.
+logged out). Strong login (issue 5): ``certauth`` (client certificates, RFC 5280),
+``totp`` (RFC 6238) with ``strong_store``, and ``strong`` (the level a request asks
+for, the session's methods, certificate-to-person mapping) under the policy in
+``policies.assurance``. authlib's grants and endpoints are configured in ``oauth``;
+Flask lives only in ``web`` (``create_app(services)``) and ``strong_web`` (the
+certificate and one-time-code steps), and SQL tables in ``store``.
 """

@@ -98,14 +98,16 @@ def requested(acr_values: str | None, claims: str | None) -> int | None:
     return max(x for x in (level, asked, 0) if x is not None) or None
 
 
-def person_facts(sess: SsoSession, person: Person | None) -> PersonFacts:
-    """From the directory when it answered; else from the login snapshot (a session
-    of a suspended or departed person is ended by the lifecycle events anyway)."""
+def person_facts(sess: SsoSession, person: Person | None, *,
+                 looked_up: bool = True) -> PersonFacts:
+    """From the directory's answer; an entry the directory no longer has is treated
+    as departed. Without a directory to ask (``looked_up`` False: a unit test's
+    stand-in authenticator) the login snapshot is used."""
     if person is not None:
         return PersonFacts.of(person)
     claims: Mapping[str, Any] = sess.claims
     dept = str(claims.get("department") or "")
-    return PersonFacts(uid=sess.uid, status="active",
+    return PersonFacts(uid=sess.uid, status="left" if looked_up else "active",
                        department=tuple(p for p in dept.split("/") if p),
                        groups=frozenset(str(g) for g in claims.get("groups") or ()))
 

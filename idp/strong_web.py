@@ -148,7 +148,8 @@ def check_assurance(client: Client, sess: SsoSession, redirect_uri: str, state: 
     except UnknownEssentialAcr:
         return _redirect_error(redirect_uri, "unmet_authentication_requirements", state)
     person = strong.person(sess)
-    d = decide(person_facts(sess, person), sess.facts(), AppFacts.of(client), level,
+    facts = person_facts(sess, person, looked_up=strong.people is not None)
+    d = decide(facts, sess.facts(), AppFacts.of(client), level,
                now=now_utc(), policy=strong.policy)
     if isinstance(d, Allow):
         return dataclasses.replace(sess, acr=d.acr, amr=d.amr)

@@ -329,3 +329,38 @@ def test_enrolment_page_shows_a_qr_code(env: Env) -> None:
     redirected_code(password_login(env, env.apps["level1"]))
     page = env.browser.get("/otp/enrol")
     assert "<svg" in page.text and re.search(r'<code id="secret">[A-Z2-7]{32}</code>', page.text)
+
+
+def test_certificate_first_then_the_password_reaches_level_3(env: Env) -> None:
+    back = auth_query(env.apps["level3"])
+    done = certificate_login(env, back, env.certificate())
+    asked = follow(env.browser, done.headers["Location"])
+    url = urlsplit(asked.request.url)
+    assert url.path == "/login" and parse_qs(url.query)["login_hint"] == ["lina"]
+    resp = env.browser.post("/login", data={"uid": "lina", "password": PASSWORD,
+                                            "return": back, "csrf": csrf_of(asked.text)})
+    redirected_code(follow(env.browser, resp.headers["Location"]))
+    with env.services.sessions() as s:
+        row = s.execute(select(sso_sessions)).one()  # stepped up, not a second session
+    assert set(row.amr.split()) == {"pwd", "swk"}
+
+
+def test_hardware_key_and_password_reach_level_4(env: Env) -> None:
+    provider = env.services.provider
+    top, _ = provider.clients.add(build_client(name="应用-level4", redirect_uris=[REDIRECT],
+                                               level=4, first_party=True))
+    csr, _ = make_csr()
+    hw = env.ca.ca.issue_from_csr(env.person, "user-auth", csr, hardware_key=True,
+                                  actor="test").certificate
+    redirected_code(password_login(env, env.apps["level1"]))
+    page = follow(env.browser, auth_query(top))
+    assert urlsplit(page.request.url).path == "/login/certificate"
+    back = parse_qs(urlsplit(page.request.url).query)["return"][0]
+    soft = certificate_login(env, back, env.certificate())  # a software key is not enough
+    again = follow(env.browser, soft.headers["Location"])
+    assert urlsplit(again.request.url).path == "/login/certificate"
+    done = certificate_login(env, back, hw)
+    redirected_code(follow(env.browser, done.headers["Location"]))
+    with env.services.sessions() as s:
+        row = s.execute(select(sso_sessions)).one()
+    assert "hwk" in row.amr.split() and row.acr == "urn:govtrust:loa:4"
