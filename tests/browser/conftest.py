@@ -38,7 +38,8 @@ PASSWORD = "Gov-Trust-2026-pass!"
 ADMIN_GROUP = "security-admins"
 
 # Basic structure every page must have: a language, one h1, a title, a label (or
-# aria-label) on every form control, alt text on every image.
+# aria-label) on every form control, alt text on every image, a name on every SVG
+# image, link and button, and no duplicate ids (labels point at ids).
 A11Y_CHECK = """() => {
   const problems = [];
   const lang = document.documentElement.getAttribute('lang');
@@ -55,6 +56,17 @@ A11Y_CHECK = """() => {
   }
   for (const img of document.querySelectorAll('img')) {
     if (!img.hasAttribute('alt')) problems.push('img without alt: ' + img.src);
+  }
+  for (const svg of document.querySelectorAll('svg[role=img]')) {
+    if (!svg.getAttribute('aria-label') && !svg.querySelector('title'))
+      problems.push('svg image without a name');
+  }
+  const ids = [...document.querySelectorAll('[id]')].map(e => e.id);
+  const dup = ids.filter((id, i) => ids.indexOf(id) !== i);
+  if (dup.length) problems.push('duplicate ids: ' + dup.join(','));
+  for (const el of document.querySelectorAll('a[href], button')) {
+    if (!el.textContent.trim() && !el.getAttribute('aria-label'))
+      problems.push('no accessible name: ' + el.outerHTML.slice(0, 80));
   }
   return problems;
 }"""
