@@ -123,3 +123,49 @@ def test_renew_preselects_the_profile(world: World) -> None:
     assert 'href="/console/certificates?profile=user-sign#request"' in page
     page = client.get("/console/certificates?profile=user-sign").get_data(as_text=True)
     assert page.count("<option selected>user-sign</option>") == 2
+
+
+def last_audit(world: World, action: str) -> tuple[str, str]:
+    from idp.console.queries import AuditFilter, audit_records
+
+    rec = audit_records(world.services.sessions, AuditFilter(action=action), limit=1)[0]
+    return rec.actor, rec.target
+
+
+def test_admin_issues_holds_releases_and_resets_otp(world: World) -> None:
+    admin = signed_in(world, world.admin, level=3)
+    token = csrf(admin, "/console/admin/certificates/issue")
+    resp = admin.post("/console/admin/certificates/issue", data={
+        "csrf": token, "mode": "pkcs12", "uid": "lina", "profile": "user-auth",
+        "passphrase": "p12-passphrase-2"})
+    assert resp.status_code == 200 and resp.mimetype == "application/x-pkcs12"
+    assert last_audit(world, "cert.issue")[0] == "wangfang"
+    resp = admin.post("/console/admin/certificates/issue", data={
+        "csrf": token, "mode": "csr", "uid": "lina", "profile": "user-sign", "csr": csr_pem()})
+    serial = re.search(r'id="serial">([0-9a-f]+)<', resp.get_data(as_text=True))
+    assert resp.status_code == 200 and serial
+    path = f"/console/admin/certificates/{serial.group(1)}"
+    assert admin.post(path + "/hold", data={"csrf": token}).status_code == 303
+    assert world.services.ca.get(serial.group(1)).status.value == "hold"
+    assert admin.post(path + "/release", data={"csrf": token}).status_code == 303
+    assert world.services.ca.get(serial.group(1)).status.value == "valid"
+    assert last_audit(world, "cert.release") == ("wangfang", f"cert:{serial.group(1)}")
+    # a weak passphrase and a broken CSR are refused with the CA's reason
+    weak = admin.post("/console/admin/certificates/issue", data={
+        "csrf": token, "mode": "pkcs12", "uid": "lina", "profile": "user-auth",
+        "passphrase": "short"})
+    assert weak.status_code == 400 and "8" in weak.get_data(as_text=True)
+    broken = admin.post("/console/admin/certificates/issue", data={
+        "csrf": token, "mode": "csr", "uid": "lina", "profile": "user-auth",
+        "csr": "-----BEGIN CERTIFICATE REQUEST-----\nnot base64\n"})
+    assert broken.status_code == 400
+
+    world.services.totp.begin_enrolment(world.person)
+    token = csrf(admin, "/console/admin/people/lina")
+    assert admin.post("/console/admin/people/lina/reset-otp", data={"csrf": token}
+                      ).status_code == 400  # not confirmed
+    assert world.services.totp.status(world.person).enrolled
+    assert admin.post("/console/admin/people/lina/reset-otp",
+                      data={"csrf": token, "confirm": "yes"}).status_code == 303
+    assert not world.services.totp.status(world.person).enrolled
+    assert last_audit(world, "otp.")[0] == "wangfang"
