@@ -252,3 +252,33 @@ def test_hold_and_release(env: CAEnv, person: Person) -> None:
 
 def test_hash_of_ca_keys_signature_algorithms(env: CAEnv) -> None:
     assert env.ca.issuing_certificate.signature_hash_algorithm == hashes.SHA256()
+
+
+def test_signing_with_a_key_that_is_not_the_issuers_is_refused(env: CAEnv) -> None:
+    from dataclasses import dataclass
+
+    from pki.assemble import sign_certificate
+    from pki.certs import root_builder
+    from pki.errors import KeyStoreError
+    from pki.keys import KeyAlgorithm, SoftwareSigner
+
+    stranger = SoftwareSigner("stranger", KeyAlgorithm.EC_P256.generate())
+    builder = root_builder(stranger.public_key(), env.ca.settings, env.ca.now())
+    with pytest.raises(KeyStoreError):
+        sign_certificate(builder, stranger, env.ca.issuing_certificate)
+
+    @dataclass(frozen=True)
+    class External:  # an external signer (as a token would be) with the wrong key
+        label: str = "external"
+        algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256
+
+        def public_key(self):  # type: ignore[no-untyped-def]
+            return stranger.public_key()
+
+        def sign(self, data: bytes) -> bytes:
+            return stranger.sign(data)
+
+    with pytest.raises(KeyStoreError):
+        sign_certificate(builder, External(), env.ca.issuing_certificate)
+    # The same external route with the right issuer works (self-signed here).
+    assert sign_certificate(builder, External()).subject == builder._subject_name
