@@ -8,7 +8,6 @@ transaction) before it is returned, published or reflected in a CRL or OCSP.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import logging
 import re
@@ -570,7 +569,3 @@ class _Counter(Iterator[RevokedEntry]):
         item = next(self._it)
         self.count += 1
         return item
-
-
-def fingerprint(der_bytes: bytes) -> str:
-    return hashlib.sha256(der_bytes).hexdigest()
