@@ -175,6 +175,8 @@ def check_assurance(client: Client, sess: SsoSession, redirect_uri: str, state: 
     params = {"return": back}
     if page == "/login":
         params["login_hint"] = sess.uid
+        if ("otp",) in d.alternatives:  # a code would do as well as the password
+            params["alt"] = "otp"
     return redirect(page + "?" + urlencode(params), 302)  # type: ignore[return-value]
 
 

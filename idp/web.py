@@ -347,7 +347,8 @@ def _safe_return(value: str | None) -> str:
 @bp.get("/login")
 def login_form() -> Response:
     return _with_csrf("login.html", uid=req.args.get("login_hint", "")[:256],
-                      return_to=_safe_return(req.args.get("return")), message_key=None)
+                      return_to=_safe_return(req.args.get("return")), message_key=None,
+                      otp_link=req.args.get("alt") == "otp")  # a step-up may use a code
 
 
 @bp.post("/login")

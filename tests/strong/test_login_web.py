@@ -46,7 +46,17 @@ HEADER = "X-SSL-Client-Cert"
 
 @dataclass
 class Clock:
-    now: float
+    """The real time until a test sets ``now``."""
+
+    fixed: float | None = None
+
+    @property
+    def now(self) -> float:
+        return time.time() if self.fixed is None else self.fixed
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self.fixed = value
 
     def __call__(self) -> float:
         return self.now
@@ -81,7 +91,7 @@ def env(directory_service: DirectoryService, tmp_path: Path) -> Iterator[Env]:
                                           title="处长", password=PASSWORD)
     ca = build_env(tmp_path / "ca", f"sqlite:///{tmp_path / 'ca.db'}", settings=CASettings())
     services = make_services(tmp_path / "home", ISSUER, directory_service.gateway)
-    cert_clock, otp_clock = Clock(time.time()), Clock(time.time())
+    cert_clock, otp_clock = Clock(), Clock(time.time())
     from datetime import UTC, datetime
 
     services.certificate_validator = CertificateValidator(  # type: ignore[misc]
@@ -364,3 +374,29 @@ def test_hardware_key_and_password_reach_level_4(env: Env) -> None:
     with env.services.sessions() as s:
         row = s.execute(select(sso_sessions)).one()
     assert "hwk" in row.amr.split() and row.acr == "urn:govtrust:loa:4"
+
+
+def test_certificate_then_a_one_time_code_reaches_level_3(env: Env) -> None:
+    """The password page offers the code as the other way to the missing factor."""
+    redirected_code(password_login(env, env.apps["level1"]))
+    secret = enrol(env)
+    env.browser.delete_cookie("gt_sso")  # a fresh browser session, the authenticator kept
+    back = auth_query(env.apps["level3"])
+    done = certificate_login(env, back, env.certificate())
+    asked = follow(env.browser, done.headers["Location"])
+    link = re.search(r'id="otp-link" href="([^"]+)"', asked.text)
+    assert link, asked.text
+    import html
+
+    page = env.browser.get(html.unescape(link.group(1)))
+    env.otp_clock.now += 60
+    resp = env.browser.post("/login/otp", data={
+        "return": back, "csrf": csrf_of(page.text),
+        "code": pyotp.TOTP(secret).at(env.otp_clock.now)})
+    redirected_code(follow(env.browser, resp.headers["Location"]))
+    with env.services.sessions() as s:
+        rows = s.execute(select(sso_sessions.c.amr, sso_sessions.c.acr)).all()
+    # the first browser's (a password, then the enrolment's first code), and this one
+    assert {(frozenset(r.amr.split()), r.acr) for r in rows} == {
+        (frozenset({"pwd", "otp"}), "urn:govtrust:loa:2"),
+        (frozenset({"swk", "otp"}), "urn:govtrust:loa:3")}
