@@ -54,6 +54,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "cert.intro": "请使用您的身份认证证书登录。浏览器会请您选择证书。",
         "cert.button": "使用证书登录",
         "cert.none": "未收到客户端证书。请确认已安装身份认证证书并在浏览器中选择它。",
+        "cert.hwk": "该应用要求使用存放在硬件介质（如智能密码钥匙）中的证书登录。",
         "otp.title": "动态口令验证",
         "otp.code": "6位动态口令",
         "otp.recovery": "或输入一次性恢复码",
@@ -78,6 +79,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "cert.button": "Log in with my certificate",
         "cert.none": "No client certificate arrived. Check that your authentication "
                      "certificate is installed and chosen in the browser.",
+        "cert.hwk": "This application needs a certificate held in hardware (a USB key "
+                    "or smart card).",
         "otp.title": "One-time code",
         "otp.code": "Six-digit code",
         "otp.recovery": "Or a single-use recovery code",
@@ -173,6 +176,8 @@ def check_assurance(client: Client, sess: SsoSession, redirect_uri: str, state: 
     else:
         page = "/login"
     params = {"return": back}
+    if page == "/login/certificate" and "swk" not in missing:
+        params["need"] = "hwk"  # say that a software-held key will not do
     if page == "/login":
         params["login_hint"] = sess.uid
         if ("otp",) in d.alternatives:  # a code would do as well as the password
@@ -227,7 +232,8 @@ def presented_certificate() -> PresentedCertificate:
 @bp.get("/login/certificate")
 def certificate_form() -> Response:
     return_to = _safe_return(req.args.get("return"))
-    return _with_csrf("strong_certificate.html", s=_s(), return_to=return_to, message=None,
+    message = _s()["cert.hwk"] if req.args.get("need") == "hwk" else None
+    return _with_csrf("strong_certificate.html", s=_s(), return_to=return_to, message=message,
                       cancel=_cancel_url(return_to))
 
 

@@ -369,6 +369,7 @@ def test_hardware_key_and_password_reach_level_4(env: Env) -> None:
     soft = certificate_login(env, back, env.certificate())  # a software key is not enough
     again = follow(env.browser, soft.headers["Location"])
     assert urlsplit(again.request.url).path == "/login/certificate"
+    assert "硬件介质" in again.text
     done = certificate_login(env, back, hw)
     redirected_code(follow(env.browser, done.headers["Location"]))
     with env.services.sessions() as s:
