@@ -19,8 +19,10 @@ Prints ``name: value unit`` lines.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
+import signal
 import shutil
 import socket
 import subprocess
@@ -268,8 +270,19 @@ for s in plain nonce plain nonce; do
 done
 """)
 
-    proc = subprocess.run(["unshare", "-n", "bash", str(script)], capture_output=True,
-                          text=True, timeout=8 * duration + 120)
+    # Its own process group, killed whole at the end: a responder left behind by a
+    # timed-out run would spin on a half-closed socket and skew every later figure.
+    child = subprocess.Popen(["unshare", "-n", "bash", str(script)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = child.communicate(timeout=8 * duration + 120)
+    except subprocess.TimeoutExpired:
+        stdout, stderr = "", "openssl ocsp run timed out"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    proc = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
     rates = {}
     for line in proc.stdout.splitlines():
         kind, _, value = line.split()
