@@ -22,8 +22,8 @@ import argparse
 import contextlib
 import os
 import secrets
-import signal
 import shutil
+import signal
 import socket
 import subprocess
 import sys
