@@ -39,8 +39,9 @@ ADMIN_GROUP = "security-admins"
 
 # Basic structure every page must have: a language, one h1, a title, a label (or
 # aria-label) on every form control, alt text on every image, a name on every SVG
-# image, link and button, and no duplicate ids (labels point at ids).
-A11Y_CHECK = """() => {
+# image, link and button, no duplicate ids (labels point at ids), and text with
+# enough contrast against its background.
+A11Y_CHECK = r"""() => {
   const problems = [];
   const lang = document.documentElement.getAttribute('lang');
   if (!lang || !lang.trim()) problems.push('html has no lang');
@@ -67,6 +68,33 @@ A11Y_CHECK = """() => {
   for (const el of document.querySelectorAll('a[href], button')) {
     if (!el.textContent.trim() && !el.getAttribute('aria-label'))
       problems.push('no accessible name: ' + el.outerHTML.slice(0, 80));
+  }
+  // WCAG 2.1 contrast (1.4.3): 4.5:1 for text, 3:1 for large text, against the
+  // nearest opaque background up the tree.
+  const rgb = c => (c.match(/[\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = el => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0.9)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  for (const el of document.body.querySelectorAll('*')) {
+    if (el.closest('svg') || el.closest('.skip')) continue;
+    const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own || !el.getClientRects().length) continue;
+    const st = getComputedStyle(el);
+    const fg = rgb(st.color).slice(0, 3), bg = background(el);
+    const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
+    const ratio = (hi + 0.05) / (lo + 0.05);
+    const size = parseFloat(st.fontSize), bold = parseInt(st.fontWeight, 10) >= 700;
+    const need = (size >= 24 || (bold && size >= 18.66)) ? 3 : 4.5;
+    if (ratio < need)
+      problems.push('contrast ' + ratio.toFixed(2) + ': ' + el.outerHTML.slice(0, 60));
   }
   return problems;
 }"""
