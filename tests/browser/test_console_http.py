@@ -169,3 +169,19 @@ def test_admin_issues_holds_releases_and_resets_otp(world: World) -> None:
                       data={"csrf": token, "confirm": "yes"}).status_code == 303
     assert not world.services.totp.status(world.person).enrolled
     assert last_audit(world, "otp.")[0] == "wangfang"
+
+
+def test_admin_ends_a_persons_session_and_searches_safely(world: World) -> None:
+    _, theirs = world.services.provider.sessions.create(world.person)
+    admin = signed_in(world, world.admin, level=3)
+    token = csrf(admin, "/console/admin/people/lina")
+    assert admin.post("/console/admin/people/lina/end-session",
+                      data={"csrf": token, "sid": theirs.sid}).status_code == 303
+    assert world.services.provider.sessions.by_sid(theirs.sid) is None
+    assert last_audit(world, "idp.session.end") == ("wangfang", "lina")
+    for q in ("*", "*)(uid=*", "李娜\\29"):
+        page = admin.get("/console/admin/people", query_string={"by": "name", "q": q})
+        assert page.status_code == 200
+        assert "/console/admin/people/wangfang" not in page.get_data(as_text=True), q
+    page = admin.get("/console/admin/people", query_string={"by": "department", "q": "市财政局"})
+    assert "/console/admin/people/lina" in page.get_data(as_text=True)
