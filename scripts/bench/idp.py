@@ -57,7 +57,7 @@ def pct(values: list[float], q: float) -> float:
 # -- the server ------------------------------------------------------------------------
 
 class Server:
-    def __init__(self, home: Path, threads: int = 0) -> None:
+    def __init__(self, home: Path, threads: int = 0, workers: int = 0) -> None:
         self.home = home
         port = free_port()
         self.issuer = f"https://127.0.0.1:{port}"
@@ -67,8 +67,10 @@ class Server:
                         GOVTRUST_PKI_LISTEN=f"127.0.0.1:{pki}",
                         GOVTRUST_PKI_PUBLIC_URL=f"http://127.0.0.1:{pki}",
                         GOVTRUST_DIRECTORY_URIS=f"ldap://127.0.0.1:{free_port()}")
-        if threads > 1:  # gunicorn then runs gthread workers (HTTP keep-alive) instead of sync
-            self.env["GUNICORN_CMD_ARGS"] = f"--threads {threads}"
+        if threads:  # else [idp] threads as configured (gthread workers, HTTP keep-alive)
+            self.env["GOVTRUST_IDP_THREADS"] = str(threads)
+        if workers:  # else [idp] workers as configured (one per core)
+            self.env["GOVTRUST_IDP_WORKERS"] = str(workers)
         self.proc: subprocess.Popen[bytes] | None = None
         self.ca = str(home / "idp" / "tls" / "ca.pem")
 
@@ -257,12 +259,14 @@ def main() -> None:
     parser.add_argument("--peer", action="store_true", help="also run the LemonLDAP::NG peer")
     parser.add_argument("--keep", action="store_true", help="keep the bench home afterwards")
     parser.add_argument("--threads", type=int, default=0,
-                        help="gunicorn threads per worker (>1 switches serve to gthread workers)")
+                        help="gunicorn threads per worker (default: as configured)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="gunicorn worker processes (default: as configured)")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     cores = os.cpu_count() or 1
 
-    server = Server(args.home, args.threads)
+    server = Server(args.home, args.threads, args.workers)
     ours: dict[str, dict[int, dict[str, float]]] = {}
     try:
         server.start()
@@ -291,7 +295,8 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(args.home, ignore_errors=True)
 
-    mode = f"gthread x{args.threads}" if args.threads > 1 else "as configured"
+    mode = (f"{args.workers or 'configured'} x {args.threads or 'configured'} threads"
+            if args.threads or args.workers else "as configured")
     print(f"GovTrust IdP (govtrust serve, TLS, workers {mode}, {cores} cores; "
           "load client on the same cores)")
     print(f"{'figure':22} {'conc':>4} {'per s':>9} {'per core':>9} {'p50 ms':>8} {'p99 ms':>8}"
