@@ -249,12 +249,13 @@ class Services:
         if "engine" in self.__dict__:
             self.engine.dispose()
 
-    def verify_audit(self) -> ChainReport:
+    def verify_audit(self, *, sign: bool = True) -> ChainReport:
         """Verify the chain against the last head the CA signed (if any).
 
         The head's signature is checked with the issuing CA's key first; a head
-        that does not verify is reported as such. An intact log gets a fresh
-        signed head, so a later truncation shows.
+        that does not verify is reported as such. With ``sign``, an intact log gets
+        a fresh signed head, so a later truncation shows (a page that only shows
+        the status passes ``sign=False``: a GET changes nothing).
         """
         from pki.audit import ChainReport, Problem
 
@@ -263,7 +264,7 @@ class Services:
         if signed is not None and ca is not None and not ca.verify_audit_head(signed):
             return ChainReport(False, 0, signed.hash, signed.seq, Problem.BAD_HEAD_SIGNATURE)
         report = self.audit.verify((signed.seq, signed.hash) if signed else None)
-        if report.ok and ca is not None:
+        if sign and report.ok and ca is not None:
             ca.sign_audit_head()
         return report
 

@@ -367,6 +367,6 @@ def audit(who: Viewer) -> Response:
         person=(req.args.get("person") or "").strip()[:256],
         since=queries.parse_day(req.args.get("since")),
         until=queries.parse_day(req.args.get("until")))
-    report = svc.verify_audit()
+    report = svc.verify_audit(sign=False)
     return render("console/admin/audit.html", who, flt=flt,
                   records=queries.audit_records(svc.sessions, flt), report=report)
