@@ -19,7 +19,6 @@ from flask.testing import FlaskClient
 from directory.model import AuthOutcome, AuthResult, Person, PersonStatus
 from idp.clients import Client, build_client
 from idp.config import Config
-from idp.db import all_metadata
 from idp.provider import Provider
 from idp.services import Services
 from idp.web import create_app
@@ -67,22 +66,10 @@ def make_services(home: Path, issuer: str, authenticator: object,
 
 
 def prepare_database(services: Services) -> None:
-    """Migrate when the whole chain is present; else create the tables directly."""
-    from sqlalchemy import insert, select
+    """Bring the test database to the product's schema with its own migrations."""
+    from idp.db import upgrade
 
-    from idp.db import MIGRATIONS, upgrade
-    from pki.audit import GENESIS
-    from pki.audit_store import audit_head
-
-    if (MIGRATIONS / "versions" / "0002_pki.py").exists() or any(
-            p.name.startswith("0002") for p in (MIGRATIONS / "versions").glob("*.py")):
-        upgrade(services.engine)
-    else:
-        for md in all_metadata():
-            md.create_all(services.engine)
-    with services.engine.begin() as conn:
-        if conn.execute(select(audit_head.c.id)).first() is None:
-            conn.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS))
+    upgrade(services.engine)
 
 
 @pytest.fixture
