@@ -57,6 +57,11 @@ class SsoSession:
         return SessionFacts.from_stored(self.amr, self.auth_time, self.method_times)
 
 
+def _printable(text: str) -> str:
+    """Header text as stored: control characters dropped (it is shown on a page)."""
+    return "".join(ch for ch in text if ch.isprintable())
+
+
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
@@ -69,8 +74,10 @@ class SessionStore:
         self._clock = clock
 
     def create(self, person: Person, *, amr: tuple[str, ...] = ("pwd",),
-               acr: str = ACR_PASSWORD) -> tuple[str, SsoSession]:
-        """Start a session; return the cookie value (never stored) and the session."""
+               acr: str = ACR_PASSWORD, user_agent: str = "", address: str = ""
+               ) -> tuple[str, SsoSession]:
+        """Start a session; return the cookie value (never stored) and the session.
+        ``user_agent`` and ``address`` only describe the device to its owner."""
         cookie = secrets.token_urlsafe(32)
         now = int(self._clock())
         times = json.dumps({m: now for m in sorted(amr)}, separators=(",", ":"))
@@ -82,7 +89,9 @@ class SessionStore:
             s.execute(insert(sso_sessions).values(
                 id_hash=_digest(cookie), sid=sess.sid, subject=sess.subject, uid=sess.uid,
                 claims=json.dumps(sess.claims, ensure_ascii=False), auth_time=now, acr=acr,
-                amr=" ".join(amr), expires_at=sess.expires_at, method_times=times))
+                amr=" ".join(amr), expires_at=sess.expires_at, method_times=times,
+                user_agent=_printable(user_agent)[:256] or None,
+                address=_printable(address)[:64] or None))
         return cookie, sess
 
     def step_up(self, sess: SsoSession, facts: SessionFacts, acr: str) -> SsoSession:

@@ -80,6 +80,9 @@ sso_sessions = Table(
     Column("ended_at", Integer, nullable=True),
     # JSON {"pwd": epoch, "swk": epoch}: when each method was last done (step-up)
     Column("method_times", Text, nullable=True),
+    # Where the session started, shown to its owner (console: my sessions).
+    Column("user_agent", String(256), nullable=True),
+    Column("address", String(64), nullable=True),
 )
 
 session_clients = Table(

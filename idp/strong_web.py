@@ -275,7 +275,9 @@ def certificate_submit() -> Response:
         p.logout.deliver_soon()
     level = max(strong.policy.level_for([validated.amr]), 1)
     cookie, sess = p.sessions.create(person, amr=(validated.amr,),
-                                     acr=strong.policy.acr(level))
+                                     acr=strong.policy.acr(level),
+                                     user_agent=req.user_agent.string,
+                                     address=_client_address())
     return _continue(return_to, sess, cookie)
 
 

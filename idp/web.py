@@ -388,7 +388,8 @@ def login_submit() -> Response:
         # another person logs in on this browser: the first one's apps are told
         p.logout.end_session(previous.sid)
         p.logout.deliver_soon()
-    cookie, sess = p.sessions.create(outcome.person)
+    cookie, sess = p.sessions.create(outcome.person, user_agent=req.user_agent.string,
+                                     address=_client_address())
     target = return_to
     if target.startswith("/authorize?"):
         target += "&" + urlencode({LOGIN_MARK: _login_mark(sess.sid)})

@@ -63,6 +63,34 @@ class SessionRow:
     level: int
     amr: tuple[str, ...]
     apps: tuple[str, ...]
+    device: str = ""
+    address: str = ""
+
+
+_BROWSERS = (("Edg/", "Edge"), ("Firefox/", "Firefox"), ("Chromium/", "Chromium"),
+             ("Chrome/", "Chrome"), ("Safari/", "Safari"), ("curl/", "curl"),
+             ("python-requests/", "python-requests"))
+_SYSTEMS = (("Windows", "Windows"), ("Android", "Android"), ("iPhone", "iOS"),
+            ("iPad", "iPadOS"), ("Mac OS X", "macOS"), ("UOS", "UOS"), ("Kylin", "Kylin"),
+            ("Linux", "Linux"))
+
+
+def device_label(user_agent: str | None) -> str:
+    """A short, human name for a User-Agent ("Chrome 120 · Windows"); the raw string
+    when nothing is recognised, cut to a readable length."""
+    ua = (user_agent or "").strip()
+    if not ua:
+        return ""
+    browser = ""
+    for marker, name in _BROWSERS:
+        at = ua.find(marker)
+        if at >= 0:
+            version = ua[at + len(marker):].split(" ", 1)[0].split(".", 1)[0]
+            browser = f"{name} {version}".strip() if version.isdigit() else name
+            break
+    system = next((name for marker, name in _SYSTEMS if marker in ua), "")
+    label = " · ".join(part for part in (browser, system) if part)
+    return label or ua[:60]
 
 
 def _at(epoch: int) -> datetime:
@@ -85,7 +113,8 @@ def active_sessions(db: sessionmaker[Session], subject: str, now: float) -> list
                     .where(session_clients.c.sid.in_(sids))).all():
                 used.setdefault(sid, []).append(name)
     return [SessionRow(r.sid, _at(r.auth_time), _at(r.expires_at), r.acr, level_of_acr(r.acr),
-                       tuple(r.amr.split()), tuple(sorted(used.get(r.sid, ()))))
+                       tuple(r.amr.split()), tuple(sorted(used.get(r.sid, ()))),
+                       device_label(r.user_agent), r.address or "")
             for r in rows]
 
 

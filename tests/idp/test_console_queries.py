@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
+
+from directory.model import Person
 from idp.console.chart import bar_chart_svg
 from idp.console.queries import (
     AuditFilter,
+    active_sessions,
     admin_refusal,
     audit_records,
+    device_label,
     failed_sign_ins_by_hour,
     level_of_acr,
     parse_day,
@@ -70,3 +75,28 @@ def test_chart_is_accessible_svg() -> None:
     assert "max 3" in svg and "<script" not in svg
     empty = bar_chart_svg([0] * 24, "none")
     assert "max 0" in empty and 'height="0.0"' in empty
+
+
+@pytest.mark.parametrize(("user_agent", "label"), [
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/120.0.0.0 Safari/537.36", "Chrome 120 · Windows"),
+    ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chromium/156.0.0.0 Chrome/156.0.0.0 Safari/537.36", "Chromium 156 · Linux"),
+    ("Mozilla/5.0 (X11; UOS; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+     "Firefox 128 · UOS"),
+    ("curl/7.88.1", "curl 7"),
+    ("", ""),
+    ("某个自定义客户端" * 20, ("某个自定义客户端" * 20)[:60]),
+])
+def test_device_label(user_agent: str, label: str) -> None:
+    assert device_label(user_agent) == label
+
+
+def test_sessions_show_their_device_and_address(services: Services) -> None:
+    person = Person(uid="lina", dn="uid=lina,ou=people,dc=x", entry_uuid="u-lina",
+                    display_name="李娜", department=("市财政局", "预算处"))
+    store = services.provider.sessions
+    store.create(person, user_agent="curl/8.0\x00\x1b[31m", address="127.0.0.5")
+    store.create(person, user_agent="x" * 1000, address="")
+    rows = active_sessions(services.sessions, "u-lina", datetime.now(UTC).timestamp())
+    assert {(r.device, r.address) for r in rows} == {("curl 8", "127.0.0.5"), ("x" * 60, "")}
