@@ -119,7 +119,7 @@ def _set_cookie(resp: Response, name: str, value: str, max_age: int | None = Non
 
 def _security_headers(resp: Response) -> Response:
     resp.headers["Content-Security-Policy"] = (
-        "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self'; "
+        "default-src 'none'; style-src 'self'; img-src 'self'; "
         "frame-ancestors 'none'; base-uri 'none'")
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Referrer-Policy"] = "no-referrer"

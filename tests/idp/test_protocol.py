@@ -274,7 +274,9 @@ def test_level_3_app_is_not_served_by_a_password_session(browser: FlaskClient,
 @pytest.mark.parametrize("path", ["/login", "/authorize", "/token", "/jwks"])
 def test_security_headers(rp: FlaskClient, path: str) -> None:
     resp = rp.get(path)
-    assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+    csp = resp.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp and "script-src" not in csp  # no inline code at all
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     assert resp.headers["Referrer-Policy"] == "no-referrer"
 
