@@ -105,6 +105,7 @@ class Supervisor:
         threads = int(self.config.get("idp", "threads"))
         self._gunicorn("idp", "idp.wsgi:idp_app()", idp_listen, workers, threads, tls)
         urls["idp"] = str(self.config.get("idp", "issuer"))
+        urls["console"] = urls["idp"].rstrip("/") + "/console/"
 
         if self.sample_app:
             self._start_sample_app(tls[2])
