@@ -104,7 +104,8 @@ A11Y_CHECK = r"""() => {
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.fail("chromium is not installed: run scripts/setup")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api  # the test extra installs it; a missing one fails
+
     with sync_api.sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:

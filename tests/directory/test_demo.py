@@ -6,6 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import ldap.filter
 import pytest
 
 from directory.demo import ADMIN_GROUP, DEPARTMENTS, is_seeded, seed_demo, write_accounts
@@ -30,7 +31,8 @@ def test_seed_demo(directory_service: DirectoryService, tmp_path: Path) -> None:
 
     found = subprocess.run(
         ["ldapsearch", "-x", "-LLL", "-H", svc.settings.uris[0], "-D", accounts.service.dn,
-         "-w", accounts.service.password, "-b", svc.settings.base_dn, f"(uid={first.uid})",
+         "-w", accounts.service.password, "-b", svc.settings.base_dn,
+         ldap.filter.filter_format("(uid=%s)", [first.uid]),
          "displayName"], capture_output=True, text=True, timeout=30)
     assert found.returncode == 0 and f"uid={first.uid}," in found.stdout
 

@@ -21,6 +21,7 @@ import ldap.filter
 import pytest
 import requests
 
+from tests.fixtures.http import wait_for_http
 from tests.fixtures.postgres import free_port
 
 GOVTRUST = str(Path(sys.executable).with_name("govtrust"))
@@ -50,17 +51,6 @@ class Demo:
         return found.group(1), found.group(2)
 
 
-def _wait(url: str, verify: str | bool, deadline: float = 60.0) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        try:
-            requests.get(url, timeout=2, verify=verify)
-            return
-        except requests.RequestException:
-            time.sleep(0.3)
-    raise AssertionError(f"{url} did not answer")
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     home = tmp_path_factory.mktemp("demo") / "home"
@@ -84,8 +74,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             assert proc.poll() is None, (home.parent / "demo.log").read_text()
             assert time.monotonic() < deadline, "demo did not initialize"
             time.sleep(0.3)
-        _wait(d.issuer + "/.well-known/openid-configuration", str(home / "idp/tls/ca.pem"))
-        _wait(d.app_url + "/", False)
+        wait_for_http(d.issuer + "/.well-known/openid-configuration", str(home / "idp/tls/ca.pem"))
+        wait_for_http(d.app_url + "/", False)
         yield d
     finally:
         proc.send_signal(signal.SIGINT)

@@ -11,7 +11,6 @@ import html
 import json
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -32,14 +31,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.fixtures.http import wait_for_http
 from tests.fixtures.postgres import free_port
 
 GOVTRUST = str(Path(sys.executable).with_name("govtrust"))
 PROXY_ADDRESS = "127.0.0.2"  # nginx connects to the IdP from here; 127.0.0.1 is untrusted
-
-pytestmark = pytest.mark.skipif(not (shutil.which("curl") and shutil.which("oathtool")
-                                     and shutil.which("nginx")),
-                                reason="needs curl, oathtool and nginx (scripts/setup)")
 
 
 @dataclass
@@ -84,17 +80,6 @@ class Server:
             rows = db.execute("SELECT target, details FROM audit_log WHERE action = ? "
                               "ORDER BY seq", (action,)).fetchall()
         return [{"target": t, **json.loads(d)} for t, d in rows]
-
-
-def _wait(url: str, verify: str | bool, deadline: float = 90.0) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        try:
-            requests.get(url, timeout=2, verify=verify)
-            return
-        except requests.RequestException:
-            time.sleep(0.3)
-    raise AssertionError(f"{url} did not answer")
 
 
 NGINX_CONF = """
@@ -156,7 +141,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             assert time.monotonic() < deadline, "demo did not initialize"
             time.sleep(0.3)
         ca = home / "idp" / "tls" / "ca.pem"
-        _wait(issuer + "/.well-known/openid-configuration", str(ca))
+        wait_for_http(issuer + "/.well-known/openid-configuration", str(ca))
         tls = home / "idp" / "tls"
         cert = next(p for p in (tls / "server.pem", tls / "cert.pem", tls / "chain.pem")
                     if p.exists())
@@ -167,7 +152,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         nginx = subprocess.Popen(["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         proxy = f"https://127.0.0.1:{nginx_port}"
-        _wait(proxy + "/.well-known/openid-configuration", str(ca))
+        wait_for_http(proxy + "/.well-known/openid-configuration", str(ca))
         s = Server(home, env, issuer, proxy, ca, tmp)
         rp = f"http://127.0.0.1:{rp_port}/cb"
         for name, extra in (("level1", ["--level", "1"]), ("level3", ["--level", "3"]),
