@@ -49,6 +49,10 @@ def parse_ldif(data: bytes) -> Parsed:
         return out
     seen: dict[str, int] = {}
     for line, dn, raw in collector.records:
+        if any(v is None for vs in raw.values() for v in vs):
+            # "attr:< URL" (RFC 2849): never fetched, so the value would be missing.
+            out.errors.append((line, f"{dn}: URL values (:<) are not accepted"))
+            continue
         try:
             entry = {k: [v.decode("utf-8") for v in vs] for k, vs in raw.items()}
         except UnicodeDecodeError:

@@ -155,3 +155,32 @@ def test_ldif_people_are_checked_like_csv() -> None:
     parsed = parse_ldif(data)
     assert [r.name for r in parsed.rows] == ["刘洋"] and parsed.rows[0].department == ("市财政局",)
     assert len(parsed.errors) == 1 and "uid" in parsed.errors[0][1]
+
+
+PERSON_LDIF = (b"dn: uid=liuyang,ou=people,dc=x\nuid: liuyang\ndisplayName:: 5YiY5rSL\n"
+               b"govDepartmentPath:: 5biC6LSi5pS/5bGA\ntitle: t\nmail: liuyang@beijing.gov.cn\n\n")
+
+
+@pytest.mark.parametrize(("name", "data", "says"), [
+    ("garbage", b"\x00\x01\x02 not ldif at all\n:::\n", "not valid LDIF"),
+    ("url_value_never_fetched",
+     PERSON_LDIF.replace(b"title: t", b"title:< file:///etc/passwd"), "URL values"),
+    ("gbk_bytes", PERSON_LDIF.replace(b"displayName:: 5YiY5rSL",
+                                      b"displayName: " + "刘洋".encode("gbk")), "not valid LDIF"),
+    ("bad_base64", PERSON_LDIF.replace(b"5YiY5rSL", b"!!!notbase64"), "not valid LDIF"),
+    ("not_a_person", b"dn: ou=x,dc=x\nou: x\n\n", "not a person"),
+    ("change_record", b"dn: uid=a,ou=people,dc=x\nchangetype: delete\n\n", "not a person"),
+    ("duplicate_uid", PERSON_LDIF + PERSON_LDIF, "duplicate uid"),
+])
+def test_bad_ldif_is_named_and_yields_no_row(name: str, data: bytes, says: str) -> None:
+    parsed = parse_ldif(data)
+    assert parsed.errors and says in parsed.errors[-1][1], (name, parsed.errors)
+    if name != "duplicate_uid":
+        assert parsed.rows == []
+
+
+def test_oversized_ldif_is_refused_before_parsing() -> None:
+    from directory.csvimport import MAX_FILE_BYTES
+
+    parsed = parse_ldif(PERSON_LDIF * (MAX_FILE_BYTES // len(PERSON_LDIF) + 1))
+    assert parsed.rows == [] and "larger than" in parsed.errors[0][1]
