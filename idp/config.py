@@ -78,6 +78,8 @@ def default_sections(home: Path) -> dict[str, dict[str, Any]]:
             "threads": 4,
             "trusted_proxies": [],
             "session_hours": 8,
+            # Times on the pages are shown in this zone (stored and sent as UTC).
+            "timezone": "Asia/Shanghai",
         },
         "certauth": {
             # Client-certificate login (idp.certauth): external CAs as

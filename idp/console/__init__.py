@@ -11,6 +11,7 @@ Pages are server-rendered (``templates/console``); CSS is served from
 
 from __future__ import annotations
 
+from datetime import tzinfo
 from typing import TYPE_CHECKING
 
 from flask import Blueprint
@@ -30,4 +31,18 @@ def init_app(app: Flask, services: Services) -> None:
     from idp.console import admin, views  # noqa: F401 - the routes register on ``bp``
 
     app.extensions[EXTENSION] = services
+    zone = local_zone(str(services.config.get("idp", "timezone")))
+    app.add_template_filter(lambda d: d.astimezone(zone), "localtime")
     app.register_blueprint(bp)
+
+
+def local_zone(name: str) -> tzinfo:
+    """The zone pages show times in; an unknown name is a configuration error."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from idp.config import ConfigError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("idp.timezone", f"unknown time zone {name!r}") from None

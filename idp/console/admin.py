@@ -23,7 +23,7 @@ from flask import request as req
 
 from directory.errors import DirectoryError, NotFound
 from idp.clients import InfoClass, build_client
-from idp.console import bp, queries
+from idp.console import bp, local_zone, queries
 from idp.console.chart import bar_chart_svg
 from idp.console.render import (
     Viewer,
@@ -85,12 +85,13 @@ def settle_events() -> None:
 def dashboard(who: Viewer) -> Response:
     svc = services()
     now = datetime.now(UTC)
+    local = now.astimezone(local_zone(str(svc.config.get("idp", "timezone"))))
     certs = [c for c in svc.ca.find(limit=MAX_LIST) if c.owner_kind is not OwnerKind.CA]
     failures = queries.failed_sign_ins_by_hour(svc.sessions, now)
     total = sum(failures)
     chart = bar_chart_svg(failures, tr("dash.failed_total", n=total),
-                          first_label=(now - timedelta(hours=24)).strftime("%H:%M"),
-                          last_label=now.strftime("%H:%M UTC"))
+                          first_label=(local - timedelta(hours=24)).strftime("%H:%M"),
+                          last_label=local.strftime("%H:%M %Z"))
     return render("console/admin/dashboard.html", who,
                   people=len(svc.directory.search(limit=MAX_LIST)),
                   sessions=queries.count_active_sessions(svc.sessions, time.time()),
@@ -369,4 +370,7 @@ def audit(who: Viewer) -> Response:
         until=queries.parse_day(req.args.get("until")))
     report = svc.verify_audit(sign=False)
     return render("console/admin/audit.html", who, flt=flt,
-                  records=queries.audit_records(svc.sessions, flt), report=report)
+                  records=queries.audit_records(
+                      svc.sessions, flt,
+                      zone=local_zone(str(svc.config.get("idp", "timezone")))),
+                  report=report)

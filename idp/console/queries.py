@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -153,7 +153,8 @@ def _record(r: object) -> AuditRecord:
                        details, r.prev_hash, r.hash)  # type: ignore[attr-defined]
 
 
-def audit_records(db: sessionmaker[Session], flt: AuditFilter, limit: int = 200
+def audit_records(db: sessionmaker[Session], flt: AuditFilter, limit: int = 200,
+                  zone: tzinfo = UTC
                   ) -> list[AuditRecord]:
     """Newest first. ``person`` matches the target or a value in the details (a
     certificate's owner, a login's uid)."""
@@ -166,10 +167,12 @@ def audit_records(db: sessionmaker[Session], flt: AuditFilter, limit: int = 200
         q = q.where(or_(audit_log.c.target == flt.person,
                         audit_log.c.details.contains(json.dumps(flt.person, ensure_ascii=False),
                                                      autoescape=True)))
+    # Days are the reader's days (``zone``), compared as UTC instants.
     if flt.since:
-        q = q.where(audit_log.c.at >= datetime.combine(flt.since, time(), UTC))
+        q = q.where(audit_log.c.at >= datetime.combine(flt.since, time(), zone).astimezone(UTC))
     if flt.until:
-        q = q.where(audit_log.c.at < datetime.combine(flt.until + timedelta(days=1), time(), UTC))
+        q = q.where(audit_log.c.at < datetime.combine(flt.until + timedelta(days=1), time(),
+                                                      zone).astimezone(UTC))
     with db() as s:
         rows = s.execute(q.order_by(audit_log.c.seq.desc()).limit(limit)).all()
     return [_record(r) for r in rows]

@@ -100,3 +100,26 @@ def test_sessions_show_their_device_and_address(services: Services) -> None:
     store.create(person, user_agent="x" * 1000, address="")
     rows = active_sessions(services.sessions, "u-lina", datetime.now(UTC).timestamp())
     assert {(r.device, r.address) for r in rows} == {("curl 8", "127.0.0.5"), ("x" * 60, "")}
+
+
+def test_audit_days_are_the_readers_days(services: Services) -> None:
+    from zoneinfo import ZoneInfo
+
+    db = services.sessions
+    with db.begin() as s:  # 23:30 UTC on the 20th is already the 21st in Beijing
+        append(s, actor="a", action="x.tz", target="t",
+               at=datetime(2026, 11, 20, 23, 30, tzinfo=UTC))
+    beijing = ZoneInfo("Asia/Shanghai")
+    flt = AuditFilter(action="x.tz", since=date(2026, 11, 21), until=date(2026, 11, 21))
+    assert len(audit_records(db, flt, zone=beijing)) == 1
+    assert audit_records(db, flt) == []  # the same day in UTC does not contain it
+
+
+def test_unknown_time_zone_is_a_configuration_error() -> None:
+    from idp.config import ConfigError
+    from idp.console import local_zone
+
+    with pytest.raises(ConfigError):
+        local_zone("Mars/Olympus_Mons")
+    with pytest.raises(ConfigError):
+        local_zone("../../etc/passwd")
