@@ -126,7 +126,14 @@ class TokenService:
                   sid: str | None = None, claims: Mapping[str, Any] | None = None,
                   auth_time: int | None = None, acr: str | None = None,
                   amr: tuple[str, ...] = ()) -> str:
-        family = secrets.token_hex(16)
+        return self._insert_grant(s, secrets.token_hex(16), client_id=client_id,
+                                  subject=subject, scope=scope, sid=sid, claims=claims,
+                                  auth_time=auth_time, acr=acr, amr=amr)
+
+    def _insert_grant(self, s: Session, family: str, *, client_id: str, subject: str,
+                      scope: str, sid: str | None = None,
+                      claims: Mapping[str, Any] | None = None, auth_time: int | None = None,
+                      acr: str | None = None, amr: tuple[str, ...] = ()) -> str:
         s.execute(insert(grants).values(
             family=family, client_id=client_id, subject=subject, scope=scope, sid=sid,
             claims=json.dumps(dict(claims or {}), ensure_ascii=False), auth_time=auth_time,
@@ -163,19 +170,26 @@ class TokenService:
     def issue(self, *, client: Client, ctx: AuthContext, scope: str, grant_type: str,
               include_refresh_token: bool) -> dict[str, Any]:
         """Sign an access token, mint a refresh token if asked, record both."""
-        with self._sessions.begin() as s:
-            return self._issue(s, client, ctx, scope, grant_type, include_refresh_token)
+        out, rows = self._mint(client, ctx, scope, grant_type, include_refresh_token)
+        with self._sessions.begin() as s:  # signed before the write lock is taken
+            s.execute(insert(tokens), rows)
+        return out
 
     def issue_client_credentials(self, client: Client, scope: str) -> dict[str, Any]:
         """RFC 6749 section 4.4: the app acts for itself; its grant and token are one write."""
+        ctx = AuthContext(subject=client.client_id, family=secrets.token_hex(16))
+        # Sign first, then write: the database's write lock (SQLite's is one per
+        # file) is held for the two inserts only, not for the signature too.
+        out, rows = self._mint(client, ctx, scope, "client_credentials", False)
         with self._sessions.begin() as s:
-            family = self.new_grant(s, client_id=client.client_id, subject=client.client_id,
-                                    scope=scope)
-            ctx = AuthContext(subject=client.client_id, family=family)
-            return self._issue(s, client, ctx, scope, "client_credentials", False)
+            self._insert_grant(s, ctx.family, client_id=client.client_id,
+                               subject=client.client_id, scope=scope)
+            s.execute(insert(tokens), rows)
+        return out
 
-    def _issue(self, s: Session, client: Client, ctx: AuthContext, scope: str,
-               grant_type: str, include_refresh_token: bool) -> dict[str, Any]:
+    def _mint(self, client: Client, ctx: AuthContext, scope: str, grant_type: str,
+              include_refresh_token: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The signed tokens and the rows that record them (written by the caller)."""
         now = self.now()
         jti = secrets.token_urlsafe(16)
         claims: dict[str, Any] = {
@@ -201,8 +215,7 @@ class TokenService:
                              client_id=client.client_id, scope=scope, issued_at=now,
                              expires_at=now + ttl))
             out["refresh_token"] = refresh
-        s.execute(insert(tokens), rows)
-        return out
+        return out, rows
 
     def id_token(self, *, client: Client, ctx: AuthContext, scope: str, nonce: str | None,
                  access_token: str | None) -> str:
