@@ -116,6 +116,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "result.ok": "成功",
         "confirm": "我确认执行此操作，且该操作无法撤销",
         "confirm.required": "请勾选确认框后再提交。",
+        "auth.verify_first": "更换动态口令或恢复码之前，请先用当前的动态口令（或数字证书）"
+                             "确认是您本人：点击下方链接完成验证后再操作。",
         "denied.group": "只有安全管理员（security-admins 群组成员）可以访问管理页面。",
         "denied.level": "管理页面要求三级及以上的认证等级（数字证书加第二种方式）。"
                         "当前会话等级：{level}。请使用数字证书重新登录后再试。",
@@ -278,6 +280,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "result.ok": "Success",
         "confirm": "I confirm this action; it cannot be undone",
         "confirm.required": "Tick the confirmation box first.",
+        "auth.verify_first": "Before replacing your authenticator or its recovery codes, "
+                             "confirm it is you with your current one-time code (or your "
+                             "certificate): follow the link below, then try again.",
         "denied.group": "Only security administrators (members of security-admins) may use "
                         "the administration pages.",
         "denied.level": "The administration pages need assurance level 3 or more (a "

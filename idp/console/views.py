@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -160,6 +161,19 @@ def strip_xml_declaration(svg: str) -> str:
     return svg[svg.find("<svg"):] if "<svg" in svg else ""
 
 
+# Methods that prove more than the password: replacing an active authenticator or
+# its recovery codes needs one of them in this session, or a stolen password alone
+# could swap the victim's second factor for the thief's.
+SECOND_FACTORS = frozenset({"otp", "swk", "hwk"})
+VERIFY_FIRST = "/login/otp?" + urlencode({"return": "/console/authenticator"})
+
+
+def _needs_second_factor(who: Viewer) -> Response | None:
+    if not services().totp.status(who.person).active or SECOND_FACTORS & set(who.session.amr):
+        return None
+    return message(who, "title.error", tr("auth.verify_first"), 403, back=VERIFY_FIRST)
+
+
 @bp.post("/authenticator/enrol")
 @signed_in
 def authenticator_enrol(who: Viewer) -> Response:
@@ -168,6 +182,9 @@ def authenticator_enrol(who: Viewer) -> Response:
         if not confirmed():
             return message(who, "title.error", tr("confirm.required"), 400,
                            back="/console/authenticator")
+        refused = _needs_second_factor(who)
+        if refused is not None:
+            return refused
         totp.reset(who.person, actor=who.person.uid)
     try:
         enrolment = totp.begin_enrolment(who.person)
@@ -195,6 +212,9 @@ def authenticator_recovery(who: Viewer) -> Response:
     if not confirmed():
         return message(who, "title.error", tr("confirm.required"), 400,
                        back="/console/authenticator")
+    refused = _needs_second_factor(who)
+    if refused is not None:
+        return refused
     try:
         codes = services().totp.new_recovery_codes(who.person)
     except NotEnrolled:

@@ -185,3 +185,31 @@ def test_admin_ends_a_persons_session_and_searches_safely(world: World) -> None:
         assert "/console/admin/people/wangfang" not in page.get_data(as_text=True), q
     page = admin.get("/console/admin/people", query_string={"by": "department", "q": "市财政局"})
     assert "/console/admin/people/lina" in page.get_data(as_text=True)
+
+
+def test_replacing_an_active_authenticator_needs_a_second_factor(world: World) -> None:
+    import pyotp
+
+    totp = world.services.totp
+    secret = totp.begin_enrolment(world.person).secret
+    assert totp.activate(world.person, pyotp.TOTP(secret).now()).ok
+    # A password-only session (a stolen password) may not swap the second factor...
+    thief = signed_in(world, world.person)
+    for path, form in (("/console/authenticator/enrol", {"again": "yes", "confirm": "yes"}),
+                       ("/console/authenticator/recovery", {"confirm": "yes"})):
+        resp = thief.post(path, data={"csrf": csrf(thief, "/console/authenticator"), **form})
+        assert resp.status_code == 403, path
+        assert "/login/otp?return=%2Fconsole%2Fauthenticator" in resp.get_data(as_text=True)
+    status = totp.status(world.person)
+    assert status.active and status.recovery_codes_left == 0  # nothing was replaced
+    # ...a session that has shown the one-time code may.
+    owner = create_app(world.services).test_client()
+    cookie, _ = world.services.provider.sessions.create(world.person, amr=("pwd", "otp"),
+                                                        acr=acr_for(2))
+    owner.set_cookie(COOKIE_NAME, cookie, domain="localhost")
+    resp = owner.post("/console/authenticator/recovery",
+                      data={"csrf": csrf(owner, "/console/authenticator"), "confirm": "yes"})
+    assert resp.status_code == 200 and totp.status(world.person).recovery_codes_left == 10
+    resp = owner.post("/console/authenticator/enrol", data={
+        "csrf": csrf(owner, "/console/authenticator"), "again": "yes", "confirm": "yes"})
+    assert resp.status_code == 200 and not totp.status(world.person).active  # re-enrolling
