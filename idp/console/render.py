@@ -84,9 +84,10 @@ def render(template: str, who: Viewer | None, status: int = 200, **ctx: Any) -> 
 
 
 def message(who: Viewer | None, title_key: str, text: str, status: int = 200,
-            back: str | None = None) -> Response:
+            back: str | None = None, back_label: str | None = None) -> Response:
+    """A short page; ``back`` is a link, labelled "back" unless ``back_label`` says."""
     return render("console/message.html", who, status=status, title_key=title_key, text=text,
-                  back=back)
+                  back=back, back_label=back_label)
 
 
 def csrf_ok() -> bool:

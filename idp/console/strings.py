@@ -116,8 +116,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "result.ok": "成功",
         "confirm": "我确认执行此操作，且该操作无法撤销",
         "confirm.required": "请勾选确认框后再提交。",
-        "auth.verify_first": "更换动态口令或恢复码之前，请先用当前的动态口令（或数字证书）"
-                             "确认是您本人：点击下方链接完成验证后再操作。",
+        "auth.verify_first": "此操作需要在密码之外再确认是您本人：请点击下方链接，用动态口令"
+                             "（或数字证书）完成验证后再操作。",
         "denied.group": "只有安全管理员（security-admins 群组成员）可以访问管理页面。",
         "denied.level": "管理页面要求三级及以上的认证等级（数字证书加第二种方式）。"
                         "当前会话等级：{level}。请使用数字证书重新登录后再试。",
@@ -171,6 +171,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "err.generic": "操作失败：{reason}",
         "err.not_found": "未找到。",
         "back": "返回",
+        "auth.verify_link": "用动态口令确认身份",
         "h.certs": "证书",
         "yes": "是",
         "no": "否",
@@ -280,9 +281,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "result.ok": "Success",
         "confirm": "I confirm this action; it cannot be undone",
         "confirm.required": "Tick the confirmation box first.",
-        "auth.verify_first": "Before replacing your authenticator or its recovery codes, "
-                             "confirm it is you with your current one-time code (or your "
-                             "certificate): follow the link below, then try again.",
+        "auth.verify_first": "This needs more than your password: confirm it is you with "
+                             "your one-time code (or your certificate) through the link "
+                             "below, then try again.",
         "denied.group": "Only security administrators (members of security-admins) may use "
                         "the administration pages.",
         "denied.level": "The administration pages need assurance level 3 or more (a "
@@ -338,6 +339,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "err.generic": "That did not work: {reason}",
         "err.not_found": "Not found.",
         "back": "Back",
+        "auth.verify_link": "Confirm with my one-time code",
         "h.certs": "Certificates",
         "yes": "Yes",
         "no": "No",

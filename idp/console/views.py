@@ -111,9 +111,40 @@ def read_csr() -> bytes | None:
     return data if data and len(data) <= MAX_CSR else None
 
 
+# Methods that prove more than the password. Replacing an active authenticator or
+# its recovery codes, or obtaining a certificate (itself a login factor), needs one
+# of them in this session: else a stolen password alone could swap the victim's
+# second factor for the thief's, or mint the thief a certificate that reaches
+# level 3 with that same password.
+SECOND_FACTORS = frozenset({"otp", "swk", "hwk"})
+
+
+def _verify_first(who: Viewer, back_to: str) -> Response:
+    link = "/login/otp?" + urlencode({"return": back_to})
+    return message(who, "title.error", tr("auth.verify_first"), 403, back=link,
+                   back_label="auth.verify_link")
+
+
+def _needs_second_factor(who: Viewer) -> Response | None:
+    """For the authenticator: only once one is active (the first enrolment is how a
+    person gets a second factor at all)."""
+    if not services().totp.status(who.person).active or SECOND_FACTORS & set(who.session.amr):
+        return None
+    return _verify_first(who, "/console/authenticator")
+
+
+def _certificate_needs_second_factor(who: Viewer) -> Response | None:
+    if SECOND_FACTORS & set(who.session.amr):
+        return None
+    return _verify_first(who, "/console/certificates")
+
+
 @bp.post("/certificates/csr")
 @signed_in
 def certificate_from_csr(who: Viewer) -> Response:
+    refused = _certificate_needs_second_factor(who)
+    if refused is not None:
+        return refused
     profile_name = req.form.get("profile", "")
     csr = read_csr()
     if profile_name not in PERSON_PROFILES or csr is None:
@@ -137,6 +168,9 @@ def pkcs12_response(p12: bytes, serial: str) -> Response:
 @bp.post("/certificates/pkcs12")
 @signed_in
 def certificate_pkcs12(who: Viewer) -> Response:
+    refused = _certificate_needs_second_factor(who)
+    if refused is not None:
+        return refused
     profile_name = req.form.get("profile", "")
     passphrase = req.form.get("passphrase", "")
     if profile_name not in PERSON_PROFILES or not passphrase or len(passphrase) > 256:
@@ -159,19 +193,6 @@ def authenticator(who: Viewer) -> Response:
 
 def strip_xml_declaration(svg: str) -> str:
     return svg[svg.find("<svg"):] if "<svg" in svg else ""
-
-
-# Methods that prove more than the password: replacing an active authenticator or
-# its recovery codes needs one of them in this session, or a stolen password alone
-# could swap the victim's second factor for the thief's.
-SECOND_FACTORS = frozenset({"otp", "swk", "hwk"})
-VERIFY_FIRST = "/login/otp?" + urlencode({"return": "/console/authenticator"})
-
-
-def _needs_second_factor(who: Viewer) -> Response | None:
-    if not services().totp.status(who.person).active or SECOND_FACTORS & set(who.session.amr):
-        return None
-    return message(who, "title.error", tr("auth.verify_first"), 403, back=VERIFY_FIRST)
 
 
 @bp.post("/authenticator/enrol")

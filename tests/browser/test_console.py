@@ -113,18 +113,42 @@ def test_person_enrols_downloads_and_admin_revokes(world: World, visits: Any) ->
     assert me.page.locator("#recovery-codes li").count() == 10
     assert world.services.totp.status(world.person).active
 
-    # signing in again: password, then a one-time code through the login flow's code
-    # page where it exists (the next step's code: the enrolment's step is spent)
-    again = visits(viewport={"width": 390, "height": 844})  # a phone-sized screen
+    recovery = me.page.locator("#recovery-codes li").first.inner_text().strip()
+
+    # the one-time code through the login flow's code page: the password session
+    # gains "otp" (the next step's code: the enrolment's step is spent)
+    me.go("/login/otp?" + urlencode({"return": "/console/"}), "05b-login-otp")
+    me.page.fill("#code", pyotp.TOTP(secret).at(time.time() + 30))
+    me.page.click("button[type=submit]")
+    me.page.wait_for_load_state()
+    assert me.page.url == world.base + "/console/", me.page.url
+    assert "otp" in me.page.inner_text("#level")
+
+    # on a phone: password, then a recovery code standing in for the code
+    again = visits(viewport={"width": 390, "height": 844})
     password_login(again, "lina", "/console/")
-    again.go("/login/otp?" + urlencode({"return": "/console/"}), "05b-login-otp")
-    again.page.fill("#code", pyotp.TOTP(secret).at(time.time() + 30))
+    again.go("/login/otp?" + urlencode({"return": "/console/"}))
+    again.page.fill("#recovery", recovery)
     again.page.click("button[type=submit]")
     again.page.wait_for_load_state()
     assert again.page.url == world.base + "/console/", again.page.url
     assert "otp" in again.page.inner_text("#level")
     again.check("05c-profile-phone")
     again.context.close()
+
+    # a certificate is itself a login factor: a password-only session is sent to
+    # confirm with its one-time code before it may get one
+    plain = visits()
+    password_login(plain, "lina", "/console/")
+    plain.go("/console/certificates")
+    plain.page.select_option("#csr-profile", "user-auth")
+    plain.page.fill("#csr-text", csr_pem())
+    plain.page.click("form[action='/console/certificates/csr'] button[type=submit]")
+    plain.page.wait_for_load_state()
+    assert "/login/otp?return=%2Fconsole%2Fcertificates" in plain.page.content()
+    plain.check("06a-certificate-needs-second-factor")
+    plain.context.close()
+    assert world.services.ca.find(uid="lina") == []
 
     # request a certificate with a CSR, then download it as PEM
     me.go("/console/certificates", "06-certificates-empty")
