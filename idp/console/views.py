@@ -133,18 +133,20 @@ def _needs_second_factor(who: Viewer) -> Response | None:
     return _verify_first(who, "/console/authenticator")
 
 
-def _certificate_needs_second_factor(who: Viewer) -> Response | None:
-    if SECOND_FACTORS & set(who.session.amr):
-        return None
-    return _verify_first(who, "/console/certificates")
+def second_factor(view: Callable[..., Response]) -> Callable[..., Response]:
+    """Inside ``signed_in``: the session must have shown more than the password."""
+    @wraps(view)
+    def wrapper(who: Viewer, *args: Any, **kwargs: Any) -> Response:
+        if not SECOND_FACTORS & set(who.session.amr):
+            return _verify_first(who, "/console/certificates")
+        return view(who, *args, **kwargs)
+    return wrapper
 
 
 @bp.post("/certificates/csr")
 @signed_in
+@second_factor
 def certificate_from_csr(who: Viewer) -> Response:
-    refused = _certificate_needs_second_factor(who)
-    if refused is not None:
-        return refused
     profile_name = req.form.get("profile", "")
     csr = read_csr()
     if profile_name not in PERSON_PROFILES or csr is None:
@@ -167,10 +169,8 @@ def pkcs12_response(p12: bytes, serial: str) -> Response:
 
 @bp.post("/certificates/pkcs12")
 @signed_in
+@second_factor
 def certificate_pkcs12(who: Viewer) -> Response:
-    refused = _certificate_needs_second_factor(who)
-    if refused is not None:
-        return refused
     profile_name = req.form.get("profile", "")
     passphrase = req.form.get("passphrase", "")
     if profile_name not in PERSON_PROFILES or not passphrase or len(passphrase) > 256:
