@@ -28,7 +28,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Services(Protocol):
-    """What this group needs from ``ctx.obj`` (``idp.services.Services``)."""
+    """What this group needs from ``ctx.obj`` (``idp.runtime.services.Services``)."""
 
     json: bool
 

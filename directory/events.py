@@ -3,7 +3,7 @@
 Suspend, restore, leave and move each emit one :class:`LifecycleEvent`. Delivery
 is durable and at-least-once: the directory service records the event as
 *pending* before it touches LDAP, confirms it once the change is done, and the
-outbox (implemented in ``idp.outbox``, over the database) delivers confirmed
+outbox (implemented in ``idp.runtime.outbox``, over the database) delivers confirmed
 events to every subscriber, retrying a subscriber that fails. Subscribers must
 therefore be idempotent.
 """

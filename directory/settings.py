@@ -1,4 +1,4 @@
-"""How GovTrust reaches its directory (built by ``idp.config`` from the TOML)."""
+"""How GovTrust reaches its directory (built by ``idp.runtime.config`` from the TOML)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """``govtrust ca|cert|crl``: the CA's commands (click edge).
 
-``ctx.obj`` is the composition root (``idp.services.Services``); this module
+``ctx.obj`` is the composition root (``idp.runtime.services.Services``); this module
 only needs the attributes in :class:`PKIServices`. Serial numbers are written
 and read as lowercase hex without colons; ``--json`` prints JSON; every
 ``PKIError`` becomes a message on stderr and a non-zero exit.

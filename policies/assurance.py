@@ -96,7 +96,7 @@ class DenyReason(enum.StrEnum):
 
     @property
     def message_key(self) -> str:
-        """The key of the explanation, e.g. for ``idp.i18n`` (``deny.suspended``)."""
+        """The key of the explanation, e.g. for ``idp.web.i18n`` (``deny.suspended``)."""
         return f"deny.{self.value}"
 
 
@@ -291,7 +291,7 @@ class AppFacts:
 
     @classmethod
     def of(cls, client: Any) -> AppFacts:
-        """From an ``idp.clients.Client``."""
+        """From an ``idp.oidc.clients.Client``."""
         return cls(client_id=client.client_id, level=int(client.level),
                    info_class=InfoClass(str(client.info_class.value)),
                    allowed_departments=tuple(client.allowed_departments),

@@ -3,4 +3,6 @@
 pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.slapd",
+    "tests.fixtures.pki",
+    "tests.fixtures.idp",
 ]

@@ -14,35 +14,31 @@ from __future__ import annotations
 from datetime import tzinfo
 from typing import TYPE_CHECKING
 
-from flask import Blueprint
+from flask import Blueprint, current_app
 
 if TYPE_CHECKING:
     from flask import Flask
 
-    from idp.services import Services
+    from idp.console.ports import ConsoleServices
 
 EXTENSION = "govtrust.services"
+ZONE_EXTENSION = "govtrust.zone"
 
-bp = Blueprint("console", __name__, url_prefix="/console")
+bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates")
 
 
-def init_app(app: Flask, services: Services) -> None:
-    """Mount the console on the IdP app; ``services`` is the composition root."""
+def init_app(app: Flask, services: ConsoleServices, zone: tzinfo) -> None:
+    """Mount the console on the IdP app. ``services`` is what the composition root
+    wires; ``zone`` is the one pages show times in (``[idp] timezone``)."""
     from idp.console import admin, views  # noqa: F401 - the routes register on ``bp``
 
     app.extensions[EXTENSION] = services
-    zone = local_zone(str(services.config.get("idp", "timezone")))
+    app.extensions[ZONE_EXTENSION] = zone
     app.add_template_filter(lambda d: d.astimezone(zone), "localtime")
     app.register_blueprint(bp)
 
 
-def local_zone(name: str) -> tzinfo:
-    """The zone pages show times in; an unknown name is a configuration error."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    from idp.config import ConfigError
-
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError("idp.timezone", f"unknown time zone {name!r}") from None
+def local_zone() -> tzinfo:
+    """The configured zone of the app serving this request."""
+    found: tzinfo = current_app.extensions[ZONE_EXTENSION]
+    return found

@@ -22,13 +22,11 @@ from flask import Response, redirect
 from flask import request as req
 
 from directory.errors import DirectoryError, NotFound
-from idp.clients import InfoClass, build_client
 from idp.console import bp, local_zone, queries
 from idp.console.chart import bar_chart_svg
 from idp.console.render import (
     Viewer,
     confirmed,
-    csrf_ok,
     login_redirect,
     message,
     render,
@@ -38,6 +36,8 @@ from idp.console.render import (
 )
 from idp.console.views import PERSON_PROFILES, cert_file, pkcs12_response, read_csr
 from idp.errors import IdPError
+from idp.oidc.clients import InfoClass, build_client
+from idp.web.kit import csrf_ok
 from pki.errors import PKIError
 from pki.model import CertStatus, OwnerKind, RevocationReason
 
@@ -85,7 +85,7 @@ def settle_events() -> None:
 def dashboard(who: Viewer) -> Response:
     svc = services()
     now = datetime.now(UTC)
-    local = now.astimezone(local_zone(str(svc.config.get("idp", "timezone"))))
+    local = now.astimezone(local_zone())
     certs = [c for c in svc.ca.find(limit=MAX_LIST) if c.owner_kind is not OwnerKind.CA]
     failures = queries.failed_sign_ins_by_hour(svc.sessions, now)
     total = sum(failures)
@@ -372,5 +372,5 @@ def audit(who: Viewer) -> Response:
     return render("console/admin/audit.html", who, flt=flt,
                   records=queries.audit_records(
                       svc.sessions, flt,
-                      zone=local_zone(str(svc.config.get("idp", "timezone")))),
+                      zone=local_zone()),
                   report=report)

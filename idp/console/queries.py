@@ -17,9 +17,10 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from idp.clients import Client, build_client
 from idp.errors import UnknownClient
-from idp.store import oauth_clients, session_clients, sso_sessions
+from idp.login.tables import session_clients, sso_sessions
+from idp.oidc.clients import Client, build_client
+from idp.oidc.tables import oauth_clients
 from pki.audit import AuditRecord
 from pki.audit_store import audit_log
 from pki.model import CertificateRecord, CertStatus

@@ -1,5 +1,6 @@
 """The console's request helpers: who is signed in, rendering with the CSRF token
-and language, and the guards every view starts with."""
+and language, and the guards every view starts with. Built on ``idp.web.kit``
+"""
 
 from __future__ import annotations
 
@@ -11,17 +12,24 @@ from flask import Response, current_app, redirect, render_template
 from flask import request as req
 
 from directory.model import Person
-from idp import i18n
 from idp.console import EXTENSION, queries, strings
-from idp.sessions import SsoSession
-from idp.web import _csrf_ok, _csrf_seed, _csrf_token, _lang, _session, _set_cookie
+from idp.login.sessions import SsoSession
+from idp.web import i18n
+from idp.web.kit import (
+    CSRF_COOKIE,
+    csrf_seed,
+    csrf_token,
+    current_session,
+    page_lang,
+    set_cookie,
+)
 
 if TYPE_CHECKING:
-    from idp.services import Services
+    from idp.console.ports import ConsoleServices
 
 
-def services() -> Services:
-    found: Services = current_app.extensions[EXTENSION]
+def services() -> ConsoleServices:
+    found: ConsoleServices = current_app.extensions[EXTENSION]
     return found
 
 
@@ -53,7 +61,7 @@ def login_redirect() -> Response:
 
 
 def viewer() -> Viewer | None:
-    sess = _session()
+    sess = current_session()
     if sess is None:
         return None
     try:
@@ -69,17 +77,17 @@ def switch_url(lang: str) -> str:
 
 
 def render(template: str, who: Viewer | None, status: int = 200, **ctx: Any) -> Response:
-    lang = _lang()
+    lang = page_lang()
     other = "en" if lang == "zh-CN" else "zh-CN"
-    seed, new = _csrf_seed()
+    seed, new = csrf_seed()
     html = render_template(template, t=strings.translator(lang), lang=lang, switch_lang=other,
-                           switch_url=switch_url(other), csrf=_csrf_token(seed), who=who,
+                           switch_url=switch_url(other), csrf=csrf_token(seed), who=who,
                            path=req.path, **ctx)
     resp = Response(html, status=status, mimetype="text/html")
     if new:
-        _set_cookie(resp, "gt_csrf", seed)
+        set_cookie(resp, CSRF_COOKIE, seed)
     if req.args.get("lang") in i18n.LANGS:
-        _set_cookie(resp, i18n.COOKIE, lang, max_age=365 * 86400)
+        set_cookie(resp, i18n.COOKIE, lang, max_age=365 * 86400)
     return resp
 
 
@@ -90,18 +98,14 @@ def message(who: Viewer | None, title_key: str, text: str, status: int = 200,
                   back=back, back_label=back_label)
 
 
-def csrf_ok() -> bool:
-    return _csrf_ok()
-
-
 def confirmed() -> bool:
     return req.form.get("confirm") == "yes"
 
 
 def tr(key: str, **fmt: Any) -> str:
-    text = strings.translator(_lang())[key]
+    text = strings.translator(page_lang())[key]
     return text.format(**fmt) if fmt else text
 
 
 def current_lang() -> str:
-    return _lang()
+    return page_lang()

@@ -1,6 +1,6 @@
 """The console's page texts: Simplified Chinese by default, English on request.
 
-Looked up before the login pages' own strings (``idp.i18n``), so shared words
+Looked up before the login pages' own strings (``idp.web.i18n``), so shared words
 (user name, log out, errors) are written once.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import ChainMap
 from collections.abc import Mapping
 
-from idp import i18n
+from idp.web import i18n
 
 STRINGS: dict[str, dict[str, str]] = {
     "zh-CN": {

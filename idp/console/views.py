@@ -22,7 +22,6 @@ from idp.console import bp, queries
 from idp.console.render import (
     Viewer,
     confirmed,
-    csrf_ok,
     current_lang,
     login_redirect,
     message,
@@ -31,7 +30,8 @@ from idp.console.render import (
     tr,
     viewer,
 )
-from idp.totp import AlreadyEnrolled, NotEnrolled
+from idp.login.totp import AlreadyEnrolled, NotEnrolled
+from idp.web.kit import csrf_ok
 from pki.errors import PKIError
 from pki.model import OwnerKind
 

@@ -43,7 +43,7 @@ from cryptography.x509 import ocsp  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 from directory.model import Person  # noqa: E402
-from idp.db import make_engine, session_factory, upgrade  # noqa: E402
+from idp.runtime.db import make_engine, session_factory, upgrade  # noqa: E402
 from pki.audit_store import AuditLog  # noqa: E402
 from pki.authority import CertificateAuthority  # noqa: E402
 from pki.certs import end_entity_builder, general_names, new_serial, subject_for  # noqa: E402
@@ -57,7 +57,7 @@ from policies.profiles import KeyKind, profiles  # noqa: E402
 PASSPHRASE = "bench passphrase, not a secret"
 WSGI = '''
 import os
-from idp.db import make_engine, session_factory
+from idp.runtime.db import make_engine, session_factory
 from pki.audit_store import AuditLog
 from pki.authority import CertificateAuthority
 from pki.http import create_app

@@ -21,12 +21,12 @@ import pytest
 from directory.model import Person
 from directory.service import DirectoryService
 from directory.slapd import ManagedSlapd
-from idp.config import Config
-from idp.services import Services
-from idp.web import create_app
+from idp.runtime.app import create_app
+from idp.runtime.config import Config
+from idp.runtime.services import Services
+from tests.fixtures.idp import prepare_database
 from tests.fixtures.postgres import free_port
-from tests.idp.conftest import prepare_database
-from tests.idp.servers import serving
+from tests.fixtures.servers import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-output" / "screenshots"

@@ -12,8 +12,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from directory.model import Person
-from idp.sessions import COOKIE_NAME
-from idp.web import create_app
+from idp.login.sessions import COOKIE_NAME
+from idp.runtime.app import create_app
 from policies.assurance import acr_for
 from tests.browser.conftest import World
 from tests.browser.test_console import csr_pem

@@ -14,8 +14,8 @@ from directory.events import LifecycleEvent, LifecycleKind
 from directory.gateway import LdapGateway
 from directory.service import DirectoryService
 from directory.slapd import ManagedSlapd
-from idp.db import make_engine, session_factory
-from idp.outbox import Outbox, outbox_events
+from idp.runtime.db import make_engine, session_factory
+from idp.runtime.outbox import Outbox, outbox_events
 from pki.audit_store import AuditLog
 from tests.fixtures.slapd import migrate, wipe
 

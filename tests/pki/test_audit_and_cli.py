@@ -13,13 +13,13 @@ from sqlalchemy import text, update
 
 from directory.errors import NotFound
 from directory.model import Person
-from idp.config import Config
-from idp.services import Services
+from idp.runtime.config import Config
+from idp.runtime.services import Services
 from pki.audit import Problem
 from pki.audit_store import audit_head
 from pki.authority import CertificateAuthority
 from pki.cli import ca, cert, crl
-from tests.pki.conftest import CAEnv, make_csr, make_person
+from tests.fixtures.pki import CAEnv, make_csr, make_person
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def services(tmp_path: Path) -> Services:
         "GOVTRUST_SECRET_CA_PASSPHRASE": "not a real secret, test only",
     })
     s = Services(config)
-    from idp.db import upgrade
+    from idp.runtime.db import upgrade
 
     upgrade(s.engine)
     s.__dict__["certificate_publisher"] = __import__(

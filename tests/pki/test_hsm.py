@@ -19,7 +19,7 @@ from pki.errors import KeyStoreError
 from pki.keys import KeyAlgorithm
 from pki.model import CASettings, RevocationReason
 from pki.pkcs11 import Pkcs11KeyStore
-from tests.pki.conftest import CAEnv, build_env, make_csr, pem, run
+from tests.fixtures.pki import CAEnv, build_env, make_csr, pem, run
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 PIN = "87654321"

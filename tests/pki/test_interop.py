@@ -16,7 +16,7 @@ from cryptography.x509 import ocsp
 
 from directory.model import Person
 from pki.model import RevocationReason
-from tests.pki.conftest import VENV_BIN, CAEnv, Served, make_csr, pem, run
+from tests.fixtures.pki import VENV_BIN, CAEnv, Served, make_csr, pem, run
 
 
 def _files(env: CAEnv, person: Person, profile: str = "user-auth") -> dict[str, Path]:

@@ -16,7 +16,7 @@ from directory.model import Person
 from pki.errors import AlreadyRevoked, BadRequest, InvalidSerial, NotOnHold, UnknownSerial
 from pki.model import CertStatus, RevocationReason
 from policies.profiles import HARDWARE_KEY_POLICY
-from tests.pki.conftest import CAEnv, make_csr, run
+from tests.fixtures.pki import CAEnv, make_csr, run
 
 
 def test_certificate_takes_subject_and_sans_from_the_directory(env: CAEnv,

@@ -12,7 +12,7 @@ from cryptography.x509 import ocsp
 from directory.model import Person
 from pki.keys import KeyAlgorithm
 from pki.model import CASettings
-from tests.pki.conftest import VENV_BIN, build_env, make_csr, pem, run
+from tests.fixtures.pki import VENV_BIN, build_env, make_csr, pem, run
 
 
 @pytest.mark.parametrize("algorithm", [KeyAlgorithm.EC_P384, KeyAlgorithm.RSA_3072,

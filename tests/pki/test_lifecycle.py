@@ -8,7 +8,7 @@ from directory.events import LifecycleEvent, LifecycleKind
 from directory.model import Person
 from pki.lifecycle import CertificateLifecycle
 from pki.model import CertStatus, RevocationReason
-from tests.pki.conftest import CAEnv, make_csr, make_person
+from tests.fixtures.pki import CAEnv, make_csr, make_person
 
 
 def _event(kind: LifecycleKind, person: Person) -> LifecycleEvent:

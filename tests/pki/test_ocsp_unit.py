@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from directory.model import Person
-from tests.pki.conftest import CAEnv, make_csr
+from tests.fixtures.pki import CAEnv, make_csr
 
 
 def _cid(cert: x509.Certificate, issuer: x509.Certificate,

@@ -10,7 +10,7 @@ from cryptography import x509
 from directory.model import Person
 from pki.errors import AlreadyRevoked, InvalidTransition
 from pki.model import CertStatus, RevocationReason
-from tests.pki.conftest import build_env, make_csr
+from tests.fixtures.pki import build_env, make_csr
 
 
 @pytest.mark.postgres

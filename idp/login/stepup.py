@@ -1,0 +1,169 @@
+"""Strong login at the authorization endpoint: which assurance level a request asks
+for, what the SSO session has done, and the certificate and one-time-code factors
+that step a session up (issue 5).
+
+Framework-free: the web edge (``idp.web.login_views`` and ``idp.web.kit``) passes plain
+values in and maps the results (``policies.assurance`` decisions, ``certauth``
+refusals, ``totp`` outcomes) to pages and OAuth errors. The level an app needs
+comes from GB/T 22239-2019 via ``policies/assurance.yaml``; ``acr_values`` and an
+essential ``acr`` claim (OIDC Core 1.0 sections 3.1.2.1 and 5.5.1.1) can raise it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Protocol
+
+from directory.model import Person
+from idp.errors import IdPError
+from idp.login.certificate import (
+    CertificateRefused,
+    PresentedCertificate,
+    Refusal,
+    ValidatedCertificate,
+    check_person,
+)
+from policies.assurance import PersonFacts, load_policy, requested_level
+
+if TYPE_CHECKING:
+    from directory.gateway import LdapGateway
+    from idp.login.certificate import CertificateValidator
+    from idp.login.sessions import SsoSession
+    from idp.login.totp import TotpService
+
+CERTIFICATE_METHODS = ("swk", "hwk")
+
+# Directory attributes a certificate may name its owner by (``Owner.lookup``); the
+# filters are fixed templates, values go through ``filter_format``.
+_FILTERS = {
+    "entryUUID": "(&(objectClass=inetOrgPerson)(entryUUID=%s))",
+    "mail": "(&(objectClass=inetOrgPerson)(mail=%s))",
+    "uid": "(&(objectClass=inetOrgPerson)(uid=%s))",
+}
+
+
+class UnknownEssentialAcr(IdPError):
+    """An essential ``acr`` claim names no level we offer (OIDC Core 5.5.1.1)."""
+
+    def __init__(self, values: tuple[str, ...]) -> None:
+        self.values = values
+        super().__init__("no requested acr value is supported: " + " ".join(values))
+
+
+class PeopleFinder(Protocol):
+    """Finds one person by a directory attribute (``entryUUID``, ``mail``, ``uid``)."""
+
+    def find(self, attribute: str, value: str) -> Person | None: ...
+
+
+class DirectoryPeople:
+    """:class:`PeopleFinder` over the LDAP gateway: one search per lookup."""
+
+    def __init__(self, gateway: LdapGateway) -> None:
+        self._gateway = gateway
+
+    def find(self, attribute: str, value: str) -> Person | None:
+        from directory import entries
+
+        template = _FILTERS.get(attribute)
+        if template is None or not value:
+            return None
+        g = self._gateway
+        found = g.search(g.container("people"), template, [value], scope="one",
+                         attrs=entries.READ)
+        return g.to_person(*found[0]) if len(found) == 1 else None
+
+
+def requested(acr_values: str | None, claims: str | None) -> int | None:
+    """The level an RP asks for: ``acr_values`` (voluntary, first known wins) or an
+    essential ``acr`` claim in the ``claims`` parameter (unknown -> refused)."""
+    level = requested_level((acr_values or "").split())
+    if not claims:
+        return level
+    try:
+        parsed = json.loads(claims)
+    except ValueError:
+        return level
+    acr = parsed.get("id_token", {}).get("acr") if isinstance(parsed, dict) else None
+    if not isinstance(acr, dict):
+        return level
+    values = ([acr["value"]] if isinstance(acr.get("value"), str) else
+              [v for v in acr.get("values", []) if isinstance(v, str)])
+    asked = requested_level(values)
+    if acr.get("essential") is True and values and asked is None:
+        raise UnknownEssentialAcr(tuple(values))
+    return max(x for x in (level, asked, 0) if x is not None) or None
+
+
+def person_facts(sess: SsoSession, person: Person | None, *,
+                 looked_up: bool = True) -> PersonFacts:
+    """From the directory's answer; an entry the directory no longer has is treated
+    as departed. Without a directory to ask (``looked_up`` False: a unit test's
+    stand-in authenticator) the login snapshot is used."""
+    if person is not None:
+        return PersonFacts.of(person)
+    claims: Mapping[str, Any] = sess.claims
+    dept = str(claims.get("department") or "")
+    return PersonFacts(uid=sess.uid, status="left" if looked_up else "active",
+                       department=tuple(p for p in dept.split("/") if p),
+                       groups=frozenset(str(g) for g in claims.get("groups") or ()))
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+class StrongAuth:
+    """The factors beyond a password, built lazily (a home without a CA still serves
+    password logins): one-time codes, client certificates, and the directory."""
+
+    def __init__(self, *, totp: Callable[[], TotpService],
+                 certificates: Callable[[], CertificateValidator],
+                 people: PeopleFinder | None, realm: str) -> None:
+        self._totp = totp
+        self._certificates = certificates
+        self.people = people
+        self.realm = realm
+        self.policy = load_policy()
+
+    @cached_property
+    def totp(self) -> TotpService:
+        return self._totp()
+
+    @cached_property
+    def certificates(self) -> CertificateValidator:
+        return self._certificates()
+
+    @property
+    def header(self) -> str:
+        return self.certificates.settings.header
+
+    def person(self, sess: SsoSession) -> Person | None:
+        """The session's person as the directory has them now."""
+        return None if self.people is None else self.people.find("entryUUID", sess.subject)
+
+    def certificate_login(self, presented: PresentedCertificate
+                          ) -> tuple[Person, ValidatedCertificate]:
+        """Validate the presented certificate and find its owner; raises
+        :class:`CertificateRefused` with the reason."""
+        if not presented.data:
+            raise CertificateRefused(Refusal.MALFORMED, "no certificate presented")
+        validated = self.certificates.validate(presented.data)
+        where = validated.owner.lookup(self.realm)
+        person = None
+        if where is not None and self.people is not None:
+            person = self.people.find(*where)
+        if person is None:
+            raise CertificateRefused(Refusal.NO_MAPPING, validated.owner.value,
+                                     serial=validated.serial, subject=validated.subject)
+        check_person(validated, person)
+        return person, validated
+
+
+def acr_values_supported() -> list[str]:
+    """Discovery's ``acr_values_supported``, from the policy (levels 1-4)."""
+    pol = load_policy()
+    return [pol.acr(level) for level in sorted(pol.levels)]

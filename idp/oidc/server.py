@@ -1,0 +1,350 @@
+"""The OAuth 2.0 / OpenID Connect authorization server, on authlib's machinery.
+
+Grants: authorization code (RFC 6749 section 4.1) with PKCE (RFC 7636, ``S256``
+only, required for public clients, and a ``code_verifier`` without a prior
+``code_challenge`` refused per RFC 9700 section 4.8.2), refresh token with
+rotation and family revocation on reuse (RFC 9700 section 4.14.2), client
+credentials (RFC 6749 section 4.4). Codes live at most 60 s, are bound to the
+client and redirect URI, and are consumed atomically; a replayed code revokes
+every token issued from it (RFC 6749 section 4.1.2). Introspection (RFC 7662)
+and revocation (RFC 7009) are client-authenticated authlib endpoints.
+Only this module and ``idp.web.kit`` know authlib's Flask adapter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from authlib.common.encoding import urlsafe_b64encode
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749 import grants as rfc6749_grants
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oidc.core import grants as oidc_grants
+from authlib.oidc.core.grants.util import validate_nonce
+from joserfc.jwk import KeySet
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from idp.login.sessions import SessionStore, SsoSession
+from idp.oidc.clients import SCOPES, Client, ClientRepository
+from idp.oidc.tables import auth_codes, rowcount, used_assertions
+from idp.oidc.tokens import AuthContext, TokenRecord, TokenService, digest
+
+CODE_TTL = 60
+
+
+@dataclass(frozen=True)
+class CodeRecord:
+    """A stored authorization code (authlib's ``AuthorizationCodeMixin``)."""
+
+    code_hash: str
+    family: str
+    client_id: str
+    redirect_uri: str
+    scope: str
+    nonce: str | None
+    code_challenge: str | None
+    code_challenge_method: str | None
+    auth_time: int | None
+    acr: str | None
+    amr: tuple[str, ...]
+
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int | None:
+        return self.auth_time
+
+    def get_acr(self) -> str | None:
+        return self.acr
+
+    def get_amr(self) -> list[str]:
+        return list(self.amr)
+
+
+@dataclass(frozen=True)
+class Core:
+    """What the grants need, reachable as ``grant.server.core``."""
+
+    sessions: sessionmaker[Session]
+    clients: ClientRepository
+    tokens: TokenService
+    store: SessionStore
+
+
+def _core(grant: Any) -> Core:
+    return grant.server.core
+
+
+def s256(verifier: str) -> str:
+    return urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).decode("ascii")
+
+
+def _compare_s256(verifier: str, challenge: str) -> bool:
+    return hmac.compare_digest(s256(verifier).encode(), challenge.encode())
+
+
+class S256Only(CodeChallenge):
+    """PKCE with ``S256`` only; required for public clients at both endpoints."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    CODE_CHALLENGE_METHODS = {"S256": _compare_s256}
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        super().validate_code_challenge(grant, redirect_uri)
+        data = grant.request.payload.data
+        if data.get("code_challenge") and data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("code_challenge_method must be S256")
+        if grant.request.client.public and not data.get("code_challenge"):
+            raise InvalidRequestError("PKCE (S256) is required for public clients")
+
+
+class AuthorizationCodeGrant(rfc6749_grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post",
+                                   "private_key_jwt", "none"]
+    AUTHORIZATION_CODE_LENGTH = 43
+
+    def save_authorization_code(self, code: str, request: Any) -> None:
+        core = _core(self)
+        sess: SsoSession = request.user
+        client: Client = request.client
+        data = request.payload.data
+        with core.sessions.begin() as s:
+            family = core.tokens.new_grant(
+                s, client_id=client.client_id, subject=sess.subject, scope=request.scope,
+                sid=sess.sid, claims=sess.claims, auth_time=sess.auth_time, acr=sess.acr,
+                amr=sess.amr)
+            s.execute(insert(auth_codes).values(
+                code_hash=digest(code), family=family, client_id=client.client_id,
+                redirect_uri=request.payload.redirect_uri, nonce=data.get("nonce"),
+                code_challenge=data.get("code_challenge"),
+                code_challenge_method=data.get("code_challenge_method"),
+                expires_at=int(time.time()) + CODE_TTL))
+        core.store.add_client(sess.sid, client.client_id)
+
+    def query_authorization_code(self, code: str, client: Client) -> CodeRecord | None:
+        if not code or len(code) > 256:
+            return None
+        core = _core(self)
+        with core.sessions() as s:
+            row = s.execute(select(auth_codes).where(
+                auth_codes.c.code_hash == digest(code))).first()
+        if row is None or row.client_id != client.client_id:
+            return None
+        if row.used_at is not None:
+            # RFC 6749 section 4.1.2: a code used twice revokes what it issued.
+            core.tokens.revoke_family(row.family)
+            return None
+        if row.expires_at <= time.time():
+            return None
+        ctx = core.tokens.context(row.family)
+        if ctx is None:
+            return None
+        return CodeRecord(row.code_hash, row.family, row.client_id, row.redirect_uri,
+                          _scope_of(core, row.family), row.nonce, row.code_challenge,
+                          row.code_challenge_method, ctx.auth_time, ctx.acr, ctx.amr)
+
+    def create_token_response(self) -> Any:
+        code: CodeRecord = self.request.authorization_code
+        core = _core(self)
+        with core.sessions.begin() as s:  # consume first: two racing requests, one wins
+            won = rowcount(s.execute(update(auth_codes).where(
+                auth_codes.c.code_hash == code.code_hash, auth_codes.c.used_at.is_(None))
+                .values(used_at=int(time.time()))))
+        if not won:
+            core.tokens.revoke_family(code.family)
+            raise InvalidGrantError("The code was already used.")
+        return super().create_token_response()
+
+    def delete_authorization_code(self, authorization_code: CodeRecord) -> None:
+        """Consumed in ``create_token_response``; the row stays to detect replay."""
+
+    def authenticate_user(self, authorization_code: CodeRecord) -> AuthContext | None:
+        return _core(self).tokens.context(authorization_code.family)
+
+
+def _scope_of(core: Core, family: str) -> str:
+    from idp.oidc.tables import grants
+
+    with core.sessions() as s:
+        row = s.execute(select(grants.c.scope).where(grants.c.family == family)).first()
+    return "" if row is None else str(row.scope)
+
+
+class OpenIDCode(oidc_grants.OpenIDCode):
+    """Adds the ID token (OIDC Core 3.1.3.6). ``prompt``/``max_age`` are handled by
+    the authorization endpoint itself, which knows the SSO session."""
+
+    def exists_nonce(self, nonce: str, request: Any) -> bool:
+        return False  # nonces are the client's replay defence; codes are single-use
+
+    def process_token(self, grant: Any, response: Any) -> Any:
+        _, token, _ = response
+        scope = token.get("scope") or ""
+        if "openid" not in scope.split():
+            return token
+        request = grant.request
+        code: CodeRecord = request.authorization_code
+        token["id_token"] = _core(grant).tokens.id_token(
+            client=request.client, ctx=request.user, scope=scope, nonce=code.nonce,
+            access_token=token.get("access_token"))
+        return token
+
+    def validate_openid_authorization_request(self, grant: Any, redirect_uri: str) -> None:
+        validate_nonce(grant.request, self.exists_nonce, self.require_nonce)
+
+    def __call__(self, grant: Any) -> None:
+        grant.register_hook("after_create_token_response", self.process_token)
+        grant.register_hook("after_validate_authorization_request_payload",
+                            self.validate_openid_authorization_request)
+
+
+class RefreshTokenGrant(rfc6749_grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post",
+                                   "private_key_jwt", "none"]
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str) -> TokenRecord | None:
+        tokens = _core(self).tokens
+        rec = tokens.find_refresh(refresh_token)
+        if rec is None:
+            return None
+        if rec.rotated:
+            tokens.revoke_family(rec.family)  # a rotated token came back: reuse
+            return None
+        if rec.revoked or rec.is_expired():
+            return None
+        return rec
+
+    def create_token_response(self) -> Any:
+        rec: TokenRecord = self.request.refresh_token
+        tokens = _core(self).tokens
+        if not tokens.consume_refresh(rec):
+            tokens.revoke_family(rec.family)
+            raise InvalidGrantError("The refresh token was already used.")
+        return super().create_token_response()
+
+    def authenticate_user(self, refresh_token: TokenRecord) -> AuthContext | None:
+        return _core(self).tokens.context(refresh_token.family)
+
+    def revoke_old_credential(self, refresh_token: TokenRecord) -> None:
+        """Already consumed atomically in ``create_token_response``."""
+
+
+class ClientCredentialsGrant(rfc6749_grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post",
+                                   "private_key_jwt"]
+
+
+class PrivateKeyJwt(JWTBearerClientAssertion):
+    """``private_key_jwt`` client authentication (OIDC Core 9, RFC 7523 section 2.2):
+    an assertion signed with a key from the client's registered JWKS, addressed to
+    our token endpoint or issuer, each ``jti`` accepted once."""
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def __init__(self, core: Core) -> None:
+        super().__init__(validate_jti=True, leeway=30)
+        self._core = core
+
+    def get_audiences(self) -> list[str]:
+        issuer = self._core.tokens.issuer
+        return [issuer, issuer + "/token"]
+
+    def resolve_client_public_key(self, client: Client) -> KeySet:
+        if not client.jwks:
+            return KeySet([])
+        data = json.loads(client.jwks)
+        return KeySet.import_key_set(data if "keys" in data else {"keys": [data]})
+
+    def validate_jti(self, claims: Any, jti: Any) -> bool:
+        if not isinstance(jti, str) or len(jti) > 256:
+            return False
+        now = int(time.time())
+        exp = claims.get("exp")
+        try:
+            with self._core.sessions.begin() as s:
+                s.execute(delete(used_assertions).where(used_assertions.c.expires_at < now))
+                s.execute(insert(used_assertions).values(
+                    client_id=str(claims.get("sub"))[:64], jti=jti,
+                    expires_at=int(exp) if isinstance(exp, int) else now + 3600))
+        except IntegrityError:
+            return False
+        return True
+
+
+class Introspection(IntrospectionEndpoint):
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
+        return _core(self).tokens.find_any(token_string, token_type_hint)
+
+    def check_permission(self, token: TokenRecord, client: Client, request: Any) -> bool:
+        # Any confidential department app may ask (a resource server checking a
+        # token it was handed); public clients cannot authenticate here at all.
+        return not client.public
+
+    def introspect_token(self, token: TokenRecord) -> dict[str, Any]:
+        core = _core(self)
+        return {"active": True, "client_id": token.client_id, "scope": token.scope,
+                "sub": token.subject, "iss": core.tokens.issuer, "exp": token.expires_at,
+                "iat": token.issued_at,
+                "token_type": "access_token" if token.kind == "access" else "refresh_token"}
+
+
+class Revocation(RevocationEndpoint):
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
+        return _core(self).tokens.find_any(token_string, token_type_hint)
+
+    def revoke_token(self, token: TokenRecord, request: Any) -> None:
+        _core(self).tokens.revoke(token)
+
+
+class Server(AuthorizationServer):
+    core: Core
+
+    def __init__(self, core: Core) -> None:
+        super().__init__()
+        self.core = core
+        self._query_client = core.clients.get
+        self._save_token = lambda token, request: None  # recorded when issued
+        self.scopes_supported = list(SCOPES)
+        self.register_token_generator("default", self._generate)
+        self.register_client_auth_method("private_key_jwt", PrivateKeyJwt(core))
+        self.register_grant(AuthorizationCodeGrant, [S256Only(required=True), OpenIDCode()])
+        self.register_grant(RefreshTokenGrant)
+        self.register_grant(ClientCredentialsGrant)
+        self.register_endpoint(Introspection)
+        self.register_endpoint(Revocation)
+
+    def _generate(self, grant_type: str, client: Client, user: AuthContext | None = None,
+                  scope: str | None = None, expires_in: int | None = None,
+                  include_refresh_token: bool = True) -> dict[str, Any]:
+        if user is None:  # client credentials: the app acts for itself
+            return self.core.tokens.issue_client_credentials(client, scope or "")
+        return self.core.tokens.issue(client=client, ctx=user, scope=scope or "",
+                                      grant_type=grant_type,
+                                      include_refresh_token=include_refresh_token)
+
+
+def new_state() -> str:
+    return secrets.token_urlsafe(16)

@@ -1,0 +1,138 @@
+"""The ``govtrust`` command: the one entry point of the product.
+
+The global options ``--home`` (default ``$GOVTRUST_HOME``, else ``./govtrust-home``)
+and ``--json`` are accepted before or after the subcommand, as people type them
+(``govtrust cert list --json``). Errors go to stderr with a non-zero exit.
+Package command groups (``directory``, ``ca``, ``cert``, ``crl``, ``client``,
+``keys``, ``otp``) live in their packages' ``cli`` modules and are registered here,
+statically; ``ctx.obj`` is the ``idp.runtime.services.Services`` they draw their
+services from.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from directory.cli import directory
+from idp.runtime.config import Config, ConfigError
+from idp.runtime.oidc_cli import client, keys
+from idp.runtime.otp_cli import otp
+from idp.runtime.output import emit
+from idp.runtime.serve import demo, serve
+from idp.runtime.services import Services
+from pki.cli import ca, cert, crl
+
+GLOBAL_FLAGS = ("--json",)
+GLOBAL_OPTIONS = ("--home",)
+
+
+@click.group()
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path),
+              default=lambda: os.environ.get("GOVTRUST_HOME", "govtrust-home"),
+              show_default="$GOVTRUST_HOME or ./govtrust-home", help="The GovTrust home folder.")
+@click.option("--json", "json_output", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def cli(ctx: click.Context, home: Path, json_output: bool) -> None:
+    """GovTrust: certificate authority, civil-servant directory and single sign-on."""
+    try:
+        config = Config.load(home)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    services = Services(config, json_output=json_output)
+    ctx.obj = services
+    ctx.call_on_close(lambda: _finish(services))
+
+
+def _finish(services: Services) -> None:
+    """Deliver lifecycle events a command just published (certificates revoked or
+    held, sessions ended) right away; ``govtrust serve`` retries what fails."""
+    try:
+        if "outbox" in services.__dict__:
+            delivered = services.deliver_events()
+            if delivered and not services.json:
+                click.echo(f"lifecycle: {delivered} subscriber action(s) done", err=True)
+    except Exception as exc:  # the events stay in the outbox; nothing is lost
+        click.echo(f"warning: lifecycle events queued, not yet delivered ({exc}); "
+                   "`govtrust serve` will deliver them", err=True)
+    finally:
+        services.close()
+
+
+@cli.command()
+@click.option("--demo", is_flag=True, help="Also load the demo departments, people and apps.")
+@click.pass_obj
+def init(services: Services, demo: bool) -> None:
+    """Create a home: config, secrets, database, CA hierarchy, directory."""
+    from idp.runtime.home import initialize
+
+    report = initialize(services, demo=demo, echo=click.echo)
+    emit(services, report, "\n".join(f"{k}: {v}" for k, v in report.items()))
+
+
+@cli.group()
+def db() -> None:
+    """The database."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(services: Services) -> None:
+    """Apply the database migrations."""
+    from idp.runtime.db import current_revision, upgrade
+
+    upgrade(services.engine)
+    rev = current_revision(services.engine)
+    emit(services, {"revision": rev}, f"database at revision {rev}")
+
+
+@cli.group()
+def audit() -> None:
+    """The hash-chained audit log."""
+
+
+@audit.command("verify")
+@click.pass_obj
+def audit_verify(services: Services) -> None:
+    """Check the hash chain; name the first changed, removed or reordered record."""
+    report = services.verify_audit()
+    emit(services, {"ok": report.ok, "records": report.count, "head": report.head_hash,
+                    "first_bad_seq": report.first_bad_seq,
+                    "problem": report.problem.value if report.problem else None},
+         report.describe())
+    if not report.ok:
+        sys.exit(1)
+
+
+for _command in (directory, ca, cert, crl, client, keys, otp, serve, demo):
+    cli.add_command(_command)
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move ``--home DIR``, ``--home=DIR`` and ``--json`` found after the
+    subcommand to the front, where click's group reads them. Arguments after
+    ``--`` are left alone."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg in GLOBAL_FLAGS or arg.startswith(tuple(o + "=" for o in GLOBAL_OPTIONS)):
+            front.append(arg)
+        elif arg in GLOBAL_OPTIONS and i + 1 < len(args):
+            front.extend(args[i:i + 2])
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+def main() -> None:
+    cli(args=hoist_global_options(sys.argv[1:]), prog_name="govtrust")

@@ -1,0 +1,271 @@
+"""Configuration: one TOML file in the home, overridable by ``GOVTRUST_*`` variables.
+
+``govtrust init`` writes ``govtrust.toml``; secrets never go there. Each secret
+lives in its own file under ``secrets/`` (mode 0600, generated at init) or comes
+from ``GOVTRUST_SECRET_<NAME>`` / a file named by ``GOVTRUST_SECRET_<NAME>_FILE``.
+
+Environment overrides name a section and key: ``GOVTRUST_DATABASE_URL`` sets
+``[database] url``; ``GOVTRUST_DIRECTORY_URIS`` (comma-separated) sets
+``[directory] uris``. Values are coerced to the type of the default.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as _secrets
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from directory.settings import DirectorySettings
+
+CONFIG_NAME = "govtrust.toml"
+SECRETS_DIR = "secrets"
+
+# Every secret the product uses, generated at init when absent.
+SECRET_NAMES = (
+    "ldap-admin-password",  # rootdn of the managed slapd
+    "ldap-service-password",  # read-only service account of the demo apps
+    "ca-passphrase",  # encrypts the CA keys in the file key store
+    "cookie-key",  # signs session cookies and CSRF tokens
+    "otp-key",  # encrypts TOTP secrets at rest
+    "client-secret-key",  # keys the hash of OAuth client secrets
+    "audit-key",  # reserved for keyed audit digests
+)
+
+
+class ConfigError(Exception):
+    """The configuration or a secret is missing or malformed."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{key}: {reason}")
+
+
+def default_sections(home: Path) -> dict[str, dict[str, Any]]:
+    """The defaults, which are also what ``govtrust init`` writes."""
+    return {
+        "database": {"url": f"sqlite:///{home / 'govtrust.db'}"},
+        "directory": {
+            "managed": True,
+            "uris": ["ldap://127.0.0.1:3389"],
+            "base_dn": "dc=beijing,dc=gov,dc=cn",
+            "bind_dn": "cn=admin,dc=beijing,dc=gov,dc=cn",
+            "oid_arc": "1.3.6.1.4.1.61000.1",
+            "realm": "beijing.gov.cn",
+            "timeout": 5.0,
+        },
+        "pki": {
+            "public_url": "http://127.0.0.1:8080",
+            "listen": "127.0.0.1:8080",
+            "key_algorithm": "ec-p256",
+            "key_store": "file",
+            "pkcs11_module": "/usr/lib/softhsm/libsofthsm2.so",
+            "pkcs11_token": "govtrust",
+            "organization": "北京市人民政府",
+            "country": "CN",
+        },
+        "idp": {
+            "issuer": "https://127.0.0.1:8443",
+            "listen": "127.0.0.1:8443",
+            "workers": 0,  # 0 = one per core
+            # Threads per worker (gunicorn gthread: HTTP keep-alive, so a TLS
+            # handshake is not paid per request).
+            "threads": 4,
+            "trusted_proxies": [],
+            "session_hours": 8,
+            # Times on the pages are shown in this zone (stored and sent as UTC).
+            "timezone": "Asia/Shanghai",
+        },
+        "certauth": {
+            # Client-certificate login (idp.login.certificate): external CAs as
+            # [{name, file, rule, hardware_policies}], revocation failing closed.
+            "external_cas": [],
+            "fail_open": False,
+            "header": "X-SSL-Client-Cert",
+            "revocation_cache_seconds": 300,
+        },
+        "demo": {
+            # Where `govtrust demo` runs the sample department app.
+            "sample_app_url": "http://127.0.0.1:5000",
+        },
+    }
+
+
+def _coerce(key: str, raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(key, f"expected a boolean, got {raw!r}")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(key, f"expected an integer, got {raw!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(key, f"expected a number, got {raw!r}") from None
+    if isinstance(default, list):
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def merge(
+    defaults: Mapping[str, Mapping[str, Any]],
+    from_file: Mapping[str, Any],
+    environ: Mapping[str, str],
+) -> dict[str, dict[str, Any]]:
+    """Defaults, then the TOML, then ``GOVTRUST_<SECTION>_<KEY>`` variables."""
+    merged = {name: dict(values) for name, values in defaults.items()}
+    for section, values in from_file.items():
+        if section not in merged:
+            raise ConfigError(section, "unknown section")
+        if not isinstance(values, Mapping):
+            raise ConfigError(section, "must be a table")
+        for key, value in values.items():
+            if key not in merged[section]:
+                raise ConfigError(f"{section}.{key}", "unknown setting")
+            merged[section][key] = value
+    for section, values in merged.items():
+        for key, default in list(values.items()):
+            env = f"GOVTRUST_{section}_{key}".upper()
+            if env in environ:
+                values[key] = _coerce(env, environ[env], default)
+    return merged
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the composition root needs, built once and passed down."""
+
+    home: Path
+    sections: Mapping[str, Mapping[str, Any]]
+    environ: Mapping[str, str]
+
+    # -- loading -----------------------------------------------------------
+    @classmethod
+    def load(cls, home: Path, environ: Mapping[str, str] | None = None) -> Config:
+        env = dict(os.environ if environ is None else environ)
+        home = home.resolve()
+        path = home / CONFIG_NAME
+        from_file: dict[str, Any] = {}
+        if path.exists():
+            try:
+                from_file = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+        return cls(home=home, sections=merge(default_sections(home), from_file, env), environ=env)
+
+    def get(self, section: str, key: str) -> Any:
+        return self.sections[section][key]
+
+    @property
+    def initialized(self) -> bool:
+        return (self.home / CONFIG_NAME).exists()
+
+    # -- secrets -----------------------------------------------------------
+    @property
+    def secrets_dir(self) -> Path:
+        return self.home / SECRETS_DIR
+
+    def secret(self, name: str) -> str:
+        """A secret from the environment, a file it names, or ``secrets/<name>``."""
+        var = "GOVTRUST_SECRET_" + name.upper().replace("-", "_")
+        if var in self.environ:
+            return self.environ[var]
+        file_var = var + "_FILE"
+        path = Path(self.environ[file_var]) if file_var in self.environ else self.secrets_dir / name
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise ConfigError(name, f"secret file {path} is missing (run govtrust init)") from None
+        if not value:
+            raise ConfigError(name, f"secret file {path} is empty")
+        return value
+
+    def secret_bytes(self, name: str) -> bytes:
+        return self.secret(name).encode("utf-8")
+
+    def ensure_secrets(self) -> list[str]:
+        """Generate every missing secret file with mode 0600; return the names made."""
+        self.secrets_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.secrets_dir, stat.S_IRWXU)
+        made = []
+        for name in SECRET_NAMES:
+            path = self.secrets_dir / name
+            if path.exists():
+                continue
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(_secrets.token_urlsafe(32) + "\n")
+            made.append(name)
+        return made
+
+    # -- typed views for the packages below ----------------------------------
+    @property
+    def database_url(self) -> str:
+        return str(self.get("database", "url"))
+
+    def directory_settings(self) -> DirectorySettings:
+        d = self.sections["directory"]
+        return DirectorySettings(
+            uris=tuple(d["uris"]),
+            base_dn=str(d["base_dn"]),
+            bind_dn=str(d["bind_dn"]),
+            bind_password=self.secret("ldap-admin-password"),
+            managed=bool(d["managed"]),
+            data_dir=self.home / "slapd",
+            timeout=float(d["timeout"]),
+            oid_arc=str(d["oid_arc"]),
+            realm=str(d["realm"]),
+        )
+
+
+def write_config(home: Path, sections: Mapping[str, Mapping[str, Any]]) -> Path:
+    """Write ``govtrust.toml`` (no secrets in it, by construction)."""
+    lines = ["# GovTrust configuration. Secrets live in secrets/, never here.", ""]
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    path = home / CONFIG_NAME
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() and key.isascii() \
+        else _toml_value(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}"
+                                for k, v in value.items()) + " }"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def time_zone(name: str) -> tzinfo:
+    """The zone named by ``[idp] timezone``; an unknown name is a configuration error."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("idp.timezone", f"unknown time zone {name!r}") from None

@@ -1,0 +1,34 @@
+"""The IdP's Flask app without the console: the OpenID Connect and login views,
+the security headers and the one error handler.
+
+``idp.runtime.app.create_app`` adds the console on top; tests of the protocol may
+build this smaller app around a provider of their own.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flask import Flask
+from werkzeug.exceptions import HTTPException
+
+from idp.web import login_views, oidc_views
+from idp.web.kit import MAX_BODY, PROVIDER_EXTENSION, http_error, security_headers
+
+if TYPE_CHECKING:
+    from idp.oidc.provider import Provider
+
+
+def build_app(provider: Provider) -> Flask:
+    """A WSGI app serving ``provider``; templates and static files are this package's."""
+    app = Flask("idp.web")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.config["MAX_FORM_MEMORY_SIZE"] = MAX_BODY
+    app.config["JSON_AS_ASCII"] = False
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.extensions[PROVIDER_EXTENSION] = provider
+    app.register_blueprint(oidc_views.bp)
+    app.register_blueprint(login_views.bp)
+    app.after_request(security_headers)
+    app.register_error_handler(HTTPException, http_error)
+    return app

@@ -1,0 +1,438 @@
+"""The web edge of strong login (issue 5): the assurance check at ``/authorize``, the
+certificate and one-time-code steps, and TOTP enrolment.
+
+The decisions are ``policies.assurance.decide``; certificates are validated by
+``idp.login.certificate`` whatever the TLS front did (RFC 5280 path, revocation, EKU
+``clientAuth``); codes by ``idp.login.totp`` (RFC 6238). This module only adapts HTTP:
+it reads the client certificate from the TLS socket (gunicorn, ``CERT_OPTIONAL``)
+or from the header a trusted proxy sets (nginx ``$ssl_client_escaped_cert``),
+keeps the SSO session while stepping it up, and explains refusals in zh-CN or en.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ssl
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, redirect
+from flask import request as req
+
+from directory.model import AuthResult
+from idp.login.certificate import CertificateRefused, PresentedCertificate, forwarded_certificate
+from idp.login.sessions import COOKIE_NAME, SsoSession
+from idp.login.stepup import (
+    CERTIFICATE_METHODS,
+    UnknownEssentialAcr,
+    now_utc,
+    person_facts,
+    requested,
+)
+from idp.login.throttle import LOGIN_PER_ADDRESS, LOGIN_PER_UID
+from idp.login.totp import AlreadyEnrolled, OtpOutcome
+from idp.web.kit import (
+    LOGIN_MARK,
+    client_address,
+    csrf_ok,
+    current_session,
+    login_mark,
+    page_lang,
+    provider,
+    redirect_error,
+    render_with_csrf,
+    safe_return,
+    set_cookie,
+)
+from policies.assurance import Allow, AppFacts, Deny, StepUp, decide
+
+if TYPE_CHECKING:
+    from idp.login.stepup import StrongAuth
+    from idp.oidc.clients import Client
+
+bp = Blueprint("login", __name__)
+
+CANCEL = "_cancel"
+
+STRINGS: dict[str, dict[str, str]] = {
+    "zh-CN": {
+        "cert.title": "数字证书登录",
+        "cert.intro": "请使用您的身份认证证书登录。浏览器会请您选择证书。",
+        "cert.button": "使用证书登录",
+        "cert.none": "未收到客户端证书。请确认已安装身份认证证书并在浏览器中选择它。",
+        "cert.hwk": "该应用要求使用存放在硬件介质（如智能密码钥匙）中的证书登录。",
+        "otp.title": "动态口令验证",
+        "otp.code": "6位动态口令",
+        "otp.recovery": "或输入一次性恢复码",
+        "otp.button": "验证",
+        "otp.enrol_link": "还没有绑定动态口令？现在绑定",
+        "enrol.title": "绑定动态口令",
+        "enrol.scan": "请用身份验证器应用扫描二维码，然后输入显示的6位数字。",
+        "enrol.secret": "无法扫码时请手动输入密钥：",
+        "enrol.button": "启用",
+        "enrol.done": "动态口令已启用。以下恢复码只显示这一次，请妥善保存：",
+        "enrol.active": "您已绑定动态口令。",
+        "login.first": "请先登录。",
+        "cancel": "取消并返回应用",
+        "continue": "继续",
+        "denied.title": "无权访问",
+        "denied.back": "返回应用",
+    },
+    "en": {
+        "cert.title": "Log in with a certificate",
+        "cert.intro": "Log in with your authentication certificate; the browser asks "
+                      "you to choose it.",
+        "cert.button": "Log in with my certificate",
+        "cert.none": "No client certificate arrived. Check that your authentication "
+                     "certificate is installed and chosen in the browser.",
+        "cert.hwk": "This application needs a certificate held in hardware (a USB key "
+                    "or smart card).",
+        "otp.title": "One-time code",
+        "otp.code": "Six-digit code",
+        "otp.recovery": "Or a single-use recovery code",
+        "otp.button": "Verify",
+        "otp.enrol_link": "No authenticator yet? Enrol one now",
+        "enrol.title": "Enrol an authenticator",
+        "enrol.scan": "Scan the QR code with an authenticator app, then enter the "
+                      "six digits it shows.",
+        "enrol.secret": "If you cannot scan, type this key:",
+        "enrol.button": "Activate",
+        "enrol.done": "Your authenticator is active. These recovery codes are shown "
+                      "only once; keep them safe:",
+        "enrol.active": "You already have an active authenticator.",
+        "login.first": "Please log in first.",
+        "cancel": "Cancel and return to the application",
+        "continue": "Continue",
+        "denied.title": "Access refused",
+        "denied.back": "Return to the application",
+    },
+}
+
+
+def _s() -> dict[str, str]:
+    return STRINGS[page_lang()]
+
+
+def _strong() -> StrongAuth:
+    strong = provider().strong
+    if strong is None:
+        raise RuntimeError("strong authentication is not configured")
+    return strong
+
+
+@dataclass(frozen=True)
+class _Who:
+    """The ``idp.login.totp.Identity`` of the session's person."""
+
+    uid: str
+    entry_uuid: str
+
+
+def _audit(action: str, target: str, details: dict[str, str]) -> None:
+    audit = provider().audit
+    if audit is not None:
+        audit.record(actor=target[:256] or "anonymous", action=action, target=target[:256],
+                     details={**details, "address": client_address()})
+
+
+# -- /authorize: the assurance decision ---------------------------------------------------
+
+def _back_url() -> str:
+    query = [(k, v) for k, v in req.args.items(multi=True) if k not in (LOGIN_MARK, CANCEL)]
+    return "/authorize?" + urlencode(query)
+
+
+def check_assurance(client: Client, sess: SsoSession, redirect_uri: str, state: str | None,
+                    prompt: set[str]) -> SsoSession | Response:
+    """May this session use ``client`` now? The session to issue from (its ``acr``/
+    ``amr`` as the decision says), or the response that asks for more or refuses."""
+    strong = provider().strong
+    if strong is None:  # a provider assembled without strong login: passwords only
+        if client.level > 2:
+            return redirect_error(redirect_uri, "access_denied", state,
+                                   "this app needs a stronger login than a password")
+        return sess
+    try:
+        level = requested(req.args.get("acr_values"), req.args.get("claims"))
+    except UnknownEssentialAcr:
+        return redirect_error(redirect_uri, "unmet_authentication_requirements", state)
+    person = strong.person(sess)
+    facts = person_facts(sess, person, looked_up=strong.people is not None)
+    d = decide(facts, sess.facts(), AppFacts.of(client), level,
+               now=now_utc(), policy=strong.policy)
+    if isinstance(d, Allow):
+        return dataclasses.replace(sess, acr=d.acr, amr=d.amr)
+    if isinstance(d, Deny):
+        _audit("idp.access_denied", sess.uid, {"client_id": client.client_id,
+                                               "reason": d.reason.value})
+        if "none" in prompt:
+            return redirect_error(redirect_uri, d.oauth_error, state)
+        back = redirect_error(redirect_uri, d.oauth_error, state).headers["Location"]
+        return render_with_csrf("strong_denied.html", status=403, s=_s(),
+                          message=d.explanation.message(page_lang()), back=back)
+    assert isinstance(d, StepUp)
+    if "none" in prompt or req.args.get(CANCEL) == "1":
+        return redirect_error(redirect_uri, d.oauth_error, state)
+    back = _back_url()
+    missing = set(d.missing_methods)
+    if missing & set(CERTIFICATE_METHODS):
+        page = "/login/certificate"
+    elif "otp" in missing:
+        page = "/login/otp"
+    else:
+        page = "/login"
+    params = {"return": back}
+    if page == "/login/certificate" and "swk" not in missing:
+        params["need"] = "hwk"  # say that a software-held key will not do
+    if page == "/login":
+        params["login_hint"] = sess.uid
+        if ("otp",) in d.alternatives:  # a code would do as well as the password
+            params["alt"] = "otp"
+    return redirect(page + "?" + urlencode(params), 302)  # type: ignore[return-value]
+
+
+def _cancel_url(return_to: str) -> str | None:
+    return return_to + "&" + urlencode({CANCEL: "1"}) if return_to.startswith(
+        "/authorize?") else None
+
+
+def _continue(return_to: str, sess: SsoSession, cookie: str | None) -> Response:
+    target = return_to
+    if target.startswith("/authorize?"):
+        target += "&" + urlencode({LOGIN_MARK: login_mark(sess.sid)})
+    resp: Response = redirect(target, 302)  # type: ignore[assignment]
+    if cookie is not None:
+        set_cookie(resp, COOKIE_NAME, cookie, max_age=provider().sessions.lifetime)
+    return resp
+
+
+def _add_method(sess: SsoSession, method: str) -> SsoSession:
+    """Step the session up: same sid and cookie, the method recorded at now."""
+    strong = _strong()
+    now = now_utc()
+    facts = sess.facts().with_method(method, now)
+    level = max(strong.policy.session_level(facts, now), 1)
+    return provider().sessions.step_up(sess, facts, strong.policy.acr(level))
+
+
+# -- certificate login -----------------------------------------------------------------
+
+def peer_certificate() -> bytes | None:
+    """The client certificate of the TLS connection gunicorn accepted (DER), if any."""
+    sock: Any = req.environ.get("gunicorn.socket")
+    if isinstance(sock, ssl.SSLSocket):
+        try:
+            return sock.getpeercert(binary_form=True)
+        except (ValueError, OSError):
+            return None
+    return None
+
+
+def presented_certificate() -> PresentedCertificate:
+    p = provider()
+    return forwarded_certificate(req.remote_addr or "", list(req.headers.items()),
+                                 p.trusted_proxies, header=_strong().header,
+                                 tls_certificate=peer_certificate())
+
+
+@bp.get("/login/certificate")
+def certificate_form() -> Response:
+    return_to = safe_return(req.args.get("return"))
+    message = _s()["cert.hwk"] if req.args.get("need") == "hwk" else None
+    return render_with_csrf("strong_certificate.html", s=_s(), return_to=return_to, message=message,
+                      cancel=_cancel_url(return_to))
+
+
+@bp.post("/login/certificate")
+def certificate_submit() -> Response:
+    p = provider()
+    strong = _strong()
+    lang = page_lang()
+    return_to = safe_return(req.form.get("return"))
+
+    def again(message: str, status: int) -> Response:
+        return render_with_csrf("strong_certificate.html", status=status, s=_s(),
+                          return_to=return_to, message=message, cancel=_cancel_url(return_to))
+
+    if not csrf_ok():
+        return again({"zh-CN": "页面已过期，请重新提交。",
+                      "en": "The page expired. Please submit it again."}[lang], 400)
+    presented = presented_certificate()
+    if presented.ignored is not None:
+        _audit("certauth.untrusted_proxy", presented.remote_addr,
+               {"reason": presented.ignored.value})
+    if not presented.data:
+        if presented.ignored is not None:
+            return again(presented.ignored.message(lang), 403)
+        return again(_s()["cert.none"], 400)
+    try:
+        person, validated = strong.certificate_login(presented)
+    except CertificateRefused as e:
+        _audit("certauth.refused", e.serial or "", {**e.audit_details(),
+                                                      "source": presented.source})
+        return again(e.reason.message(lang), 403)
+    _audit("idp.login", person.uid, {"result": "ok", "method": validated.amr,
+                                     **validated.audit_details(), "source": presented.source})
+    previous = current_session()
+    if previous is not None and previous.subject == person.entry_uuid:
+        return _continue(return_to, _add_method(previous, validated.amr), None)
+    if previous is not None:  # another person on this browser: end the first session
+        p.logout.end_session(previous.sid)
+        p.logout.deliver_soon()
+    level = max(strong.policy.level_for([validated.amr]), 1)
+    cookie, sess = p.sessions.create(person, amr=(validated.amr,),
+                                     acr=strong.policy.acr(level),
+                                     user_agent=req.user_agent.string,
+                                     address=client_address())
+    return _continue(return_to, sess, cookie)
+
+
+# -- one-time codes ------------------------------------------------------------------------
+
+def _needs_session(return_to: str) -> Response:
+    return redirect("/login?" + urlencode({"return": return_to}), 302)  # type: ignore[return-value]
+
+
+@bp.get("/login/otp")
+def otp_form() -> Response:
+    return_to = safe_return(req.args.get("return"))
+    if current_session() is None:
+        return _needs_session(return_to)
+    return render_with_csrf("strong_otp.html", s=_s(), return_to=return_to, message=None,
+                      cancel=_cancel_url(return_to))
+
+
+@bp.post("/login/otp")
+def otp_submit() -> Response:
+    p = provider()
+    strong = _strong()
+    return_to = safe_return(req.form.get("return"))
+    sess = current_session()
+    if sess is None:
+        return _needs_session(return_to)
+
+    def again(message: str, status: int) -> Response:
+        return render_with_csrf("strong_otp.html", status=status, s=_s(), return_to=return_to,
+                          message=message, cancel=_cancel_url(return_to))
+
+    if not csrf_ok():
+        return again(STRINGS[page_lang()]["login.first"], 400)
+    address = client_address()
+    keys = (("otp-addr:" + address, LOGIN_PER_ADDRESS), ("otp-uid:" + sess.uid, LOGIN_PER_UID))
+    if p.throttle.blocked(*keys):
+        return again({"zh-CN": "尝试次数过多，请稍后再试。",
+                      "en": "Too many attempts. Try again later."}[page_lang()], 429)
+    who = _Who(sess.uid, sess.subject)
+    recovery = (req.form.get("recovery") or "").strip()
+    out: OtpOutcome = (strong.totp.use_recovery_code(who, recovery[:64]) if recovery
+                       else strong.totp.verify(who, (req.form.get("code") or "")[:64]))
+    _audit("idp.otp", sess.uid, {"result": out.result.value,
+                                 "kind": "recovery" if recovery else "totp"})
+    if not out.ok:
+        for key, limit in keys:
+            p.throttle.failed(key, limit)
+        return again(out.result.message(page_lang()), 401)
+    return _continue(return_to, _add_method(sess, out.method), None)
+
+
+@bp.route("/otp/enrol", methods=["GET", "POST"])
+def otp_enrol() -> Response:
+    strong = _strong()
+    return_to = safe_return(req.values.get("return"))
+    sess = current_session()
+    if sess is None:
+        return _needs_session(return_to)
+    who = _Who(sess.uid, sess.subject)
+    s = _s()
+    if req.method == "GET":
+        try:
+            e = strong.totp.begin_enrolment(who)
+        except AlreadyEnrolled:
+            return render_with_csrf("strong_enrol.html", s=s, return_to=return_to,
+                              message=s["enrol.active"], svg=None, secret=None, codes=None)
+        return render_with_csrf("strong_enrol.html", s=s, return_to=return_to, message=None,
+                          svg=e.svg, secret=e.secret, codes=None)
+    if not csrf_ok():
+        return render_with_csrf("strong_enrol.html", status=400, s=s, return_to=return_to,
+                          message=s["login.first"], svg=None, secret=None, codes=None)
+    try:
+        out = strong.totp.activate(who, (req.form.get("code") or "")[:64])
+    except AlreadyEnrolled:
+        return render_with_csrf("strong_enrol.html", s=s, return_to=return_to,
+                          message=s["enrol.active"], svg=None, secret=None, codes=None)
+    if not out.ok:
+        return render_with_csrf("strong_enrol.html", status=401, s=s, return_to=return_to,
+                          message=out.result.message(page_lang()), svg=None, secret=None,
+                          codes=None)
+    codes = strong.totp.new_recovery_codes(who)
+    _add_method(sess, out.method)
+    return render_with_csrf("strong_enrol.html", s=s, return_to=return_to, message=None, svg=None,
+                      secret=None, codes=codes)
+
+
+def step_up_with(return_to: str, sess: SsoSession, method: str) -> Response:
+    """Continue after ``method`` was done by the session's own person."""
+    return _continue(return_to, _add_method(sess, method), None)
+
+
+# -- password login ------------------------------------------------------------------
+
+@bp.get("/login")
+def login_form() -> Response:
+    return render_with_csrf("login.html", uid=req.args.get("login_hint", "")[:256],
+                      return_to=safe_return(req.args.get("return")), message_key=None,
+                      otp_link=req.args.get("alt") == "otp")  # a step-up may use a code
+
+
+@bp.post("/login")
+def login_submit() -> Response:
+    p = provider()
+    uid = (req.form.get("uid") or "").strip()
+    password = req.form.get("password") or ""
+    return_to = safe_return(req.form.get("return"))
+
+    def again(key: str, status: int = 200) -> Response:
+        return render_with_csrf("login.html", status=status, uid=uid[:256], return_to=return_to,
+                          message_key=key)
+
+    if not csrf_ok():
+        return again("msg.csrf", 400)
+    if not uid or not password or len(uid) > 256 or len(password) > 1024:
+        return again("msg.missing", 400)
+    address = client_address()
+    if p.throttle.blocked(("login-addr:" + address, LOGIN_PER_ADDRESS),
+                          ("login-uid:" + uid.lower(), LOGIN_PER_UID)):
+        return again("msg.throttled", 429)
+    outcome = p.authenticator.authenticate(uid, password)
+    p.audit_login(uid, outcome.result.value, address)
+    if outcome.result is AuthResult.BAD_CREDENTIALS:
+        p.throttle.failed("login-addr:" + address, LOGIN_PER_ADDRESS)
+        p.throttle.failed("login-uid:" + uid.lower(), LOGIN_PER_UID)
+    if not outcome.ok or outcome.person is None:
+        return again("msg." + outcome.result.value, 200)
+    previous = current_session()
+    if previous is not None and previous.subject == outcome.person.entry_uuid \
+            and p.strong is not None:
+        # the same person adds a password to a session (step-up): keep the session
+        return step_up_with(return_to, previous, "pwd")
+    if previous is not None and previous.subject != outcome.person.entry_uuid:
+        # another person logs in on this browser: the first one's apps are told
+        p.logout.end_session(previous.sid)
+        p.logout.deliver_soon()
+    cookie, sess = p.sessions.create(outcome.person, user_agent=req.user_agent.string,
+                                     address=client_address())
+    target = return_to
+    if target.startswith("/authorize?"):
+        target += "&" + urlencode({LOGIN_MARK: login_mark(sess.sid)})
+    resp = redirect(target, 302)
+    set_cookie(resp, COOKIE_NAME, cookie, max_age=p.sessions.lifetime)  # type: ignore[arg-type]
+    return resp  # type: ignore[return-value]
+
+
+@bp.get("/")
+def home() -> Response:
+    sess = current_session()
+    return render_with_csrf("home.html", sess=sess)
+
+
