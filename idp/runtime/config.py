@@ -6,12 +6,18 @@ from ``GOVTRUST_SECRET_<NAME>`` / a file named by ``GOVTRUST_SECRET_<NAME>_FILE`
 
 Environment overrides name a section and key: ``GOVTRUST_DATABASE_URL`` sets
 ``[database] url``; ``GOVTRUST_DIRECTORY_URIS`` (comma-separated) sets
-``[directory] uris``. Values are coerced to the type of the default.
+``[directory] uris``. Every value, from the file or the environment, must have
+the type of its default (an integer where an integer belongs, a list of strings
+for ``uris``): anything else is a :class:`ConfigError` naming the key, at start-up.
+Numbers in the environment are ASCII digits only (``²`` and ``３`` are refused).
+The file is written with tomli-w, so any string (newlines, quotes, Chinese)
+round-trips.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets as _secrets
 import stat
 import tomllib
@@ -21,6 +27,8 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import tomli_w
 
 from directory.settings import DirectorySettings
 
@@ -98,23 +106,71 @@ def default_sections(home: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-def _coerce(key: str, raw: str, default: Any) -> Any:
+# What each list setting holds (its default may be empty, so it cannot tell).
+LIST_ITEMS: Mapping[tuple[str, str], type] = {
+    ("directory", "uris"): str,
+    ("idp", "trusted_proxies"): str,
+    ("certauth", "external_cas"): dict,
+}
+
+# ASCII only: str.isdigit() and int()/float() accept Unicode digits ("²", "３", "٣"),
+# signs, spaces and underscores. Bounded so a megabyte of digits is refused unread.
+_ASCII_INT = re.compile(r"[0-9]{1,18}")
+_ASCII_NUMBER = re.compile(r"[0-9]{1,18}(\.[0-9]{1,18})?")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _kind(value_type: type) -> str:
+    """How an error names a type: "an integer", not "int"."""
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a table"}.get(value_type, value_type.__name__)
+
+
+def _file_key(section: str, key: str) -> str:
+    return f"[{section}] {key}"
+
+
+def _check_type(key: str, value: Any, default: Any, items: type | None) -> Any:
+    """``value`` if it has the type of ``default`` (an int is accepted as a float),
+    else a ConfigError naming ``key``; list items are checked against ``items``."""
+    # bool is an int to Python, and `workers = true` is not 1 worker.
     if isinstance(default, bool):
-        if raw.lower() in ("1", "true", "yes", "on"):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, list):
+        ok = isinstance(value, list)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(key, f"expected {_kind(type(default))}, got {value!r}")
+    if isinstance(value, list) and items is not None:
+        for index, item in enumerate(value):
+            if not isinstance(item, items) or isinstance(item, bool):
+                raise ConfigError(key, f"item {index}: expected {_kind(items)}, got {item!r}")
+    return value
+
+
+def _coerce(key: str, raw: str, default: Any) -> Any:
+    """An environment variable's text as the type of ``default``."""
+    if isinstance(default, bool):
+        if raw.lower() in _TRUE:
             return True
-        if raw.lower() in ("0", "false", "no", "off"):
+        if raw.lower() in _FALSE:
             return False
         raise ConfigError(key, f"expected a boolean, got {raw!r}")
     if isinstance(default, int):
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(key, f"expected an integer, got {raw!r}") from None
+        if not _ASCII_INT.fullmatch(raw):
+            raise ConfigError(key, f"expected an integer (ASCII digits), got {raw!r}")
+        return int(raw)
     if isinstance(default, float):
-        try:
-            return float(raw)
-        except ValueError:
-            raise ConfigError(key, f"expected a number, got {raw!r}") from None
+        if not _ASCII_NUMBER.fullmatch(raw):
+            raise ConfigError(key, f"expected a number (ASCII digits), got {raw!r}")
+        return float(raw)
     if isinstance(default, list):
         return [part.strip() for part in raw.split(",") if part.strip()]
     return raw
@@ -125,22 +181,27 @@ def merge(
     from_file: Mapping[str, Any],
     environ: Mapping[str, str],
 ) -> dict[str, dict[str, Any]]:
-    """Defaults, then the TOML, then ``GOVTRUST_<SECTION>_<KEY>`` variables."""
+    """Defaults, then the TOML, then ``GOVTRUST_<SECTION>_<KEY>`` variables, each value
+    checked against the type of its default."""
     merged = {name: dict(values) for name, values in defaults.items()}
     for section, values in from_file.items():
         if section not in merged:
-            raise ConfigError(section, "unknown section")
+            raise ConfigError(f"[{section}]", "unknown section")
         if not isinstance(values, Mapping):
-            raise ConfigError(section, "must be a table")
+            raise ConfigError(f"[{section}]", "must be a table")
         for key, value in values.items():
             if key not in merged[section]:
-                raise ConfigError(f"{section}.{key}", "unknown setting")
-            merged[section][key] = value
+                raise ConfigError(_file_key(section, key), "unknown setting")
+            merged[section][key] = _check_type(_file_key(section, key), value,
+                                               defaults[section][key],
+                                               LIST_ITEMS.get((section, key)))
     for section, values in merged.items():
-        for key, default in list(values.items()):
+        for key in list(values):
             env = f"GOVTRUST_{section}_{key}".upper()
             if env in environ:
-                values[key] = _coerce(env, environ[env], default)
+                default = defaults[section][key]
+                values[key] = _check_type(env, _coerce(env, environ[env], default), default,
+                                          LIST_ITEMS.get((section, key)))
     return merged
 
 
@@ -232,35 +293,16 @@ class Config:
 
 
 def write_config(home: Path, sections: Mapping[str, Mapping[str, Any]]) -> Path:
-    """Write ``govtrust.toml`` (no secrets in it, by construction)."""
-    lines = ["# GovTrust configuration. Secrets live in secrets/, never here.", ""]
-    for section, values in sections.items():
-        lines.append(f"[{section}]")
-        for key, value in values.items():
-            lines.append(f"{key} = {_toml_value(value)}")
-        lines.append("")
+    """Write ``govtrust.toml`` (no secrets in it, by construction) with tomli-w, which
+    escapes what a hand-made writer missed (a newline in a value made invalid TOML)."""
+    try:
+        body = tomli_w.dumps({name: dict(values) for name, values in sections.items()})
+    except TypeError as exc:  # None, a set, an object: TOML has no spelling for them
+        raise ConfigError(CONFIG_NAME, f"cannot be written: {exc}") from None
     path = home / CONFIG_NAME
-    path.write_text("\n".join(lines), encoding="utf-8")
+    path.write_text("# GovTrust configuration. Secrets live in secrets/, never here.\n\n"
+                    + body, encoding="utf-8")
     return path
-
-
-def _toml_key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() and key.isascii() \
-        else _toml_value(key)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}"
-                                for k, v in value.items()) + " }"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
 
 
 def time_zone(name: str) -> tzinfo:

@@ -298,6 +298,43 @@ def _del(d: dict[Any, Any], key: Any) -> None:
     (lambda d: d["methods"]["otp"].update(hardware=True), BadValue, "methods.otp"),
     (lambda d: d.update(surprise=True), BadValue, "surprise"),
     (lambda d: _del(d, "levels"), MissingSetting, "levels"),
+    (lambda d: d["levels"].update({"３": d["levels"].pop(3)}), LevelOutOfRange, "levels"),
+    (lambda d: d["levels"].update({True: d["levels"].pop(1)}), LevelOutOfRange, "levels"),
+    # self_service_certificates
+    (lambda d: _del(d, "self_service_certificates"), MissingSetting,
+     "self_service_certificates"),
+    (lambda d: d.update(self_service_certificates=["user-auth"]), BadValue,
+     "self_service_certificates"),
+    (lambda d: d["self_service_certificates"].update(anyone=True), BadValue,
+     "self_service_certificates.anyone"),
+    (lambda d: _del(d["self_service_certificates"], "established_factors"), MissingSetting,
+     "self_service_certificates.established_factors"),
+    (lambda d: _del(d["self_service_certificates"], "profiles"), MissingSetting,
+     "self_service_certificates.profiles"),
+    (lambda d: d["self_service_certificates"].update(established_factors=["otp", "pwd"]),
+     BadValue, "self_service_certificates.established_factors"),
+    (lambda d: d["self_service_certificates"].update(established_factors=["otp", "sms"]),
+     UnknownMethod, "self_service_certificates.established_factors"),
+    (lambda d: d["self_service_certificates"].update(established_factors=[]), BadValue,
+     "self_service_certificates.established_factors"),
+    (lambda d: d["self_service_certificates"].update(established_factors="otp"), BadValue,
+     "self_service_certificates.established_factors"),
+    (lambda d: d["self_service_certificates"]["profiles"].update(
+        {"tls-server": {"without_established_factor": "deny"}}), BadValue,
+     "self_service_certificates.profiles.tls-server"),
+    (lambda d: d["self_service_certificates"]["profiles"]["user-auth"].update(
+        without_established_factor="allow"), BadValue,
+     "self_service_certificates.profiles.user-auth.without_established_factor"),
+    (lambda d: d["self_service_certificates"]["profiles"]["user-auth"].update(
+        without_established_factor=True), BadValue,
+     "self_service_certificates.profiles.user-auth.without_established_factor"),
+    (lambda d: _del(d["self_service_certificates"]["profiles"]["user-sign"],
+                    "without_established_factor"), MissingSetting,
+     "self_service_certificates.profiles.user-sign.without_established_factor"),
+    (lambda d: d["self_service_certificates"]["profiles"]["user-sign"].update(note="x"),
+     BadValue, "self_service_certificates.profiles.user-sign.note"),
+    (lambda d: d["self_service_certificates"]["profiles"].update({"user-auth": "approval"}),
+     BadValue, "self_service_certificates.profiles.user-auth"),
 ])
 def test_malformed_policy(change: Any, error: type[PolicyError], key: str) -> None:
     with pytest.raises(error) as info:
@@ -320,6 +357,41 @@ def test_the_shipped_file_loads_into_frozen_values() -> None:
     assert parse_policy(RAW) == POLICY
     with pytest.raises(AttributeError):
         POLICY.rule(3).acr = "x"  # type: ignore[misc]
+    # the mappings inside are read-only too: the value is shared by every request
+    with pytest.raises(TypeError):
+        POLICY.levels[3] = POLICY.levels[1]  # type: ignore[index]
+    with pytest.raises(TypeError):
+        POLICY.self_service.profiles["tls-server"] = POLICY.self_service.profiles["user-auth"]  # type: ignore[index]
+    with pytest.raises(TypeError):
+        POLICY.explain(DenyReason.LEFT).text["en"] = "x"  # type: ignore[index]
+
+
+def test_load_policy_defaults_to_the_shipped_file_and_loads_once(tmp_path: Path) -> None:
+    assert load_policy() is load_policy(None) is load_policy(DEFAULT_FILE) is POLICY
+    copy_ = tmp_path / "assurance.yaml"
+    copy_.write_text(DEFAULT_FILE.read_text(encoding="utf-8"), encoding="utf-8")
+    other = load_policy(copy_)
+    assert other == POLICY and other is not POLICY and load_policy(copy_) is other
+
+
+def test_quoted_ascii_level_key_is_accepted() -> None:
+    data = mutate(lambda d: d["levels"].update({"3": d["levels"].pop(3)}))
+    assert parse_policy(data).rule(3) == POLICY.rule(3)
+
+
+def test_importing_the_package_reads_no_file() -> None:
+    import subprocess
+    import sys
+
+    probe = ("import pathlib\n"
+             "seen = []\n"
+             "real = pathlib.Path.read_text\n"
+             "def spy(self, *a, **k):\n"
+             "    seen.append(str(self)); return real(self, *a, **k)\n"
+             "pathlib.Path.read_text = spy\n"
+             "import policies.assurance, policies.passwords, policies.profiles\n"
+             "assert seen == [], seen\n")
+    subprocess.run([sys.executable, "-c", probe], check=True)
 
 
 # -- stored sessions: each method keeps its own time ----------------------------------------

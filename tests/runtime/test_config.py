@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import stat
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,3 +122,127 @@ def test_missing_or_empty_secret_is_a_clear_error(tmp_path: Path) -> None:
     (config.secrets_dir / "otp-key").write_text("\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="empty"):
         config.secret("otp-key")
+
+
+# -- writing: tomli-w spells every string validly --------------------------------------
+AWKWARD = {
+    "newline": "北京市人民政府\n信息中心",
+    "carriage_return": "a\r\nb",
+    "double_quote": 'say "你好"',
+    "triple_single_quotes": "'''x'''",
+    "backslash": "C:\\govtrust\\",
+    "chinese": "北京市人民政府办公厅（政务服务管理局）",
+    "tab_and_control": "a\tb\x01c\x7f",
+    "toml_lookalike": '"\n[database]\nurl = "sqlite:////tmp/evil.db',
+    "emoji_and_astral": "😀𠀀",
+}
+
+
+@pytest.mark.parametrize("value", list(AWKWARD.values()), ids=list(AWKWARD))
+def test_awkward_string_round_trips(tmp_path: Path, value: str) -> None:
+    sections = default_sections(tmp_path)
+    sections["pki"]["organization"] = value
+    sections["idp"]["trusted_proxies"] = [value]
+    path = write_config(tmp_path, sections)
+    tomllib.loads(path.read_text(encoding="utf-8"))  # valid TOML
+    config = Config.load(tmp_path, environ={})
+    assert config.get("pki", "organization") == value
+    assert config.get("idp", "trusted_proxies") == [value]
+    # nothing the value spelled became a setting of its own
+    assert config.database_url == f"sqlite:///{tmp_path / 'govtrust.db'}"
+
+
+def test_unwritable_value_is_a_config_error(tmp_path: Path) -> None:
+    sections = default_sections(tmp_path)
+    sections["pki"]["organization"] = None
+    with pytest.raises(ConfigError) as err:
+        write_config(tmp_path, sections)
+    assert err.value.key == "govtrust.toml"
+    assert not (tmp_path / "govtrust.toml").exists()
+
+
+# -- reading: each value has the type of its default -------------------------------------
+WRONG_TYPES: dict[str, tuple[str, str]] = {
+    "string_for_integer": ('[idp]\nworkers = "abc"\n',
+                           "[idp] workers: expected an integer, got 'abc'"),
+    "float_for_integer": ("[idp]\nthreads = 4.5\n",
+                          "[idp] threads: expected an integer, got 4.5"),
+    "boolean_for_integer": ("[idp]\nsession_hours = true\n",
+                            "[idp] session_hours: expected an integer, got True"),
+    "string_for_number": ('[directory]\ntimeout = "5"\n',
+                          "[directory] timeout: expected a number, got '5'"),
+    "boolean_for_number": ("[directory]\ntimeout = false\n",
+                           "[directory] timeout: expected a number, got False"),
+    "string_for_boolean": ('[directory]\nmanaged = "yes"\n',
+                           "[directory] managed: expected a boolean, got 'yes'"),
+    "integer_for_boolean": ("[certauth]\nfail_open = 1\n",
+                            "[certauth] fail_open: expected a boolean, got 1"),
+    "integer_for_string": ("[idp]\nlisten = 8443\n",
+                           "[idp] listen: expected a string, got 8443"),
+    "list_for_string": ('[database]\nurl = ["sqlite://"]\n',
+                        "[database] url: expected a string, got ['sqlite://']"),
+    "table_for_string": ('[idp]\nissuer = { host = "x" }\n',
+                         "[idp] issuer: expected a string, got {'host': 'x'}"),
+    "string_for_list": ('[directory]\nuris = "ldap://a:1"\n',
+                        "[directory] uris: expected a list, got 'ldap://a:1'"),
+    "integer_in_string_list": ('[directory]\nuris = ["ldap://a:1", 389]\n',
+                               "[directory] uris: item 1: expected a string, got 389"),
+    "string_in_table_list": ('[certauth]\nexternal_cas = ["ca.pem"]\n',
+                             "[certauth] external_cas: item 0: expected a table, got 'ca.pem'"),
+    "string_for_section": ("database = 3\n", "[database]: must be a table"),
+}
+
+
+@pytest.mark.parametrize(("text", "message"), list(WRONG_TYPES.values()), ids=list(WRONG_TYPES))
+def test_wrong_type_in_file_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "govtrust.toml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        Config.load(tmp_path, environ={})
+    assert str(err.value) == message
+    assert err.value.key == message.split(":")[0]
+
+
+def test_integer_where_a_number_belongs_is_a_float(tmp_path: Path) -> None:
+    (tmp_path / "govtrust.toml").write_text("[directory]\ntimeout = 5\n", encoding="utf-8")
+    timeout = Config.load(tmp_path, environ={}).get("directory", "timeout")
+    assert timeout == 5.0 and isinstance(timeout, float)
+
+
+# -- environment: numbers are ASCII digits -----------------------------------------------
+WRONG_ENV: dict[str, tuple[str, str]] = {
+    "superscript_two_integer": ("GOVTRUST_IDP_WORKERS", "²"),
+    "fullwidth_integer": ("GOVTRUST_IDP_SESSION_HOURS", "８"),
+    "arabic_indic_integer": ("GOVTRUST_IDP_THREADS", "٤"),
+    "signed_integer": ("GOVTRUST_IDP_THREADS", "+4"),
+    "negative_integer": ("GOVTRUST_IDP_WORKERS", "-1"),
+    "underscored_integer": ("GOVTRUST_CERTAUTH_REVOCATION_CACHE_SECONDS", "3_00"),
+    "spaced_integer": ("GOVTRUST_IDP_THREADS", " 4"),
+    "huge_integer": ("GOVTRUST_IDP_WORKERS", "9" * 5000),
+    "superscript_number": ("GOVTRUST_DIRECTORY_TIMEOUT", "2.²"),
+    "fullwidth_number": ("GOVTRUST_DIRECTORY_TIMEOUT", "２.５"),
+    "infinite_number": ("GOVTRUST_DIRECTORY_TIMEOUT", "inf"),
+    "nan_number": ("GOVTRUST_DIRECTORY_TIMEOUT", "nan"),
+    "exponent_number": ("GOVTRUST_DIRECTORY_TIMEOUT", "1e3"),
+    "list_of_tables_from_text": ("GOVTRUST_CERTAUTH_EXTERNAL_CAS", "ca.pem"),
+}
+
+
+@pytest.mark.parametrize(("var", "value"), list(WRONG_ENV.values()), ids=list(WRONG_ENV))
+def test_wrong_environment_value_is_refused(tmp_path: Path, var: str, value: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        Config.load(tmp_path, environ={var: value})
+    assert err.value.key == var
+    assert str(err.value).startswith(f"{var}: ")
+
+
+@pytest.mark.parametrize(("var", "value", "want"), [
+    ("GOVTRUST_IDP_WORKERS", "0", 0),
+    ("GOVTRUST_IDP_THREADS", "16", 16),
+    ("GOVTRUST_DIRECTORY_TIMEOUT", "3", 3.0),
+    ("GOVTRUST_DIRECTORY_TIMEOUT", "0.25", 0.25),
+])
+def test_ascii_environment_numbers_are_accepted(tmp_path: Path, var: str, value: str,
+                                                want: Any) -> None:
+    section, key = var.removeprefix("GOVTRUST_").lower().split("_", 1)
+    got = Config.load(tmp_path, environ={var: value}).get(section, key)
+    assert got == want and type(got) is type(want)
