@@ -8,9 +8,6 @@ the gateway does the bytes and the DNs. Import compares the attributes listed in
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import secrets
 from collections.abc import Mapping, Sequence
 
 from directory.model import Person, PersonStatus
@@ -121,9 +118,3 @@ def policy_attributes(policy: PasswordPolicy) -> dict[str, str]:
     }
     return {k: str(v) for k, v in values.items()}
 
-
-def ssha(password: str) -> str:
-    """``{SSHA}`` as slapd and slappasswd write it: SHA-1 over password‖salt, salt appended."""
-    salt = secrets.token_bytes(8)
-    digest = hashlib.sha1(password.encode("utf-8") + salt).digest()
-    return "{SSHA}" + base64.b64encode(digest + salt).decode("ascii")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from directory import csvimport, entries, validate
+from directory import csvimport, entries, pwhash, validate
 from directory import ldif as ldif_format
 from directory.audit import AuditSink
 from directory.csvimport import Parsed, PersonRow
@@ -373,7 +373,7 @@ class DirectoryService:
         dn = self.gateway.service_dn(name)
         password = password or secrets.token_urlsafe(SERVICE_PASSWORD_BYTES)
         attrs: Attrs = {"objectClass": ["top", "account", "simpleSecurityObject"],
-                        "uid": [name], "userPassword": [entries.ssha(password)]}
+                        "uid": [name], "userPassword": [pwhash.hash_password(password)]}
         if description:
             attrs["description"] = [description]
         try:
@@ -393,7 +393,7 @@ class DirectoryService:
         if self.gateway.read(dn, ["uid"]) is None:
             raise NotFound("service account", name)
         password = password or secrets.token_urlsafe(SERVICE_PASSWORD_BYTES)
-        self.gateway.modify(dn, [("replace", "userPassword", [entries.ssha(password)])])
+        self.gateway.modify(dn, [("replace", "userPassword", [pwhash.hash_password(password)])])
         self.audit.record(actor=actor, action="directory.service_account.reset", target=name)
         return ServiceAccount(name, dn, password)
 
