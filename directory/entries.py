@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from directory.model import Person, PersonStatus
+from directory.validate import parse_clearance
 from policies.passwords import PasswordPolicy
 
 Attrs = dict[str, list[str]]
@@ -67,10 +68,8 @@ def person_from_attributes(dn: str, attrs: Mapping[str, Sequence[str]],
         status = PersonStatus(one("govStatus", "active").lower())
     except ValueError:
         status = PersonStatus.ACTIVE
-    try:
-        clearance = int(one("govClearance", "0"))
-    except ValueError:
-        clearance = 0
+    # Written by anyone with write access to the directory: read it as strictly as import.
+    clearance, _problem = parse_clearance(one("govClearance", "0"))
     return Person(
         uid=one("uid"), dn=dn, entry_uuid=one("entryUUID"),
         display_name=one("displayName") or one("cn"),

@@ -122,13 +122,21 @@ class DirectoryService:
             raise NotFound("person", uid)
         return person
 
-    def search(self, *, uid: str | None = None, name: str | None = None,
-               department: str | Sequence[str] | None = None, group: str | None = None,
-               limit: int = 1000) -> list[Person]:
-        """People matching every given criterion: uid, a substring of the name, a
-        department and everything under it, membership of a group."""
+    def search(self, query: str | None = None, *, uid: str | None = None,
+               name: str | None = None, department: str | Sequence[str] | None = None,
+               group: str | None = None, limit: int = 1000) -> list[Person]:
+        """People matching every given criterion: free text (a substring of the uid
+        or of the name), uid, a substring of the name, a department and everything
+        under it, membership of a group. Values go into the filter only through
+        ``filter_format``, so ``*)(uid=*`` is searched for as text."""
         parts: list[str] = ["(objectClass=inetOrgPerson)"]
         args: list[str] = []
+        if query:
+            if "\x00" in query or len(query) > validate.MAX_QUERY:
+                raise InvalidValue("query", f"must be 1-{validate.MAX_QUERY} characters "
+                                            "without NUL")
+            parts.append("(|(uid=*%s*)(cn=*%s*)(displayName=*%s*))")
+            args += [query, query, query]
         if uid:
             parts.append("(uid=%s)")
             args.append(uid)

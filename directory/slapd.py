@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import subprocess
 import time
@@ -40,6 +41,8 @@ SLAPADD = "/usr/sbin/slapadd"
 SLAPMODIFY = "/usr/sbin/slapmodify"
 # Debian's slapd argon2 module (slappw-argon2(5)), at the cost GovTrust hashes with.
 ARGON2_MODULE = f"argon2 {pwhash.SLAPD_MODULE_ARGS}"
+# A dotted OID in ASCII digits (str.isdigit() would take "²").
+_OID = re.compile(r"[0-9]+(\.[0-9]+)*")
 # The unix socket path limit is 108 bytes; ldapi is a convenience, so skip it when long.
 _MAX_SOCKET_PATH = 100
 
@@ -66,8 +69,7 @@ def policy_dn(settings: DirectorySettings) -> str:
 
 
 def render_schema(oid_arc: str) -> str:
-    parts = oid_arc.split(".")
-    if not parts or not all(p.isdigit() for p in parts):
+    if not _OID.fullmatch(oid_arc):
         raise SlapdFailed("schema", f"oid_arc {oid_arc!r} is not a dotted OID")
     # Plain replace, not string.Template: the schema itself uses "$" between names.
     return SCHEMA_TEMPLATE.read_text(encoding="utf-8").replace("${arc}", oid_arc)
@@ -197,7 +199,7 @@ class ManagedSlapd:
                 "olcDbDirectory": [str(self.db_dir).encode()],
                 "olcDbMaxSize": [str(4 * 1024**3).encode()],
                 "olcDbIndex": [v.encode() for v in (
-                    "objectClass eq", "uid eq", "cn eq,sub", "displayName eq,sub",
+                    "objectClass eq", "uid eq,sub", "cn eq,sub", "displayName eq,sub",
                     "govDepartmentPath eq,sub", "govStatus eq", "member eq", "memberOf eq",
                     "mail eq", "ou eq", "entryUUID eq", "entryCSN eq")],
                 # Service accounts read the whole directory of people at once.
