@@ -135,17 +135,18 @@ def show(uid: str) -> None:
 
 
 @directory.command()
+@click.argument("query", required=False)
 @click.option("--uid", default=None)
 @click.option("--name", default=None, help="Part of the name, e.g. 张.")
 @click.option("--department", default=None, help="A department and everything under it.")
 @click.option("--group", default=None)
-@click.option("--limit", type=int, default=1000, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)
 @_errors
-def search(uid: str | None, name: str | None, department: str | None, group: str | None,
-           limit: int) -> None:
-    """Find people."""
-    people = _obj().directory.search(uid=uid, name=name, department=department, group=group,
-                                     limit=limit)
+def search(query: str | None, uid: str | None, name: str | None, department: str | None,
+           group: str | None, limit: int) -> None:
+    """Find people; QUERY is free text matched in the uid and the name (e.g. 王)."""
+    people = _obj().directory.search(query, uid=uid, name=name, department=department,
+                                     group=group, limit=limit)
     _emit([_person(p) for p in people],
           "\n".join(f"{p.uid}\t{p.display_name}\t{p.department_path}\t{p.title}\t"
                     f"{p.status.value}" for p in people) or "(nobody)")

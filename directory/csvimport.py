@@ -5,6 +5,8 @@ row naming the columns in any order; ``uid``, ``name``, ``department``,
 ``title``, ``email`` required, ``mobile``, ``employee_number``, ``clearance``,
 ``groups`` (``;``-separated) optional; any other column is refused. Every bad
 row is reported with its line number so the whole file can be fixed in one go.
+Numbers are ASCII digits only. Export neutralises formula-like cells (see
+``directory.csvsafe``) and import takes that quote off, so files round-trip.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from directory import validate
+from directory import csvsafe, validate
 
 REQUIRED = ("uid", "name", "department", "title", "email")
 OPTIONAL = ("mobile", "employee_number", "clearance", "groups")
@@ -150,7 +152,9 @@ def parse_csv(data: bytes) -> Parsed:
         if len(record) != len(columns):
             out.errors.append((line, f"expected {len(columns)} fields, found {len(record)}"))
         else:
-            row, problems = check_row(line, dict(zip(columns, record, strict=True)))
+            # A quote GovTrust's export put before a formula-like cell comes off again.
+            values = [csvsafe.restore(v) for v in record]
+            row, problems = check_row(line, dict(zip(columns, values, strict=True)))
             if row is None:
                 out.errors.append((line, "; ".join(problems)))
             elif row.uid in seen:
@@ -180,10 +184,6 @@ def _header_problem(columns: Sequence[str]) -> str | None:
 
 
 def write_csv(rows: Iterable[Sequence[str]]) -> bytes:
-    """CSV bytes (UTF-8, header first) for export; ``rows`` follow ``COLUMNS``."""
-    buf = io.StringIO(newline="")
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for row in rows:
-        writer.writerow(row)
-    return buf.getvalue().encode("utf-8")
+    """CSV bytes (UTF-8, header first) for export; ``rows`` follow ``COLUMNS``.
+    Cells that a spreadsheet would run as a formula are neutralised (``csvsafe``)."""
+    return csvsafe.write_table(COLUMNS, rows)

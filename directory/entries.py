@@ -8,12 +8,10 @@ the gateway does the bytes and the DNs. Import compares the attributes listed in
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import secrets
 from collections.abc import Mapping, Sequence
 
 from directory.model import Person, PersonStatus
+from directory.validate import parse_clearance
 from policies.passwords import PasswordPolicy
 
 Attrs = dict[str, list[str]]
@@ -70,10 +68,8 @@ def person_from_attributes(dn: str, attrs: Mapping[str, Sequence[str]],
         status = PersonStatus(one("govStatus", "active").lower())
     except ValueError:
         status = PersonStatus.ACTIVE
-    try:
-        clearance = int(one("govClearance", "0"))
-    except ValueError:
-        clearance = 0
+    # Written by anyone with write access to the directory: read it as strictly as import.
+    clearance, _problem = parse_clearance(one("govClearance", "0"))
     return Person(
         uid=one("uid"), dn=dn, entry_uuid=one("entryUUID"),
         display_name=one("displayName") or one("cn"),
@@ -121,9 +117,3 @@ def policy_attributes(policy: PasswordPolicy) -> dict[str, str]:
     }
     return {k: str(v) for k, v in values.items()}
 
-
-def ssha(password: str) -> str:
-    """``{SSHA}`` as slapd and slappasswd write it: SHA-1 over password‖salt, salt appended."""
-    salt = secrets.token_bytes(8)
-    digest = hashlib.sha1(password.encode("utf-8") + salt).digest()
-    return "{SSHA}" + base64.b64encode(digest + salt).decode("ascii")

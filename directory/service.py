@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from directory import csvimport, entries, validate
+from directory import csvimport, entries, pwhash, validate
 from directory import ldif as ldif_format
 from directory.audit import AuditSink
 from directory.csvimport import Parsed, PersonRow
@@ -122,13 +122,21 @@ class DirectoryService:
             raise NotFound("person", uid)
         return person
 
-    def search(self, *, uid: str | None = None, name: str | None = None,
-               department: str | Sequence[str] | None = None, group: str | None = None,
-               limit: int = 1000) -> list[Person]:
-        """People matching every given criterion: uid, a substring of the name, a
-        department and everything under it, membership of a group."""
+    def search(self, query: str | None = None, *, uid: str | None = None,
+               name: str | None = None, department: str | Sequence[str] | None = None,
+               group: str | None = None, limit: int = 1000) -> list[Person]:
+        """People matching every given criterion: free text (a substring of the uid
+        or of the name), uid, a substring of the name, a department and everything
+        under it, membership of a group. Values go into the filter only through
+        ``filter_format``, so ``*)(uid=*`` is searched for as text."""
         parts: list[str] = ["(objectClass=inetOrgPerson)"]
         args: list[str] = []
+        if query:
+            if "\x00" in query or len(query) > validate.MAX_QUERY:
+                raise InvalidValue("query", f"must be 1-{validate.MAX_QUERY} characters "
+                                            "without NUL")
+            parts.append("(|(uid=*%s*)(cn=*%s*)(displayName=*%s*))")
+            args += [query, query, query]
         if uid:
             parts.append("(uid=%s)")
             args.append(uid)
@@ -373,7 +381,7 @@ class DirectoryService:
         dn = self.gateway.service_dn(name)
         password = password or secrets.token_urlsafe(SERVICE_PASSWORD_BYTES)
         attrs: Attrs = {"objectClass": ["top", "account", "simpleSecurityObject"],
-                        "uid": [name], "userPassword": [entries.ssha(password)]}
+                        "uid": [name], "userPassword": [pwhash.hash_password(password)]}
         if description:
             attrs["description"] = [description]
         try:
@@ -393,7 +401,7 @@ class DirectoryService:
         if self.gateway.read(dn, ["uid"]) is None:
             raise NotFound("service account", name)
         password = password or secrets.token_urlsafe(SERVICE_PASSWORD_BYTES)
-        self.gateway.modify(dn, [("replace", "userPassword", [entries.ssha(password)])])
+        self.gateway.modify(dn, [("replace", "userPassword", [pwhash.hash_password(password)])])
         self.audit.record(actor=actor, action="directory.service_account.reset", target=name)
         return ServiceAccount(name, dn, password)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import subprocess
 import time
@@ -26,7 +27,7 @@ import ldap.dn
 import ldap.modlist
 from ldif import LDIFWriter
 
-from directory import entries
+from directory import entries, pwhash
 from directory.errors import DirectoryUnavailable, SlapdFailed
 from directory.settings import DirectorySettings
 from policies.passwords import PasswordPolicy
@@ -37,6 +38,11 @@ SYSTEM_SCHEMAS = ("core.ldif", "cosine.ldif", "inetorgperson.ldif", "nis.ldif")
 MODULE_DIR = Path("/usr/lib/ldap")
 SLAPD = "/usr/sbin/slapd"
 SLAPADD = "/usr/sbin/slapadd"
+SLAPMODIFY = "/usr/sbin/slapmodify"
+# Debian's slapd argon2 module (slappw-argon2(5)), at the cost GovTrust hashes with.
+ARGON2_MODULE = f"argon2 {pwhash.SLAPD_MODULE_ARGS}"
+# A dotted OID in ASCII digits (str.isdigit() would take "²").
+_OID = re.compile(r"[0-9]+(\.[0-9]+)*")
 # The unix socket path limit is 108 bytes; ldapi is a convenience, so skip it when long.
 _MAX_SOCKET_PATH = 100
 
@@ -63,8 +69,7 @@ def policy_dn(settings: DirectorySettings) -> str:
 
 
 def render_schema(oid_arc: str) -> str:
-    parts = oid_arc.split(".")
-    if not parts or not all(p.isdigit() for p in parts):
+    if not _OID.fullmatch(oid_arc):
         raise SlapdFailed("schema", f"oid_arc {oid_arc!r} is not a dotted OID")
     # Plain replace, not string.Template: the schema itself uses "$" between names.
     return SCHEMA_TEMPLATE.read_text(encoding="utf-8").replace("${arc}", oid_arc)
@@ -165,19 +170,21 @@ class ManagedSlapd:
             ("cn=config", {"objectClass": [b"olcGlobal"], "cn": [b"config"],
                            "olcPidFile": [str(self.pid_file).encode()],
                            "olcArgsFile": [str(self.run_dir / "slapd.args").encode()],
-                           "olcLogLevel": [b"none"],
-                           "olcPasswordHash": [b"{SSHA}"]}),
+                           "olcLogLevel": [b"none"]}),
             ("cn=module{0},cn=config", {
                 "objectClass": [b"olcModuleList"], "cn": [b"module{0}"],
                 "olcModulePath": [str(MODULE_DIR).encode()],
                 "olcModuleLoad": [b"{0}back_mdb", b"{1}memberof", b"{2}ppolicy",
-                                  b"{3}syncprov"]}),
+                                  b"{3}syncprov", f"{{4}}{ARGON2_MODULE}".encode()]}),
             ("cn=schema,cn=config", {"objectClass": [b"olcSchemaConfig"], "cn": [b"schema"]}),
         ]
         after_schema: list[tuple[str, Entry]] = [
             ("olcDatabase={-1}frontend,cn=config", {
                 "objectClass": [b"olcDatabaseConfig", b"olcFrontendConfig"],
                 "olcDatabase": [b"{-1}frontend"],
+                # On the frontend, not cn=config: cn=config is read before the modules
+                # are loaded, and {ARGON2} exists only once the argon2 module is.
+                "olcPasswordHash": [pwhash.SCHEME.encode()],
                 "olcAccess": [b"{0}to dn.base=\"\" by * read",
                               b"{1}to dn.base=\"cn=subschema\" by * read"]}),
             ("olcDatabase={0}config,cn=config", {
@@ -188,11 +195,11 @@ class ManagedSlapd:
                 "olcDatabase": [b"{1}mdb"],
                 "olcSuffix": [base.encode()],
                 "olcRootDN": [s.bind_dn.encode()],
-                "olcRootPW": [entries.ssha(s.bind_password).encode()],
+                "olcRootPW": [pwhash.hash_password(s.bind_password).encode()],
                 "olcDbDirectory": [str(self.db_dir).encode()],
                 "olcDbMaxSize": [str(4 * 1024**3).encode()],
                 "olcDbIndex": [v.encode() for v in (
-                    "objectClass eq", "uid eq", "cn eq,sub", "displayName eq,sub",
+                    "objectClass eq", "uid eq,sub", "cn eq,sub", "displayName eq,sub",
                     "govDepartmentPath eq,sub", "govStatus eq", "member eq", "memberOf eq",
                     "mail eq", "ou eq", "entryUUID eq", "entryCSN eq")],
                 # Service accounts read the whole directory of people at once.
@@ -259,6 +266,43 @@ class ManagedSlapd:
             raise SlapdFailed("slapadd", done.stderr.decode("utf-8", "replace")[-2000:])
         return True
 
+    def config_needs_argon2(self) -> bool:
+        """Whether ``slapd.d`` predates Argon2 (a home made before the switch).
+
+        Read from the module list slapd wrote; this file is only read, never edited
+        by hand (slapd keeps a checksum in it): changes go through slapmodify.
+        """
+        modules = self.config_dir / "cn=config" / "cn=module{0}.ldif"
+        try:
+            return "argon2" not in modules.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return False
+
+    def upgrade_config(self) -> bool:
+        """Bring an existing ``slapd.d`` up to date, offline (slapd must not run).
+
+        Today: load the argon2 module, hash new passwords with ``{ARGON2}`` and
+        re-hash the rootdn password with it. Hashes already stored stay as they
+        are (slapd still checks ``{SSHA}``) until the person's next login re-hashes
+        them (``LdapGateway.authenticate``). True when something was changed.
+        """
+        if not self.configured or not self.config_needs_argon2():
+            return False
+        rootpw = pwhash.hash_password(self.settings.bind_password)
+        ldif = (
+            "dn: cn=module{0},cn=config\nchangetype: modify\nadd: olcModuleLoad\n"
+            f"olcModuleLoad: {ARGON2_MODULE}\n-\n\n"
+            "dn: cn=config\nchangetype: modify\ndelete: olcPasswordHash\n-\n\n"
+            "dn: olcDatabase={-1}frontend,cn=config\nchangetype: modify\n"
+            f"replace: olcPasswordHash\nolcPasswordHash: {pwhash.SCHEME}\n-\n\n"
+            "dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\nreplace: olcRootPW\n"
+            f"olcRootPW: {rootpw}\n-\n")
+        done = subprocess.run([SLAPMODIFY, "-n0", "-F", str(self.config_dir)],
+                              input=ldif.encode("utf-8"), capture_output=True, timeout=60)
+        if done.returncode != 0:
+            raise SlapdFailed("slapmodify", done.stderr.decode("utf-8", "replace")[-2000:])
+        return True
+
     # -- process -------------------------------------------------------------
     def _pid(self) -> int | None:
         try:
@@ -288,7 +332,8 @@ class ManagedSlapd:
         if self.is_running():
             self._wait_ready(time.monotonic() + self.start_timeout)
             return False
-        self.configure()
+        if not self.configure():
+            self.upgrade_config()
         self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.pid_file.unlink(missing_ok=True)
         urls = [f"ldap://{self.host}:{self.port}/"]

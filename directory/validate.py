@@ -16,6 +16,8 @@ GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$")
 MOBILE_RE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
 EMPLOYEE_RE = re.compile(r"^[A-Za-z0-9-]{1,32}$")
+# ASCII digits only: str.isdigit() accepts "²" and int() accepts "٣" and " 3".
+_ASCII_INT = re.compile(r"[0-9]{1,9}")
 LDAP_SPECIAL = frozenset('*()\\,+"<>;=/#')
 
 MAX_NAME = 64
@@ -23,6 +25,7 @@ MAX_TITLE = 128
 MAX_EMAIL = 254
 MAX_DEPARTMENT_DEPTH = 8
 MAX_CLEARANCE = 4
+MAX_QUERY = 128  # free-text search
 
 
 def _control(value: str) -> bool:
@@ -107,9 +110,15 @@ def parse_department(path: str) -> tuple[tuple[str, ...], str | None]:
     return parts, None
 
 
+def parse_ascii_int(value: str) -> int | None:
+    """A non-negative integer written in ASCII digits (at most 9), else None."""
+    return int(value) if _ASCII_INT.fullmatch(value) else None
+
+
 def parse_clearance(value: str) -> tuple[int, str | None]:
     if value == "":
         return 0, None
-    if not value.isdigit() or not 0 <= int(value) <= MAX_CLEARANCE:
+    number = parse_ascii_int(value)
+    if number is None or not 0 <= number <= MAX_CLEARANCE:
         return 0, f"clearance {value[:20]!r} must be an integer 0-{MAX_CLEARANCE}"
-    return int(value), None
+    return number, None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from directory import entries
+from directory import entries, pwhash
 from directory.gateway import LdapGateway
 from directory.model import AuthResult
 from directory.service import DirectoryService
@@ -60,7 +60,7 @@ def test_failover_to_the_second_uri(tmp_path: Path) -> None:
         # The same entry, same password hash, on both: what a replica would hold.
         dn = f"uid=gaojie,ou=people,{first.settings.base_dn}"
         attrs = {"objectClass": entries.PERSON_CLASSES, "uid": ["gaojie"],
-                 "userPassword": [entries.ssha(PASSWORD)],
+                 "userPassword": [pwhash.hash_password(PASSWORD)],
                  **entries.person_attributes(uid="gaojie", name="高杰", department=("市公安局",))}
         raw = {k: [v.encode() for v in vs] for k, vs in attrs.items()}
         for server in (first, second):

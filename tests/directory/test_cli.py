@@ -90,3 +90,26 @@ def test_groups_and_service_accounts(directory_service: DirectoryService) -> Non
     assert run(svc, "group", "remove-member", "security-admins", "lina")[0] == 0
     code, out = run(svc, "service-account", "add", "oa-app", as_json=True)
     assert code == 0 and json.loads(out)["dn"].startswith("uid=oa-app,ou=services,")
+
+
+def test_search_takes_a_free_text_query(directory_service: DirectoryService) -> None:
+    svc = directory_service
+    svc.ensure_department("市财政局")
+    svc.add_person(uid="wangfang", name="王芳", department="市财政局")
+    svc.add_person(uid="lina", name="李娜", department="市财政局")
+    code, out = run(svc, "search", "王", as_json=True)
+    assert code == 0 and [p["uid"] for p in json.loads(out)] == ["wangfang"]
+    code, out = run(svc, "search", "*)(uid=*")
+    assert code == 0 and out.strip() == "(nobody)"
+
+
+def test_import_with_non_ascii_clearance_names_the_line(directory_service: DirectoryService,
+                                                        tmp_path: Path) -> None:
+    svc = directory_service
+    svc.ensure_department("市财政局")
+    f = tmp_path / "people.csv"
+    f.write_text("uid,name,department,title,email,clearance\n"
+                 "wangfang,王芳,市财政局,科员,wangfang@beijing.gov.cn,²\n", encoding="utf-8")
+    code, out = run(svc, "import", str(f))
+    assert code == 1 and "line 2" in out and "clearance" in out
+    assert "Traceback" not in out and svc.search("王") == []

@@ -184,3 +184,78 @@ def test_oversized_ldif_is_refused_before_parsing() -> None:
 
     parsed = parse_ldif(PERSON_LDIF * (MAX_FILE_BYTES // len(PERSON_LDIF) + 1))
     assert parsed.rows == [] and "larger than" in parsed.errors[0][1]
+
+
+# -- numbers are ASCII digits only ------------------------------------------------
+@pytest.mark.parametrize("clearance", [
+    pytest.param("²", id="superscript-two"),
+    pytest.param("٣", id="arabic-indic-three"),
+    pytest.param("３", id="fullwidth-three"),
+    pytest.param("+3", id="plus-sign"),
+    pytest.param("-0", id="minus-zero"),
+    pytest.param("9" * 40, id="forty-digits"),
+])
+def test_non_ascii_clearance_names_the_row(clearance: str) -> None:
+    row = GOOD.replace(",2,", f',"{clearance}",')
+    line, reason = only_error(csv(row))
+    assert line == 2 and "clearance" in reason
+
+
+def test_non_ascii_clearance_in_ldif_names_the_entry() -> None:
+    data = ("dn: uid=li,ou=people,dc=x\nuid: li\ncn: 李娜\ngovDepartmentPath: 市公安局\n"
+            "title: t\nmail: li@beijing.gov.cn\ngovClearance: ²\n").encode()
+    parsed = parse_ldif(data)
+    assert parsed.rows == [] and len(parsed.errors) == 1
+    assert "clearance" in parsed.errors[0][1]
+
+
+def test_stored_non_ascii_clearance_reads_as_zero() -> None:
+    from directory.entries import person_from_attributes
+
+    person = person_from_attributes("uid=x", {"uid": ["x"], "govClearance": ["²"]})
+    assert person.clearance == 0
+
+
+@pytest.mark.parametrize("arc", [
+    pytest.param("1.3.6.²", id="superscript"),
+    pytest.param("1.3..6", id="empty-arc"),
+    pytest.param("1.3.6.", id="trailing-dot"),
+    pytest.param("", id="empty"),
+])
+def test_schema_oid_arc_must_be_ascii_digits(arc: str) -> None:
+    from directory.errors import SlapdFailed
+    from directory.slapd import render_schema
+
+    with pytest.raises(SlapdFailed):
+        render_schema(arc)
+
+
+# -- CSV formula injection (OWASP): neutralised on export, restored on import ----------
+@pytest.mark.parametrize("value", ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1)",
+                                   "\t=1", "\r=1"])
+def test_formula_cells_are_neutralised_on_export(value: str) -> None:
+    from directory.csvimport import write_csv
+
+    row = ["zhangwei", "张伟", "市财政局", value, "z@beijing.gov.cn", "", "", "0", ""]
+    data = write_csv([row]).decode()
+    assert f"'{value}" in data
+    assert not any(line.split(",")[3].lstrip('"').startswith(("=", "+", "-", "@"))
+                   for line in data.splitlines()[1:])
+
+
+def test_plain_cells_are_written_as_they_are() -> None:
+    from directory.csvsafe import neutralise
+
+    assert neutralise("科员") == "科员" and neutralise("a=b") == "a=b"
+    assert neutralise("'quoted") == "'quoted"
+
+
+def test_neutralised_cell_is_restored_on_import() -> None:
+    row = GOOD.replace(",科员,", ",'=cmd|' /C calc'!A0,")
+    parsed = parse_csv(csv(row))
+    assert parsed.errors == [] and parsed.rows[0].title == "=cmd|' /C calc'!A0"
+
+
+def test_quote_before_plain_text_is_kept_on_import() -> None:
+    parsed = parse_csv(csv(GOOD.replace(",科员,", ",'科员,")))
+    assert parsed.rows[0].title == "'科员"

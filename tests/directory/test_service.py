@@ -211,3 +211,56 @@ def test_change_own_password_enforces_history(directory_service: DirectoryServic
     with pytest.raises(WeakPassword) as reused:
         svc.change_password("yangyan", new, PASSWORD)
     assert reused.value.reasons == ("passwordInHistory",)
+
+
+def test_formula_values_export_neutralised_and_reimport_unchanged(
+        directory_service: DirectoryService) -> None:
+    svc = directory_service
+    departments(svc)
+    svc.add_person(uid="zhaolei", name="@赵磊", department="市财政局/国库处",
+                   title="=cmd|' /C calc'!A0", mobile="+8613900000000")
+    data = svc.export_people("csv").decode()
+    assert "'=cmd|' /C calc'!A0" in data and "'@赵磊" in data and "'+8613900000000" in data
+    report = svc.import_people(data.encode())
+    assert (report.added, report.updated, report.unchanged) == (0, 0, 1)
+    assert svc.show("zhaolei").title == "=cmd|' /C calc'!A0"
+
+
+def _search_people(svc: DirectoryService) -> None:
+    departments(svc)
+    svc.add_person(uid="wangfang", name="王芳", department="市财政局/预算处")
+    svc.add_person(uid="wangwei", name="王伟", department="市公安局/网安总队")
+    svc.add_person(uid="lina", name="李娜", department="市财政局/国库处")
+
+
+def test_free_text_search_matches_chinese_name(directory_service: DirectoryService) -> None:
+    svc = directory_service
+    _search_people(svc)
+    assert [p.uid for p in svc.search("王")] == ["wangfang", "wangwei"]
+    assert [p.uid for p in svc.search("李娜")] == ["lina"]
+
+
+def test_free_text_search_matches_uid_substring(directory_service: DirectoryService) -> None:
+    svc = directory_service
+    _search_people(svc)
+    assert [p.uid for p in svc.search("ngfa")] == ["wangfang"]
+
+
+def test_free_text_search_combines_with_options(directory_service: DirectoryService) -> None:
+    svc = directory_service
+    _search_people(svc)
+    assert [p.uid for p in svc.search("王", department="市公安局")] == ["wangwei"]
+
+
+@pytest.mark.parametrize("query", ["*)(uid=*", "*", ")(", "\\", "王*)(|(uid=*"])
+def test_free_text_search_with_filter_metacharacters_finds_nobody(
+        directory_service: DirectoryService, query: str) -> None:
+    svc = directory_service
+    _search_people(svc)
+    assert svc.search(query) == []
+
+
+def test_free_text_search_with_nul_is_refused(directory_service: DirectoryService) -> None:
+    with pytest.raises(InvalidValue) as err:
+        directory_service.search("王\x00")
+    assert err.value.field == "query"
