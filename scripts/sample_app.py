@@ -118,7 +118,24 @@ def main() -> None:
         os.environ["REQUESTS_CA_BUNDLE"] = args.ca_bundle  # used by authlib's requests client
     app = create_sample_app(args.issuer or conf["issuer"], conf["client_id"],
                             conf["client_secret"], f"http://{host}:{port}")
-    app.run(host=host, port=int(port))
+    serve(app, f"{host}:{port}")
+
+
+def serve(app: Flask, bind: str) -> None:
+    """Serve under gunicorn, a production WSGI server (not Flask's development one):
+    one worker process with threads, so the app's in-memory signing key is shared."""
+    from gunicorn.app.base import BaseApplication
+
+    class SampleApp(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in {"bind": bind, "workers": 1, "worker_class": "gthread",
+                               "threads": 4, "accesslog": None}.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Flask:
+            return app
+
+    SampleApp().run()
 
 
 if __name__ == "__main__":

@@ -132,6 +132,11 @@ def test_sample_app_logs_a_demo_person_in_over_tls(demo: Demo) -> None:
     assert "欢迎" in done.text
 
 
+def test_sample_app_runs_under_a_production_wsgi_server(demo: Demo) -> None:
+    resp = requests.get(demo.app_url + "/", timeout=10)
+    assert resp.headers.get("Server", "").startswith("gunicorn"), resp.headers
+
+
 def _openssl_verify(demo: Demo, tmp: Path, cert: Path) -> subprocess.CompletedProcess[str]:
     crl = tmp / "issuing.crl"
     der = requests.get(demo.pki_url + "/crl/issuing.crl", timeout=10).content
