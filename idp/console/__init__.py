@@ -1,12 +1,12 @@
 """The web console at ``/console``: self-service for every civil servant, and the
-administration pages for security administrators (issue 6).
+administration pages for security administrators.
 
 A Flask blueprint mounted inside the IdP app; it reuses the IdP's SSO session
 cookie, CSRF tokens, language choice and security headers. The views are thin:
 what they show comes from ``idp.console.queries`` (plain functions) and the
 services of the composition root (directory, CA, one-time codes, clients, audit).
 Pages are server-rendered (``templates/console``); CSS is served from
-``idp/static``; there is no script and nothing from another origin.
+``idp/web/static``; there is no script and nothing from another origin.
 """
 
 from __future__ import annotations

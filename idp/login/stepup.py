@@ -1,6 +1,6 @@
 """Strong login at the authorization endpoint: which assurance level a request asks
 for, what the SSO session has done, and the certificate and one-time-code factors
-that step a session up (issue 5).
+that step a session up.
 
 Framework-free: the web edge (``idp.web.login_views`` and ``idp.web.kit``) passes plain
 values in and maps the results (``policies.assurance`` decisions, ``certauth``

@@ -3,7 +3,7 @@
 SQLite (WAL) in the home by default; any ``postgresql+psycopg://`` URL works.
 Each package defines its tables on its own ``MetaData`` at its edge
 (``pki.store``, ``idp.runtime.outbox``, ...); the one migration history lives in
-``idp/migrations`` and is applied by ``govtrust init`` and ``govtrust db upgrade``.
+``idp/runtime/migrations`` and is applied by ``govtrust init`` and ``govtrust db upgrade``.
 """
 
 from __future__ import annotations

@@ -191,7 +191,7 @@ class Services:
 
         return CertificateLifecycle(self.ca)
 
-    # -- strong authentication (issue 5) ------------------------------------------------
+    # -- strong authentication ------------------------------------------------------
     @cached_property
     def totp(self) -> TotpService:
         """One-time codes: secrets encrypted under a key derived from ``otp-key``."""

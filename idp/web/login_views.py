@@ -1,4 +1,4 @@
-"""The web edge of strong login (issue 5): the assurance check at ``/authorize``, the
+"""The login views: the password form, the assurance check at ``/authorize``, the
 certificate and one-time-code steps, and TOTP enrolment.
 
 The decisions are ``policies.assurance.decide``; certificates are validated by

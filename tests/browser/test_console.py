@@ -1,4 +1,4 @@
-"""Acceptance for the web console (issue 6), in a real browser.
+"""Acceptance for the web console, in a real browser.
 
 A civil servant logs in with a password through the IdP's login form, enrols a
 TOTP authenticator (the code computed with pyotp), requests a certificate with a

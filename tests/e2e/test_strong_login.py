@@ -1,4 +1,4 @@
-"""Strong login end to end (issue 5 acceptance): ``govtrust demo`` in a fresh home on
+"""Strong login end to end: ``govtrust demo`` in a fresh home on
 free ports, its TLS front (gunicorn, optional client certificate), a real nginx in
 front of it forwarding the client certificate in a header, ``curl --cert``,
 ``oathtool``, the CLI for certificates and apps, and ID tokens checked with PyJWT

@@ -1,4 +1,4 @@
-"""Issuance from CSRs and PKCS#12, and one named test per bad input (issue 3)."""
+"""Issuance from CSRs and PKCS#12, and one named test per bad input."""
 
 from __future__ import annotations
 
