@@ -252,7 +252,8 @@ class CertificateAuthority:
             if self._responder is None:
                 self._responder = OCSPResponder(
                     self.issuing_certificate, self.store.status, self.ocsp_credentials,
-                    lifetime=self.settings.ocsp_response_lifetime, clock=self._clock)
+                    lifetime=self.settings.ocsp_response_lifetime,
+                    cache_size=self.settings.ocsp_cache_size, clock=self._clock)
             return self._responder
 
     # -- issuance ----------------------------------------------------------------
