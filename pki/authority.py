@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from directory.model import Person
 from pki.assemble import sign_certificate
 from pki.audit import SignedHead, head_message
 from pki.certs import (
@@ -36,7 +35,7 @@ from pki.certs import (
 from pki.crl import build_crl
 from pki.csr import check_csr, check_key, parse_csr
 from pki.errors import BadRequest, NotInitialized, PKIError, UnknownProfile, UnknownSerial
-from pki.interfaces import AuditHead, CertificateStore
+from pki.interfaces import AuditHead, CertificateStore, CertificateSubject
 from pki.keys import KeyAlgorithm, KeyStore, PrivateKey, Signer, verify_signature
 from pki.model import (
     AuditEntry,
@@ -264,15 +263,15 @@ class CertificateAuthority:
         except KeyError:
             raise UnknownProfile(name) from None
 
-    def _person_profile(self, name: str, person: Person) -> Profile:
+    def _person_profile(self, name: str, person: CertificateSubject) -> Profile:
         profile = self.profile(name)
         if profile.owner is not Owner.PERSON:
             raise BadRequest("wrong_profile", f"{name} is not issued to people")
         if not person.is_active:
-            raise BadRequest("person_inactive", f"{person.uid} is {person.status.value}")
+            raise BadRequest("person_inactive", f"{person.uid} is {person.status}")
         return profile
 
-    def issue_from_csr(self, person: Person, profile_name: str, csr: bytes, *,
+    def issue_from_csr(self, person: CertificateSubject, profile_name: str, csr: bytes, *,
                        actor: str = "system", hardware_key: bool = False) -> IssuedCertificate:
         """A certificate for ``person``'s key in ``csr``; subject and SANs from the entry."""
         profile = self._person_profile(profile_name, person)
@@ -284,7 +283,7 @@ class CertificateAuthority:
         self._publish(person, issued)
         return issued
 
-    def issue_pkcs12(self, person: Person, profile_name: str, passphrase: bytes, *,
+    def issue_pkcs12(self, person: CertificateSubject, profile_name: str, passphrase: bytes, *,
                      actor: str = "system",
                      key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256) -> IssuedKeyPair:
         """Generate the key here and return it with the certificate as PKCS#12."""
@@ -365,7 +364,8 @@ class CertificateAuthority:
         return IssuedKeyPair(issued, key, p12)
 
     def _issue(self, profile: Profile, public_key: CertificatePublicKeyTypes,
-               key_kind: KeyKind, *, owner: tuple[OwnerKind, str, str], person: Person | None,
+               key_kind: KeyKind, *, owner: tuple[OwnerKind, str, str],
+               person: CertificateSubject | None,
                dns_names: Sequence[str], actor: str, hardware_key: bool) -> IssuedCertificate:
         issuer = self.issuing_certificate
         now = self.now()
@@ -391,9 +391,9 @@ class CertificateAuthority:
         self.store.add_certificate(record, audit)
         return IssuedCertificate(record, cert)
 
-    def _publish(self, person: Person, issued: IssuedCertificate) -> None:
+    def _publish(self, person: CertificateSubject, issued: IssuedCertificate) -> None:
         try:
-            self.publisher.publish(person, issued.record.der)
+            self.publisher.publish(person.uid, issued.record.der)
         except Exception:  # the database is the record; the directory copy can be redone
             log.exception("publishing certificate %s to %s failed", issued.record.serial,
                           person.uid)
