@@ -11,7 +11,6 @@ database stays the record: this is a copy, and ``pki.publish.CertificatePublishe
 from __future__ import annotations
 
 from directory.gateway import LdapGateway
-from directory.model import Person
 from directory.slapd import PKI
 
 USER_CERT = "userCertificate;binary"
@@ -22,8 +21,8 @@ class DirectoryPublisher:
     def __init__(self, gateway: LdapGateway) -> None:
         self._gateway = gateway
 
-    def publish(self, person: Person, der: bytes) -> None:
-        self._gateway.add_binary(person.dn, USER_CERT, der)
+    def publish(self, uid: str, der: bytes) -> None:
+        self._gateway.add_binary(self._gateway.person_dn(uid), USER_CERT, der)
 
     def unpublish(self, uid: str, der: bytes) -> None:
         self._gateway.delete_binary(self._gateway.person_dn(uid), USER_CERT, der)

@@ -16,9 +16,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID, ObjectIdentifier
 
-from directory.model import Person
 from pki import der
 from pki.errors import BadRequest
+from pki.interfaces import CertificateSubject
 from pki.model import CASettings
 from policies.profiles import (
     HARDWARE_KEY_POLICY,
@@ -59,7 +59,8 @@ def upn(uid: str, realm: str) -> x509.OtherName:
     return x509.OtherName(UPN_OID, der.tlv(0x0C, f"{uid}@{realm}".encode()))
 
 
-def subject_for(profile: Profile, settings: CASettings, *, person: Person | None = None,
+def subject_for(profile: Profile, settings: CASettings, *,
+                person: CertificateSubject | None = None,
                 dns_names: Sequence[str] = ()) -> x509.Name:
     attrs: list[x509.NameAttribute[str]] = []
     oids = {"C": NameOID.COUNTRY_NAME, "O": NameOID.ORGANIZATION_NAME,
@@ -87,7 +88,8 @@ def subject_for(profile: Profile, settings: CASettings, *, person: Person | None
     return x509.Name(attrs)
 
 
-def general_names(profile: Profile, settings: CASettings, *, person: Person | None,
+def general_names(profile: Profile, settings: CASettings, *,
+                  person: CertificateSubject | None,
                   dns_names: Sequence[str]) -> list[x509.GeneralName]:
     names: list[x509.GeneralName] = []
     for source in profile.subject_alt_name:

@@ -20,9 +20,9 @@ from typing import Any, Protocol
 import click
 from cryptography.hazmat.primitives import serialization
 
-from directory.model import Person
 from pki.authority import CertificateAuthority, IssuedCertificate, IssuedKeyPair
 from pki.errors import PKIError
+from pki.interfaces import CertificateSubject
 from pki.model import CertStatus, RevocationReason
 from policies.profiles import PROFILE_NAMES
 
@@ -30,7 +30,9 @@ MAX_CSR_READ = 1024 * 1024
 
 
 class PersonLookup(Protocol):
-    def show(self, uid: str) -> Person: ...
+    """Finds a person by uid (the directory service, wired by the composition root)."""
+
+    def show(self, uid: str) -> CertificateSubject: ...
 
 
 class PKIServices(Protocol):

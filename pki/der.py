@@ -28,10 +28,15 @@ def sequence(*items: bytes) -> bytes:
 
 
 def integer(value: int) -> bytes:
-    # Two's complement, minimal length (X.690 §8.3.2).
-    if value == 0:
-        return b"\x02\x01\x00"
-    size = (value.bit_length() + 8) // 8 if value > 0 else (value.bit_length() + 8) // 8
+    """X.690 §8.3: two's complement in the fewest octets.
+
+    §8.3.2: the first nine bits are never all ones or all zeros. A positive value
+    needs a sign bit above its magnitude; a negative one needs only as many bits
+    as its complement ``~value`` (= -value - 1) has, plus the sign bit: -128 is
+    ``80``, not ``ff 80``.
+    """
+    magnitude = value if value >= 0 else ~value
+    size = magnitude.bit_length() // 8 + 1
     return tlv(0x02, value.to_bytes(size, "big", signed=True))
 
 
@@ -54,8 +59,8 @@ def bit_string(value: bytes) -> bytes:
 def oid(dotted: str) -> bytes:
     parts = [int(p) for p in dotted.split(".")]
     body = bytearray()
-    for i, arc in enumerate([parts[0] * 40 + parts[1], *parts[2:]]):
-        del i
+    # X.690 §8.19: the first two arcs share one subidentifier; each is base 128.
+    for arc in [parts[0] * 40 + parts[1], *parts[2:]]:
         chunk = [arc & 0x7F]
         arc >>= 7
         while arc:
@@ -66,6 +71,10 @@ def oid(dotted: str) -> bytes:
 
 
 def explicit(tag_number: int, value: bytes) -> bytes:
+    """A context-specific constructed tag, ``[n] EXPLICIT`` (X.690 §8.14)."""
+    if not 0 <= tag_number <= 30:
+        # X.690 §8.1.2.4: 31 and up need the multi-octet form, which nothing here uses.
+        raise ValueError(f"tag number {tag_number} needs the high-tag-number form")
     return tlv(0xA0 | tag_number, value)
 
 
@@ -78,9 +87,13 @@ def generalized_time(at: datetime) -> bytes:
 
 
 def time(at: datetime) -> bytes:
-    """RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050 on."""
+    """RFC 5280 §4.1.2.5: UTCTime for 1950 through 2049, GeneralizedTime otherwise.
+
+    A two-digit year means 1950..2049, so any other year (before 1950 too) must be
+    a GeneralizedTime.
+    """
     at = _utc(at)
-    if at.year < 2050:
+    if 1950 <= at.year < 2050:
         return tlv(0x17, at.strftime("%y%m%d%H%M%SZ").encode())
     return generalized_time(at)
 

@@ -94,6 +94,15 @@ class InvalidReason(PKIError):
         super().__init__(f"not a usable RFC 5280 revocation reason: {reason!r}")
 
 
+class BadSetting(PKIError):
+    """A ``[pki]`` setting has a value the CA cannot use."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"pki.{key}: {reason}")
+
+
 class PublishError(PKIError):
     """Publishing a certificate or CRL to the directory failed."""
 

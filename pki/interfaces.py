@@ -1,11 +1,15 @@
-"""The small interfaces the CA core needs: its record store and the audit head.
+"""The small interfaces the CA core needs: its record store, the audit head, and
+the facts about a person a certificate is issued to.
 
-``pki.store.SqlCertificateStore`` and ``pki.audit_store.AuditLog`` implement them.
+``pki.store.SqlCertificateStore`` and ``pki.audit_store.AuditLog`` implement the
+first two; the directory's person (``directory.model.Person``) satisfies
+:class:`CertificateSubject` structurally, and the composition root hands it in:
+pki and directory are siblings, neither imports the other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -21,6 +25,40 @@ from pki.model import (
     RevokedEntry,
 )
 from pki.ocsp import StatusInfo
+
+
+class CertificateSubject(Protocol):
+    """A person as a certificate needs them (subject, SANs, owner record).
+
+    Read-only: the CA takes these facts from the directory, never from a CSR.
+    """
+
+    @property
+    def uid(self) -> str: ...
+
+    @property
+    def entry_uuid(self) -> str:
+        """Stable for the person's life (slapd's entryUUID); a uid may be reused."""
+        ...
+
+    @property
+    def display_name(self) -> str: ...
+
+    @property
+    def department(self) -> Sequence[str]:
+        """The path from the top, e.g. ``("市财政局", "预算处")``."""
+        ...
+
+    @property
+    def email(self) -> str: ...
+
+    @property
+    def is_active(self) -> bool: ...
+
+    @property
+    def status(self) -> str:
+        """Why not active (``"suspended"``, ``"left"``), for the refusal."""
+        ...
 
 
 class CertificateStore(Protocol):

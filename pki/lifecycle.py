@@ -1,19 +1,23 @@
 """Certificates follow their owner's standing in the directory.
 
-Subscribed to the directory's lifecycle events (``directory.events``), delivered
-at least once by the outbox, so every handler is idempotent: a person who leaves
+Subscribed (by the composition root) to the directory's lifecycle events,
+delivered at least once by the outbox, so every handler is idempotent: a person who leaves
 has every valid or held certificate revoked (affiliationChanged, RFC 5280
 §5.3.1); a suspension puts valid certificates on hold (certificateHold); a
 restore releases held ones. A move changes nothing here: the old certificates
 stay valid until renewed with the new department in their subject.
+
+pki does not import directory: :class:`StandingChange` names the facts of an
+event this handler reads, which ``directory.events.LifecycleEvent`` has.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
-from directory.events import LifecycleEvent, LifecycleKind
 from pki.authority import CertificateAuthority
 from pki.errors import InvalidTransition
 from pki.model import CertStatus, RevocationReason
@@ -21,8 +25,34 @@ from pki.model import CertStatus, RevocationReason
 log = logging.getLogger(__name__)
 
 
+class Standing(enum.StrEnum):
+    """The kinds of change this handler acts on (the directory's event kinds)."""
+
+    SUSPENDED = "suspended"
+    RESTORED = "restored"
+    LEFT = "left"
+
+
+class StandingChange(Protocol):
+    """A change in a person's standing, as the directory reports it."""
+
+    @property
+    def kind(self) -> str:
+        """``"suspended"``, ``"restored"``, ``"left"``; any other kind is ignored."""
+        ...
+
+    @property
+    def uid(self) -> str: ...
+
+    @property
+    def entry_uuid(self) -> str: ...
+
+    @property
+    def actor(self) -> str: ...
+
+
 class CertificateLifecycle:
-    """A ``directory.events.EventSubscriber`` over a :class:`CertificateAuthority`."""
+    """An event subscriber (``name`` + ``handle``) over a :class:`CertificateAuthority`."""
 
     name = "pki.certificates"
 
@@ -31,21 +61,22 @@ class CertificateLifecycle:
         self.ca = ca
         self.leave_reason = leave_reason
 
-    def handle(self, event: LifecycleEvent) -> None:
+    def handle(self, event: StandingChange) -> None:
         actor = f"lifecycle:{event.actor}"
         changed = 0
-        if event.kind is LifecycleKind.LEFT:
+        kind = str(event.kind)
+        if kind == Standing.LEFT:
             for rec in self.ca.find(uid=event.uid):
                 if rec.status is not CertStatus.REVOKED and self._same(rec.owner_entry_uuid,
                                                                        event):
                     changed += self._apply(lambda s: self.ca.revoke(
                         s, self.leave_reason, actor=actor, refresh=False), rec.serial)
-        elif event.kind is LifecycleKind.SUSPENDED:
+        elif kind == Standing.SUSPENDED:
             for rec in self.ca.find(uid=event.uid, status=CertStatus.VALID):
                 if self._same(rec.owner_entry_uuid, event):
                     changed += self._apply(
                         lambda s: self.ca.hold(s, actor=actor, refresh=False), rec.serial)
-        elif event.kind is LifecycleKind.RESTORED:
+        elif kind == Standing.RESTORED:
             for rec in self.ca.find(uid=event.uid, status=CertStatus.HOLD):
                 if self._same(rec.owner_entry_uuid, event):
                     changed += self._apply(
@@ -54,7 +85,7 @@ class CertificateLifecycle:
             self.ca.refresh_after_revocation(actor)
 
     @staticmethod
-    def _same(entry_uuid: str, event: LifecycleEvent) -> bool:
+    def _same(entry_uuid: str, event: StandingChange) -> bool:
         # A uid may be reused after someone leaves; entryUUID names the person.
         return not event.entry_uuid or not entry_uuid or entry_uuid == event.entry_uuid
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pki.errors import InvalidReason, InvalidSerial
+from pki.errors import BadSetting, InvalidReason, InvalidSerial
 from pki.keys import KeyAlgorithm
 
 
@@ -189,6 +189,13 @@ class CASettings:
     # revocations go into delta CRLs and the full CRL follows its schedule.
     full_crl_on_revoke_max: int = 100_000
     csr_max_bytes: int = 64 * 1024
+    # Pre-signed OCSP responses kept per process (0: none); see pki.ocsp.
+    ocsp_cache_size: int = 10_000
+
+    def __post_init__(self) -> None:
+        size = self.ocsp_cache_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise BadSetting("ocsp_cache_size", f"expected a whole number >= 0, got {size!r}")
 
     @classmethod
     def from_mapping(cls, pki: Mapping[str, Any], realm: str) -> CASettings:
@@ -198,6 +205,7 @@ class CASettings:
             organization=str(pki.get("organization", cls.organization)),
             country=str(pki.get("country", cls.country)),
             realm=realm,
+            ocsp_cache_size=pki.get("ocsp_cache_size", cls.ocsp_cache_size),
         )
 
     @property

@@ -7,12 +7,18 @@ response. A response without a nonce is pre-signed and reused per serial until
 the certificate's status changes, the responder certificate is renewed, or it
 nears its nextUpdate; a request with a nonce is signed fresh so the nonce can
 be echoed (RFC 6960 §4.4.1).
+
+The reused responses live in a least-recently-used cache of a fixed number of
+entries, and only for serials this CA issued: anyone may ask about any serial,
+so caching the "unknown" answers would let a client grow the process without
+limit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +41,8 @@ MAX_REQUESTS = 16
 NONCE_MAX = 32  # RFC 8954 §2.1: 1..32 octets
 OID_PKIX_OCSP_BASIC = "1.3.6.1.5.5.7.48.1.1"
 OID_NONCE = "1.3.6.1.5.5.7.48.1.2"
+# About 1 KB of response each (with the responder certificate): ~10 MB a worker.
+DEFAULT_CACHE_SIZE = 10_000
 
 _HASH_OIDS = {"sha1": "1.3.14.3.2.26", "sha256": "2.16.840.1.101.3.4.2.1",
               "sha384": "2.16.840.1.101.3.4.2.2", "sha512": "2.16.840.1.101.3.4.2.3"}
@@ -75,6 +83,42 @@ class ParsedRequest:
 
 StatusLookup = Callable[[int], StatusInfo | None]
 Credentials = Callable[[], tuple[x509.Certificate, Signer]]
+
+
+@dataclass(frozen=True)
+class _Presigned:
+    key: tuple[str, ...]  # what the response depends on besides the time
+    refresh_at: datetime
+    response: bytes
+
+
+class _ResponseCache:
+    """Pre-signed responses by serial; the least recently used go past ``size``."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[int, _Presigned] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def get(self, serial: int) -> _Presigned | None:
+        with self._lock:
+            hit = self._entries.get(serial)
+            if hit is not None:
+                self._entries.move_to_end(serial)
+            return hit
+
+    def put(self, serial: int, entry: _Presigned) -> None:
+        if self._size == 0:
+            return
+        with self._lock:
+            self._entries[serial] = entry
+            self._entries.move_to_end(serial)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
 
 
 def error_response(status: str) -> bytes:
@@ -155,7 +199,12 @@ class OCSPResponder:
 
     def __init__(self, issuer: x509.Certificate, status_of: StatusLookup,
                  credentials: Credentials, *, lifetime: timedelta = timedelta(hours=4),
+                 cache_size: int = DEFAULT_CACHE_SIZE,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int):
+            raise TypeError(f"cache_size must be an int, not {type(cache_size).__name__}")
+        if cache_size < 0:
+            raise ValueError(f"cache_size must be 0 or more, not {cache_size}")
         self._issuer = issuer
         self._status_of = status_of
         self._credentials = credentials
@@ -167,9 +216,14 @@ class OCSPResponder:
         self._issuer_hashes = {
             name: (fn(name_der).digest(), fn(key_bits).digest()) for name, fn in _HASHES.items()
         }
-        self._cache: dict[int, tuple[tuple[str, ...], datetime, bytes]] = {}
+        self._cache = _ResponseCache(cache_size)
         self._responder: tuple[int, bytes, bytes] | None = None
         self._lock = threading.Lock()
+
+    @property
+    def cached_responses(self) -> int:
+        """How many pre-signed responses are held now (at most ``cache_size``)."""
+        return len(self._cache)
 
     # -- RFC 6960 §4.1.1 / §2.3 ---------------------------------------------
     def _check_issuer(self, cid: CertRef) -> None:
@@ -198,18 +252,19 @@ class OCSPResponder:
     def _cached(self, cid: CertRef, now: datetime) -> bytes:
         serial = cid.serial
         info = self._status_of(serial)
+        if info is None:
+            # Never issued here: signed fresh and not kept (see the module docstring).
+            return self._sign([(cid, None)], now, None)
         cert, _ = self._credentials()
-        key: tuple[str, ...] = info.key if info else ("unknown", "", "")
-        key += (format(cert.serial_number, "x"), cid.algorithm)
-        with self._lock:
-            hit = self._cache.get(serial)
+        # The response echoes the request's CertID bytes, so they are part of the key.
+        key = (*info.key, format(cert.serial_number, "x"), cid.der.hex())
+        hit = self._cache.get(serial)
         # Refresh once half the validity has passed (RFC 5019 §6: a fresh answer
         # well before nextUpdate).
-        if hit and hit[0] == key and now < hit[1]:
-            return hit[2]
+        if hit is not None and hit.key == key and now < hit.refresh_at:
+            return hit.response
         response = self._sign([(cid, info)], now, None)
-        with self._lock:
-            self._cache[serial] = (key, now + self._lifetime / 2, response)
+        self._cache.put(serial, _Presigned(key, now + self._lifetime / 2, response))
         return response
 
     def _responder_parts(self, cert: x509.Certificate) -> tuple[bytes, bytes]:

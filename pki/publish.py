@@ -1,9 +1,11 @@
 """Publishing certificates and CRLs to the directory, behind a small Protocol.
 
-The directory-backed implementation (``userCertificate;binary`` on the person's
-entry, ``certificateRevocationList;binary`` on the CA's) is wired by the
-composition root. Publishing happens after the database records the certificate
-or CRL: the database is the record, the directory a copy.
+The directory-backed implementation (``directory.publish.DirectoryPublisher``:
+``userCertificate;binary`` on the person's entry,
+``certificateRevocationList;binary`` on the CA's) satisfies it structurally and
+is wired by the composition root; pki does not import directory. Publishing
+happens after the database records the certificate or CRL: the database is the
+record, the directory a copy.
 """
 
 from __future__ import annotations
@@ -13,14 +15,12 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from directory.model import Person
-
 log = logging.getLogger(__name__)
 
 
 class CertificatePublisher(Protocol):
-    def publish(self, person: Person, der: bytes) -> None:
-        """Add ``der`` to the person's ``userCertificate;binary``."""
+    def publish(self, uid: str, der: bytes) -> None:
+        """Add ``der`` to the ``userCertificate;binary`` of the person ``uid``."""
         ...
 
     def unpublish(self, uid: str, der: bytes) -> None:
@@ -39,8 +39,8 @@ class UnwiredPublisher:
         warnings.warn("pki: no certificate publisher wired; certificates and CRLs are "
                       "not published to the directory", RuntimeWarning, stacklevel=2)
 
-    def publish(self, person: Person, der: bytes) -> None:
-        log.warning("not publishing a certificate for %s: no publisher wired", person.uid)
+    def publish(self, uid: str, der: bytes) -> None:
+        log.warning("not publishing a certificate for %s: no publisher wired", uid)
 
     def unpublish(self, uid: str, der: bytes) -> None:
         log.warning("not unpublishing a certificate of %s: no publisher wired", uid)
@@ -57,8 +57,8 @@ class RecordingPublisher:
     unpublished: list[tuple[str, bytes]] = field(default_factory=list)
     crls: list[tuple[str, bytes]] = field(default_factory=list)
 
-    def publish(self, person: Person, der: bytes) -> None:
-        self.published.append((person.uid, der))
+    def publish(self, uid: str, der: bytes) -> None:
+        self.published.append((uid, der))
 
     def unpublish(self, uid: str, der: bytes) -> None:
         self.unpublished.append((uid, der))

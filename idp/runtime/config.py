@@ -78,6 +78,7 @@ def default_sections(home: Path) -> dict[str, dict[str, Any]]:
             "pkcs11_token": "govtrust",
             "organization": "北京市人民政府",
             "country": "CN",
+            "ocsp_cache_size": 10_000,
         },
         "idp": {
             "issuer": "https://127.0.0.1:8443",

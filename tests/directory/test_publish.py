@@ -55,9 +55,9 @@ def _person(directory_service: Any) -> Any:
 def test_publish_and_unpublish_user_certificates(directory_service: Any) -> None:
     person = _person(directory_service)
     pub = DirectoryPublisher(directory_service.gateway)
-    pub.publish(person, CERT_A)
-    pub.publish(person, CERT_B)
-    pub.publish(person, CERT_A)  # idempotent
+    pub.publish(person.uid, CERT_A)
+    pub.publish(person.uid, CERT_B)
+    pub.publish(person.uid, CERT_A)  # idempotent
     assert sorted(pub.read_certificates("lina")) == sorted([CERT_A, CERT_B])
     pub.unpublish("lina", CERT_A)
     pub.unpublish("lina", CERT_A)  # already gone: fine
@@ -70,7 +70,7 @@ def test_publish_to_a_missing_entry_is_a_typed_error(directory_service: Any) -> 
     pub = DirectoryPublisher(directory_service.gateway)
     directory_service.gateway.delete(person.dn)
     with pytest.raises(NotFound):
-        pub.publish(person, CERT_A)
+        pub.publish(person.uid, CERT_A)
 
 
 def test_crl_is_published_and_readable_anonymously(directory_service: Any) -> None:

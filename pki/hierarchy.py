@@ -1,0 +1,170 @@
+"""The CA hierarchy: the root and issuing CA certificates, their keys, the audit head.
+
+:class:`CAHierarchy` holds what every part of the authority shares (record store,
+key store, settings, clock) and answers which CA certificate and key are current.
+Issuance (``pki.issuance``) and revocation with CRLs (``pki.revocation``) build on
+it; ``pki.authority.CertificateAuthority`` puts them together, as step-ca keeps
+one authority with a file per concern.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from pki.assemble import sign_certificate
+from pki.audit import SignedHead, head_message
+from pki.certs import issuing_builder, root_builder
+from pki.errors import NotInitialized
+from pki.interfaces import AuditHead, CertificateStore
+from pki.keys import KeyAlgorithm, KeyStore, Signer, verify_signature
+from pki.model import AuditEntry, CACertificate, CARole, CASettings, serial_hex
+from pki.publish import CertificatePublisher, UnwiredPublisher
+
+ISSUING = "issuing"
+ROOT = "root"
+
+
+@dataclass(frozen=True)
+class CAInfo:
+    role: CARole
+    subject: str
+    serial: str
+    not_before: datetime
+    not_after: datetime
+    sha256: str
+    key_label: str
+    key_algorithm: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": self.role.value, "subject": self.subject, "serial": self.serial,
+                "not_before": self.not_before.isoformat(),
+                "not_after": self.not_after.isoformat(), "sha256": self.sha256,
+                "key_label": self.key_label, "key_algorithm": self.key_algorithm}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _info(role: CARole, ca: CACertificate, cert: x509.Certificate) -> CAInfo:
+    fp = cert.fingerprint(hashes.SHA256()).hex(":").upper()
+    return CAInfo(role, cert.subject.rfc4514_string(), ca.serial, ca.not_before, ca.not_after,
+                  fp, ca.key_label, KeyAlgorithm.of(cert.public_key()).value)
+
+
+
+class CAHierarchy:
+    """One root and one issuing CA, as the record store knows them."""
+
+    def __init__(self, store: CertificateStore, keys: KeyStore, settings: CASettings, *,
+                 publisher: CertificatePublisher | None = None,
+                 audit: AuditHead | None = None,
+                 clock: Callable[[], datetime] = utc_now) -> None:
+        self.store = store
+        self.keys = keys
+        self.settings = settings
+        self.publisher: CertificatePublisher = publisher or UnwiredPublisher()
+        self.audit = audit
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._ca: dict[CARole, tuple[CACertificate, x509.Certificate]] = {}
+
+    def now(self) -> datetime:
+        return self._clock().astimezone(UTC).replace(microsecond=0)
+
+    @property
+    def initialized(self) -> bool:
+        return self.store.current_ca(CARole.ISSUING) is not None
+
+    def _create_ca_certificates(self, actor: str) -> None:
+        """Create the root and the issuing CA certificates where missing."""
+        with self._lock:
+            alg = self.settings.key_algorithm
+            now = self.now()
+            if self.store.current_ca(CARole.ROOT) is None:
+                signer = self._new_key(ROOT, alg)
+                cert = sign_certificate(root_builder(signer.public_key(), self.settings, now),
+                                        signer)
+                self._save_ca(CARole.ROOT, ROOT, cert, actor)
+            if self.store.current_ca(CARole.ISSUING) is None:
+                signer = self._new_key(ISSUING, alg)
+                root_cert = self.certificate(CARole.ROOT)
+                cert = sign_certificate(
+                    issuing_builder(signer.public_key(), root_cert, self.settings, now),
+                    self.root_signer(), root_cert)
+                self._save_ca(CARole.ISSUING, ISSUING, cert, actor)
+
+    def _new_key(self, label: str, alg: KeyAlgorithm) -> Signer:
+        # A key left by an interrupted init (key made, certificate not recorded) is reused.
+        return self.keys.get(label) if self.keys.exists(label) else self.keys.create(label, alg)
+
+    def _save_ca(self, role: CARole, label: str, cert: x509.Certificate, actor: str) -> None:
+        ca = CACertificate(role, label, serial_hex(cert.serial_number),
+                           cert.public_bytes(serialization.Encoding.DER),
+                           cert.not_valid_before_utc, cert.not_valid_after_utc)
+        self.store.add_ca(ca, AuditEntry(actor, "ca.create", f"ca:{role.value}", {
+            "serial": ca.serial, "subject": cert.subject.rfc4514_string(),
+            "sha256": cert.fingerprint(hashes.SHA256()).hex()}), self.now())
+        self._ca.pop(role, None)
+
+    def _ca_record(self, role: CARole) -> CACertificate:
+        with self._lock:
+            hit = self._ca.get(role)
+            if hit is None or role is CARole.OCSP:
+                ca = self.store.current_ca(role)
+                if ca is None:
+                    raise NotInitialized(role.value)
+                hit = (ca, x509.load_der_x509_certificate(ca.der))
+                self._ca[role] = hit
+            return hit[0]
+
+    def certificate(self, role: CARole) -> x509.Certificate:
+        self._ca_record(role)
+        return self._ca[role][1]
+
+    @property
+    def root_certificate(self) -> x509.Certificate:
+        return self.certificate(CARole.ROOT)
+
+    @property
+    def issuing_certificate(self) -> x509.Certificate:
+        return self.certificate(CARole.ISSUING)
+
+    def issuing_signer(self) -> Signer:
+        return self.keys.get(self._ca_record(CARole.ISSUING).key_label)
+
+
+    def root_signer(self) -> Signer:
+        return self.keys.get(self._ca_record(CARole.ROOT).key_label)
+
+    def hierarchy(self) -> list[CAInfo]:
+        out = []
+        for role in (CARole.ROOT, CARole.ISSUING, CARole.OCSP):
+            ca = self.store.current_ca(role)
+            if ca is not None:
+                out.append(_info(role, ca, x509.load_der_x509_certificate(ca.der)))
+        return out
+
+    def urls(self) -> dict[str, str]:
+        s = self.settings
+        return {"crl": s.crl_url, "delta_crl": s.delta_crl_url, "ocsp": s.ocsp_url,
+                "issuing_ca": s.issuing_ca_url, "root_ca": s.root_ca_url,
+                "root_crl": s.root_crl_url}
+
+    # -- the audit log's signed head ---------------------------------------------
+    def sign_audit_head(self) -> SignedHead | None:
+        if self.audit is None:
+            return None
+        return self.audit.sign_head(self.issuing_signer().sign)
+
+    def verify_audit_head(self, head: SignedHead) -> bool:
+        return verify_signature(self.issuing_certificate.public_key(), head.signature,
+                                head_message(head.seq, head.hash))
+
+
