@@ -4,6 +4,7 @@ and language, and the guards every view starts with. Built on ``idp.web.kit``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -12,9 +13,9 @@ from flask import Response, current_app, redirect, render_template
 from flask import request as req
 
 from directory.model import Person
-from idp.console import EXTENSION, queries, strings
+from idp.console import EXTENSION, queries
 from idp.login.sessions import SsoSession
-from idp.web import i18n
+from idp.web import catalog, i18n
 from idp.web.kit import (
     CSRF_COOKIE,
     csrf_seed,
@@ -80,7 +81,7 @@ def render(template: str, who: Viewer | None, status: int = 200, **ctx: Any) -> 
     lang = page_lang()
     other = "en" if lang == "zh-CN" else "zh-CN"
     seed, new = csrf_seed()
-    html = render_template(template, t=strings.translator(lang), lang=lang, switch_lang=other,
+    html = render_template(template, t=words(lang), lang=lang, switch_lang=other,
                            switch_url=switch_url(other), csrf=csrf_token(seed), who=who,
                            path=req.path, **ctx)
     resp = Response(html, status=status, mimetype="text/html")
@@ -102,8 +103,15 @@ def confirmed() -> bool:
     return req.form.get("confirm") == "yes"
 
 
+def words(lang: str) -> Mapping[str, str]:
+    """What the console's templates call ``t``: ``console.*`` words, then the IdP
+    pages' ``sso.*`` ones, so shared words (user name, errors) are written once."""
+    return catalog.scope(lang, "console", "sso")
+
+
 def tr(key: str, **fmt: Any) -> str:
-    text = strings.translator(page_lang())[key]
+    """``words()[key]`` in this page's language, with ``{placeholders}`` filled."""
+    text = words(page_lang())[key]
     return text.format(**fmt) if fmt else text
 
 

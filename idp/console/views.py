@@ -31,6 +31,7 @@ from idp.console.render import (
     viewer,
 )
 from idp.login.totp import AlreadyEnrolled, NotEnrolled
+from idp.web import catalog
 from idp.web.kit import csrf_ok
 from pki.errors import PKIError
 from pki.model import OwnerKind
@@ -222,7 +223,7 @@ def authenticator_confirm(who: Viewer) -> Response:
     outcome = totp.activate(who.person, req.form.get("code", "")[:16])
     if not outcome.ok:
         return render("console/enrol.html", who, status=400, secret=None, qr=None,
-                      result=outcome.result.message(current_lang()))
+                      result=catalog.text(current_lang(), outcome.result.message_key))
     codes = totp.new_recovery_codes(who.person)
     return render("console/recovery.html", who, codes=codes, activated=True)
 

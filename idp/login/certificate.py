@@ -83,55 +83,10 @@ class Refusal(enum.StrEnum):
     PERSON_LEFT = "person_left"
     UNTRUSTED_PROXY = "untrusted_proxy"
 
-
-    def message(self, lang: str = "zh-CN") -> str:
-        """What the login page says (Simplified Chinese by default, English on request)."""
-        zh, en = _REFUSAL_TEXT.get(self, _REFUSAL_TEXT[Refusal.MALFORMED])
-        return en if lang == "en" else zh
-
-
-_REFUSAL_TEXT: dict[Refusal, tuple[str, str]] = {
-    Refusal.MALFORMED: ("无法读取所提供的证书。", "The certificate could not be read."),
-    Refusal.TOO_LARGE: ("所提供的证书过大。", "The certificate is too large."),
-    Refusal.UNKNOWN_CA: ("该证书不是由本系统信任的认证机构签发的。",
-                         "The certificate was not issued by a trusted authority."),
-    Refusal.FORGED_CHAIN: ("证书签名无效，疑似伪造。已记录。",
-                           "The certificate's signature is not valid; this was recorded."),
-    Refusal.NOT_A_CA: ("证书链中的签发者无权签发证书。",
-                       "An issuer in the certificate chain may not issue certificates."),
-    Refusal.EXPIRED: ("证书已过期，请申请新证书。",
-                      "The certificate has expired; please request a new one."),
-    Refusal.NOT_YET_VALID: ("证书尚未生效，请检查本机时间。",
-                            "The certificate is not valid yet; check this computer's clock."),
-    Refusal.IS_A_CA: ("认证机构证书不能用于登录。",
-                      "A certificate authority's certificate cannot be used to log in."),
-    Refusal.NO_DIGITAL_SIGNATURE: ("该证书不能用于数字签名，不能用于登录。",
-                                   "This certificate cannot sign, so it cannot log in."),
-    Refusal.NO_CLIENT_AUTH: ("该证书不是身份认证证书，请使用身份认证证书登录。",
-                             "This is not an authentication certificate; use one that is."),
-    Refusal.REVOKED: ("该证书已被吊销。请联系安全管理员。",
-                      "The certificate has been revoked. Please contact the security "
-                      "administrator."),
-    Refusal.ON_HOLD: ("该证书已被暂停使用。请联系安全管理员。",
-                      "The certificate is on hold. Please contact the security administrator."),
-    Refusal.NOT_ISSUED_HERE: ("本系统没有签发该证书的记录。已记录。",
-                              "There is no record of this certificate; this was recorded."),
-    Refusal.REVOCATION_UNAVAILABLE: ("暂时无法确认证书状态，请稍后再试或改用其他方式登录。",
-                                     "The certificate's status cannot be checked now; try "
-                                     "again later or log in another way."),
-    Refusal.NOT_A_PERSON: ("该证书不属于个人用户。", "This certificate does not belong to a "
-                                                    "person."),
-    Refusal.NO_MAPPING: ("无法根据该证书确定您的账户。",
-                         "No account could be found for this certificate."),
-    Refusal.OWNER_MISMATCH: ("该证书不属于当前用户。",
-                             "This certificate belongs to someone else."),
-    Refusal.PERSON_SUSPENDED: ("您的账户已被暂停使用。请联系安全管理员。",
-                               "Your account is suspended. Please contact the security "
-                               "administrator."),
-    Refusal.PERSON_LEFT: ("您的账户已停用。", "Your account has been closed."),
-    Refusal.UNTRUSTED_PROXY: ("请求中的证书信息来源不可信，已被忽略。",
-                              "Certificate information from an untrusted source was ignored."),
-}
+    @property
+    def message_key(self) -> str:
+        """The words the login page shows are ``idp.web.catalog``'s, under this key."""
+        return f"refusal.{self.value}"
 
 
 class CertificateRefused(IdPError):

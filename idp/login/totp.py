@@ -95,23 +95,10 @@ class OtpResult(enum.StrEnum):
     NOT_ENROLLED = "not_enrolled"
     LOCKED = "locked"  # too many failures in a row: not even checked until the lock ends
 
-    def message(self, lang: str = "zh-CN") -> str:
-        """What the login page says (Simplified Chinese by default, English on request)."""
-        zh, en = _RESULT_TEXT[self]
-        return en if lang == "en" else zh
-
-
-_RESULT_TEXT: dict[OtpResult, tuple[str, str]] = {
-    OtpResult.OK: ("验证码正确。", "Code accepted."),
-    OtpResult.MALFORMED: ("验证码应为6位数字。", "A code is six digits."),
-    OtpResult.WRONG: ("验证码错误。", "Wrong code."),
-    OtpResult.REPLAYED: ("该验证码已使用过，请等待下一个验证码。",
-                         "That code was already used; wait for the next one."),
-    OtpResult.NOT_ENROLLED: ("您尚未绑定动态口令，请先绑定。",
-                             "You have no authenticator yet; please enrol one."),
-    OtpResult.LOCKED: ("验证码错误次数过多，请稍后再试或联系管理员。",
-                       "Too many wrong codes; try again later or contact the administrator."),
-}
+    @property
+    def message_key(self) -> str:
+        """The words the login page shows are ``idp.web.catalog``'s, under this key."""
+        return f"otp.{self.value}"
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from flask import request as req
 from werkzeug.exceptions import HTTPException
 
 from idp.login.sessions import COOKIE_NAME, SsoSession
-from idp.web import i18n
+from idp.web import catalog, i18n
 
 if TYPE_CHECKING:
     from idp.oidc.provider import Provider
@@ -54,7 +54,7 @@ def page_lang() -> str:
 
 def render(template: str, status: int = 200, **ctx: Any) -> Response:
     lang = page_lang()
-    html = render_template(template, t=i18n.translator(lang), lang=lang,
+    html = render_template(template, t=catalog.scope(lang, "sso"), lang=lang,
                            switch_lang="en" if lang == "zh-CN" else "zh-CN", **ctx)
     resp = Response(html, status=status, mimetype="text/html")
     if req.args.get("lang") in i18n.LANGS:

@@ -6,13 +6,15 @@ The decisions are ``policies.assurance.decide``; certificates are validated by
 ``clientAuth``); codes by ``idp.login.totp`` (RFC 6238). This module only adapts HTTP:
 it reads the client certificate from the TLS socket (gunicorn, ``CERT_OPTIONAL``)
 or from the header a trusted proxy sets (nginx ``$ssl_client_escaped_cert``),
-keeps the SSO session while stepping it up, and explains refusals in zh-CN or en.
+keeps the SSO session while stepping it up, and explains refusals with the words of
+``idp.web.catalog`` (zh-CN or en) for the enums the cores return.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -32,6 +34,7 @@ from idp.login.stepup import (
 )
 from idp.login.throttle import LOGIN_PER_ADDRESS, LOGIN_PER_UID
 from idp.login.totp import AlreadyEnrolled, OtpOutcome
+from idp.web import catalog
 from idp.web.kit import (
     LOGIN_MARK,
     client_address,
@@ -55,63 +58,14 @@ bp = Blueprint("login", __name__)
 
 CANCEL = "_cancel"
 
-STRINGS: dict[str, dict[str, str]] = {
-    "zh-CN": {
-        "cert.title": "数字证书登录",
-        "cert.intro": "请使用您的身份认证证书登录。浏览器会请您选择证书。",
-        "cert.button": "使用证书登录",
-        "cert.none": "未收到客户端证书。请确认已安装身份认证证书并在浏览器中选择它。",
-        "cert.hwk": "该应用要求使用存放在硬件介质（如智能密码钥匙）中的证书登录。",
-        "otp.title": "动态口令验证",
-        "otp.code": "6位动态口令",
-        "otp.recovery": "或输入一次性恢复码",
-        "otp.button": "验证",
-        "otp.enrol_link": "还没有绑定动态口令？现在绑定",
-        "enrol.title": "绑定动态口令",
-        "enrol.scan": "请用身份验证器应用扫描二维码，然后输入显示的6位数字。",
-        "enrol.secret": "无法扫码时请手动输入密钥：",
-        "enrol.button": "启用",
-        "enrol.done": "动态口令已启用。以下恢复码只显示这一次，请妥善保存：",
-        "enrol.active": "您已绑定动态口令。",
-        "login.first": "请先登录。",
-        "cancel": "取消并返回应用",
-        "continue": "继续",
-        "denied.title": "无权访问",
-        "denied.back": "返回应用",
-    },
-    "en": {
-        "cert.title": "Log in with a certificate",
-        "cert.intro": "Log in with your authentication certificate; the browser asks "
-                      "you to choose it.",
-        "cert.button": "Log in with my certificate",
-        "cert.none": "No client certificate arrived. Check that your authentication "
-                     "certificate is installed and chosen in the browser.",
-        "cert.hwk": "This application needs a certificate held in hardware (a USB key "
-                    "or smart card).",
-        "otp.title": "One-time code",
-        "otp.code": "Six-digit code",
-        "otp.recovery": "Or a single-use recovery code",
-        "otp.button": "Verify",
-        "otp.enrol_link": "No authenticator yet? Enrol one now",
-        "enrol.title": "Enrol an authenticator",
-        "enrol.scan": "Scan the QR code with an authenticator app, then enter the "
-                      "six digits it shows.",
-        "enrol.secret": "If you cannot scan, type this key:",
-        "enrol.button": "Activate",
-        "enrol.done": "Your authenticator is active. These recovery codes are shown "
-                      "only once; keep them safe:",
-        "enrol.active": "You already have an active authenticator.",
-        "login.first": "Please log in first.",
-        "cancel": "Cancel and return to the application",
-        "continue": "Continue",
-        "denied.title": "Access refused",
-        "denied.back": "Return to the application",
-    },
-}
+def _s() -> Mapping[str, str]:
+    """The ``login.*`` words of this page's language (the templates' ``s``)."""
+    return catalog.scope(page_lang(), "login")
 
 
-def _s() -> dict[str, str]:
-    return STRINGS[page_lang()]
+def _words(key: str) -> str:
+    """Any catalog key (``refusal.*``, ``otp.*``, ``sso.msg.*``) in this page's language."""
+    return catalog.text(page_lang(), key)
 
 
 def _strong() -> StrongAuth:
@@ -170,7 +124,7 @@ def check_assurance(client: Client, sess: SsoSession, redirect_uri: str, state: 
             return redirect_error(redirect_uri, d.oauth_error, state)
         back = redirect_error(redirect_uri, d.oauth_error, state).headers["Location"]
         return render_with_csrf("strong_denied.html", status=403, s=_s(),
-                          message=d.explanation.message(page_lang()), back=back)
+                          message=_explain(d), back=back)
     assert isinstance(d, StepUp)
     if "none" in prompt or req.args.get(CANCEL) == "1":
         return redirect_error(redirect_uri, d.oauth_error, state)
@@ -190,6 +144,11 @@ def check_assurance(client: Client, sess: SsoSession, redirect_uri: str, state: 
         if ("otp",) in d.alternatives:  # a code would do as well as the password
             params["alt"] = "otp"
     return redirect(page + "?" + urlencode(params), 302)  # type: ignore[return-value]
+
+
+def _explain(d: Deny) -> str:
+    """Why the app refuses, and whom to ask (the policy names the contact)."""
+    return f"{_words(d.explanation.message_key)} {_words(d.explanation.contact_key)}"
 
 
 def _cancel_url(return_to: str) -> str | None:
@@ -248,7 +207,6 @@ def certificate_form() -> Response:
 def certificate_submit() -> Response:
     p = provider()
     strong = _strong()
-    lang = page_lang()
     return_to = safe_return(req.form.get("return"))
 
     def again(message: str, status: int) -> Response:
@@ -256,22 +214,21 @@ def certificate_submit() -> Response:
                           return_to=return_to, message=message, cancel=_cancel_url(return_to))
 
     if not csrf_ok():
-        return again({"zh-CN": "页面已过期，请重新提交。",
-                      "en": "The page expired. Please submit it again."}[lang], 400)
+        return again(_words("sso.msg.csrf"), 400)
     presented = presented_certificate()
     if presented.ignored is not None:
         _audit("certauth.untrusted_proxy", presented.remote_addr,
                {"reason": presented.ignored.value})
     if not presented.data:
         if presented.ignored is not None:
-            return again(presented.ignored.message(lang), 403)
+            return again(_words(presented.ignored.message_key), 403)
         return again(_s()["cert.none"], 400)
     try:
         person, validated = strong.certificate_login(presented)
     except CertificateRefused as e:
         _audit("certauth.refused", e.serial or "", {**e.audit_details(),
                                                       "source": presented.source})
-        return again(e.reason.message(lang), 403)
+        return again(_words(e.reason.message_key), 403)
     _audit("idp.login", person.uid, {"result": "ok", "method": validated.amr,
                                      **validated.audit_details(), "source": presented.source})
     previous = current_session()
@@ -317,12 +274,11 @@ def otp_submit() -> Response:
                           message=message, cancel=_cancel_url(return_to))
 
     if not csrf_ok():
-        return again(STRINGS[page_lang()]["login.first"], 400)
+        return again(_s()["login.first"], 400)
     address = client_address()
     keys = (("otp-addr:" + address, LOGIN_PER_ADDRESS), ("otp-uid:" + sess.uid, LOGIN_PER_UID))
     if p.throttle.blocked(*keys):
-        return again({"zh-CN": "尝试次数过多，请稍后再试。",
-                      "en": "Too many attempts. Try again later."}[page_lang()], 429)
+        return again(_words("sso.msg.throttled"), 429)
     who = _Who(sess.uid, sess.subject)
     recovery = (req.form.get("recovery") or "").strip()
     out: OtpOutcome = (strong.totp.use_recovery_code(who, recovery[:64]) if recovery
@@ -332,7 +288,7 @@ def otp_submit() -> Response:
     if not out.ok:
         for key, limit in keys:
             p.throttle.failed(key, limit)
-        return again(out.result.message(page_lang()), 401)
+        return again(_words(out.result.message_key), 401)
     return _continue(return_to, _add_method(sess, out.method), None)
 
 
@@ -363,7 +319,7 @@ def otp_enrol() -> Response:
                           message=s["enrol.active"], svg=None, secret=None, codes=None)
     if not out.ok:
         return render_with_csrf("strong_enrol.html", status=401, s=s, return_to=return_to,
-                          message=out.result.message(page_lang()), svg=None, secret=None,
+                          message=_words(out.result.message_key), svg=None, secret=None,
                           codes=None)
     codes = strong.totp.new_recovery_codes(who)
     _add_method(sess, out.method)

@@ -78,7 +78,6 @@ from policies.assurance.model import (
 )
 from policies.assurance.terms import (
     KNOWN_METHODS,
-    LANGS,
     LEVELS,
     MFA,
     Contact,
@@ -90,7 +89,7 @@ from policies.assurance.terms import (
 )
 
 __all__ = [
-    "DEFAULT_FILE", "KNOWN_METHODS", "LANGS", "LEVELS", "MFA", "PERSON_PROFILES",
+    "DEFAULT_FILE", "KNOWN_METHODS", "LEVELS", "MFA", "PERSON_PROFILES",
     "Allow", "AppFacts", "AssurancePolicy", "BadValue", "Contact", "Decision", "Deny",
     "DenyReason", "Explanation", "InfoClass", "InfoClassRule", "IssuanceDecision",
     "IssuanceDenied", "IssuanceDenyReason", "IssuanceFacts", "IssuanceRule", "IssueNow",

@@ -37,7 +37,6 @@ from policies.assurance.model import (
 )
 from policies.assurance.terms import (
     KNOWN_METHODS,
-    LANGS,
     LEVELS,
     PASSWORD,
     Contact,
@@ -53,7 +52,7 @@ DEFAULT_FILE = Path(__file__).resolve().parent.parent / "assurance.yaml"
 # person); tls-server and ocsp-signing belong to apps and the CA, never to self-service.
 PERSON_PROFILES = ("user-auth", "user-sign", "user-encrypt")
 
-_TOP = ("methods", "step_up_preference", "levels", "info_classes", "deny_reasons", "contacts",
+_TOP = ("methods", "step_up_preference", "levels", "info_classes", "deny_reasons",
         "self_service_certificates")
 _SELF_SERVICE_KEYS = ("established_factors", "profiles")
 _ISSUANCE_KEYS = ("without_established_factor",)
@@ -81,17 +80,6 @@ def _methods(value: Any, key: str) -> frozenset[str]:
         if m not in KNOWN_METHODS:
             raise UnknownMethod(key, m)
     return frozenset(value)
-
-
-def _texts(value: Any, key: str) -> dict[str, str]:
-    entry = _mapping(value, key)
-    out = {}
-    for lang in LANGS:
-        text = entry.get(lang)
-        if not isinstance(text, str) or not text.strip():
-            raise MissingSetting(f"{key}.{lang}")
-        out[lang] = text.strip()
-    return out
 
 
 def _level_key(raw: Any) -> int:
@@ -250,13 +238,7 @@ def parse_policy(data: Any) -> AssurancePolicy:
             is not Needs.GROUP:
         raise BadValue("info_classes.restricted", "needs a group and level 3 or more")
 
-    contacts: dict[Contact, dict[str, str]] = {}
-    for raw, body in _mapping(top["contacts"], "contacts").items():
-        try:
-            contact = Contact(raw)
-        except ValueError:
-            raise BadValue(f"contacts.{raw}", "unknown contact") from None
-        contacts[contact] = _texts(body, f"contacts.{raw}")
+    # Whom to ask is policy; the words are the web edge's (idp.web.catalog).
     explanations: dict[DenyReason, Explanation] = {}
     for raw, body in _mapping(top["deny_reasons"], "deny_reasons").items():
         try:
@@ -264,15 +246,18 @@ def parse_policy(data: Any) -> AssurancePolicy:
         except ValueError:
             raise BadValue(f"deny_reasons.{raw}", "unknown reason") from None
         entry = _mapping(body, f"deny_reasons.{raw}")
+        for key in entry:
+            if key != "contact":
+                raise BadValue(f"deny_reasons.{raw}.{key}",
+                               "unknown setting (the words are in the web catalog)")
+        if "contact" not in entry:
+            raise MissingSetting(f"deny_reasons.{raw}.contact")
         try:
-            contact = Contact(str(entry.get("contact")))
+            contact = Contact(str(entry["contact"]))
         except ValueError:
-            raise BadValue(f"deny_reasons.{raw}.contact", "unknown contact") from None
-        if contact not in contacts:
-            raise MissingSetting(f"contacts.{contact.value}")
-        explanations[reason] = Explanation(
-            reason, contact, MappingProxyType(_texts(entry, f"deny_reasons.{raw}")),
-            MappingProxyType(contacts[contact]))
+            raise BadValue(f"deny_reasons.{raw}.contact",
+                           f"must be one of {[c.value for c in Contact]}") from None
+        explanations[reason] = Explanation(reason, contact)
     for reason in DenyReason:
         if reason not in explanations:
             raise MissingSetting(f"deny_reasons.{reason.value}")

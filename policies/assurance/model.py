@@ -19,7 +19,6 @@ from policies.assurance.errors import LevelOutOfRange
 from policies.assurance.facts import SessionFacts
 from policies.assurance.terms import (
     KNOWN_METHODS,
-    LANGS,
     MFA,
     Contact,
     DenyReason,
@@ -62,14 +61,19 @@ class InfoClassRule:
 
 @dataclass(frozen=True)
 class Explanation:
+    """Why access is refused and whom the person should ask; the web edge's catalog
+    has the words under ``message_key`` and ``contact_key``."""
+
     reason: DenyReason
     contact: Contact
-    text: Mapping[str, str]  # language -> sentence
-    contact_text: Mapping[str, str]
 
-    def message(self, lang: str = "zh-CN") -> str:
-        lang = lang if lang in LANGS else "zh-CN"
-        return f"{self.text[lang]} {self.contact_text[lang]}"
+    @property
+    def message_key(self) -> str:
+        return self.reason.message_key
+
+    @property
+    def contact_key(self) -> str:
+        return self.contact.message_key
 
 
 @dataclass(frozen=True)

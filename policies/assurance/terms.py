@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 
 LEVELS = (1, 2, 3, 4)
-LANGS = ("zh-CN", "en")
 # RFC 8176 section 2: "mfa" says two or more factors were used; it is derived, never done.
 MFA = "mfa"
 # The order a stored amr is written in (SessionFacts.amr).
@@ -38,6 +37,11 @@ class Contact(enum.StrEnum):
     APP_OWNER = "app_owner"
     GROUP_ADMIN = "group_admin"
 
+    @property
+    def message_key(self) -> str:
+        """The key of the words saying whom to ask (``contact.app_owner``)."""
+        return f"contact.{self.value}"
+
 
 class DenyReason(enum.StrEnum):
     SUSPENDED = "suspended"
@@ -49,7 +53,7 @@ class DenyReason(enum.StrEnum):
 
     @property
     def message_key(self) -> str:
-        """The key of the explanation, e.g. for ``idp.i18n`` (``deny.suspended``)."""
+        """The key of the explanation in ``idp.web.catalog`` (``deny.suspended``)."""
         return f"deny.{self.value}"
 
 
