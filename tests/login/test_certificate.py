@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from cryptography import x509
@@ -30,8 +29,6 @@ from idp.login.certificate import (
     Refusal,
     RevocationSource,
     check_person,
-    forwarded_certificate,
-    is_trusted_proxy,
 )
 from pki.model import CASettings
 from policies.profiles import HARDWARE_KEY_POLICY
@@ -212,44 +209,6 @@ def test_someone_elses_certificate(env: CAEnv) -> None:
     assert info.value.reason is Refusal.OWNER_MISMATCH
 
 
-# -- the proxy header ---------------------------------------------------------------------
-def test_header_from_an_untrusted_address_is_ignored(env: CAEnv) -> None:
-    header = quote(pem(issue(env)).decode())
-    got = forwarded_certificate("203.0.113.9", {"X-SSL-Client-Cert": header}, ["127.0.0.1"])
-    assert got.data is None and got.source == "none"
-    assert got.ignored is Refusal.UNTRUSTED_PROXY
-
-
-def test_header_from_an_untrusted_address_falls_back_to_tls(env: CAEnv) -> None:
-    tls = pem(issue(env, uid="lisi"))
-    got = forwarded_certificate("203.0.113.9", [("x-ssl-client-cert", "forged")],
-                                ["127.0.0.1"], tls_certificate=tls)
-    assert got.data == tls and got.source == "tls" and got.ignored is Refusal.UNTRUSTED_PROXY
-
-
-def test_header_from_a_trusted_proxy_is_believed_and_validated(env: CAEnv) -> None:
-    cert = issue(env)
-    got = forwarded_certificate("10.1.2.3", {"x-ssl-client-cert": quote(pem(cert).decode())},
-                                ["10.1.0.0/16"])
-    assert got.source == "proxy" and got.ignored is None and got.data is not None
-    assert CertificateValidator(env.ca).validate(got.data).owner.uid == "zhangwei"
-
-
-@pytest.mark.parametrize("value", ["", "(null)", "-"])
-def test_empty_header_from_a_proxy_is_no_certificate(value: str) -> None:
-    got = forwarded_certificate("127.0.0.1", {"X-SSL-Client-Cert": value}, ["127.0.0.1"])
-    assert got.data is None and got.ignored is None
-
-
-@pytest.mark.parametrize(("addr", "trusted", "ok"), [
-    ("127.0.0.1", ["127.0.0.1"], True), ("10.0.0.5", ["10.0.0.0/8"], True),
-    ("::1", ["::1"], True), ("10.0.0.5", ["127.0.0.1"], False), ("bogus", ["0.0.0.0/0"], False),
-    ("10.0.0.5", ["not-an-address"], False),
-])
-def test_trusted_proxy_addresses(addr: str, trusted: list[str], ok: bool) -> None:
-    assert is_trusted_proxy(addr, trusted) is ok
-
-
 # -- an external CA with its own OCSP responder and CRL ---------------------------------------
 @dataclass
 class ExtCA:
@@ -275,6 +234,8 @@ class ExtCA:
                 .add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
                 .add_extension(x509.KeyUsage(False, False, False, False, False, True, True,
                                              False, False), True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                               False)
                 .sign(key, hashes.SHA256()))
         return cls(key, cert)
 
@@ -297,7 +258,9 @@ class ExtCA:
              .add_extension(x509.SubjectAlternativeName(sans), False)
              .add_extension(x509.KeyUsage(True, False, False, False, False, False, False,
                                           False, False), True)
-             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False))
+             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                 self.key.public_key()), False))
         if self.base_url:
             b = b.add_extension(x509.AuthorityInformationAccess([x509.AccessDescription(
                 AuthorityInformationAccessOID.OCSP,
