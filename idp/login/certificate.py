@@ -16,7 +16,7 @@ GB/T 22239-2019 level 3 and 4 rest on it. Every refusal is a
 :class:`CertificateRefused` with a :class:`Refusal` reason.
 
 Behind a proxy the certificate arrives in a header, believed only from a
-configured proxy address (:func:`forwarded_certificate`).
+configured proxy address (``idp.login.forwarded``).
 
 Framework-free: the only I/O is fetching OCSP responses and CRLs through an
 injected ``fetch`` callable (``requests`` by default).
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import ipaddress
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,7 +33,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, cast
-from urllib.parse import unquote
 
 from asn1crypto import core as a_core
 from cryptography import x509
@@ -45,6 +43,12 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import (
     AuthorityInformationAccessOID,
     ExtendedKeyUsageOID,
+)
+from cryptography.x509.verification import (
+    ClientVerifier,
+    PolicyBuilder,
+    Store,
+    VerificationError,
 )
 
 from idp.errors import IdPError
@@ -319,6 +323,81 @@ def _verify_raw(public_key: Any, signature: bytes, data: bytes,
     return True
 
 
+@dataclass(frozen=True)
+class Anchor:
+    """A CA we trust: ours (issuing or root) or a configured external one."""
+
+    certificate: x509.Certificate
+    name: str
+    ours: bool
+    external: ExternalCA | None
+
+
+def _walk_path(cert: x509.Certificate, intermediates: Sequence[x509.Certificate],
+               anchors: Sequence[Anchor], refuse: Callable[..., CertificateRefused]
+               ) -> tuple[list[x509.Certificate], Anchor]:
+    """RFC 5280 section 6.1: name chaining and a signature at every link, up to an
+    anchor. A known CA's name without its signature is a forged chain."""
+    path = [cert]
+    current = cert
+    for _ in range(MAX_DEPTH):
+        named_anchors = [a for a in anchors if a.certificate.subject == current.issuer]
+        for anchor in named_anchors:
+            if _verify_signed_by(current, anchor.certificate):
+                return path + ([] if current is anchor.certificate
+                               else [anchor.certificate]), anchor
+        named = [c for c in intermediates if c.subject == current.issuer and c != current]
+        nxt = next((c for c in named if _verify_signed_by(current, c)), None)
+        if nxt is None:
+            if named_anchors or named:
+                raise refuse(Refusal.FORGED_CHAIN,
+                             f"not signed by {current.issuer.rfc4514_string()}")
+            raise refuse(Refusal.UNKNOWN_CA, current.issuer.rfc4514_string())
+        bc = _ext(nxt, x509.BasicConstraints)
+        ku = _ext(nxt, x509.KeyUsage)
+        if bc is None or not bc.ca or (ku is not None and not ku.key_cert_sign):
+            raise refuse(Refusal.NOT_A_CA, nxt.subject.rfc4514_string())
+        path.append(nxt)
+        current = nxt
+    raise refuse(Refusal.UNKNOWN_CA, "path too long")
+
+
+def _check_leaf(cert: x509.Certificate, now: datetime,
+                refuse: Callable[..., CertificateRefused]) -> None:
+    """The leaf's own fitness for login, each fault its own refusal."""
+    # RFC 5280 section 6.1.3 (a)(2): the current time within validity.
+    if now < cert.not_valid_before_utc:
+        raise refuse(Refusal.NOT_YET_VALID, cert.not_valid_before_utc.isoformat())
+    if now > cert.not_valid_after_utc:
+        raise refuse(Refusal.EXPIRED, cert.not_valid_after_utc.isoformat())
+    bc = _ext(cert, x509.BasicConstraints)
+    if bc is not None and bc.ca:
+        raise refuse(Refusal.IS_A_CA)
+    # Section 4.2.1.3: a login is a signature (the TLS CertificateVerify).
+    ku = _ext(cert, x509.KeyUsage)
+    if ku is None or not ku.digital_signature:
+        raise refuse(Refusal.NO_DIGITAL_SIGNATURE)
+    # Section 4.2.1.12.
+    eku = _ext(cert, x509.ExtendedKeyUsage)
+    if eku is None or ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
+        raise refuse(Refusal.NO_CLIENT_AUTH)
+
+
+# The keys pyca's Web PKI policy accepts anywhere in a path (it has no setting to
+# widen them): RSA and ECDSA on these curves.
+_PYCA_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+
+
+def _pyca_checks_key(cert: x509.Certificate) -> bool:
+    try:
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return False
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return isinstance(key.curve, _PYCA_CURVES)
+    return isinstance(key, rsa.RSAPublicKey)
+
+
 # -- the validator ---------------------------------------------------------------------
 class CertificateValidator:
     """Validates client certificates against our CA and the configured external CAs."""
@@ -335,12 +414,25 @@ class CertificateValidator:
         self._status_cache: dict[tuple[str, int], tuple[Refusal | None, RevocationSource,
                                                          float]] = {}
         self._crl_cache: dict[str, tuple[x509.CertificateRevocationList, float]] = {}
+        self._store: tuple[tuple[bytes, ...], Store] | None = None  # anchors -> pyca Store
 
     # -- trust anchors ----------------------------------------------------------
-    def _anchors(self) -> list[tuple[x509.Certificate, str, bool, ExternalCA | None]]:
-        ours = [(self._ca.issuing_certificate, "govtrust-issuing", True, None),
-                (self._ca.root_certificate, "govtrust-root", True, None)]
-        return ours + [(e.certificate, e.name, False, e) for e in self.settings.external]
+    def _anchors(self) -> list[Anchor]:
+        ours = [Anchor(self._ca.issuing_certificate, "govtrust-issuing", True, None),
+                Anchor(self._ca.root_certificate, "govtrust-root", True, None)]
+        return ours + [Anchor(e.certificate, e.name, False, e) for e in self.settings.external]
+
+    def _verifier(self, anchors: Sequence[Anchor], now: datetime) -> ClientVerifier:
+        key = tuple(a.certificate.fingerprint(hashes.SHA256()) for a in anchors)
+        with self._lock:
+            if self._store is None or self._store[0] != key:
+                self._store = (key, Store([a.certificate for a in anchors]))
+            store = self._store[1]
+        # pyca's Web PKI profile of RFC 5280 with its default extension policies: a
+        # conforming CA's certificates (AKI, SKI, critical basicConstraints) pass it,
+        # and an external CA that does not conform is not one to log people in by.
+        return (PolicyBuilder().store(store).time(now).max_chain_depth(MAX_DEPTH)
+                .build_client_verifier())
 
     def validate(self, data: bytes | str | x509.Certificate,
                  intermediates: Sequence[x509.Certificate] = ()) -> ValidatedCertificate:
@@ -353,70 +445,74 @@ class CertificateValidator:
         def refuse(reason: Refusal, detail: str = "") -> CertificateRefused:
             return CertificateRefused(reason, detail, serial=serial, subject=subject)
 
-        # Trust first: nothing else about a certificate from nowhere is worth reporting.
-        path, (_, ca_name, ours, external) = self._build_path(cert, intermediates, refuse)
-        # RFC 5280 section 6.1.3 (a)(2): the current time within validity.
-        if now < cert.not_valid_before_utc:
-            raise refuse(Refusal.NOT_YET_VALID, cert.not_valid_before_utc.isoformat())
-        if now > cert.not_valid_after_utc:
-            raise refuse(Refusal.EXPIRED, cert.not_valid_after_utc.isoformat())
-        bc = _ext(cert, x509.BasicConstraints)
-        if bc is not None and bc.ca:
-            raise refuse(Refusal.IS_A_CA)
-        ku = _ext(cert, x509.KeyUsage)
-        if ku is None or not ku.digital_signature:
-            raise refuse(Refusal.NO_DIGITAL_SIGNATURE)
-        eku = _ext(cert, x509.ExtendedKeyUsage)
-        if eku is None or ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
-            raise refuse(Refusal.NO_CLIENT_AUTH)
+        path, anchor = self._build_path(cert, intermediates, now, refuse)
+        _check_leaf(cert, now, refuse)  # pyca does not ask for digitalSignature
+        sha256 = cert.fingerprint(hashes.SHA256()).hex()
+        policies = certificate_policies(cert)
+
+        if anchor.ours:
+            owner, source = self._check_ours(cert, serial, refuse)
+            hardware = HARDWARE_KEY_POLICY in policies
+        else:
+            assert anchor.external is not None
+            source = self._check_external(cert, path[1], refuse)
+            owner = self._map_external(cert, anchor.external, refuse)
+            hardware = bool(policies & anchor.external.hardware_policies)
+        return ValidatedCertificate(cert, serial, subject, path[1].subject.rfc4514_string(),
+                                    anchor.ours, anchor.name, "hwk" if hardware else "swk",
+                                    owner, source, sha256)
+
+    def _build_path(self, cert: x509.Certificate, intermediates: Sequence[x509.Certificate],
+                    now: datetime, refuse: Callable[..., CertificateRefused]
+                    ) -> tuple[list[x509.Certificate], Anchor]:
+        """RFC 5280 section 6: a path from ``cert`` to an anchor, built and checked by
+        pyca/cryptography's ``ClientVerifier`` (signatures, validity, basicConstraints,
+        CA keyUsage, name constraints, path length, critical extensions, EKU
+        clientAuth).
+
+        pyca's error is one message for every cause, and our refusals (and the login
+        page) are finer: when it refuses, :meth:`_diagnose` names the reason.
+        """
+        anchors = self._anchors()
+        try:
+            chain = self._verifier(anchors, now).verify(cert, list(intermediates)).chain
+        except VerificationError as exc:
+            return self._diagnose(cert, intermediates, anchors, now, refuse, str(exc))
+        anchor = next(a for a in anchors if a.certificate == chain[-1])
+        return list(chain), anchor
+
+    @staticmethod
+    def _diagnose(cert: x509.Certificate, intermediates: Sequence[x509.Certificate],
+                  anchors: Sequence[Anchor], now: datetime,
+                  refuse: Callable[..., CertificateRefused], verifier_error: str
+                  ) -> tuple[list[x509.Certificate], Anchor]:
+        """Why pyca refused ``cert``, as a :class:`Refusal`; or the path, in the one
+        case pyca cannot judge.
+
+        Trust first (nothing else about a certificate from nowhere is worth
+        reporting): our own name-chaining walk tells an unknown CA from a forged
+        signature from an issuer that is no CA; then the leaf's validity and key
+        usages, then the CAs' validity. We never read pyca's message text.
+
+        The walk stays a validator for one case: pyca's Web PKI policy forbids every
+        key but RSA and ECDSA on P-256/384/521, with no setting to allow others, and
+        our CA may run on Ed25519 (``[pki] key_algorithm = "ed25519"``). A path that
+        holds such a key and passes the walk and every check here is accepted (as
+        before pyca was used); any other path pyca refused stays refused.
+        """
+        path, anchor = _walk_path(cert, intermediates, anchors, refuse)
+        _check_leaf(cert, now, refuse)
         for ca_cert in path[1:]:
             if now > ca_cert.not_valid_after_utc:
                 raise refuse(Refusal.EXPIRED, f"CA {ca_cert.subject.rfc4514_string()}")
             if now < ca_cert.not_valid_before_utc:
                 raise refuse(Refusal.NOT_YET_VALID, f"CA {ca_cert.subject.rfc4514_string()}")
-        sha256 = cert.fingerprint(hashes.SHA256()).hex()
-        policies = certificate_policies(cert)
-
-        if ours:
-            owner, source = self._check_ours(cert, serial, refuse)
-            hardware = HARDWARE_KEY_POLICY in policies
-        else:
-            assert external is not None
-            source = self._check_external(cert, path[1], refuse)
-            owner = self._map_external(cert, external, refuse)
-            hardware = bool(policies & external.hardware_policies)
-        return ValidatedCertificate(cert, serial, subject, path[1].subject.rfc4514_string(),
-                                    ours, ca_name, "hwk" if hardware else "swk", owner, source,
-                                    sha256)
-
-    def _build_path(self, cert: x509.Certificate, intermediates: Sequence[x509.Certificate],
-                    refuse: Callable[..., CertificateRefused]
-                    ) -> tuple[list[x509.Certificate],
-                               tuple[x509.Certificate, str, bool, ExternalCA | None]]:
-        """RFC 5280 section 6.1: name chaining and a signature at every link, up to an
-        anchor. A known CA's name without its signature is a forged chain."""
-        anchors = self._anchors()
-        path = [cert]
-        current = cert
-        for _ in range(MAX_DEPTH):
-            named_anchors = [a for a in anchors if a[0].subject == current.issuer]
-            for anchor in named_anchors:
-                if _verify_signed_by(current, anchor[0]):
-                    return path + ([] if current is anchor[0] else [anchor[0]]), anchor
-            named = [c for c in intermediates if c.subject == current.issuer and c != current]
-            nxt = next((c for c in named if _verify_signed_by(current, c)), None)
-            if nxt is None:
-                if named_anchors or named:
-                    raise refuse(Refusal.FORGED_CHAIN,
-                                 f"not signed by {current.issuer.rfc4514_string()}")
-                raise refuse(Refusal.UNKNOWN_CA, current.issuer.rfc4514_string())
-            bc = _ext(nxt, x509.BasicConstraints)
-            ku = _ext(nxt, x509.KeyUsage)
-            if bc is None or not bc.ca or (ku is not None and not ku.key_cert_sign):
-                raise refuse(Refusal.NOT_A_CA, nxt.subject.rfc4514_string())
-            path.append(nxt)
-            current = nxt
-        raise refuse(Refusal.UNKNOWN_CA, "path too long")
+        if all(_pyca_checks_key(c) for c in path):
+            # pyca judged this path and found a fault none of our reasons names (a
+            # missing AKI, a violated name constraint, an unknown critical extension):
+            # the path does not lead to a CA we trust, and the audit record says why.
+            raise refuse(Refusal.UNKNOWN_CA, f"path validation: {verifier_error}")
+        return path, anchor
 
     # -- ours: the store is the truth --------------------------------------------------
     def _check_ours(self, cert: x509.Certificate, serial: str,
@@ -628,58 +724,3 @@ def check_person(validated: ValidatedCertificate, person: PersonLike) -> None:
         raise refuse(Refusal.PERSON_SUSPENDED)
     if status != "active":
         raise refuse(Refusal.PERSON_LEFT)
-
-
-# -- the proxy header --------------------------------------------------------------------
-@dataclass(frozen=True)
-class PresentedCertificate:
-    """What reached us: the certificate (if any), where from, and a header we ignored."""
-
-    data: bytes | None
-    source: str  # "tls", "proxy" or "none"
-    ignored: Refusal | None = None  # UNTRUSTED_PROXY: audit it
-    remote_addr: str = ""
-
-
-def is_trusted_proxy(remote_addr: str, trusted_proxies: Iterable[str]) -> bool:
-    try:
-        addr = ipaddress.ip_address(remote_addr)
-    except ValueError:
-        return False
-    for entry in trusted_proxies:
-        try:
-            if addr in ipaddress.ip_network(entry.strip(), strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
-
-
-def _header(headers: Mapping[str, str] | Iterable[tuple[str, str]], name: str) -> str | None:
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    wanted = name.lower()
-    for key, value in items:
-        if str(key).lower() == wanted:
-            return str(value)
-    return None
-
-
-def forwarded_certificate(remote_addr: str,
-                          headers: Mapping[str, str] | Iterable[tuple[str, str]],
-                          trusted_proxies: Iterable[str], *, header: str = DEFAULT_HEADER,
-                          tls_certificate: bytes | None = None) -> PresentedCertificate:
-    """The client certificate of this request.
-
-    From ``header`` (nginx ``$ssl_client_escaped_cert``: URL-encoded PEM) only when
-    the connection comes from a trusted proxy; otherwise the header is ignored and
-    ``ignored`` says so, and the TLS layer's own certificate (if any) is used.
-    """
-    raw = _header(headers, header)
-    present = raw is not None and raw.strip() not in ("", "(null)", "-")
-    if present and raw is not None and is_trusted_proxy(remote_addr, trusted_proxies):
-        return PresentedCertificate(unquote(raw.strip()).encode("ascii", "replace"), "proxy",
-                                    remote_addr=remote_addr)
-    ignored = Refusal.UNTRUSTED_PROXY if present else None
-    if tls_certificate:
-        return PresentedCertificate(tls_certificate, "tls", ignored, remote_addr)
-    return PresentedCertificate(None, "none", ignored, remote_addr)

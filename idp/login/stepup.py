@@ -21,11 +21,11 @@ from directory.model import Person
 from idp.errors import IdPError
 from idp.login.certificate import (
     CertificateRefused,
-    PresentedCertificate,
     Refusal,
     ValidatedCertificate,
     check_person,
 )
+from idp.login.forwarded import PresentedCertificate
 from policies.assurance import PersonFacts, load_policy, requested_level
 
 if TYPE_CHECKING:

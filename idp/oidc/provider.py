@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from idp.login.forwarded import TrustedProxies
 from idp.login.ports import AuditSink, Authenticator
 from idp.login.sessions import SessionStore
 from idp.login.stepup import StrongAuth
@@ -37,7 +38,8 @@ class Provider:
     authenticator: Authenticator
     audit: AuditSink | None
     cookie_key: bytes
-    trusted_proxies: tuple[str, ...] = ()
+    # Whose X-Forwarded-For and certificate header are believed (idp.login.forwarded).
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     strong: StrongAuth | None = None  # certificates, one-time codes (idp.login.stepup)
     server: Server = field(init=False)
 

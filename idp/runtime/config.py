@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import tomli_w
 
 from directory.settings import DirectorySettings
+from idp.login.forwarded import InvalidProxyEntry, TrustedProxies
 
 CONFIG_NAME = "govtrust.toml"
 SECRETS_DIR = "secrets"
@@ -203,7 +204,17 @@ def merge(
                 default = defaults[section][key]
                 values[key] = _check_type(env, _coerce(env, environ[env], default), default,
                                           LIST_ITEMS.get((section, key)))
+    _check_values(merged)
     return merged
+
+
+def _check_values(sections: Mapping[str, Mapping[str, Any]]) -> None:
+    """Values whose type is right but whose content can still be wrong, refused at
+    load time so a server never starts (or fails a request) on them."""
+    try:
+        TrustedProxies.parse(sections["idp"]["trusted_proxies"])
+    except InvalidProxyEntry as exc:
+        raise ConfigError("[idp] trusted_proxies", str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -277,6 +288,11 @@ class Config:
     @property
     def database_url(self) -> str:
         return str(self.get("database", "url"))
+
+    @property
+    def trusted_proxies(self) -> TrustedProxies:
+        """``[idp] trusted_proxies``, parsed (checked when the configuration loaded)."""
+        return TrustedProxies.parse(self.get("idp", "trusted_proxies"))
 
     def directory_settings(self) -> DirectorySettings:
         d = self.sections["directory"]

@@ -124,7 +124,7 @@ class Services:
                         tokens=tokens, sessions=store, logout=logout,
                         throttle=Throttle(self.sessions), authenticator=self.authenticator,
                         audit=self.audit, cookie_key=cookie_key,
-                        trusted_proxies=tuple(idp["trusted_proxies"]),
+                        trusted_proxies=self.config.trusted_proxies,
                         strong=self.strong_auth)
 
     @cached_property

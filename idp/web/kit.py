@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-from ipaddress import ip_address
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -22,6 +21,7 @@ from flask import Response, current_app, jsonify, redirect, render_template
 from flask import request as req
 from werkzeug.exceptions import HTTPException
 
+from idp.login.forwarded import client_address as forwarded_client_address
 from idp.login.sessions import COOKIE_NAME, SsoSession
 from idp.web import catalog, i18n
 
@@ -107,17 +107,12 @@ def http_error(exc: HTTPException) -> Response:
 
 
 def client_address() -> str:
-    remote = req.remote_addr or ""
-    trusted = set(provider().trusted_proxies)
-    if remote in trusted:
-        forwarded = [h.strip() for h in req.headers.get("X-Forwarded-For", "").split(",")]
-        for hop in reversed([h for h in forwarded if h]):
-            if hop not in trusted:
-                try:
-                    return str(ip_address(hop))
-                except ValueError:
-                    break
-    return remote
+    """The real client's address (for throttling and the audit log): the same
+    trusted-proxy rule that decides whether a certificate header is believed."""
+    # Several X-Forwarded-For fields are one list (RFC 9110 section 5.3).
+    forwarded = ", ".join(req.headers.getlist("X-Forwarded-For")) or None
+    return forwarded_client_address(req.remote_addr or "", forwarded,
+                                    provider().trusted_proxies)
 
 
 def oversized_param() -> str | None:

@@ -23,7 +23,8 @@ from flask import Blueprint, Response, redirect
 from flask import request as req
 
 from directory.model import AuthResult
-from idp.login.certificate import CertificateRefused, PresentedCertificate, forwarded_certificate
+from idp.login.certificate import CertificateRefused
+from idp.login.forwarded import PresentedCertificate, forwarded_certificate
 from idp.login.sessions import COOKIE_NAME, SsoSession
 from idp.login.stepup import (
     CERTIFICATE_METHODS,

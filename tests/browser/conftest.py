@@ -21,6 +21,7 @@ import pytest
 from directory.model import Person
 from directory.service import DirectoryService
 from directory.slapd import ManagedSlapd
+from idp.login.forwarded import TrustedProxies
 from idp.runtime.app import create_app
 from idp.runtime.config import Config
 from idp.runtime.services import Services
@@ -147,7 +148,7 @@ def world(directory_service: DirectoryService, slapd: ManagedSlapd,
     services.authenticator = services.directory
     services.provider.keys.ensure()
     # as behind the nginx front: it forwards client certificates from 127.0.0.1
-    services.provider.trusted_proxies = ("127.0.0.1",)
+    services.provider.trusted_proxies = TrustedProxies.parse(["127.0.0.1"])
     services.ca.initialize(actor="test")
     d = services.directory
     d.ensure_department("市财政局/预算处")

@@ -142,14 +142,38 @@ AWKWARD = {
 def test_awkward_string_round_trips(tmp_path: Path, value: str) -> None:
     sections = default_sections(tmp_path)
     sections["pki"]["organization"] = value
-    sections["idp"]["trusted_proxies"] = [value]
+    sections["directory"]["uris"] = [value]
     path = write_config(tmp_path, sections)
     tomllib.loads(path.read_text(encoding="utf-8"))  # valid TOML
     config = Config.load(tmp_path, environ={})
     assert config.get("pki", "organization") == value
-    assert config.get("idp", "trusted_proxies") == [value]
+    assert config.get("directory", "uris") == [value]
     # nothing the value spelled became a setting of its own
     assert config.database_url == f"sqlite:///{tmp_path / 'govtrust.db'}"
+
+
+@pytest.mark.parametrize("entry", ["10.0.0.0/33", "proxy.example.cn", "", "10.0.0.1, 10.0.0.2"])
+def test_malformed_trusted_proxy_is_a_config_error_at_load(tmp_path: Path, entry: str) -> None:
+    sections = default_sections(tmp_path)
+    sections["idp"]["trusted_proxies"] = ["127.0.0.1", entry]
+    write_config(tmp_path, sections)
+    with pytest.raises(ConfigError) as err:
+        Config.load(tmp_path, environ={})
+    assert err.value.key == "[idp] trusted_proxies" and "item 1" in err.value.reason
+
+
+def test_malformed_trusted_proxy_from_the_environment_is_a_config_error(
+        tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        Config.load(tmp_path, environ={"GOVTRUST_IDP_TRUSTED_PROXIES": "10.0.0.0/8,nginx"})
+    assert err.value.key == "[idp] trusted_proxies" and "'nginx'" in err.value.reason
+
+
+def test_trusted_proxies_are_parsed_once_into_networks(tmp_path: Path) -> None:
+    config = Config.load(tmp_path, environ={"GOVTRUST_IDP_TRUSTED_PROXIES":
+                                            "10.0.0.0/8, fd00::/8"})
+    assert config.trusted_proxies.trusts("10.2.3.4") and config.trusted_proxies.trusts("fd00::1")
+    assert not config.trusted_proxies.trusts("192.0.2.1")
 
 
 def test_unwritable_value_is_a_config_error(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from directory.model import Person
 from directory.service import DirectoryService
 from idp.login.certificate import CertificateValidator
+from idp.login.forwarded import TrustedProxies
 from idp.login.otp_store import SqlOtpStore
 from idp.login.tables import sso_sessions
 from idp.login.totp import TotpService
@@ -100,7 +101,7 @@ def env(directory_service: DirectoryService, tmp_path: Path) -> Iterator[Env]:
         SqlOtpStore(services.sessions), services.config.secret_bytes("otp-key"),
         clock=otp_clock, max_failures=5)
     provider = services.provider
-    provider.trusted_proxies = ("127.0.0.1",)
+    provider.trusted_proxies = TrustedProxies.parse(["127.0.0.1"])
     apps = {}
     for name, kw in (("level1", {"level": 1}), ("level3", {"level": 3}),
                      ("shared", {"level": 1, "info_class": "shared",
