@@ -280,7 +280,9 @@ def test_discovery_lists_the_policy_acr_values(env: Env) -> None:
 # -- one-time codes -----------------------------------------------------------------------------
 
 def enrol(env: Env) -> str:
-    page = env.browser.get("/otp/enrol?return=/")
+    start = env.browser.get("/otp/enrol?return=/")
+    page = env.browser.post("/otp/enrol", data={"begin": "1", "return": "/",
+                                                "csrf": csrf_of(start.text)})
     secret = re.search(r'<code id="secret">([A-Z2-7]+)</code>', page.text)
     assert secret, page.text
     code = pyotp.TOTP(secret.group(1)).at(env.otp_clock.now)
@@ -337,7 +339,8 @@ def test_password_and_otp_reach_level_3_only_with_a_certificate(env: Env) -> Non
 
 def test_enrolment_page_shows_a_qr_code(env: Env) -> None:
     redirected_code(password_login(env, env.apps["level1"]))
-    page = env.browser.get("/otp/enrol")
+    start = env.browser.get("/otp/enrol")
+    page = env.browser.post("/otp/enrol", data={"begin": "1", "csrf": csrf_of(start.text)})
     assert "<svg" in page.text and re.search(r'<code id="secret">[A-Z2-7]{32}</code>', page.text)
 
 
