@@ -40,6 +40,7 @@ from idp.oidc.clients import InfoClass, build_client
 from idp.web.kit import csrf_ok
 from pki.errors import PKIError
 from pki.model import CertStatus, OwnerKind, RevocationReason
+from policies.assurance import parse_ascii_int, parse_level
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,8 @@ def admin_certificates(who: Viewer) -> Response:
     department = (req.args.get("department") or "").strip()[:256]
     days = req.args.get("expiring", "")
     wanted = CertStatus(status) if status in {s.value for s in CertStatus} else None
-    within = timedelta(days=int(days)) if days.isdigit() and int(days) < 100_000 else None
+    count = parse_ascii_int(days, maximum=99_999)  # ASCII digits: "²" is not a number
+    within = timedelta(days=count) if count is not None else None
     certs = svc.ca.find(status=wanted, expiring_within=within, limit=MAX_LIST)
     certs = [c for c in certs if c.owner_kind is not OwnerKind.CA]
     owners = None
@@ -281,8 +283,7 @@ def lines(field: str) -> list[str]:
 
 
 def level_of_form() -> int:
-    raw = req.form.get("level", "")
-    return int(raw) if raw.isdigit() else 0
+    return parse_level(req.form.get("level", "")) or 0  # ASCII digits only
 
 
 @bp.get("/admin/apps")

@@ -87,7 +87,8 @@ def device_label(user_agent: str | None) -> str:
         at = ua.find(marker)
         if at >= 0:
             version = ua[at + len(marker):].split(" ", 1)[0].split(".", 1)[0]
-            browser = f"{name} {version}".strip() if version.isdigit() else name
+            ascii_number = version.isascii() and version.isdigit()
+            browser = f"{name} {version}".strip() if ascii_number else name
             break
     system = next((name for marker, name in _SYSTEMS if marker in ua), "")
     label = " · ".join(part for part in (browser, system) if part)

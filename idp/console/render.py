@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 from flask import Response, current_app, redirect, render_template
 from flask import request as req
+from werkzeug.urls import iri_to_uri
 
 from directory.model import Person
 from idp.console import EXTENSION, queries
@@ -56,7 +57,8 @@ class Viewer:
 
 
 def login_redirect() -> Response:
-    back = req.full_path if req.method == "GET" else "/console/"
+    # ASCII (percent-encoded) so ``safe_return`` accepts a path with a Chinese uid
+    back = iri_to_uri(req.full_path) if req.method == "GET" else "/console/"
     back = back.rstrip("?")
     return redirect("/login?" + urlencode({"return": back}), 302)  # type: ignore[return-value]
 

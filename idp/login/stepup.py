@@ -85,13 +85,17 @@ def requested(acr_values: str | None, claims: str | None) -> int | None:
         return level
     try:
         parsed = json.loads(claims)
-    except ValueError:
-        return level
-    acr = parsed.get("id_token", {}).get("acr") if isinstance(parsed, dict) else None
+    except (ValueError, RecursionError):
+        return level  # the authorization endpoint refused it already (idp.oidc.params)
+    # Every step checks its type: the endpoint validates the claims request, and
+    # this reader never trusts that it did.
+    id_token = parsed.get("id_token") if isinstance(parsed, dict) else None
+    acr = id_token.get("acr") if isinstance(id_token, dict) else None
     if not isinstance(acr, dict):
         return level
+    listed = acr.get("values")
     values = ([acr["value"]] if isinstance(acr.get("value"), str) else
-              [v for v in acr.get("values", []) if isinstance(v, str)])
+              [v for v in listed if isinstance(v, str)] if isinstance(listed, list) else [])
     asked = requested_level(values)
     if acr.get("essential") is True and values and asked is None:
         raise UnknownEssentialAcr(tuple(values))

@@ -65,9 +65,14 @@ def validate_end_session(params: dict[str, str], keys: KeyStore,
     hint = params.get("id_token_hint")
     if hint:
         try:
-            _, claims = keys.verify(hint)
+            # Only our ID tokens (header ``typ: JWT``, an ``azp``): an access token
+            # (``at+jwt``) or a logout token (``logout+jwt``) we signed is not a hint
+            # of a login the person saw, and must not end a session unasked.
+            _, claims = keys.verify(hint, typ="jwt")
         except InvalidToken:
             raise LogoutError("id_token_hint does not verify") from None
+        if "azp" not in claims or "scope" in claims or "events" in claims:
+            raise LogoutError("id_token_hint is not an ID token")
         if claims.get("iss") != issuer:
             raise LogoutError("id_token_hint is from another issuer")
         aud = claims.get("aud")

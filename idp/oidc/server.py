@@ -13,6 +13,8 @@ Only this module and ``idp.web.kit`` know authlib's Flask adapter.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -20,10 +22,11 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from authlib.common.encoding import urlsafe_b64encode
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc6749 import grants as rfc6749_grants
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
@@ -38,6 +41,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from idp.login.sessions import SessionStore, SsoSession
 from idp.oidc.clients import SCOPES, Client, ClientRepository
+from idp.oidc.params import check_authorization_request
 from idp.oidc.tables import auth_codes, rowcount, used_assertions
 from idp.oidc.tokens import AuthContext, TokenRecord, TokenService, digest
 
@@ -208,6 +212,8 @@ class OpenIDCode(oidc_grants.OpenIDCode):
         return token
 
     def validate_openid_authorization_request(self, grant: Any, redirect_uri: str) -> None:
+        datalist = grant.request.payload.datalist
+        check_authorization_request([(k, v) for k, vs in datalist.items() for v in vs])
         validate_nonce(grant.request, self.exists_nonce, self.require_nonce)
 
     def __call__(self, grant: Any) -> None:
@@ -297,9 +303,13 @@ class Introspection(IntrospectionEndpoint):
         return _core(self).tokens.find_any(token_string, token_type_hint)
 
     def check_permission(self, token: TokenRecord, client: Client, request: Any) -> bool:
-        # Any confidential department app may ask (a resource server checking a
-        # token it was handed); public clients cannot authenticate here at all.
-        return not client.public
+        # RFC 7662 section 4: the server decides who may learn about a token. Only
+        # the app the token was issued to; any other caller hears ``active: false``
+        # exactly as for an unknown token (no app reads another's tokens, and none
+        # learns that a token exists). A resource server that accepts tokens of
+        # other apps validates the JWT against /jwks (RFC 9068) instead.
+        return not client.public and hmac.compare_digest(token.client_id.encode(),
+                                                         client.client_id.encode())
 
     def introspect_token(self, token: TokenRecord) -> dict[str, Any]:
         core = _core(self)
@@ -336,6 +346,29 @@ class Server(AuthorizationServer):
         self.register_endpoint(Introspection)
         self.register_endpoint(Revocation)
 
+    def authenticate_client(self, request: Any, methods: list[str],
+                            endpoint: str = "token") -> Client:
+        """RFC 6749 section 2.3: "The client MUST NOT use more than one authentication
+        method in each request." Basic with a body secret or assertion, or with a body
+        ``client_id`` naming another client, or a body secret beside an assertion, is
+        refused before any method is tried (authlib would take the first that works)."""
+        form = request.form
+        header = request.headers.get("Authorization")
+        used = [name for name, present in (
+            ("client_secret_basic", header is not None),
+            ("client_secret_post", "client_secret" in form),
+            ("private_key_jwt", "client_assertion" in form)) if present]
+        if len(used) > 1:
+            raise InvalidRequestError("use one client authentication method per request")
+        if header is not None:
+            client_id, _ = basic_credentials(header)
+            body_id = form.get("client_id")
+            if body_id is not None and not hmac.compare_digest(body_id.encode(),
+                                                               client_id.encode()):
+                raise InvalidRequestError("client_id in the body is not the authenticated one")
+        client: Client = super().authenticate_client(request, methods, endpoint)
+        return client
+
     def _generate(self, grant_type: str, client: Client, user: AuthContext | None = None,
                   scope: str | None = None, expires_in: int | None = None,
                   include_refresh_token: bool = True) -> dict[str, Any]:
@@ -344,6 +377,26 @@ class Server(AuthorizationServer):
         return self.core.tokens.issue(client=client, ctx=user, scope=scope or "",
                                       grant_type=grant_type,
                                       include_refresh_token=include_refresh_token)
+
+
+def basic_credentials(header: str) -> tuple[str, str]:
+    """RFC 6749 section 2.3.1 / RFC 7617: ``Basic`` base64 of the form-encoded
+    ``client_id:client_secret`` in UTF-8. Anything else is ``invalid_client`` (401),
+    never a decoding exception."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise InvalidClientError("only the Basic authorization scheme is accepted",
+                                 status_code=401)
+    try:
+        text = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise InvalidClientError("the Basic credentials are not valid base64 of UTF-8",
+                                 status_code=401) from None
+    client_id, colon, secret = text.partition(":")
+    if not colon or not client_id:
+        raise InvalidClientError("the Basic credentials need client_id:client_secret",
+                                 status_code=401)
+    return unquote(client_id), unquote(secret)
 
 
 def new_state() -> str:

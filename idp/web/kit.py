@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException
 
 from idp.login.forwarded import client_address as forwarded_client_address
 from idp.login.sessions import COOKIE_NAME, SsoSession
+from idp.oidc.params import duplicated, malformed
 from idp.web import catalog, i18n
 
 if TYPE_CHECKING:
@@ -140,6 +141,11 @@ def check_api_body() -> Response | None:
         return api_error("invalid_request", "the body is not UTF-8")
     if (name := oversized_param()) is not None:
         return api_error("invalid_request", f"parameter {name!r} is too long")
+    params = list(req.form.items(multi=True))
+    if (name := duplicated(params)) is not None:
+        return api_error("invalid_request", f"parameter {name!r} was sent more than once")
+    if (name := malformed(params)) is not None:
+        return api_error("invalid_request", f"parameter {name!r} has characters it may not have")
     return None
 
 
@@ -192,8 +198,13 @@ def redirect_error(redirect_uri: str, error: str, state: str | None,
 
 
 def safe_return(value: str | None) -> str:
-    """Only our own authorization endpoint (or the home page) is a valid return."""
-    if value and value.startswith(("/authorize?", "/console/")) and "\\" not in value:
+    """Only our own authorization endpoint (or the home page) is a valid return.
+
+    Printable ASCII only (what ``urlencode`` produces): a backslash is a path
+    separator to some browsers, and CR/LF or non-ASCII in a ``Location`` header
+    would fail only after the login has already created a session."""
+    if value and value.startswith(("/authorize?", "/console/")) and value.isascii() \
+            and value.isprintable() and " " not in value and "\\" not in value:
         parts = urlsplit(value)
         if not parts.scheme and not parts.netloc:
             return value

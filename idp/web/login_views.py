@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -275,7 +275,7 @@ def otp_submit() -> Response:
                           message=message, cancel=_cancel_url(return_to))
 
     if not csrf_ok():
-        return again(_s()["login.first"], 400)
+        return again(_words("sso.msg.csrf"), 400)
     address = client_address()
     keys = (("otp-addr:" + address, LOGIN_PER_ADDRESS), ("otp-uid:" + sess.uid, LOGIN_PER_UID))
     if p.throttle.blocked(*keys):
@@ -293,39 +293,55 @@ def otp_submit() -> Response:
     return _continue(return_to, _add_method(sess, out.method), None)
 
 
-@bp.route("/otp/enrol", methods=["GET", "POST"])
+@bp.get("/otp/enrol")
+def otp_enrol_page() -> Response:
+    """Safe (RFC 9110 section 9.2.1): only shows a button. Starting an enrolment
+    writes a pending secret and an audit record, so it is a POST with a CSRF token;
+    a cross-site link cannot replace an enrolment in progress."""
+    strong = _strong()
+    return_to = safe_return(req.args.get("return"))
+    sess = current_session()
+    if sess is None:
+        return _needs_session(return_to)
+    s = _s()
+    if strong.totp.status(_Who(sess.uid, sess.subject)).active:
+        return _enrol_page(return_to, message=s["enrol.active"])
+    return _enrol_page(return_to, start=True)
+
+
+def _enrol_page(return_to: str, *, status: int = 200, message: str | None = None,
+                start: bool = False, svg: str | None = None, secret: str | None = None,
+                codes: Sequence[str] | None = None) -> Response:
+    return render_with_csrf("strong_enrol.html", status=status, s=_s(), return_to=return_to,
+                            message=message, start=start, svg=svg, secret=secret, codes=codes)
+
+
+@bp.post("/otp/enrol")
 def otp_enrol() -> Response:
     strong = _strong()
-    return_to = safe_return(req.values.get("return"))
+    return_to = safe_return(req.form.get("return"))
     sess = current_session()
     if sess is None:
         return _needs_session(return_to)
     who = _Who(sess.uid, sess.subject)
     s = _s()
-    if req.method == "GET":
+    if not csrf_ok():
+        return _enrol_page(return_to, status=400, message=_words("sso.msg.csrf"), start=True)
+    if req.form.get("begin") == "1":
         try:
             e = strong.totp.begin_enrolment(who)
         except AlreadyEnrolled:
-            return render_with_csrf("strong_enrol.html", s=s, return_to=return_to,
-                              message=s["enrol.active"], svg=None, secret=None, codes=None)
-        return render_with_csrf("strong_enrol.html", s=s, return_to=return_to, message=None,
-                          svg=e.svg, secret=e.secret, codes=None)
-    if not csrf_ok():
-        return render_with_csrf("strong_enrol.html", status=400, s=s, return_to=return_to,
-                          message=s["login.first"], svg=None, secret=None, codes=None)
+            return _enrol_page(return_to, message=s["enrol.active"])
+        return _enrol_page(return_to, svg=e.svg, secret=e.secret)
     try:
         out = strong.totp.activate(who, (req.form.get("code") or "")[:64])
     except AlreadyEnrolled:
-        return render_with_csrf("strong_enrol.html", s=s, return_to=return_to,
-                          message=s["enrol.active"], svg=None, secret=None, codes=None)
+        return _enrol_page(return_to, message=s["enrol.active"])
     if not out.ok:
-        return render_with_csrf("strong_enrol.html", status=401, s=s, return_to=return_to,
-                          message=_words(out.result.message_key), svg=None, secret=None,
-                          codes=None)
+        return _enrol_page(return_to, status=401, message=_words(out.result.message_key))
     codes = strong.totp.new_recovery_codes(who)
     _add_method(sess, out.method)
-    return render_with_csrf("strong_enrol.html", s=s, return_to=return_to, message=None, svg=None,
-                      secret=None, codes=codes)
+    return _enrol_page(return_to, codes=codes)
 
 
 def step_up_with(return_to: str, sess: SsoSession, method: str) -> Response:
@@ -362,12 +378,17 @@ def login_submit() -> Response:
                           ("login-uid:" + uid.lower(), LOGIN_PER_UID)):
         return again("msg.throttled", 429)
     outcome = p.authenticator.authenticate(uid, password)
-    p.audit_login(uid, outcome.result.value, address)
-    if outcome.result is AuthResult.BAD_CREDENTIALS:
+    p.audit_login(uid, outcome.result.value, address)  # the audit log keeps the truth
+    # A lockout is answered exactly as a wrong password (same words, same throttle
+    # count): "locked" would tell anyone that the uid exists, since an unknown uid
+    # is never locked. The person learns of the lock from an administrator.
+    shown = (AuthResult.BAD_CREDENTIALS if outcome.result is AuthResult.LOCKED
+             else outcome.result)
+    if shown is AuthResult.BAD_CREDENTIALS:
         p.throttle.failed("login-addr:" + address, LOGIN_PER_ADDRESS)
         p.throttle.failed("login-uid:" + uid.lower(), LOGIN_PER_UID)
     if not outcome.ok or outcome.person is None:
-        return again("msg." + outcome.result.value, 200)
+        return again("msg." + shown.value, 200)
     previous = current_session()
     if previous is not None and previous.subject == outcome.person.entry_uuid \
             and p.strong is not None:

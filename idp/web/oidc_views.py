@@ -23,6 +23,7 @@ from idp.login.stepup import acr_values_supported
 from idp.login.throttle import TOKEN_PER_ADDRESS, TOKEN_PER_CLIENT
 from idp.oidc.discovery import provider_metadata
 from idp.oidc.logout import LogoutError, validate_end_session
+from idp.oidc.params import malformed, parse_max_age
 from idp.oidc.tokens import claims_for_scope
 from idp.web.kit import (
     LOGIN_MARK,
@@ -86,10 +87,32 @@ def consent() -> Response:
     return _authorize(decision=req.form.get("decision"))
 
 
+def _malformed_authorize() -> Response | None:
+    """RFC 6749 Appendix A syntax, before authlib copies a value into an error.
+    A malformed client or redirect URI gets a page (there is nowhere safe to
+    send the browser); anything else goes back to a registered redirect URI."""
+    params = list(req.args.items(multi=True))
+    name = malformed(params)
+    if name is None:
+        return None
+    if name in ("client_id", "redirect_uri"):
+        return page_error("error.invalid_redirect" if name == "redirect_uri"
+                          else "error.invalid_client", 400)
+    client = provider().clients.get(req.args.get("client_id") or "")
+    redirect_uri = req.args.get("redirect_uri") or ""
+    if client is None or redirect_uri not in client.redirect_uris:
+        return page_error("error.invalid_request", 400)
+    state = req.args.get("state") if name != "state" else None
+    return redirect_error(redirect_uri, "invalid_request", state,
+                          f"the parameter {name} has characters it may not have")
+
+
 def _authorize(decision: str | None) -> Response:
     p = provider()
     if oversized_param() is not None:
         return page_error("error.invalid_request", 400)
+    if (refused := _malformed_authorize()) is not None:
+        return refused
     try:
         grant = p.server.get_consent_grant(end_user=None)
     except OAuth2Error as err:
@@ -113,9 +136,11 @@ def _authorize(decision: str | None) -> Response:
             need_login = True
         max_age = req.args.get("max_age")
         if max_age is not None:
-            if not max_age.isdigit():
+            try:
+                seconds = parse_max_age(max_age)
+            except OAuth2Error:
                 return redirect_error(redirect_uri, "invalid_request", state)
-            if time.time() - sess.auth_time > int(max_age):
+            if time.time() - sess.auth_time > seconds:
                 need_login = True
     if need_login:
         if "none" in prompt:
@@ -210,6 +235,12 @@ def userinfo() -> Response:
     ctx = p.tokens.context(rec.family)
     if ctx is None:
         return api_error("invalid_token", "the grant was revoked", 401)
+    if ctx.auth_time is None:
+        # A client-credentials token: the app acting for itself, no person behind
+        # it (OIDC Core 5.3 returns claims about the End-User).
+        resp = api_error("invalid_token", "the access token does not stand for a person", 401)
+        resp.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return resp
     return jsonify({"sub": ctx.subject, **claims_for_scope(ctx.claims, rec.scope)})
 
 

@@ -443,7 +443,9 @@ def oathtool(secret: str, at: float | None = None) -> str:
 def enrol(server: Server, b: requests.Session) -> tuple[str, list[str]]:
     """Enrol on the web page; activate with the previous step's code (so the current
     one is still unused); return the secret and the recovery codes shown once."""
-    page = b.get(server.issuer + "/otp/enrol?return=/", timeout=20)
+    start = b.get(server.issuer + "/otp/enrol?return=/", timeout=20)
+    assert start.status_code == 200 and 'id="enrol-begin"' in start.text, start.text
+    page = post_form(b, server.issuer, "/otp/enrol", start.text, begin="1")
     assert page.status_code == 200 and "<svg" in page.text, page.text
     secret = re.search(r'<code id="secret">([A-Z2-7]+)</code>', page.text)
     assert secret, page.text

@@ -17,6 +17,7 @@ from idp.oidc.clients import validate_redirect_uri
 from idp.oidc.provider import Provider
 from idp.oidc.tables import auth_codes, oauth_clients, tokens
 from tests.fixtures.idp import (
+    PASSWORD,
     REDIRECT,
     Registered,
     authorize,
@@ -514,3 +515,27 @@ def test_removed_client_cannot_get_tokens(rp: FlaskClient, confidential: Registe
         assert s.execute(select(oauth_clients)).first() is None
     status, body = token_request(rp, confidential, grant_type="client_credentials")
     assert status == 401 and body["error"] == "invalid_client"
+
+
+def test_crlf_in_login_return_goes_home_without_a_500(browser: FlaskClient,
+                                                      provider: Provider) -> None:
+    page = browser.get("/login")
+    resp = browser.post("/login", data={"uid": "zhangwei", "password": PASSWORD,
+                                        "csrf": csrf_of(page.get_data(as_text=True)),
+                                        "return": "/authorize?x=1\r\nSet-Cookie: a=b"})
+    assert resp.status_code == 302 and resp.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("value", ["/console/\\evil", "/console/\x00", "/console/例子",
+                                   "/authorize?a=1 b"],
+                         ids=["backslash", "nul", "non_ascii", "space"])
+def test_safe_return_refuses_unsafe_characters(app: object, value: str) -> None:
+    from idp.web.kit import safe_return
+
+    assert safe_return(value) == "/"
+
+
+def test_login_csrf_failure_says_the_page_expired(browser: FlaskClient) -> None:
+    browser.get("/login")
+    resp = browser.post("/login", data={"uid": "zhangwei", "password": "x", "csrf": "forged"})
+    assert "页面已过期，请重新提交" in resp.get_data(as_text=True)

@@ -229,7 +229,7 @@ def all_view_keys() -> Iterator[tuple[str, str, tuple[str, ...]]]:
 
 def test_the_view_scan_finds_keys() -> None:
     keys = {key for _, key, _ in all_view_keys()}
-    assert {"error.invalid_request", "msg.csrf", "login.first", "sso.msg.throttled",
+    assert {"error.invalid_request", "msg.csrf", "sso.msg.throttled",
             "denied.level", "title.error", "auth.verify_link"} <= keys
 
 

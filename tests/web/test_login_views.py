@@ -281,7 +281,9 @@ def test_discovery_lists_the_policy_acr_values(env: Env) -> None:
 # -- one-time codes -----------------------------------------------------------------------------
 
 def enrol(env: Env) -> str:
-    page = env.browser.get("/otp/enrol?return=/")
+    start = env.browser.get("/otp/enrol?return=/")
+    page = env.browser.post("/otp/enrol", data={"begin": "1", "return": "/",
+                                                "csrf": csrf_of(start.text)})
     secret = re.search(r'<code id="secret">([A-Z2-7]+)</code>', page.text)
     assert secret, page.text
     code = pyotp.TOTP(secret.group(1)).at(env.otp_clock.now)
@@ -338,7 +340,8 @@ def test_password_and_otp_reach_level_3_only_with_a_certificate(env: Env) -> Non
 
 def test_enrolment_page_shows_a_qr_code(env: Env) -> None:
     redirected_code(password_login(env, env.apps["level1"]))
-    page = env.browser.get("/otp/enrol")
+    start = env.browser.get("/otp/enrol")
+    page = env.browser.post("/otp/enrol", data={"begin": "1", "csrf": csrf_of(start.text)})
     assert "<svg" in page.text and re.search(r'<code id="secret">[A-Z2-7]{32}</code>', page.text)
 
 
@@ -402,3 +405,58 @@ def test_certificate_then_a_one_time_code_reaches_level_3(env: Env) -> None:
     assert {(frozenset(r.amr.split()), r.acr) for r in rows} == {
         (frozenset({"pwd", "otp"}), "urn:govtrust:loa:2"),
         (frozenset({"swk", "otp"}), "urn:govtrust:loa:3")}
+
+
+# -- hostile input (issue 9) --------------------------------------------------------------------
+
+def login_page_answer(env: Env, uid: str, password: str) -> Any:
+    page = env.browser.get("/login")
+    return env.browser.post("/login", data={"uid": uid, "password": password, "return": "/",
+                                            "csrf": csrf_of(page.text)})
+
+
+def test_locked_account_looks_like_a_wrong_password(env: Env) -> None:
+    from directory.model import AuthResult
+    from policies.passwords import load_policy
+
+    gateway = env.services.authenticator
+    for _ in range(load_policy().max_failures):  # lock it in slapd itself (ppolicy)
+        gateway.authenticate("lina", "Not-the-password-9")
+    assert gateway.authenticate("lina", PASSWORD).result is AuthResult.LOCKED
+    locked = login_page_answer(env, "lina", PASSWORD)
+    unknown = login_page_answer(env, "nosuchperson", PASSWORD)
+    assert locked.status_code == unknown.status_code == 200
+    assert "用户名或密码错误" in locked.text and "锁定" not in locked.text
+
+    def body(resp: Any, uid: str) -> str:
+        return resp.text.replace(csrf_of(resp.text), "").replace(uid, "UID")
+
+    assert body(locked, "lina") == body(unknown, "nosuchperson")
+    assert [r["result"] for r in env.audit("idp.login") if r["target"] == "lina"][-1] == "locked"
+
+
+def test_get_otp_enrol_changes_nothing(env: Env) -> None:
+    redirected_code(password_login(env, env.apps["level1"]))
+    before = len(env.audit("otp.enroll"))
+    for _ in range(3):
+        page = env.browser.get("/otp/enrol?return=/")
+        assert page.status_code == 200 and 'id="enrol-begin"' in page.text
+        assert 'id="secret"' not in page.text
+    assert len(env.audit("otp.enroll")) == before
+    assert not env.services.totp.status(env.person).enrolled
+
+
+def test_otp_enrol_start_without_csrf_says_the_page_expired(env: Env) -> None:
+    redirected_code(password_login(env, env.apps["level1"]))
+    resp = env.browser.post("/otp/enrol", data={"begin": "1", "csrf": "forged"})
+    assert resp.status_code == 400 and "页面已过期，请重新提交" in resp.text
+    assert "请先登录" not in resp.text
+    assert not env.services.totp.status(env.person).enrolled
+
+
+def test_otp_code_without_csrf_says_the_page_expired(env: Env) -> None:
+    redirected_code(password_login(env, env.apps["level1"]))
+    enrol(env)
+    resp = env.browser.post("/login/otp?lang=en", data={"code": "123456", "return": "/",
+                                                        "csrf": "forged"})
+    assert resp.status_code == 400 and "The page expired" in resp.text

@@ -72,12 +72,12 @@ WORDS: Mapping[str, str] = {
     ),
     "login.enrol.secret": "If you cannot scan, type this key:",
     "login.enrol.button": "Activate",
+    "login.enrol.begin": "Start enrolment",
     "login.enrol.done": (
         "Your authenticator is active. These recovery codes are shown only once; keep "
         "them safe:"
     ),
     "login.enrol.active": "You already have an active authenticator.",
-    "login.login.first": "Please log in first.",
     "login.cancel": "Cancel and return to the application",
     "login.continue": "Continue",
     "login.denied.title": "Access refused",
