@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from idp.login.passwords import PasswordChanger
 from idp.login.ports import AuditSink, Authenticator
 from idp.login.sessions import SessionStore
 from idp.login.stepup import StrongAuth
@@ -39,6 +40,7 @@ class Provider:
     cookie_key: bytes
     trusted_proxies: tuple[str, ...] = ()
     strong: StrongAuth | None = None  # certificates, one-time codes (idp.login.stepup)
+    passwords: PasswordChanger | None = None  # changes at login (idp.login.passwords)
     server: Server = field(init=False)
 
     def __post_init__(self) -> None:
