@@ -181,15 +181,21 @@ def move(uid: str, department: str) -> None:
 @directory.command()
 @click.argument("uid")
 @click.option("--password-stdin", is_flag=True, help="Read the new password from stdin.")
+@click.option("--no-change-required", is_flag=True,
+              help="Do not make the person change it at the next login.")
 @_errors
-def passwd(uid: str, password_stdin: bool) -> None:
-    """Set a person's password (checked against the password policy)."""
+def passwd(uid: str, password_stdin: bool, no_change_required: bool) -> None:
+    """Reset a person's password (checked against the password policy). The person
+    must change it at the next login unless --no-change-required."""
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = click.prompt("new password", hide_input=True, confirmation_prompt=True)
-    _obj().directory.set_password(uid, password, actor=_actor())
-    _emit({"uid": uid, "password": "set"}, f"password set for {uid}")
+    _obj().directory.set_password(uid, password, actor=_actor(),
+                                  must_change=not no_change_required)
+    must = not no_change_required
+    _emit({"uid": uid, "password": "set", "must_change": must},
+          f"password set for {uid}" + (" (to be changed at the next login)" if must else ""))
 
 
 # -- departments ------------------------------------------------------------------

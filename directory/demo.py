@@ -118,7 +118,7 @@ def seed_demo(service: DirectoryService, *, service_password: str | None = None)
             service.add_person(uid=uid, name=name, department=dept, title=title,
                                clearance=1, password=password, actor=ACTOR)
         except AlreadyExists:
-            service.set_password(uid, password, actor=ACTOR)
+            service.set_password(uid, password, actor=ACTOR, must_change=False)
         people.append(DemoPerson(uid, name, dept, password))
     admin_password = demo_password()
     admin_dept = "市信息化工作领导小组办公室/网络安全处"
@@ -126,7 +126,8 @@ def seed_demo(service: DirectoryService, *, service_password: str | None = None)
         service.add_person(uid=ADMIN_UID, name="赵建国", department=admin_dept, title="处长",
                            clearance=3, password=admin_password, actor=ACTOR)
     except AlreadyExists:
-        service.set_password(ADMIN_UID, admin_password, actor=ACTOR)
+        service.set_password(ADMIN_UID, admin_password, actor=ACTOR,
+                             must_change=False)
     try:
         service.add_group(ADMIN_GROUP, description="安全管理员", actor=ACTOR)
     except AlreadyExists:

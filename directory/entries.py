@@ -112,7 +112,10 @@ def policy_attributes(policy: PasswordPolicy) -> dict[str, str]:
         "pwdExpireWarning": policy.expire_warning_days * 86400,
         "pwdGraceAuthNLimit": policy.grace_logins,
         "pwdAllowUserChange": "TRUE",
-        "pwdMustChange": "FALSE",
+        # TRUE: a password an administrator sets (pwdReset) must be changed by its
+        # owner before the bind is good for anything else (changeAfterReset); the
+        # writes that must not ask for a change clear pwdReset in the same modify.
+        "pwdMustChange": "TRUE",
         "pwdSafeModify": "FALSE",
     }
     return {k: str(v) for k, v in values.items()}

@@ -68,6 +68,15 @@ class WeakPassword(DirectoryError):
         super().__init__(f"{uid}: password refused ({', '.join(reasons)})")
 
 
+class WrongPassword(DirectoryError):
+    """The current password given with a change is not the person's (or the account
+    is locked: the caller is not told which)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        super().__init__(f"{target}: wrong current password")
+
+
 class SlapdFailed(DirectoryError):
     """The managed slapd could not be configured, started or stopped."""
 

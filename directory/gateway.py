@@ -211,9 +211,18 @@ class LdapGateway:
         """Bind as the person and say what happened (never whether ``uid`` exists)."""
         return authentication.authenticate(self, uid, password)
 
-    def set_password(self, dn: str, password: str) -> None:
-        """Set a password as the administrator, hashed with ``directory.pwhash``."""
-        authentication.set_password(self, dn, password)
+    def set_password(self, dn: str, password: str, *, must_change: bool = False) -> None:
+        """Set a password as the administrator, hashed with ``directory.pwhash``;
+        ``must_change`` sets ppolicy's ``pwdReset`` (the owner must change it)."""
+        authentication.set_password(self, dn, password, must_change=must_change)
+
+    def in_history(self, dn: str, password: str) -> bool:
+        """Whether ``password`` is the current one or in ppolicy's history."""
+        return authentication.in_history(self, dn, password)
+
+    def password_state(self, dn: str) -> str | None:
+        """A digest that changes with every change of ``dn``'s password."""
+        return authentication.password_state(self, dn)
 
     def change_own_password(self, dn: str, old: str, new: str) -> None:
         """The person changes their own password under ppolicy (RFC 3062)."""

@@ -68,6 +68,8 @@ class AuthResult(enum.StrEnum):
     BAD_CREDENTIALS = "bad_credentials"
     LOCKED = "locked"
     PASSWORD_EXPIRED = "password_expired"
+    # An administrator set the password (ppolicy pwdReset): its owner must change it.
+    MUST_CHANGE = "must_change"
     SUSPENDED = "suspended"
     LEFT = "left"
     UNAVAILABLE = "directory_unavailable"

@@ -108,7 +108,8 @@ class DirectoryService:
         except AlreadyExists:
             raise AlreadyExists("person", uid) from None
         if password is not None:
-            self.gateway.set_password(dn, password)
+            # A first password: changing it is not forced (``set_password`` is).
+            self.gateway.set_password(dn, password, must_change=False)
         self.audit.record(actor=actor, action="directory.add", target=uid,
                           details={"name": name, "department": "/".join(path)})
         return self.show(uid)
@@ -223,17 +224,24 @@ class DirectoryService:
         if reasons:
             raise WeakPassword(uid, tuple(r.value for r in reasons))
 
-    def set_password(self, uid: str, password: str, *, actor: str = "system") -> None:
-        """Set a person's password as an administrator (policy checked here first)."""
+    def set_password(self, uid: str, password: str, *, actor: str = "system",
+                     must_change: bool = True) -> None:
+        """Set a person's password as an administrator (policy checked here first).
+
+        ``must_change`` (the default, as Keycloak's "temporary" password): the
+        person is made to choose her own at the next login (ppolicy ``pwdReset``).
+        """
         person = self.show(uid)
         self._check_password(uid, password)
-        self.gateway.set_password(person.dn, password)
-        self.audit.record(actor=actor, action="directory.password.set", target=uid)
+        self.gateway.set_password(person.dn, password, must_change=must_change)
+        self.audit.record(actor=actor, action="directory.password.set", target=uid,
+                          details={"must_change": "yes" if must_change else "no"})
 
     def change_password(self, uid: str, old: str, new: str) -> None:
         """The person changes their own password; our checks first, then slapd's
         (history, quality) as the person. A refusal by slapd is a ``WeakPassword``
-        naming ppolicy's reason (e.g. ``passwordInHistory``)."""
+        naming ppolicy's reason (e.g. ``passwordInHistory``); a wrong ``old`` is
+        ``WrongPassword``. Works for an expired or reset password too."""
         person = self.show(uid)
         self._check_password(uid, new)
         try:
@@ -243,6 +251,27 @@ class DirectoryService:
                 raise WeakPassword(uid, (exc.code,)) from None
             raise
         self.audit.record(actor=uid, action="directory.password.change", target=uid)
+
+    def reset_password(self, uid: str, new: str, *, proof: str) -> None:
+        """The person sets a new password without the old one, having proved who she
+        is another way (``proof``, e.g. the certificate method, is audited).
+
+        slapd does not check a rootdn's write, so history is checked here against
+        ppolicy's own ``pwdHistory`` (``passwordInHistory`` like slapd's refusal);
+        the write leaves no ``pwdReset``: she chose this password herself.
+        """
+        person = self.show(uid)
+        self._check_password(uid, new)
+        if self.policy.history and self.gateway.in_history(person.dn, new):
+            raise WeakPassword(uid, ("passwordInHistory",))
+        self.gateway.set_password(person.dn, new, must_change=False)
+        self.audit.record(actor=uid, action="directory.password.reset", target=uid,
+                          details={"proof": proof})
+
+    def password_state(self, uid: str) -> str | None:
+        """Changes whenever ``uid``'s password does (None: no such person)."""
+        found = self.gateway.find_person_entry(uid)
+        return self.gateway.password_state(found[0]) if found else None
 
     def apply_password_policy(self, policy: PasswordPolicy | None = None,
                               *, actor: str = "system") -> None:
@@ -388,6 +417,9 @@ class DirectoryService:
             self.gateway.add(dn, attrs)
         except AlreadyExists:
             raise AlreadyExists("service account", name) from None
+        # pwdMustChange made slapd mark the added password as reset; an app's
+        # account has no one to change it, so it is cleared.
+        self.gateway.modify(dn, [("replace", "pwdReset", [])])
         self.audit.record(actor=actor, action="directory.service_account.add", target=name)
         return ServiceAccount(name, dn, password)
 
@@ -401,7 +433,8 @@ class DirectoryService:
         if self.gateway.read(dn, ["uid"]) is None:
             raise NotFound("service account", name)
         password = password or secrets.token_urlsafe(SERVICE_PASSWORD_BYTES)
-        self.gateway.modify(dn, [("replace", "userPassword", [pwhash.hash_password(password)])])
+        self.gateway.modify(dn, [("replace", "userPassword", [pwhash.hash_password(password)]),
+                                 ("replace", "pwdReset", [])])
         self.audit.record(actor=actor, action="directory.service_account.reset", target=name)
         return ServiceAccount(name, dn, password)
 

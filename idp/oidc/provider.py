@@ -13,6 +13,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.login.forwarded import TrustedProxies
+from idp.login.passwords import PasswordChanger
 from idp.login.ports import AuditSink, Authenticator
 from idp.login.sessions import SessionStore
 from idp.login.stepup import StrongAuth
@@ -41,6 +42,7 @@ class Provider:
     # Whose X-Forwarded-For and certificate header are believed (idp.login.forwarded).
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     strong: StrongAuth | None = None  # certificates, one-time codes (idp.login.stepup)
+    passwords: PasswordChanger | None = None  # changes at login (idp.login.passwords)
     server: Server = field(init=False)
 
     def __post_init__(self) -> None:

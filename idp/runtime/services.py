@@ -120,12 +120,17 @@ class Services:
 
         logout = Logout(self.sessions, store, tokens, keys, clients, issuer,
                         poster=make_poster(str(ca_file) if ca_file.exists() else None))
+        from directory.service import DirectoryService
+
+        auth = self.authenticator
         return Provider(issuer=issuer, db=self.sessions, keys=keys, clients=clients,
                         tokens=tokens, sessions=store, logout=logout,
-                        throttle=Throttle(self.sessions), authenticator=self.authenticator,
+                        throttle=Throttle(self.sessions), authenticator=auth,
                         audit=self.audit, cookie_key=cookie_key,
                         trusted_proxies=self.config.trusted_proxies,
-                        strong=self.strong_auth)
+                        strong=self.strong_auth,
+                        # the directory changes passwords when it checks them
+                        passwords=auth if isinstance(auth, DirectoryService) else None)
 
     @cached_property
     def strong_auth(self) -> StrongAuth:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from flask import Flask
 from werkzeug.exceptions import HTTPException
 
-from idp.web import login_views, oidc_views
+from idp.web import login_views, oidc_views, password_views
 from idp.web.kit import MAX_BODY, PROVIDER_EXTENSION, http_error, security_headers
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ def build_app(provider: Provider) -> Flask:
     app.extensions[PROVIDER_EXTENSION] = provider
     app.register_blueprint(oidc_views.bp)
     app.register_blueprint(login_views.bp)
+    app.register_blueprint(password_views.bp)
     app.after_request(security_headers)
     app.register_error_handler(HTTPException, http_error)
     return app

@@ -35,7 +35,7 @@ from idp.login.stepup import (
 )
 from idp.login.throttle import LOGIN_PER_ADDRESS, LOGIN_PER_UID
 from idp.login.totp import AlreadyEnrolled, OtpOutcome
-from idp.web import catalog
+from idp.web import catalog, password_views
 from idp.web.kit import (
     LOGIN_MARK,
     client_address,
@@ -387,6 +387,9 @@ def login_submit() -> Response:
     if shown is AuthResult.BAD_CREDENTIALS:
         p.throttle.failed("login-addr:" + address, LOGIN_PER_ADDRESS)
         p.throttle.failed("login-uid:" + uid.lower(), LOGIN_PER_UID)
+    # expired, or reset by an administrator: no session until it is changed
+    if (change := password_views.begin(uid, outcome.result, return_to)) is not None:
+        return change
     if not outcome.ok or outcome.person is None:
         return again("msg." + shown.value, 200)
     previous = current_session()

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from directory.cli import directory
+from directory.model import AuthResult
 from directory.service import DirectoryService
 
 pytestmark = pytest.mark.slapd
@@ -76,7 +77,11 @@ def test_passwd_refuses_weak_password(directory_service: DirectoryService) -> No
     code, out = run(svc, "passwd", "lina", "--password-stdin", input="weak\n")
     assert code == 1 and "too_short" in out
     code, _ = run(svc, "passwd", "lina", "--password-stdin", input="Bj-Gov-2024-Secure!\n")
-    assert code == 0 and svc.authenticate("lina", "Bj-Gov-2024-Secure!").ok
+    assert code == 0
+    assert svc.authenticate("lina", "Bj-Gov-2024-Secure!").result is AuthResult.MUST_CHANGE
+    code, _ = run(svc, "passwd", "lina", "--no-change-required", "--password-stdin",
+                  input="Bj-Gov-2025-Secure!\n")
+    assert code == 0 and svc.authenticate("lina", "Bj-Gov-2025-Secure!").ok
 
 
 def test_groups_and_service_accounts(directory_service: DirectoryService) -> None:

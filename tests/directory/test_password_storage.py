@@ -54,7 +54,8 @@ def add_with_hash(svc: DirectoryService, uid: str, value: str) -> str:
     svc.ensure_department("市公安局")
     svc.add_person(uid=uid, name="孙丽", department="市公安局")
     dn = svc.gateway.person_dn(uid)
-    svc.gateway.modify(dn, [("replace", "userPassword", [value])])
+    # An old home's value, not a reset: no pwdReset (the rootdn's write sets it now).
+    svc.gateway.modify(dn, [("replace", "userPassword", [value]), ("replace", "pwdReset", [])])
     return dn
 
 
@@ -75,7 +76,8 @@ def test_admin_set_password_is_stored_as_argon2id(
     dn = add_with_hash(svc, "sunli", ssha(PASSWORD))
     svc.set_password("sunli", "Another-Gov-2025!")
     assert stored(slapd, dn)["userPassword"][0].startswith(b"{ARGON2}$argon2id$")
-    assert svc.authenticate("sunli", "Another-Gov-2025!").ok
+    # An administrator's reset: slapd accepts the hash, and asks for a change.
+    assert svc.authenticate("sunli", "Another-Gov-2025!").result is AuthResult.MUST_CHANGE
 
 
 def test_own_change_is_stored_as_argon2id(

@@ -323,4 +323,51 @@ WORDS: Mapping[str, str] = {
         "You hold no login method set up before this session, so you cannot request this "
         "certificate yourself. Please contact the security administrator."
     ),
+    # -- password change, forced change and reset with a certificate
+    "sso.msg.must_change": "An administrator reset your password: choose a new one.",
+    "sso.title.password": "Change password",
+    "sso.title.password_reset": "Reset password",
+    "sso.pw.uid": "User name",
+    "sso.pw.old": "Current password",
+    "sso.pw.new": "New password",
+    "sso.pw.repeat": "New password again",
+    "sso.pw.button": "Change password",
+    "sso.pw.reset_button": "Set new password",
+    "sso.pw.rules": (
+        "At least 12 characters from three of: upper case, lower case, digits, symbols; "
+        "not containing your user name; not one of your recent passwords."
+    ),
+    "sso.pw.why.expired": "Your password has expired. Choose a new one to continue.",
+    "sso.pw.why.reset": "An administrator reset your password. Choose your own to continue.",
+    "sso.pw.forgot": "Forgot your password? Reset it with your certificate",
+    "sso.pw.done": "Your password is changed. Your logins on other devices have ended.",
+    "sso.pw.reset_done": (
+        "Your password is reset. Your logins on other devices have ended; log in with the"
+        " new password."
+    ),
+    "sso.pw.reset_intro": (
+        "Your certificate proved who you are: set a new password without the old one."
+    ),
+    "sso.pw.reset_needs": (
+        "A reset needs a certificate shown in this login, at level 3 (certificate and "
+        "one-time code)."
+    ),
+    "sso.pw.reset_cert": "Log in with my certificate",
+    "sso.pw.reset_otp": "Verify a one-time code as well",
+    "sso.pw.pending_gone": (
+        "The password change page has expired or was already used. Please log in again."
+    ),
+    "sso.pw.err.missing": "Fill in every password field.",
+    "sso.pw.err.mismatch": "The two new passwords differ.",
+    "sso.pw.err.wrong_old": "The current password is wrong.",
+    "sso.pw.err.weak": "The new password breaks the password policy:",
+    "sso.pw.err.in_history": "The new password is one of your recent passwords. Choose another.",
+    "sso.pw.err.too_young": "The password was changed too recently. Try again later.",
+    "sso.pw.err.unavailable": "The directory is unavailable right now. Try again shortly.",
+    "sso.pw.rule.too_short": "too short",
+    "sso.pw.rule.too_long": "too long",
+    "sso.pw.rule.too_few_classes": "too few kinds of characters",
+    "sso.pw.rule.control_character": "contains a control character",
+    "sso.pw.rule.contains_uid": "contains your user name",
+    "console.nav.password": "Password",
 }

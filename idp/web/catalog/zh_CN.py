@@ -283,4 +283,41 @@ WORDS: Mapping[str, str] = {
     "issuance.no_established_factor": (
         "您尚未在本次登录之前绑定其他认证方式，不能自助申请该证书，请联系安全管理员。"
     ),
+    # -- password change, forced change and reset with a certificate
+    "sso.msg.must_change": "管理员已重置您的密码，请设置新密码。",
+    "sso.title.password": "修改密码",
+    "sso.title.password_reset": "重置密码",
+    "sso.pw.uid": "用户名",
+    "sso.pw.old": "当前密码",
+    "sso.pw.new": "新密码",
+    "sso.pw.repeat": "再次输入新密码",
+    "sso.pw.button": "修改密码",
+    "sso.pw.reset_button": "设置新密码",
+    "sso.pw.rules": (
+        "至少12个字符，包含大写字母、小写字母、数字、符号中的至少三类，"
+        "不能包含用户名，不能与最近使用过的密码相同。"
+    ),
+    "sso.pw.why.expired": "您的密码已过期，请设置新密码后继续登录。",
+    "sso.pw.why.reset": "管理员已重置您的密码，请设置您自己的新密码后继续登录。",
+    "sso.pw.forgot": "忘记密码？使用数字证书重置",
+    "sso.pw.done": "密码已修改。您在其他设备上的登录已结束。",
+    "sso.pw.reset_done": "密码已重置。您在其他设备上的登录已结束，请使用新密码登录。",
+    "sso.pw.reset_intro": "您已使用数字证书证明身份，可以直接设置新密码，无需输入原密码。",
+    "sso.pw.reset_needs": "重置密码需要本次使用数字证书登录并达到三级（证书加动态口令）。",
+    "sso.pw.reset_cert": "使用数字证书登录",
+    "sso.pw.reset_otp": "再验证动态口令",
+    "sso.pw.pending_gone": "修改密码的页面已失效（超时或已使用），请重新登录。",
+    "sso.pw.err.missing": "请填写所有密码栏。",
+    "sso.pw.err.mismatch": "两次输入的新密码不一致。",
+    "sso.pw.err.wrong_old": "当前密码不正确。",
+    "sso.pw.err.weak": "新密码不符合密码策略：",
+    "sso.pw.err.in_history": "新密码与最近使用过的密码相同，请换一个。",
+    "sso.pw.err.too_young": "密码修改过于频繁，请稍后再试。",
+    "sso.pw.err.unavailable": "目录服务暂时不可用，请稍后再试。",
+    "sso.pw.rule.too_short": "太短",
+    "sso.pw.rule.too_long": "太长",
+    "sso.pw.rule.too_few_classes": "字符种类不足",
+    "sso.pw.rule.control_character": "含有控制字符",
+    "sso.pw.rule.contains_uid": "包含用户名",
+    "console.nav.password": "修改密码",
 }
