@@ -121,6 +121,17 @@ STRINGS: dict[str, dict[str, str]] = {
         "denied.group": "只有安全管理员（security-admins 群组成员）可以访问管理页面。",
         "denied.level": "管理页面要求三级及以上的认证等级（数字证书加第二种方式）。"
                         "当前会话等级：{level}。请使用数字证书重新登录后再试。",
+        "stepup.intro": "可用以下方式提升本次会话的认证等级，完成后回到您要打开的页面：",
+        "stepup.certificate": "使用数字证书登录",
+        "stepup.otp": "用动态口令确认",
+        "stepup.password": "输入密码",
+        "issue.approval": "身份认证证书可用于三级认证，自助申请需要一种在本次会话之前就已建立的"
+                          "认证方式（此前绑定并在本次登录中使用过的动态口令，或用有效证书登录）。"
+                          "本次会话没有这样的方式，因此证书须由安全管理员签发：请联系安全管理员，"
+                          "管理员可在管理控制台的人员页面为您签发证书。",
+        "issue.no_factor": "此类证书的自助申请需要一种在本次会话之前就已建立的认证方式"
+                           "（此前绑定的动态口令或有效证书），本次会话没有。请联系安全管理员。",
+        "issue.not_self_service": "此类证书不能自助申请，请联系安全管理员。",
         "search": "搜索",
         "search.by": "搜索字段",
         "search.q": "搜索内容",
@@ -289,6 +300,23 @@ STRINGS: dict[str, dict[str, str]] = {
         "denied.level": "The administration pages need assurance level 3 or more (a "
                         "certificate plus a second method). This session is at level "
                         "{level}. Log in again with your certificate and retry.",
+        "stepup.intro": "Raise this session's level with one of these, then return to the "
+                        "page you asked for:",
+        "stepup.certificate": "Log in with my certificate",
+        "stepup.otp": "Confirm with my one-time code",
+        "stepup.password": "Enter my password",
+        "issue.approval": "An authentication certificate reaches level 3, so asking for one "
+                          "yourself needs a way of logging in you had before this session "
+                          "(an authenticator enrolled earlier and used in this login, or a "
+                          "valid certificate you logged in with). This session has none, so "
+                          "a security administrator must issue it: ask one; they can issue it "
+                          "from your page in the administration console.",
+        "issue.no_factor": "Asking for this kind of certificate yourself needs a way of "
+                           "logging in you had before this session (an authenticator enrolled "
+                           "earlier, or a valid certificate); this session has none. Ask a "
+                           "security administrator.",
+        "issue.not_self_service": "This kind of certificate cannot be requested here; ask a "
+                                  "security administrator.",
         "search": "Search",
         "search.by": "Search by",
         "search.q": "Search for",
