@@ -57,8 +57,12 @@ def step_up_links(who: Viewer, back: str) -> list[tuple[str, str, str]]:
     policy's alternatives, the certificate first (level 3 always needs one)."""
     alternatives = who.refusal.step_up if who.refusal is not None else ()
     wanted = {m for alt in alternatives for m in alt}
+    certificates = {"swk", "hwk"}
     links = []
-    if wanted & {"swk", "hwk"}:
+    # A session that already counts a certificate is offered the other factor, not a
+    # second certificate, unless only a (hardware) certificate would do.
+    if wanted & certificates and (not certificates & set(who.counted.amr)
+                                  or all(certificates & set(alt) for alt in alternatives)):
         query = {"return": back}
         if "swk" not in wanted:
             query["need"] = "hwk"
