@@ -17,9 +17,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Response, redirect
 from flask import request as req
+from werkzeug.urls import iri_to_uri
 
 from directory.errors import DirectoryError, NotFound
 from idp.console import bp, local_zone, queries
@@ -51,6 +53,38 @@ SEARCH_FIELDS = ("uid", "name", "department")
 MAX_LIST = 100_000
 
 
+def step_up_links(who: Viewer, back: str) -> list[tuple[str, str, str]]:
+    """The login pages that would raise the session to the administration level,
+    each returning to ``back`` (the page she asked for): one per method of the
+    policy's alternatives, the certificate first (level 3 always needs one)."""
+    alternatives = who.refusal.step_up if who.refusal is not None else ()
+    wanted = {m for alt in alternatives for m in alt}
+    certificates = {"swk", "hwk"}
+    links = []
+    # A session that already counts a certificate is offered the other factor, not a
+    # second certificate, unless only a (hardware) certificate would do.
+    if wanted & certificates and (not certificates & set(who.counted.amr)
+                                  or all(certificates & set(alt) for alt in alternatives)):
+        query = {"return": back}
+        if "swk" not in wanted:
+            query["need"] = "hwk"
+        links.append(("step-up-certificate", "/login/certificate?" + urlencode(query),
+                      "stepup.certificate"))
+    if ("otp",) in alternatives:  # a code alone would do: the certificate is done
+        links.append(("step-up-otp", "/login/otp?" + urlencode({"return": back}),
+                      "stepup.otp"))
+    if ("pwd",) in alternatives:
+        links.append(("step-up-password", "/login?" + urlencode(
+            {"return": back, "login_hint": who.person.uid}), "stepup.password"))
+    return links
+
+
+def asked_for() -> str:
+    """The page to return to after a step-up (a POST returns to the dashboard)."""
+    # ASCII (percent-encoded), as ``safe_return`` accepts it, even with a Chinese query
+    return iri_to_uri(req.full_path).rstrip("?") if req.method == "GET" else "/console/admin/"
+
+
 def admin_only(view: Callable[..., Response]) -> Callable[..., Response]:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Response:
@@ -58,9 +92,10 @@ def admin_only(view: Callable[..., Response]) -> Callable[..., Response]:
         if who is None:
             return login_redirect()
         if who.refusal is not None:
-            text = (tr("denied.group") if who.refusal.reason == "group"
-                    else tr("denied.level", level=who.refusal.level))
-            return message(who, "title.denied", text, 403)
+            if who.refusal.reason == "group":
+                return message(who, "title.denied", tr("denied.group"), 403)
+            return message(who, "title.denied", tr("denied.level", level=who.refusal.level),
+                           403, step_up=step_up_links(who, asked_for()))
         if req.method == "POST" and not csrf_ok():
             return message(who, "title.error", tr("msg.csrf"), 400)
         return view(who, *args, **kwargs)
@@ -128,7 +163,7 @@ def person(who: Viewer, uid: str) -> Response:
     return render("console/admin/person.html", who, person=target,
                   certs=svc.ca.find(uid=uid), otp=svc.totp.status(target),
                   sessions=queries.active_sessions(svc.sessions, target.entry_uuid,
-                                                   time.time()),
+                                                   time.time(), svc.assurance_policy),
                   sign_ins=queries.recent_sign_ins(svc.sessions, uid, limit=10),
                   reasons=REVOKE_REASONS)
 
@@ -160,8 +195,8 @@ def person_action(who: Viewer, uid: str, action: str) -> Response:
             svc.totp.reset(target, actor=actor)
         elif action == "end-session":
             sid = req.form.get("sid", "")
-            if sid in {s.sid for s in queries.active_sessions(svc.sessions, target.entry_uuid,
-                                                               time.time())}:
+            if sid in {s.sid for s in queries.active_sessions(
+                    svc.sessions, target.entry_uuid, time.time(), svc.assurance_policy)}:
                 svc.provider.logout.end_session(sid)
                 svc.provider.logout.deliver_soon()
                 svc.audit.record(actor=actor, action="idp.session.end", target=uid,

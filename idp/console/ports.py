@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from pki.audit import ChainReport
     from pki.audit_store import AuditLog
     from pki.authority import CertificateAuthority
+    from policies.assurance import AssurancePolicy
 
 
 class ConsoleServices(Protocol):
@@ -39,6 +40,9 @@ class ConsoleServices(Protocol):
 
     @property
     def totp(self) -> TotpService: ...
+
+    @property
+    def assurance_policy(self) -> AssurancePolicy: ...
 
     def deliver_events(self) -> int: ...
 

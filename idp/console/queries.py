@@ -24,34 +24,53 @@ from idp.oidc.tables import oauth_clients
 from pki.audit import AuditRecord
 from pki.audit_store import audit_log
 from pki.model import CertificateRecord, CertStatus
-from policies.assurance import load_policy
+from policies.assurance import (
+    Allow,
+    AppFacts,
+    AssurancePolicy,
+    PersonFacts,
+    SessionFacts,
+    StepUp,
+    decide,
+)
 
 LOGIN_ACTION = "idp.login"
 ADMIN_GROUP = "security-admins"
 ADMIN_LEVEL = 3
+# The administration pages, judged as a department app of level 3 would be: the
+# same rule, session ages and step-up alternatives.
+ADMIN_APP = AppFacts("govtrust-console-admin", ADMIN_LEVEL)
 
 
 # -- assurance ----------------------------------------------------------------------
-def level_of_acr(acr: str) -> int:
+def level_of_acr(acr: str, policy: AssurancePolicy) -> int:
     """The protection level a session's ``acr`` stands for (0 when unknown)."""
-    return load_policy().level_for_acr(acr) or 0
+    return policy.level_for_acr(acr) or 0
 
 
 @dataclass(frozen=True)
 class AdminRefusal:
-    """Why the administration pages are refused: ``group`` or ``level``."""
+    """Why the administration pages are refused: ``group`` or ``level``; with
+    ``level``, every smallest set of methods whose step-up would let her in."""
 
     reason: str
     level: int
+    step_up: tuple[tuple[str, ...], ...] = ()
 
 
-def admin_refusal(groups: Sequence[str], acr: str) -> AdminRefusal | None:
-    level = level_of_acr(acr)
-    if ADMIN_GROUP not in groups:
+def admin_refusal(person: PersonFacts, counted: SessionFacts, *, now: datetime,
+                  policy: AssurancePolicy) -> AdminRefusal | None:
+    """``counted``: the session's methods that count (``counted_methods``), so an
+    authenticator or certificate enrolled in this session does not open the pages."""
+    level = policy.session_level(counted, now)
+    if ADMIN_GROUP not in person.groups:
         return AdminRefusal("group", level)
-    if level < ADMIN_LEVEL:
-        return AdminRefusal("level", level)
-    return None
+    decision = decide(person, counted, ADMIN_APP, now=now, policy=policy)
+    if isinstance(decision, Allow):
+        return None
+    # A Deny (suspended, departed) offers no step-up: no login would help.
+    return AdminRefusal("level", level,
+                        decision.alternatives if isinstance(decision, StepUp) else ())
 
 
 # -- sessions -----------------------------------------------------------------------
@@ -99,7 +118,8 @@ def _at(epoch: int) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
-def active_sessions(db: sessionmaker[Session], subject: str, now: float) -> list[SessionRow]:
+def active_sessions(db: sessionmaker[Session], subject: str, now: float,
+                    policy: AssurancePolicy) -> list[SessionRow]:
     """A person's live sessions, newest first, with the names of the apps each reached."""
     with db() as s:
         rows = s.execute(select(sso_sessions).where(
@@ -114,8 +134,9 @@ def active_sessions(db: sessionmaker[Session], subject: str, now: float) -> list
                     .join(oauth_clients, oauth_clients.c.client_id == session_clients.c.client_id)
                     .where(session_clients.c.sid.in_(sids))).all():
                 used.setdefault(sid, []).append(name)
-    return [SessionRow(r.sid, _at(r.auth_time), _at(r.expires_at), r.acr, level_of_acr(r.acr),
-                       tuple(r.amr.split()), tuple(sorted(used.get(r.sid, ()))),
+    return [SessionRow(r.sid, _at(r.auth_time), _at(r.expires_at), r.acr,
+                       level_of_acr(r.acr, policy), tuple(r.amr.split()),
+                       tuple(sorted(used.get(r.sid, ()))),
                        device_label(r.user_agent), r.address or "")
             for r in rows]
 

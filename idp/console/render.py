@@ -4,8 +4,9 @@ and language, and the guards every view starts with. Built on ``idp.web.kit``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -25,6 +26,7 @@ from idp.web.kit import (
     page_lang,
     set_cookie,
 )
+from policies.assurance import PersonFacts, SessionFacts
 
 if TYPE_CHECKING:
     from idp.console.ports import ConsoleServices
@@ -37,11 +39,17 @@ def services() -> ConsoleServices:
 
 @dataclass(frozen=True)
 class Viewer:
-    """The signed-in person looking at the page, and what they may do."""
+    """The signed-in person looking at the page, and what they may do.
+
+    ``counted`` is what the session did minus the factors enrolled in it
+    (``policies.assurance.counted_methods``); ``level`` and ``refusal`` are judged
+    on it, never on the stored ``acr`` alone."""
 
     session: SsoSession
     person: Person
     refusal: queries.AdminRefusal | None
+    counted: SessionFacts
+    level: int
 
     @property
     def is_admin(self) -> bool:
@@ -50,10 +58,6 @@ class Viewer:
     @property
     def admin_member(self) -> bool:
         return queries.ADMIN_GROUP in self.person.groups
-
-    @property
-    def level(self) -> int:
-        return queries.level_of_acr(self.session.acr)
 
 
 def login_redirect() -> Response:
@@ -71,7 +75,13 @@ def viewer() -> Viewer | None:
         person = services().directory.show(sess.uid)
     except Exception:  # a person removed from the directory: treat as signed out
         return None
-    return Viewer(sess, person, queries.admin_refusal(person.groups, sess.acr))
+    svc = services()
+    policy = svc.assurance_policy
+    now = datetime.now(UTC)
+    strong = svc.provider.strong
+    counted = sess.facts() if strong is None else strong.counted(sess, now=now)
+    refusal = queries.admin_refusal(PersonFacts.of(person), counted, now=now, policy=policy)
+    return Viewer(sess, person, refusal, counted, policy.session_level(counted, now))
 
 
 def switch_url(lang: str) -> str:
@@ -95,10 +105,12 @@ def render(template: str, who: Viewer | None, status: int = 200, **ctx: Any) -> 
 
 
 def message(who: Viewer | None, title_key: str, text: str, status: int = 200,
-            back: str | None = None, back_label: str | None = None) -> Response:
-    """A short page; ``back`` is a link, labelled "back" unless ``back_label`` says."""
+            back: str | None = None, back_label: str | None = None,
+            step_up: Sequence[tuple[str, str, str]] = ()) -> Response:
+    """A short page; ``back`` is a link, labelled "back" unless ``back_label`` says;
+    ``step_up`` lists (id, link, label key) of the ways to raise the session's level."""
     return render("console/message.html", who, status=status, title_key=title_key, text=text,
-                  back=back, back_label=back_label)
+                  back=back, back_label=back_label, step_up=step_up)
 
 
 def confirmed() -> bool:

@@ -3,12 +3,20 @@
 Any signed-in civil servant; anyone else is sent to the IdP login and back.
 Every POST checks the IdP's CSRF token; what a person may touch is always
 looked up by their own session (a serial or sid from the form must be theirs).
+
+Certificates are issued here only as ``policies.assurance.decide_issuance`` says:
+a ``user-auth`` certificate reaches level 3, so it needs a factor established
+before this session (a valid certificate the session logged in with, an
+authenticator enrolled earlier and used now). Without one, an administrator
+issues it from the administration pages (a queue of requests for approval is
+not built yet: the page says whom to ask).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
@@ -30,11 +38,19 @@ from idp.console.render import (
     tr,
     viewer,
 )
+from idp.login.sessions import COOKIE_NAME
 from idp.login.totp import AlreadyEnrolled, NotEnrolled
 from idp.web import catalog
-from idp.web.kit import csrf_ok
+from idp.web.kit import csrf_ok, set_cookie
 from pki.errors import PKIError
 from pki.model import OwnerKind
+from policies.assurance import (
+    IssuanceDenyReason,
+    IssuanceFacts,
+    IssueNow,
+    NeedsApproval,
+    decide_issuance,
+)
 
 PERSON_PROFILES = ("user-auth", "user-sign", "user-encrypt")
 MAX_CSR = 16 * 1024
@@ -113,51 +129,76 @@ def read_csr() -> bytes | None:
 
 
 # Methods that prove more than the password. Replacing an active authenticator or
-# its recovery codes, or obtaining a certificate (itself a login factor), needs one
-# of them in this session: else a stolen password alone could swap the victim's
-# second factor for the thief's, or mint the thief a certificate that reaches
-# level 3 with that same password.
+# its recovery codes needs one of them, counted, in this session: else a stolen
+# password alone could swap the victim's second factor for the thief's.
 SECOND_FACTORS = frozenset({"otp", "swk", "hwk"})
+CERTIFICATES = "/console/certificates"
 
 
-def _verify_first(who: Viewer, back_to: str) -> Response:
-    link = "/login/otp?" + urlencode({"return": back_to})
+def _verify_first(who: Viewer, back_to: str, with_code: bool = True) -> Response:
+    if with_code:
+        link = "/login/otp?" + urlencode({"return": back_to})
+        return message(who, "title.error", tr("auth.verify_first"), 403, back=link,
+                       back_label="auth.verify_link")
+    link = "/login/certificate?" + urlencode({"return": back_to})
     return message(who, "title.error", tr("auth.verify_first"), 403, back=link,
-                   back_label="auth.verify_link")
+                   back_label="stepup.certificate")
 
 
 def _needs_second_factor(who: Viewer) -> Response | None:
     """For the authenticator: only once one is active (the first enrolment is how a
     person gets a second factor at all)."""
-    if not services().totp.status(who.person).active or SECOND_FACTORS & set(who.session.amr):
+    if not services().totp.status(who.person).active or SECOND_FACTORS & set(who.counted.amr):
         return None
     return _verify_first(who, "/console/authenticator")
 
 
-def second_factor(view: Callable[..., Response]) -> Callable[..., Response]:
-    """Inside ``signed_in``: the session must have shown more than the password."""
-    @wraps(view)
-    def wrapper(who: Viewer, *args: Any, **kwargs: Any) -> Response:
-        if not SECOND_FACTORS & set(who.session.amr):
-            return _verify_first(who, "/console/certificates")
-        return view(who, *args, **kwargs)
-    return wrapper
+def issuance(who: Viewer, profile_name: str) -> IssueNow | Response:
+    """``decide_issuance`` for this session: what to issue, or the page that says why
+    not and what would do."""
+    svc = services()
+    strong = svc.provider.strong
+    now = datetime.now(UTC)
+    held = {} if strong is None else dict(strong.factor_times(who.session, now=now).held)
+    decision = decide_issuance(IssuanceFacts(profile=profile_name, session=who.session.facts(),
+                                             session_started=who.session.started,
+                                             enrolled_at=held), svc.assurance_policy)
+    if isinstance(decision, IssueNow):
+        return decision
+    if isinstance(decision, NeedsApproval):
+        return message(who, "title.issue", tr("issue.approval"), 403, back=CERTIFICATES)
+    if decision.reason is IssuanceDenyReason.VERIFY_FIRST:
+        return _verify_first(who, CERTIFICATES, with_code="otp" in decision.verify_with)
+    key = ("issue.not_self_service" if decision.reason is IssuanceDenyReason.NOT_SELF_SERVICE
+           else "issue.no_factor")
+    return message(who, "title.issue", tr(key), 403, back=CERTIFICATES)
+
+
+def audit_issuance(who: Viewer, serial: str, decided: IssueNow) -> None:
+    """Which established factors let the console issue it (the CA records the rest)."""
+    services().audit.record(actor=who.person.uid, action="console.certificate.self_service",
+                            target=serial, details={
+                                "profile": decided.profile,
+                                "established_by": " ".join(decided.established_by)})
 
 
 @bp.post("/certificates/csr")
 @signed_in
-@second_factor
 def certificate_from_csr(who: Viewer) -> Response:
     profile_name = req.form.get("profile", "")
     csr = read_csr()
     if profile_name not in PERSON_PROFILES or csr is None:
         return message(who, "title.error", tr("error.invalid_request"), 400,
-                       back="/console/certificates")
+                       back=CERTIFICATES)
+    decided = issuance(who, profile_name)
+    if not isinstance(decided, IssueNow):
+        return decided
     try:
         issued = services().ca.issue_from_csr(who.person, profile_name, csr,
                                                actor=who.person.uid)
     except PKIError as err:
-        return message(who, "title.error", pki_reason(err), 400, back="/console/certificates")
+        return message(who, "title.error", pki_reason(err), 400, back=CERTIFICATES)
+    audit_issuance(who, issued.record.serial, decided)
     return render("console/issued.html", who, rec=issued.record,
                   download_base=f"/console/certificates/{issued.record.serial}")
 
@@ -170,18 +211,21 @@ def pkcs12_response(p12: bytes, serial: str) -> Response:
 
 @bp.post("/certificates/pkcs12")
 @signed_in
-@second_factor
 def certificate_pkcs12(who: Viewer) -> Response:
     profile_name = req.form.get("profile", "")
     passphrase = req.form.get("passphrase", "")
     if profile_name not in PERSON_PROFILES or not passphrase or len(passphrase) > 256:
         return message(who, "title.error", tr("error.invalid_request"), 400,
-                       back="/console/certificates")
+                       back=CERTIFICATES)
+    decided = issuance(who, profile_name)
+    if not isinstance(decided, IssueNow):
+        return decided
     try:
         pair = services().ca.issue_pkcs12(who.person, profile_name, passphrase.encode(),
                                           actor=who.person.uid)
     except PKIError as err:
-        return message(who, "title.error", pki_reason(err), 400, back="/console/certificates")
+        return message(who, "title.error", pki_reason(err), 400, back=CERTIFICATES)
+    audit_issuance(who, pair.issued.record.serial, decided)
     return pkcs12_response(pair.pkcs12, pair.issued.record.serial)
 
 
@@ -225,7 +269,12 @@ def authenticator_confirm(who: Viewer) -> Response:
         return render("console/enrol.html", who, status=400, secret=None, qr=None,
                       result=catalog.text(current_lang(), outcome.result.message_key))
     codes = totp.new_recovery_codes(who.person)
-    return render("console/recovery.html", who, codes=codes, activated=True)
+    resp = render("console/recovery.html", who, codes=codes, activated=True)
+    # What the session may do changed (it holds an authenticator now): a new cookie
+    # value, as at every step-up. The session gains no method by enrolling.
+    set_cookie(resp, COOKIE_NAME, services().provider.sessions.rotate(who.session),
+               max_age=services().provider.sessions.lifetime)
+    return resp
 
 
 @bp.post("/authenticator/recovery")
@@ -248,7 +297,8 @@ def authenticator_recovery(who: Viewer) -> Response:
 @bp.get("/sessions")
 @signed_in
 def my_sessions(who: Viewer) -> Response:
-    rows = queries.active_sessions(services().sessions, who.person.entry_uuid, time.time())
+    rows = queries.active_sessions(services().sessions, who.person.entry_uuid, time.time(),
+                                   services().assurance_policy)
     return render("console/sessions.html", who, rows=rows)
 
 
@@ -256,7 +306,8 @@ def my_sessions(who: Viewer) -> Response:
 @signed_in
 def end_sessions(who: Viewer) -> Response:
     provider = services().provider
-    rows = queries.active_sessions(services().sessions, who.person.entry_uuid, time.time())
+    rows = queries.active_sessions(services().sessions, who.person.entry_uuid, time.time(),
+                                   services().assurance_policy)
     wanted = req.form.get("sid", "")
     ended = 0
     for row in rows:

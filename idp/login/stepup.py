@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,7 +27,17 @@ from idp.login.certificate import (
     check_person,
 )
 from idp.login.forwarded import PresentedCertificate
-from policies.assurance import PersonFacts, load_policy, requested_level
+from pki.errors import PKIError
+from pki.model import CertificateRecord, CertStatus
+from policies.assurance import (
+    AssurancePolicy,
+    PersonFacts,
+    SessionFacts,
+    counted_methods,
+    enrolled_during,
+    load_policy,
+    requested_level,
+)
 
 if TYPE_CHECKING:
     from directory.gateway import LdapGateway
@@ -75,6 +86,33 @@ class DirectoryPeople:
         found = g.search(g.container("people"), template, [value], scope="one",
                          attrs=entries.READ)
         return g.to_person(*found[0]) if len(found) == 1 else None
+
+
+class CertificateRecords(Protocol):
+    """The CA's inventory, read by serial (``pki.authority.CertificateAuthority``)."""
+
+    def get(self, serial: str) -> CertificateRecord: ...
+
+
+@dataclass(frozen=True)
+class FactorTimes:
+    """When the session's person got each factor beyond the password.
+
+    ``enrolled``: every known enrolment time (the active authenticator's activation,
+    the issuance of the certificate the session logged in with), to tell which
+    factors were enrolled in the session. ``held``: the same, only for factors the
+    person still holds (the certificate still valid and theirs): what
+    ``policies.assurance.IssuanceFacts.enrolled_at`` wants.
+    """
+
+    enrolled: Mapping[str, datetime]
+    held: Mapping[str, datetime]
+
+
+@dataclass(frozen=True)
+class _Who:
+    uid: str
+    entry_uuid: str
 
 
 def requested(acr_values: str | None, claims: str | None) -> int | None:
@@ -126,12 +164,15 @@ class StrongAuth:
 
     def __init__(self, *, totp: Callable[[], TotpService],
                  certificates: Callable[[], CertificateValidator],
-                 people: PeopleFinder | None, realm: str) -> None:
+                 people: PeopleFinder | None, realm: str,
+                 policy: AssurancePolicy | None = None,
+                 records: Callable[[], CertificateRecords] | None = None) -> None:
         self._totp = totp
         self._certificates = certificates
+        self._records = records
         self.people = people
         self.realm = realm
-        self.policy = load_policy()
+        self.policy = policy or load_policy()
 
     @cached_property
     def totp(self) -> TotpService:
@@ -148,6 +189,38 @@ class StrongAuth:
     def person(self, sess: SsoSession) -> Person | None:
         """The session's person as the directory has them now."""
         return None if self.people is None else self.people.find("entryUUID", sess.subject)
+
+    def factor_times(self, sess: SsoSession, *, now: datetime) -> FactorTimes:
+        """When the session's person enrolled the factors the session can show."""
+        enrolled: dict[str, datetime] = {}
+        held: dict[str, datetime] = {}
+        status = self.totp.status(_Who(sess.uid, sess.subject))
+        if status.active and status.activated_at is not None:
+            enrolled["otp"] = held["otp"] = status.activated_at
+        record = self._certificate_record(sess.cert_serial)
+        if record is not None and record.owner_entry_uuid == sess.subject:
+            method = "hwk" if record.hardware_key else "swk"
+            # issued_at, not notBefore: a CA may backdate notBefore for clock skew.
+            enrolled[method] = record.issued_at
+            if record.status is CertStatus.VALID and record.not_after > now:
+                held[method] = record.issued_at
+        return FactorTimes(enrolled, held)
+
+    def _certificate_record(self, serial: str | None) -> CertificateRecord | None:
+        # A certificate from an external CA has no record here: its issuance is
+        # nobody's self-service, so it counts, but it vouches for no new certificate.
+        if not serial or self._records is None:
+            return None
+        try:
+            return self._records().get(serial)
+        except PKIError:
+            return None
+
+    def counted(self, sess: SsoSession, *, now: datetime) -> SessionFacts:
+        """The session's methods that count: not those enrolled during the session
+        (``policies.assurance.counted_methods``)."""
+        fresh = enrolled_during(sess.started, self.factor_times(sess, now=now).enrolled)
+        return counted_methods(sess.facts(), fresh)
 
     def certificate_login(self, presented: PresentedCertificate
                           ) -> tuple[Person, ValidatedCertificate]:

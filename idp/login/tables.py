@@ -2,16 +2,16 @@
 and the throttle's failure windows.
 
 They share one ``MetaData`` with ``idp.oidc.tables`` (the provider's codes and
-tokens refer to sessions by ``sid``). Session ids are stored only as SHA-256
-digests: they are random and 256 bits long, so an unkeyed digest suffices
-(RFC 6819 section 5.1.4.1.3).
+tokens refer to sessions by ``sid``). Session ids (the cookie values) are
+stored only as SHA-256 digests: they are random and 256 bits long, so an unkeyed
+digest suffices (RFC 6819 section 5.1.4.1.3).
 """
 
 from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text
 from sqlalchemy.engine import CursorResult, Result
 
 metadata = MetaData()
@@ -40,6 +40,12 @@ sso_sessions = Table(
     # Where the session started, shown to its owner (console: my sessions).
     Column("user_agent", String(256), nullable=True),
     Column("address", String(64), nullable=True),
+    # When the session began (epoch seconds, to the microsecond: an enrolment in the
+    # same second must still be after it); kept when the cookie rotates at a step-up,
+    # so a factor enrolled after it is known as enrolled in this session.
+    Column("created_at", Float, nullable=True),
+    # The certificate the session last logged in with (lowercase hex), if any.
+    Column("cert_serial", String(64), nullable=True),
 )
 
 session_clients = Table(

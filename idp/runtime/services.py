@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from pki.keys import KeyStore
     from pki.lifecycle import CertificateLifecycle
     from pki.publish import CertificatePublisher
+    from policies.assurance import AssurancePolicy
 
 
 class Services:
@@ -146,7 +147,15 @@ class Services:
         people = DirectoryPeople(gateway) if isinstance(gateway, LdapGateway) else None
         return StrongAuth(totp=lambda: self.totp,
                           certificates=lambda: self.certificate_validator, people=people,
-                          realm=str(self.config.get("directory", "realm")))
+                          realm=str(self.config.get("directory", "realm")),
+                          policy=self.assurance_policy, records=lambda: self.ca)
+
+    @cached_property
+    def assurance_policy(self) -> AssurancePolicy:
+        """``policies/assurance.yaml``, read once: levels, and self-service issuance."""
+        from policies.assurance import load_policy
+
+        return load_policy()
 
     @cached_property
     def session_terminator(self) -> SessionTerminator:

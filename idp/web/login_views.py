@@ -6,8 +6,11 @@ The decisions are ``policies.assurance.decide``; certificates are validated by
 ``clientAuth``); codes by ``idp.login.totp`` (RFC 6238). This module only adapts HTTP:
 it reads the client certificate from the TLS socket (gunicorn, ``CERT_OPTIONAL``)
 or from the header a trusted proxy sets (nginx ``$ssl_client_escaped_cert``),
-keeps the SSO session while stepping it up, and explains refusals with the words of
-``idp.web.catalog`` (zh-CN or en) for the enums the cores return.
+keeps the SSO session while stepping it up (with a new cookie value at every
+step-up and enrolment activation: see ``idp.login.sessions``), and explains
+refusals with the words of ``idp.web.catalog`` (zh-CN or en) for the enums the
+cores return. A session is judged by its *counted* methods (``StrongAuth.counted``):
+a factor enrolled in the session does not count in it.
 """
 
 from __future__ import annotations
@@ -114,8 +117,9 @@ def check_assurance(client: Client, sess: SsoSession, redirect_uri: str, state: 
         return redirect_error(redirect_uri, "unmet_authentication_requirements", state)
     person = strong.person(sess)
     facts = person_facts(sess, person, looked_up=strong.people is not None)
-    d = decide(facts, sess.facts(), AppFacts.of(client), level,
-               now=now_utc(), policy=strong.policy)
+    now = now_utc()
+    d = decide(facts, strong.counted(sess, now=now), AppFacts.of(client), level,
+               now=now, policy=strong.policy)
     if isinstance(d, Allow):
         return dataclasses.replace(sess, acr=d.acr, amr=d.amr)
     if isinstance(d, Deny):
@@ -157,23 +161,29 @@ def _cancel_url(return_to: str) -> str | None:
         "/authorize?") else None
 
 
-def _continue(return_to: str, sess: SsoSession, cookie: str | None) -> Response:
+def _continue(return_to: str, sess: SsoSession, cookie: str) -> Response:
     target = return_to
     if target.startswith("/authorize?"):
         target += "&" + urlencode({LOGIN_MARK: login_mark(sess.sid)})
     resp: Response = redirect(target, 302)  # type: ignore[assignment]
-    if cookie is not None:
-        set_cookie(resp, COOKIE_NAME, cookie, max_age=provider().sessions.lifetime)
+    set_cookie(resp, COOKIE_NAME, cookie, max_age=provider().sessions.lifetime)
     return resp
 
 
-def _add_method(sess: SsoSession, method: str) -> SsoSession:
-    """Step the session up: same sid and cookie, the method recorded at now."""
+def _add_method(sess: SsoSession, method: str, cert_serial: str | None = None
+                ) -> tuple[str, SsoSession]:
+    """Step the session up: the method recorded at now, a new cookie value (the
+    old one stops working), the same sid. The stored ``acr`` is the level of the
+    methods that count."""
     strong = _strong()
     now = now_utc()
     facts = sess.facts().with_method(method, now)
-    level = max(strong.policy.session_level(facts, now), 1)
-    return provider().sessions.step_up(sess, facts, strong.policy.acr(level))
+    after = dataclasses.replace(sess, amr=facts.amr, method_times=facts.method_times_json(),
+                                auth_time=int(now.timestamp()),
+                                cert_serial=cert_serial or sess.cert_serial)
+    level = max(strong.policy.session_level(strong.counted(after, now=now), now), 1)
+    return provider().sessions.step_up(sess, facts, strong.policy.acr(level),
+                                       cert_serial=cert_serial)
 
 
 # -- certificate login -----------------------------------------------------------------
@@ -234,7 +244,8 @@ def certificate_submit() -> Response:
                                      **validated.audit_details(), "source": presented.source})
     previous = current_session()
     if previous is not None and previous.subject == person.entry_uuid:
-        return _continue(return_to, _add_method(previous, validated.amr), None)
+        cookie, stepped = _add_method(previous, validated.amr, validated.serial)
+        return _continue(return_to, stepped, cookie)
     if previous is not None:  # another person on this browser: end the first session
         p.logout.end_session(previous.sid)
         p.logout.deliver_soon()
@@ -242,7 +253,7 @@ def certificate_submit() -> Response:
     cookie, sess = p.sessions.create(person, amr=(validated.amr,),
                                      acr=strong.policy.acr(level),
                                      user_agent=req.user_agent.string,
-                                     address=client_address())
+                                     address=client_address(), cert_serial=validated.serial)
     return _continue(return_to, sess, cookie)
 
 
@@ -290,7 +301,8 @@ def otp_submit() -> Response:
         for key, limit in keys:
             p.throttle.failed(key, limit)
         return again(_words(out.result.message_key), 401)
-    return _continue(return_to, _add_method(sess, out.method), None)
+    cookie, stepped = _add_method(sess, out.method)
+    return _continue(return_to, stepped, cookie)
 
 
 @bp.get("/otp/enrol")
@@ -340,13 +352,19 @@ def otp_enrol() -> Response:
     if not out.ok:
         return _enrol_page(return_to, status=401, message=_words(out.result.message_key))
     codes = strong.totp.new_recovery_codes(who)
-    _add_method(sess, out.method)
-    return _enrol_page(return_to, codes=codes)
+    # Enrolling is not authenticating: the session gains no method (a code from this
+    # authenticator will not count in this session either), but what it may do
+    # changed, so it gets a new cookie value.
+    resp = _enrol_page(return_to, codes=codes)
+    set_cookie(resp, COOKIE_NAME, provider().sessions.rotate(sess),
+               max_age=provider().sessions.lifetime)
+    return resp
 
 
 def step_up_with(return_to: str, sess: SsoSession, method: str) -> Response:
     """Continue after ``method`` was done by the session's own person."""
-    return _continue(return_to, _add_method(sess, method), None)
+    cookie, stepped = _add_method(sess, method)
+    return _continue(return_to, stepped, cookie)
 
 
 # -- password login ------------------------------------------------------------------

@@ -114,6 +114,11 @@ def test_person_enrols_downloads_and_admin_revokes(world: World, visits: Any) ->
     assert world.services.totp.status(world.person).active
 
     recovery = me.page.locator("#recovery-codes li").first.inner_text().strip()
+    # an authenticator enrolled in a session does not count in it: a new session
+    # (a new login) uses it
+    me.context.close()
+    me = visits()
+    password_login(me, "lina", "/console/")
 
     # the one-time code through the login flow's code page: the password session
     # gains "otp" (the next step's code: the enrolment's step is spent)
@@ -145,6 +150,7 @@ def test_person_enrols_downloads_and_admin_revokes(world: World, visits: Any) ->
     plain.page.fill("#csr-text", csr_pem())
     plain.page.click("form[action='/console/certificates/csr'] button[type=submit]")
     plain.page.wait_for_load_state()
+    # an authenticator enrolled before this session: use it (decide_issuance)
     assert "/login/otp?return=%2Fconsole%2Fcertificates" in plain.page.content()
     plain.check("06a-certificate-needs-second-factor")
     plain.context.close()
@@ -181,14 +187,14 @@ def test_person_enrols_downloads_and_admin_revokes(world: World, visits: Any) ->
 
     # the administrator: a password session is refused with the reason
     boss = visits()
+    boss_pem = issue_pem(world, world.admin)  # held before the session: it counts
     password_login(boss, "wangfang", "/console/admin/")
     assert boss.page.url.endswith("/console/admin/")
     boss.check("11-admin-refused-level")
     assert "三级及以上" in boss.page.inner_text("#message")
     # ... stepped up with her certificate in the login flow (pwd + swk: level 3), she
     # gets in
-    certificate_login(boss, issue_pem(world, world.admin), "/console/admin/",
-                      "11b-certificate-login")
+    certificate_login(boss, boss_pem, "/console/admin/", "11b-certificate-login")
     assert boss.page.url == world.base + "/console/admin/", boss.page.url
     boss.go("/console/")
     assert boss.page.inner_text("#level").startswith("3"), boss.page.inner_text("#level")
@@ -308,3 +314,29 @@ def test_a_person_outside_security_admins_is_refused(world: World, visits: Any) 
     assert me.page.url.endswith("/console/admin/people")
     me.check("24-admin-refused-group")
     assert "security-admins" in me.page.inner_text("#message")
+
+
+def test_admin_follows_the_offered_step_up_to_the_page_she_asked_for(
+        world: World, visits: Any) -> None:
+    """Section 3: the level-3 refusal offers the step-up the policy accepts, right
+    there, and brings her back to the page she asked for."""
+    pem = issue_pem(world, world.admin)  # her certificate, from an earlier day
+    boss = visits()
+    asked = "/console/admin/people?by=name&q=李"
+    password_login(boss, "wangfang", asked)
+    assert boss.page.url.endswith("/console/admin/people?by=name&q=%E6%9D%8E"), boss.page.url
+    boss.check("25-admin-step-up-offered")
+    assert "三级及以上" in boss.page.inner_text("#message")
+    assert boss.page.locator("#step-up-otp").count() == 0  # a code alone is not level 3
+    # the browser presents her certificate (forwarded as the TLS front does)
+    boss.context.set_extra_http_headers({DEFAULT_HEADER: quote(pem.decode())})
+    boss.page.click("#step-up-certificate")
+    boss.page.wait_for_selector("#certificate-login")
+    boss.check("26-admin-step-up-certificate")
+    boss.page.click("#certificate-login")
+    boss.page.wait_for_load_state()
+    boss.context.set_extra_http_headers({})
+    assert boss.page.url == world.base + "/console/admin/people?by=name&q=%E6%9D%8E", \
+        boss.page.url
+    boss.check("27-admin-after-step-up")
+    assert boss.page.locator("a[href='/console/admin/people/lina']").count() == 1

@@ -21,19 +21,41 @@ from idp.console.queries import (
 )
 from idp.runtime.services import Services
 from pki.audit_store import append
-from policies.assurance import acr_for
+from policies.assurance import PersonFacts, SessionFacts, load_policy
+
+POLICY = load_policy()
+NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+
+def admin(*groups: str) -> PersonFacts:
+    return PersonFacts("wangfang", "active", ("市网信办",), frozenset(groups))
+
+
+def did(*methods: str) -> SessionFacts:
+    facts = SessionFacts.empty(NOW)
+    for m in methods:
+        facts = facts.with_method(m, NOW - timedelta(minutes=1))
+    return facts
 
 
 def test_admin_needs_the_group_and_level_3() -> None:
-    assert admin_refusal(("security-admins",), acr_for(3)) is None
-    assert admin_refusal(("security-admins",), acr_for(4)) is None
-    low = admin_refusal(("security-admins",), acr_for(2))
-    assert low is not None and low.reason == "level" and low.level == 2
-    outsider = admin_refusal(("财务审核组",), acr_for(4))
+    ok = admin("security-admins")
+    assert admin_refusal(ok, did("pwd", "swk"), now=NOW, policy=POLICY) is None
+    assert admin_refusal(ok, did("pwd", "hwk"), now=NOW, policy=POLICY) is None
+    outsider = admin_refusal(admin("财务审核组"), did("pwd", "hwk"), now=NOW, policy=POLICY)
     assert outsider is not None and outsider.reason == "group"
-    assert level_of_acr("urn:unknown") == 0
-    refused = admin_refusal(("security-admins",), "urn:unknown")
-    assert refused is not None and refused.reason == "level"
+    assert level_of_acr("urn:unknown", POLICY) == 0
+
+
+def test_admin_with_a_password_is_offered_the_certificate() -> None:
+    low = admin_refusal(admin("security-admins"), did("pwd"), now=NOW, policy=POLICY)
+    assert low is not None and low.reason == "level" and low.level == 2
+    assert low.step_up == (("swk",), ("hwk",))
+
+
+def test_admin_with_nothing_counted_is_refused_at_level_0() -> None:
+    refused = admin_refusal(admin("security-admins"), did(), now=NOW, policy=POLICY)
+    assert refused is not None and refused.reason == "level" and refused.level == 0
 
 
 def test_failed_sign_ins_per_hour(services: Services) -> None:
@@ -98,7 +120,8 @@ def test_sessions_show_their_device_and_address(services: Services) -> None:
     store = services.provider.sessions
     store.create(person, user_agent="curl/8.0\x00\x1b[31m", address="127.0.0.5")
     store.create(person, user_agent="x" * 1000, address="")
-    rows = active_sessions(services.sessions, "u-lina", datetime.now(UTC).timestamp())
+    rows = active_sessions(services.sessions, "u-lina", datetime.now(UTC).timestamp(),
+                           POLICY)
     assert {(r.device, r.address) for r in rows} == {("curl 8", "127.0.0.5"), ("x" * 60, "")}
 
 

@@ -196,3 +196,28 @@ def test_another_person_logging_in_ends_the_first_session(
     assert verify_logout_token(rp, receiver.tokens[0],
                                with_backchannel.client.client_id)["sub"] == ZHANG.entry_uuid
     assert live_sessions(provider) == 1
+
+
+def test_backchannel_logout_after_a_step_up_names_the_same_sid(
+        browser: FlaskClient, rp: FlaskClient, with_backchannel: Registered,
+        receiver: Receiver, provider: Provider) -> None:
+    """The step-up rotates the cookie, not the sid the app holds in its ID token."""
+    from idp.login.sessions import COOKIE_NAME
+    from tests.fixtures.idp import login
+
+    body = full_login(browser, rp, with_backchannel)
+    old = browser.get_cookie(COOKIE_NAME)
+    assert old is not None
+    sid = provider.sessions.get(old.value).sid  # type: ignore[union-attr]
+    status, _, _ = login(browser)  # the same person again: a password step-up
+    assert status == 302
+    new = browser.get_cookie(COOKIE_NAME)
+    assert new is not None and new.value != old.value
+    assert provider.sessions.get(old.value) is None
+    resp = browser.get("/logout", query_string={
+        "id_token_hint": body["id_token"], "post_logout_redirect_uri": "http://127.0.0.1:5200/"})
+    assert resp.status_code == 302
+    assert receiver.got.wait(10)
+    claims = verify_logout_token(rp, receiver.tokens[0], with_backchannel.client.client_id)
+    assert claims["sid"] == sid
+    assert live_sessions(provider) == 0

@@ -92,6 +92,8 @@ def env(directory_service: DirectoryService, tmp_path: Path) -> Iterator[Env]:
                                           title="处长", password=PASSWORD)
     ca = build_env(tmp_path / "ca", f"sqlite:///{tmp_path / 'ca.db'}", settings=CASettings())
     services = make_services(tmp_path / "home", ISSUER, directory_service.gateway)
+    # the CA whose certificates log in is the one whose records the session reads
+    services.ca = ca.ca  # type: ignore[misc]
     cert_clock, otp_clock = Clock(), Clock(time.time())
     from datetime import UTC, datetime
 
@@ -221,18 +223,21 @@ def test_no_certificate_gets_a_clear_message(env: Env) -> None:
 
 # -- step-up and the assurance decision -------------------------------------------------------
 
-def test_step_up_keeps_the_session_and_records_each_method_time(env: Env) -> None:
+def test_step_up_keeps_the_session_rotates_its_cookie_and_records_each_method_time(
+        env: Env) -> None:
+    cert = env.certificate()  # held before the session (one issued in it would not count)
     redirected_code(password_login(env, env.apps["level1"]))
     with env.services.sessions() as s:
         before = s.execute(select(sso_sessions)).one()
     page = follow(env.browser, auth_query(env.apps["level3"]))
     assert urlsplit(page.request.url).path == "/login/certificate"
     back = parse_qs(urlsplit(page.request.url).query)["return"][0]
-    done = certificate_login(env, back, env.certificate())
+    done = certificate_login(env, back, cert)
     redirected_code(follow(env.browser, done.headers["Location"]))
     with env.services.sessions() as s:
         after = s.execute(select(sso_sessions)).one()  # still one session: the same
-    assert after.sid == before.sid and after.id_hash == before.id_hash
+    assert after.sid == before.sid and after.created_at == before.created_at
+    assert after.id_hash != before.id_hash  # a new cookie value (session fixation)
     assert set(after.amr.split()) == {"pwd", "swk"} and after.acr == "urn:govtrust:loa:3"
     assert set(json.loads(after.method_times)) == {"pwd", "swk"}
 
@@ -383,6 +388,9 @@ def test_hardware_key_and_password_reach_level_4(env: Env) -> None:
 
 def test_certificate_then_a_one_time_code_reaches_level_3(env: Env) -> None:
     """The password page offers the code as the other way to the missing factor."""
+    # the authenticator was enrolled before the second browser's session began (the
+    # sessions' clock is real time; a code enrolled in a session does not count in it)
+    env.otp_clock.now = time.time() - 5
     redirected_code(password_login(env, env.apps["level1"]))
     secret = enrol(env)
     env.browser.delete_cookie("gt_sso")  # a fresh browser session, the authenticator kept
@@ -401,9 +409,9 @@ def test_certificate_then_a_one_time_code_reaches_level_3(env: Env) -> None:
     redirected_code(follow(env.browser, resp.headers["Location"]))
     with env.services.sessions() as s:
         rows = s.execute(select(sso_sessions.c.amr, sso_sessions.c.acr)).all()
-    # the first browser's (a password, then the enrolment's first code), and this one
+    # the first browser's (a password: enrolling is not a login), and this one
     assert {(frozenset(r.amr.split()), r.acr) for r in rows} == {
-        (frozenset({"pwd", "otp"}), "urn:govtrust:loa:2"),
+        (frozenset({"pwd"}), "urn:govtrust:loa:2"),
         (frozenset({"swk", "otp"}), "urn:govtrust:loa:3")}
 
 

@@ -370,4 +370,30 @@ WORDS: Mapping[str, str] = {
     "sso.pw.rule.control_character": "contains a control character",
     "sso.pw.rule.contains_uid": "contains your user name",
     "console.nav.password": "Password",
+    # -- from h6-sessions
+    'console.stepup.intro': (
+        "Raise this session's level with one of these, then return to the page "
+        'you asked for:'
+    ),
+    "console.stepup.certificate": "Log in with my certificate",
+    "console.stepup.otp": "Confirm with my one-time code",
+    "console.stepup.password": "Enter my password",
+    'console.issue.approval': (
+        'An authentication certificate reaches level 3, so asking for one '
+        'yourself needs a way of logging in you had before this session (an '
+        'authenticator enrolled earlier and used in this login, or a valid '
+        'certificate you logged in with). This session has none, so a security '
+        'administrator must issue it: ask one; they can issue it from your page'
+        ' in the administration console.'
+    ),
+    'console.issue.no_factor': (
+        'Asking for this kind of certificate yourself needs a way of logging in'
+        ' you had before this session (an authenticator enrolled earlier, or a '
+        'valid certificate); this session has none. Ask a security '
+        'administrator.'
+    ),
+    'console.issue.not_self_service': (
+        'This kind of certificate cannot be requested here; ask a security '
+        'administrator.'
+    ),
 }

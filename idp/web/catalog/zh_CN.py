@@ -320,4 +320,20 @@ WORDS: Mapping[str, str] = {
     "sso.pw.rule.control_character": "含有控制字符",
     "sso.pw.rule.contains_uid": "包含用户名",
     "console.nav.password": "修改密码",
+    # -- from h6-sessions
+    "console.stepup.intro": "可用以下方式提升本次会话的认证等级，完成后回到您要打开的页面：",
+    "console.stepup.certificate": "使用数字证书登录",
+    "console.stepup.otp": "用动态口令确认",
+    "console.stepup.password": "输入密码",
+    'console.issue.approval': (
+        '身份认证证书可用于三级认证，自助申请需要一种在本次会话之前就已建立的认'
+        '证方式（此前绑定并在本次登录中使用过的动态口令，或用有效证书登录）。本'
+        '次会话没有这样的方式，因此证书须由安全管理员签发：请联系安全管理员，管'
+        '理员可在管理控制台的人员页面为您签发证书。'
+    ),
+    "console.issue.no_factor": (
+        "此类证书的自助申请需要一种在本次会话之前就已建立的认证方式（此前绑定的动态口令或"
+        "有效证书），本次会话没有。请联系安全管理员。"
+    ),
+    "console.issue.not_self_service": "此类证书不能自助申请，请联系安全管理员。",
 }
