@@ -376,3 +376,82 @@ def test_escrow_rows_hold_sealed_keys_only(world: World) -> None:
     with world.env.engine.connect() as conn:
         row = conn.execute(select(escrowed_keys)).one()
     assert row.kek_label == "kmc-kek" and bytes(row.sealed)[:1] == b"\x01"
+
+
+# -- the commands ---------------------------------------------------------------------
+@dataclass
+class People:
+    people: dict[str, Person]
+
+    def show(self, uid: str) -> Person:
+        return self.people[uid]
+
+
+@dataclass
+class Obj:
+    ca: object
+    kmc: KeyManagementCentre
+    directory: People
+    json: bool = False
+
+
+def cli(w: World, *args: str, json_output: bool = False) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from pki.cli import cert
+    from pki.kmc_cli import kmc
+
+    obj = Obj(w.env.ca, w.kmc, People({"lina": w.person}), json_output)
+    group = {"cert": cert, "kmc": kmc}[args[0]]
+    result = CliRunner().invoke(group, list(args[1:]), obj=obj)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def test_cli_escrowed_issue_wraps_to_the_signing_certificate(world: World,
+                                                             tmp_path: Path) -> None:
+    (tmp_path / "sign.pem").write_bytes(pem(world.sign_cert))
+    (tmp_path / "sign.key").write_bytes(world.sign_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    code, output = cli(world, "cert", "issue", "--uid", "lina", "--profile", "user-encrypt",
+                       "--escrow", "--wrap-to", str(tmp_path / "sign.pem"), "--key-out",
+                       str(tmp_path / "enc.cms"), "--out", str(tmp_path / "enc.pem"))
+    assert code == 0, output
+    assert (tmp_path / "enc.cms").stat().st_mode & 0o777 == 0o600
+    run("openssl", "cms", "-decrypt", "-inform", "PEM", "-in", tmp_path / "enc.cms",
+        "-recip", tmp_path / "sign.pem", "-inkey", tmp_path / "sign.key",
+        "-out", tmp_path / "enc.key")
+    key = serialization.load_pem_private_key((tmp_path / "enc.key").read_bytes(), None)
+    cert = x509.load_pem_x509_certificate((tmp_path / "enc.pem").read_bytes())
+    assert key.public_key() == cert.public_key()
+    serial = format(cert.serial_number, "x")
+    code, output = cli(world, "kmc", "recover", "--uid", "lina", "--serial", serial,
+                       "--wrap-to", str(tmp_path / "sign.pem"), "--out",
+                       str(tmp_path / "again.cms"))
+    assert code == 0, output
+    again = run("openssl", "cms", "-decrypt", "-inform", "PEM", "-in",
+                tmp_path / "again.cms", "-recip", tmp_path / "sign.pem", "-inkey",
+                tmp_path / "sign.key")
+    assert again.stdout == (tmp_path / "enc.key").read_text()
+
+
+def test_cli_escrow_of_a_signing_profile_refused(world: World, tmp_path: Path) -> None:
+    (tmp_path / "sign.pem").write_bytes(pem(world.sign_cert))
+    before = world.env.counts()
+    code, output = cli(world, "cert", "issue", "--uid", "lina", "--profile", "user-sign",
+                       "--escrow", "--wrap-to", str(tmp_path / "sign.pem"), "--key-out",
+                       str(tmp_path / "x.cms"))
+    assert code == 1 and "signing_key" in output
+    assert not (tmp_path / "x.cms").exists()
+    assert world.env.counts()[0] == before[0]
+
+
+def test_cli_kmc_requests_lists_requests(world: World) -> None:
+    requested(world)
+    code, output = cli(world, "kmc", "requests", json_output=True)
+    import json
+
+    assert code == 0, output
+    assert json.loads(output)[0]["state"] == "pending"
