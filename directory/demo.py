@@ -17,6 +17,10 @@ from directory.errors import AlreadyExists
 from directory.service import DirectoryService, ServiceAccount
 
 ADMIN_GROUP = "security-admins"
+# The KMC's recovery of someone else's key needs approvals from m of these n
+# people ([kmc] approvals_required, default 2 of the 3 seeded here).
+RECOVERY_AGENTS_GROUP = "key-recovery-agents"
+RECOVERY_AGENTS = 3
 ADMIN_UID = "secadmin"
 SERVICE_ACCOUNT = "demo-app"
 ACTOR = "demo"
@@ -54,6 +58,7 @@ class DemoAccounts:
     admin: DemoPerson
     people: list[DemoPerson]
     service: ServiceAccount
+    agents: list[DemoPerson] = field(default_factory=list)
 
     def lines(self, base_dn: str, uri: str, examples: int = 3) -> list[str]:
         """What ``govtrust init --demo`` prints: accounts to try and an ldapsearch line."""
@@ -61,6 +66,9 @@ class DemoAccounts:
                f"  ({self.admin.name}, {self.admin.department})"]
         for p in self.people[:examples]:
             out.append(f"civil servant: {p.uid} / {p.password}  ({p.name}, {p.department})")
+        for p in self.agents:
+            out.append(f"key recovery agent ({RECOVERY_AGENTS_GROUP}): {p.uid} / "
+                       f"{p.password}  ({p.name})")
         out.append(f"service account (read-only): {self.service.dn} / {self.service.password}")
         sample = self.people[0].uid
         out.append(f"try: ldapsearch -x -H {uri} -D '{self.service.dn}' -w '<password>' "
@@ -133,6 +141,13 @@ def seed_demo(service: DirectoryService, *, service_password: str | None = None)
     except AlreadyExists:
         pass
     service.add_member(ADMIN_GROUP, ADMIN_UID, actor=ACTOR)
+    agents = [p for p in people if p.department.startswith("市信息化工作领导小组办公室")]
+    try:
+        service.add_group(RECOVERY_AGENTS_GROUP, description="密钥恢复员", actor=ACTOR)
+    except AlreadyExists:
+        pass
+    for agent in agents[:RECOVERY_AGENTS]:
+        service.add_member(RECOVERY_AGENTS_GROUP, agent.uid, actor=ACTOR)
     try:
         account = service.add_service_account(SERVICE_ACCOUNT, description="演示部门应用（只读）",
                                               password=service_password, actor=ACTOR)
@@ -140,7 +155,7 @@ def seed_demo(service: DirectoryService, *, service_password: str | None = None)
         account = service.reset_service_account(SERVICE_ACCOUNT, password=service_password,
                                                 actor=ACTOR)
     return DemoAccounts(DemoPerson(ADMIN_UID, "赵建国", admin_dept, admin_password),
-                        people, account)
+                        people, account, agents[:RECOVERY_AGENTS])
 
 
 def write_accounts(path: Path, accounts: DemoAccounts, base_dn: str, uri: str) -> None:

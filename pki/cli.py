@@ -128,12 +128,30 @@ def cert() -> None:
               help="tls-server without --csr: write the generated key (PEM, 0600) here.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the certificate (PEM) here; stdout without it.")
+@click.option("--escrow", is_flag=True, help="user-encrypt: the KMC generates the key and "
+              "escrows it; deliver it with --wrap-to (and --key-out) or --pkcs12.")
+@click.option("--wrap-to", type=click.Path(dir_okay=False, path_type=Path),
+              help="--escrow: wrap the key to this signing certificate of the person "
+                   "(CMS EnvelopedData, PEM, written to --key-out).")
 @click.pass_obj
 def cert_issue(services: PKIServices, uid: str | None, app: str | None, profile: str,
                csr_file: Path | None, p12_out: Path | None, passphrase_file: Path | None,
                dns_names: tuple[str, ...], approve: bool, key_out: Path | None,
-               out: Path | None) -> None:
+               out: Path | None, escrow: bool, wrap_to: Path | None) -> None:
     """Issue a certificate from a CSR, or generate the key and write a PKCS#12."""
+    if escrow or wrap_to is not None:
+        if csr_file is not None or not escrow:
+            raise click.UsageError("--escrow and --wrap-to go together, without --csr")
+        from pki.kmc_cli import issue_escrowed
+
+        pem, record = issue_escrowed(
+            services, uid, profile, wrap_to,  # type: ignore[arg-type]
+            _passphrase(passphrase_file) if p12_out is not None else None, key_out, p12_out)
+        if out is not None:
+            out.write_bytes(pem)
+        _emit(services, record, f"issued {record['serial']} to {record['owner']} "
+              f"({profile}, key escrowed)" + (f": {out}" if out else "\n" + pem.decode()))
+        return
     if (csr_file is None) == (p12_out is None) and not (profile == "tls-server" and key_out):
         raise click.UsageError("give exactly one of --csr FILE or --pkcs12 OUT")
     csr = None

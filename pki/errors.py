@@ -6,6 +6,8 @@ to a 4xx status (or, for OCSP, to the RFC 6960 response status named here).
 
 from __future__ import annotations
 
+import enum
+
 
 class PKIError(Exception):
     """Base of every error the pki package raises."""
@@ -46,6 +48,47 @@ class BadRequest(PKIError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"certificate request refused ({reason}): {detail}")
+
+
+class KmcRefusal(enum.StrEnum):
+    """Why the key management centre (``pki.kmc``) refused: the audit record's
+    ``reason`` and the key of the message the edges show."""
+
+    SIGNING_KEY = "signing_key"  # signing keys are never escrowed nor recovered
+    NOT_ESCROWED = "not_escrowed"  # no escrowed key for this certificate
+    NOT_OWNER = "not_owner"  # not the person's own certificate
+    LEVEL_TOO_LOW = "level_too_low"  # the session is below the required level
+    NO_SESSION = "no_session"  # only a delivery to the owner's own certificate
+    NOT_AGENT = "not_agent"  # not a member of the key recovery agents group
+    NOT_ALLOWED_TO_REQUEST = "not_allowed_to_request"
+    REQUESTER_APPROVAL = "requester_approval"  # the requester cannot approve
+    ALREADY_APPROVED = "already_approved"  # one approval per agent
+    NOT_PENDING = "not_pending"  # already approved, delivered or expired
+    NOT_APPROVED = "not_approved"  # collected before enough approvals
+    NOT_REQUESTER = "not_requester"  # delivered only to the requester
+    EXPIRED = "expired"
+    UNKNOWN_REQUEST = "unknown_request"
+    UNKNOWN_CERTIFICATE = "unknown_certificate"
+    BAD_RECIPIENT = "bad_recipient"  # the wrap-to certificate is not usable
+    WEAK_PASSPHRASE = "weak_passphrase"
+    NO_REASON = "no_reason"  # an organisational recovery must say why
+    KEK_UNAVAILABLE = "kek_unavailable"
+
+
+class KmcRefused(PKIError):
+    """The KMC refused an escrow, recovery or export; nothing was exported.
+
+    ``reason`` is a :class:`KmcRefusal`; ``serial`` the certificate concerned
+    (empty when unknown); ``detail`` says what exactly, for logs and the CLI.
+    """
+
+    def __init__(self, reason: KmcRefusal, serial: str = "", detail: str = "") -> None:
+        self.reason = reason
+        self.serial = serial
+        self.detail = detail
+        super().__init__(f"key management refused ({reason.value})"
+                         + (f" for {serial}" if serial else "") + (f": {detail}" if detail
+                                                                   else ""))
 
 
 class NotInitialized(PKIError):

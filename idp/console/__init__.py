@@ -30,7 +30,7 @@ bp = Blueprint("console", __name__, url_prefix="/console", template_folder="temp
 def init_app(app: Flask, services: ConsoleServices, zone: tzinfo) -> None:
     """Mount the console on the IdP app. ``services`` is what the composition root
     wires; ``zone`` is the one pages show times in (``[idp] timezone``)."""
-    from idp.console import admin, password, views  # noqa: F401 - routes register on ``bp``
+    from idp.console import admin, kmc, password, views  # noqa: F401 - routes register on ``bp``
 
     app.extensions[EXTENSION] = services
     app.extensions[ZONE_EXTENSION] = zone

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from pki.audit import ChainReport
     from pki.audit_store import AuditLog
     from pki.authority import CertificateAuthority
+    from pki.kmc import KeyManagementCentre
     from policies.assurance import AssurancePolicy
 
 
@@ -34,6 +35,9 @@ class ConsoleServices(Protocol):
 
     @property
     def directory(self) -> DirectoryService: ...
+
+    @property
+    def kmc(self) -> KeyManagementCentre: ...
 
     @property
     def provider(self) -> Provider: ...

@@ -25,6 +25,7 @@ from idp.runtime.output import emit
 from idp.runtime.serve import demo, serve
 from idp.runtime.services import Services
 from pki.cli import ca, cert, crl
+from pki.kmc_cli import kmc
 
 GLOBAL_FLAGS = ("--json",)
 GLOBAL_OPTIONS = ("--home",)
@@ -107,7 +108,7 @@ def audit_verify(services: Services) -> None:
         sys.exit(1)
 
 
-for _command in (directory, ca, cert, crl, client, keys, otp, serve, demo):
+for _command in (directory, ca, cert, crl, kmc, client, keys, otp, serve, demo):
     cli.add_command(_command)
 
 

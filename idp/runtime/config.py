@@ -101,6 +101,15 @@ def default_sections(home: Path) -> dict[str, dict[str, Any]]:
             "header": "X-SSL-Client-Cert",
             "revocation_cache_seconds": 300,
         },
+        "kmc": {
+            # The key management centre (pki.kmc): recovering someone else's
+            # escrowed encryption key needs this many approvals from members of
+            # the agents group, each in their own level-3 session.
+            "approvals_required": 2,
+            "agents_group": "key-recovery-agents",
+            "requester_groups": ["security-admins", "key-recovery-agents"],
+            "request_hours": 72,
+        },
         "demo": {
             # Where `govtrust demo` runs the sample department app.
             "sample_app_url": "http://127.0.0.1:5000",
@@ -113,6 +122,7 @@ LIST_ITEMS: Mapping[tuple[str, str], type] = {
     ("directory", "uris"): str,
     ("idp", "trusted_proxies"): str,
     ("certauth", "external_cas"): dict,
+    ("kmc", "requester_groups"): str,
 }
 
 # ASCII only: str.isdigit() and int()/float() accept Unicode digits ("²", "３", "٣"),

@@ -63,6 +63,9 @@ def all_metadata() -> list[MetaData]:
         mds.append(strong_md)
     except ImportError:
         pass
+    from pki.kmc_store import metadata as kmc_md
+
+    mds.append(kmc_md)
     return mds
 
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from pki.audit_store import AuditLog
     from pki.authority import CertificateAuthority
     from pki.keys import KeyStore
+    from pki.kmc import KeyManagementCentre
     from pki.lifecycle import CertificateLifecycle
     from pki.publish import CertificatePublisher
     from policies.assurance import AssurancePolicy
@@ -197,6 +198,23 @@ class Services:
         return CertificateAuthority(SqlCertificateStore(self.sessions), self.key_store,
                                     settings, publisher=self.certificate_publisher,
                                     audit=self.audit)
+
+    @cached_property
+    def kmc(self) -> KeyManagementCentre:
+        """Escrowed encryption keys, sealed under a KEK beside the CA keys."""
+        from pki.errors import KeyStoreError
+        from pki.kek import FileKeyEncryptionKey
+        from pki.kmc import KeyManagementCentre, KmcSettings
+        from pki.kmc_store import SqlEscrowStore
+
+        settings = KmcSettings.from_mapping(self.config.sections.get("kmc", {}))
+        if str(self.config.get("pki", "key_store")) != "file":
+            # A token KEK (CKK_AES, non-extractable, CKM_AES_GCM) is not built yet.
+            raise KeyStoreError(settings.kek_label, "the KMC needs key_store = file for now")
+        kek = FileKeyEncryptionKey(self.config.home / "pki" / "keys",
+                                   self.config.secret_bytes("ca-passphrase"),
+                                   settings.kek_label)
+        return KeyManagementCentre(SqlEscrowStore(self.sessions), kek, self.ca, settings)
 
     @cached_property
     def certificate_lifecycle(self) -> CertificateLifecycle:

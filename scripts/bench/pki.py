@@ -8,12 +8,16 @@
   script; cached no-nonce responses and fresh nonce responses), beside
   ``openssl ocsp`` as a responder on the same index of certificates, which runs
   with its ``wrk`` inside a private network namespace (``unshare -n``).
+- escrowed dual issuance: pairs/s of a user-sign certificate from a CSR plus an
+  escrowed user-encrypt certificate (the KMC generates the key, seals it under
+  its KEK, records it, the CA issues, the key goes out wrapped to the signing
+  certificate as CMS), beside two plain CSR issuances; and their ratio.
 - CRL: seconds to generate a 1,000,000-entry CRL from the database, beside
   ``openssl ca -gencrl`` on the same revoked serials.
 
 Prints ``name: value unit`` lines.
 
-    scripts/bench/pki.py [--issue 2000] [--duration 5] [--crl-entries 1000000]
+    scripts/bench/pki.py [--issue 2000] [--dual 300] [--duration 5] [--crl-entries 1000000]
 """
 
 from __future__ import annotations
@@ -104,6 +108,39 @@ def make_ca(folder: Path) -> tuple[CertificateAuthority, str]:
                               publisher=RecordingPublisher(), audit=AuditLog(sessions))
     ca.initialize(actor="bench")
     return ca, url
+
+
+# -- escrowed dual issuance --------------------------------------------------------------
+def bench_dual(ca: CertificateAuthority, url: str, folder: Path, n: int, rounds: int = 3) -> None:
+    """Best of alternating rounds, as for issuance."""
+    from pki.kek import FileKeyEncryptionKey
+    from pki.kmc import KeyManagementCentre, WrapTo
+    from pki.kmc_store import SqlEscrowStore
+
+    kmc = KeyManagementCentre(SqlEscrowStore(session_factory(make_engine(url))),
+                              FileKeyEncryptionKey(folder / "keys", PASSPHRASE.encode()), ca)
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(50)]
+    csrs = [x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+            .sign(keys[i % 50], hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+            for i in range(2 * n)]
+    p = person(1)
+    per_round = max(1, n // rounds)
+    escrowed = plain = 0.0
+    for r in range(rounds):
+        batch = csrs[2 * r * per_round:2 * (r + 1) * per_round]
+        start = time.perf_counter()
+        for csr in batch[:per_round]:
+            sign = ca.issue_from_csr(p, "user-sign", csr, actor="bench")
+            kmc.issue_escrowed(p, WrapTo(sign.certificate), actor="bench")
+        escrowed = max(escrowed, per_round / (time.perf_counter() - start))
+        start = time.perf_counter()
+        for i in range(per_round):
+            ca.issue_from_csr(p, "user-sign", batch[per_round + i], actor="bench")
+            ca.issue_from_csr(p, "user-auth", batch[i], actor="bench")
+        plain = max(plain, per_round / (time.perf_counter() - start))
+    out("dual_issuance_escrowed", escrowed, "pairs/s")
+    out("dual_issuance_two_csrs", plain, "pairs/s")
+    out("dual_issuance_ratio", escrowed / plain, "x")
 
 
 # -- issuance ------------------------------------------------------------------------------
@@ -384,10 +421,11 @@ authorityKeyIdentifier = keyid
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--issue", type=int, default=2000)
+    parser.add_argument("--dual", type=int, default=300)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--crl-entries", type=int, default=1_000_000)
     parser.add_argument("--skip", action="append", default=[],
-                        choices=["issuance", "ocsp", "crl"])
+                        choices=["issuance", "dual", "ocsp", "crl"])
     args = parser.parse_args()
     base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
     with tempfile.TemporaryDirectory(prefix="govtrust-pki-bench-", dir=base) as tmp:
@@ -401,6 +439,8 @@ def main() -> None:
                               .subject_name(x509.Name([])).sign(
                                   ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
                               .public_bytes(serialization.Encoding.PEM))
+        if "dual" not in args.skip:
+            bench_dual(ca, url, folder / "ca", args.dual)
         if "ocsp" not in args.skip:
             bench_ocsp(ca, url, folder / "ca", args.duration)
         if "crl" not in args.skip:

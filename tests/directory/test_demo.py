@@ -9,7 +9,14 @@ from pathlib import Path
 import ldap.filter
 import pytest
 
-from directory.demo import ADMIN_GROUP, DEPARTMENTS, is_seeded, seed_demo, write_accounts
+from directory.demo import (
+    ADMIN_GROUP,
+    DEPARTMENTS,
+    RECOVERY_AGENTS_GROUP,
+    is_seeded,
+    seed_demo,
+    write_accounts,
+)
 from directory.service import DirectoryService
 
 pytestmark = pytest.mark.slapd
@@ -24,6 +31,9 @@ def test_seed_demo(directory_service: DirectoryService, tmp_path: Path) -> None:
     assert {"zhangwei", "zhangwei2"} <= {p.uid for p in accounts.people}
     assert {d.path[0] for d in svc.list_departments()} == set(DEPARTMENTS)
     assert svc.show(accounts.admin.uid).groups == (ADMIN_GROUP,)
+    # the KMC's m-of-n recovery needs agents: three, in their own group
+    assert len(accounts.agents) == 3
+    assert all(svc.show(a.uid).groups == (RECOVERY_AGENTS_GROUP,) for a in accounts.agents)
     first = accounts.people[0]
     outcome = svc.authenticate(first.uid, first.password)
     assert outcome.ok and outcome.person is not None

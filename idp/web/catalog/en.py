@@ -396,4 +396,70 @@ WORDS: Mapping[str, str] = {
         'This kind of certificate cannot be requested here; ask a security '
         'administrator.'
     ),
+    # -- from h10-kmc
+    "console.nav.keys": "My encryption keys",
+    "console.nav.key_recovery": "Key recovery",
+    "console.title.keys": "My encryption keys (dual certificates)",
+    "console.title.key_recovery": "Key recovery approvals",
+    'console.kmc.intro': (
+        'The private key of an encryption certificate is generated and escrowed'
+        ' by the key management centre (KMC), so encrypted records stay '
+        'readable if the key is lost. Your signing key stays with you alone and'
+        ' is never escrowed.'
+    ),
+    "console.kmc.issue": "Get an encryption certificate (escrowed key)",
+    'console.kmc.issue_hint': (
+        'The key is delivered as a PKCS#12 file protected by the passphrase you'
+        ' set here.'
+    ),
+    "console.kmc.recover": "Recover my key",
+    "console.kmc.recover_hint": "Recovery needs a level-3 session (certificate + password).",
+    "console.kmc.download": "Download PKCS#12",
+    "console.kmc.requests": "Recovery requests",
+    "console.kmc.new_request": "New recovery request (organisational or judicial)",
+    "console.kmc.serial": "Encryption certificate serial",
+    "console.kmc.reason": "Reason (case number, authorising document)",
+    "console.kmc.submit_request": "Submit request",
+    'console.kmc.rule': (
+        '{m} key recovery agents must approve, each in their own level-3 '
+        'session; the requester cannot approve; the key is delivered once, to '
+        'the requester only.'
+    ),
+    "console.kmc.request": "Request",
+    "console.kmc.owner": "Key owner",
+    "console.kmc.requester": "Requester",
+    "console.kmc.state": "State",
+    "console.kmc.approvals": "Approvals",
+    "console.kmc.action": "Action",
+    "console.kmc.approve": "Approve",
+    "console.kmc.collect": "Collect key",
+    "console.kmc.state.pending": "pending",
+    "console.kmc.state.approved": "approved",
+    "console.kmc.state.delivered": "delivered",
+    "console.kmc.refused.signing_key": "Signing keys are never escrowed and cannot be recovered.",
+    "console.kmc.refused.not_escrowed": "No escrowed key for this certificate.",
+    "console.kmc.refused.not_owner": "This is not your own certificate.",
+    "console.kmc.refused.level_too_low": "This needs a level-3 session (certificate + password).",
+    'console.kmc.refused.no_session': (
+        "Without a session the key can only be wrapped to the owner's own "
+        'signing certificate.'
+    ),
+    "console.kmc.refused.not_agent": "You are not a key recovery agent.",
+    'console.kmc.refused.not_allowed_to_request': (
+        "You may not request recovery of someone else's key."
+    ),
+    "console.kmc.refused.requester_approval": "The requester cannot approve their own request.",
+    "console.kmc.refused.already_approved": "You have already approved this request.",
+    "console.kmc.refused.not_pending": "This request is no longer pending.",
+    "console.kmc.refused.not_approved": "This request does not have enough approvals yet.",
+    "console.kmc.refused.not_requester": "The key is delivered only to the requester.",
+    "console.kmc.refused.expired": "This request has expired.",
+    "console.kmc.refused.unknown_request": "No such request.",
+    "console.kmc.refused.unknown_certificate": "No such certificate.",
+    "console.kmc.refused.bad_recipient": "The key cannot be wrapped to that certificate.",
+    "console.kmc.refused.weak_passphrase": "The passphrase needs at least 8 characters.",
+    "console.kmc.refused.no_reason": "Please give the reason for the recovery.",
+    'console.kmc.refused.kek_unavailable': (
+        'The escrowed key cannot be opened; contact the administrator.'
+    ),
 }
