@@ -2,7 +2,7 @@
 key-encryption key), recovery requests and their approvals (``pki.kmc_store``).
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 """
 
 from __future__ import annotations
