@@ -13,6 +13,7 @@ per person, as four people at four desks would.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,16 @@ COLLECT_PASS = "recovered-key-2026"
 
 
 def session(v: Visit, world: World, person: Person, level: int = 3) -> None:
-    """A session at ``level`` (3: password + certificate) for ``person``."""
+    """A session at ``level`` (3: password + a certificate she held before it) for
+    ``person``: the certificate is issued first, as a factor established earlier."""
     amr = ("pwd", "swk") if level >= 3 else ("pwd",)
-    cookie, _ = world.services.provider.sessions.create(person, amr=amr, acr=acr_for(level))
+    serial = None
+    if level >= 3:
+        held = world.services.ca.issue_pkcs12(person, "user-auth", b"held-before-2026")
+        serial = held.issued.record.serial
+        time.sleep(1.1)  # the CA records issued_at to the second: strictly before the session
+    cookie, _ = world.services.provider.sessions.create(person, amr=amr, acr=acr_for(level),
+                                                        cert_serial=serial)
     v.context.add_cookies([{"name": COOKIE_NAME, "value": cookie, "url": world.base}])
 
 

@@ -468,15 +468,23 @@ def test_oathtool_code_accepted_once_then_refused(server: Server) -> None:
     uid, password = server.account("civil servant", 5)
     cert, key, _ = server.issue(uid)
     high = server.apps["level3"]
+
+    def certificate_login(b: requests.Session) -> str:
+        asked = follow(b, authorize_url(server, high), server.issuer)
+        assert urlsplit(asked.url).path == "/login", asked.url
+        back = parse_qs(urlsplit(asked.url).query)["return"][0]
+        done = certificate_step(b, server.issuer, server.issuer + "/login/certificate?"
+                                + urlencode({"return": back}))
+        assert done.status_code == 302
+        return back
+
+    # enrol in one session (level 1-2): a factor enrolled in a session does not count in it
+    first = browser(server, (cert, key))
+    certificate_login(first)
+    secret, _ = enrol(server, first)
+    # the next session: the certificate, then the code from the authenticator held since
     b = browser(server, (cert, key))
-    # log in with the certificate alone (level 1-2), enrol, then add the code
-    asked = follow(b, authorize_url(server, high), server.issuer)
-    assert urlsplit(asked.url).path == "/login", asked.url
-    back = parse_qs(urlsplit(asked.url).query)["return"][0]
-    done = certificate_step(b, server.issuer, server.issuer + "/login/certificate?"
-                            + urlencode({"return": back}))
-    assert done.status_code == 302
-    secret, _ = enrol(server, b)
+    back = certificate_login(b)
     code = oathtool(secret)
     ok = otp_step(server, b, back, code=code)
     assert ok.status_code == 302, ok.text
