@@ -23,7 +23,7 @@ from pki.errors import BadSetting
 from pki.http import create_app
 from pki.model import CASettings
 from pki.ocsp import OCSPResponder, StatusInfo
-from tests.pki.conftest import CAEnv, build_env, make_csr
+from tests.fixtures.pki import CAEnv, build_env, make_csr
 
 
 def _request_for(issuer: x509.Certificate, serial: int) -> bytes:
