@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 
+from pki.audit import SignedHead
 from pki.csr import check_key
 from pki.errors import PKIError
 from pki.hierarchy import ISSUING, ROOT, CAInfo, utc_now
@@ -66,6 +67,14 @@ class CertificateAuthority(Issuance, Revocation):
         if self._sm2 is None:
             raise PKIError("the SM2 hierarchy is not configured ([pki] sm2 = true)")
         return self._sm2
+
+    def sign_audit_head(self) -> SignedHead | None:
+        # One signer for the audit head: the default hierarchy's issuing CA, which
+        # `govtrust audit verify` checks it against (an SM2 CRL also moves the head).
+        default = self.peers.get(HierarchyName.ECDSA)
+        if self.name is HierarchyName.SM2 and isinstance(default, CertificateAuthority):
+            return default.sign_audit_head()
+        return super().sign_audit_head()
 
     def hierarchy_of(self, name: HierarchyName) -> CertificateAuthority:
         """This authority or its SM2 peer, by hierarchy name."""
