@@ -208,9 +208,9 @@ def test_gmssl_verifies_the_sm2_crls(sm2env: CAEnv, person: Person, gmssl: GmSSL
     issuing = sm2env.write("issuing.pem", pem(sm2env.ca.sm2.issuing_certificate))
     proc = gmssl.run("crlverify", "-in", sm2env.write("full.crl", full), "-cacert", issuing)
     assert proc.returncode == 0 and "success" in proc.stdout, proc
-    # GmSSL 3.1.1's x509_crl_check refuses any delta CRL (it knows no critical
-    # deltaCRLIndicator, RFC 5280 §5.2.4), so the delta's SM2 signature is checked
-    # with tongsuopy and the default ID instead.
+    # GmSSL 3.1.1's x509_crl_check refuses our delta CRL ("invalid CRL data or
+    # format"; likely its critical deltaCRLIndicator, RFC 5280 §5.2.4, not yet
+    # confirmed), so the delta's SM2 signature is checked with tongsuopy instead.
     parsed = x509.load_der_x509_crl(delta)
     assert parsed.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
     issuing_key = sm2.certificate_public_key(
