@@ -21,15 +21,15 @@ from typing import Any, NoReturn
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.padding import AsymmetricPadding, PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.utils import Buffer
 
-from pki import der
+from pki import der, sm2
 from pki.errors import KeyStoreError
-from pki.keys import Signer, SoftwareSigner
+from pki.keys import KeyAlgorithm, Signer, SoftwareSigner
 
 
 def _refuse(signer: Signer, what: str) -> NoReturn:
@@ -174,18 +174,39 @@ def sign_certificate(builder: x509.CertificateBuilder, signer: Signer,
                      issuer: x509.Certificate | None = None) -> x509.Certificate:
     """Sign ``builder`` with ``signer``; check against ``issuer`` (itself if None)."""
     algorithm = signer.algorithm
+    if algorithm is KeyAlgorithm.SM2:
+        return _sign_sm2(builder, signer, issuer)
+    digest = algorithm.hash
+    assert not isinstance(digest, hashes.SM3)  # SM3 only with SM2, above
     if isinstance(signer, SoftwareSigner):
         # cryptography signed with the key itself; what can still go wrong is a key
         # that is not the issuer's, which the public keys show without a verify.
-        cert = builder.sign(signer.private_key, algorithm.hash)
+        cert = builder.sign(signer.private_key, digest)
         if issuer is not None and issuer.public_key() != signer.public_key():
             raise KeyStoreError(signer.label, "the key is not the issuer's")
         return cert
-    cert = builder.sign(key_object(signer), algorithm.hash)
+    cert = builder.sign(key_object(signer), digest)
     try:
         cert.verify_directly_issued_by(issuer or cert)
     except (ValueError, TypeError, InvalidSignature) as exc:
         raise KeyStoreError(signer.label, f"signature does not verify: {exc!r}") from None
+    return cert
+
+
+def _sign_sm2(builder: x509.CertificateBuilder, signer: Signer,
+              issuer: x509.Certificate | None) -> x509.Certificate:
+    """SM3withSM2 (GM/T 0015): the builder encodes the TBS, the SM2 signer signs it."""
+    public = signer.public_key()
+    if issuer is not None:
+        issuer_der = issuer.public_bytes(serialization.Encoding.DER)
+        if sm2.certificate_public_key(issuer_der) != public:
+            raise KeyStoreError(signer.label, "the key is not the issuer's")
+    tbs = sm2.tbs_certificate(builder)
+    cert = x509.load_der_x509_certificate(sign_tbs(tbs, signer))
+    # The signature came from outside pyca/cryptography: check it before it leaves.
+    assert isinstance(public, sm2.SM2PublicKey)
+    if not sm2.verify(public, cert.signature, cert.tbs_certificate_bytes):
+        raise KeyStoreError(signer.label, "the SM2 signature does not verify")
     return cert
 
 

@@ -19,12 +19,14 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 
+from pki.audit import SignedHead
 from pki.csr import check_key
+from pki.errors import PKIError
 from pki.hierarchy import ISSUING, ROOT, CAInfo, utc_now
 from pki.interfaces import AuditHead, CertificateStore
 from pki.issuance import Issuance, IssuedCertificate, IssuedKeyPair
 from pki.keys import KeyStore, Signer
-from pki.model import AuditEntry, CACertificate, CARole, CASettings, OwnerKind
+from pki.model import AuditEntry, CACertificate, CARole, CASettings, HierarchyName, OwnerKind
 from pki.ocsp import OCSPResponder
 from pki.publish import CertificatePublisher
 from pki.revocation import Revocation
@@ -34,7 +36,12 @@ __all__ = ["ISSUING", "ROOT", "CAInfo", "CertificateAuthority", "IssuedCertifica
 
 
 class CertificateAuthority(Issuance, Revocation):
-    """One root, one issuing CA and its delegated OCSP responder."""
+    """One root, one issuing CA and its delegated OCSP responder.
+
+    With ``settings.sm2`` the authority of the default hierarchy also holds the
+    SM2 one (:attr:`sm2`), over the same record store, key store, publisher and
+    audit log: a status change by serial goes to the certificate's own hierarchy.
+    """
 
     def __init__(self, store: CertificateStore, keys: KeyStore, settings: CASettings, *,
                  publisher: CertificatePublisher | None = None,
@@ -43,14 +50,55 @@ class CertificateAuthority(Issuance, Revocation):
         super().__init__(store, keys, settings, publisher=publisher, audit=audit, clock=clock)
         self._ocsp: tuple[x509.Certificate, Signer, datetime] | None = None
         self._responder: OCSPResponder | None = None
+        self.peers: dict[HierarchyName, Revocation] = {}
+        self._sm2: CertificateAuthority | None = None
+        if settings.sm2 and settings.hierarchy is HierarchyName.ECDSA:
+            peer = CertificateAuthority(store, keys, settings.for_sm2(),
+                                        publisher=self.publisher, audit=audit, clock=clock)
+            self._sm2 = peer
+            self.peers[HierarchyName.SM2] = peer
+            peer.peers[HierarchyName.ECDSA] = self
+
+    @property
+    def sm2(self) -> CertificateAuthority:
+        """The SM2 hierarchy beside this one (``[pki] sm2 = true``)."""
+        if self.settings.hierarchy is HierarchyName.SM2:
+            return self
+        if self._sm2 is None:
+            raise PKIError("the SM2 hierarchy is not configured ([pki] sm2 = true)")
+        return self._sm2
+
+    def sign_audit_head(self) -> SignedHead | None:
+        # One signer for the audit head: the default hierarchy's issuing CA, which
+        # `govtrust audit verify` checks it against (an SM2 CRL also moves the head).
+        default = self.peers.get(HierarchyName.ECDSA)
+        if self.name is HierarchyName.SM2 and isinstance(default, CertificateAuthority):
+            return default.sign_audit_head()
+        return super().sign_audit_head()
+
+    def hierarchy_of(self, name: HierarchyName) -> CertificateAuthority:
+        """This authority or its SM2 peer, by hierarchy name."""
+        return self.sm2 if name is HierarchyName.SM2 else self
+
+    def authorities(self) -> list[CertificateAuthority]:
+        """Every configured hierarchy's authority, the default one first."""
+        return [self] + ([self._sm2] if self._sm2 is not None else [])
 
     def initialize(self, actor: str = "init") -> list[CAInfo]:
-        """Create what is missing of root, issuing CA, OCSP responder and first CRLs."""
-        with self._lock:
-            self._create_ca_certificates(actor)
-            self.ocsp_credentials(actor)
-            self.refresh_if_due(actor)
-            return self.hierarchy()
+        """Create what is missing of root, issuing CA, OCSP responder and first CRLs
+        (of every configured hierarchy)."""
+        out: list[CAInfo] = []
+        for authority in self.authorities():
+            with authority._lock:
+                authority._create_ca_certificates(actor)
+                authority.ocsp_credentials(actor)
+                authority._refresh_own(actor)
+                out += authority.hierarchy()
+        return out
+
+    def hierarchies(self) -> list[tuple[HierarchyName, list[CAInfo], dict[str, str]]]:
+        """Each configured hierarchy with its CA certificates and URLs."""
+        return [(a.name, a.hierarchy(), a.urls()) for a in self.authorities()]
 
     # -- the delegated OCSP responder (RFC 6960 §4.2.2.2) ----------------------
     def ocsp_credentials(self, actor: str = "system") -> tuple[x509.Certificate, Signer]:
@@ -60,10 +108,11 @@ class CertificateAuthority(Issuance, Revocation):
             cached = self._ocsp
             if cached is not None and now < cached[2]:
                 return cached[0], cached[1]
-            ca = self.store.current_ca(CARole.OCSP)
+            role = self.settings.role(CARole.OCSP)
+            ca = self.store.current_ca(role)
             if ca is None or now >= ca.not_after - (ca.not_after - ca.not_before) / 3:
                 self._renew_ocsp(actor)
-                ca = self.store.current_ca(CARole.OCSP)
+                ca = self.store.current_ca(role)
                 assert ca is not None
             cert = x509.load_der_x509_certificate(ca.der)
             renew_at = ca.not_after - (ca.not_after - ca.not_before) / 3
@@ -74,35 +123,49 @@ class CertificateAuthority(Issuance, Revocation):
 
     def _renew_ocsp(self, actor: str) -> None:
         profile = self.profile("ocsp-signing")
-        label = f"ocsp-{self.now():%Y%m%d%H%M%S}-{secrets.token_hex(3)}"
+        label = f"{self.settings.name(CARole.OCSP)}-{self.now():%Y%m%d%H%M%S}-" \
+                f"{secrets.token_hex(3)}"
         signer = self.keys.create(label, self.settings.key_algorithm)
         key_kind, _ = check_key(signer.public_key(), profile)
         issued = self._issue(profile, signer.public_key(), key_kind,
-                             owner=(OwnerKind.CA, "ocsp", ""), person=None, dns_names=(),
-                             actor=actor, hardware_key=False)
+                             owner=(OwnerKind.CA, self.settings.name(CARole.OCSP), ""),
+                             person=None, dns_names=(), actor=actor, hardware_key=False)
         cert = issued.certificate
-        ca = CACertificate(CARole.OCSP, label, issued.record.serial, issued.record.der,
+        role = self.settings.role(CARole.OCSP)
+        ca = CACertificate(role, label, issued.record.serial, issued.record.der,
                            cert.not_valid_before_utc, cert.not_valid_after_utc)
-        self.store.add_ca(ca, AuditEntry(actor, "ca.ocsp_renew", "ca:ocsp", {
-            "serial": ca.serial, "key_label": label}), self.now())
+        self.store.add_ca(ca, AuditEntry(actor, "ca.ocsp_renew", f"ca:{role.value}", {
+            "serial": ca.serial, "key_label": label, "hierarchy": self.name.value}),
+            self.now())
 
     @property
     def responder(self) -> OCSPResponder:
         with self._lock:
             if self._responder is None:
+                name = self.name
                 self._responder = OCSPResponder(
-                    self.issuing_certificate, self.store.status, self.ocsp_credentials,
+                    self.issuing_certificate, lambda serial: self.store.status(serial, name),
+                    self.ocsp_credentials,
                     lifetime=self.settings.ocsp_response_lifetime,
                     cache_size=self.settings.ocsp_cache_size, clock=self._clock)
             return self._responder
 
     # -- the scheduler's round ---------------------------------------------------
     def refresh_if_due(self, actor: str = "scheduler") -> list[str]:
-        """Renew what is due: the OCSP responder, full, delta and root CRLs."""
+        """Renew what is due in every hierarchy: the OCSP responder, full, delta and
+        root CRLs (the SM2 hierarchy's named ``sm2-...``)."""
+        done: list[str] = []
+        for authority in self.authorities():
+            prefix = "sm2-" if authority.name is HierarchyName.SM2 else ""
+            done += [prefix + item for item in authority._refresh_own(actor)]
+        return done
+
+    def _refresh_own(self, actor: str) -> list[str]:
         done = []
-        before = self.store.current_ca(CARole.OCSP)
+        role = self.settings.role(CARole.OCSP)
+        before = self.store.current_ca(role)
         self.ocsp_credentials(actor)
-        after = self.store.current_ca(CARole.OCSP)
+        after = self.store.current_ca(role)
         if after is not None and (before is None or before.serial != after.serial):
             done.append("ocsp-responder")
         return done + self._refresh_crls(actor)

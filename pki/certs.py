@@ -29,8 +29,6 @@ from policies.profiles import (
 )
 
 UPN_OID = ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")  # Microsoft UPN otherName
-ROOT_CN = "GovTrust Root CA"
-ISSUING_CN = "GovTrust Issuing CA"
 
 
 def new_serial() -> int:
@@ -113,7 +111,7 @@ def _distribution(urls: Iterable[str]) -> list[x509.DistributionPoint]:
 
 def root_builder(public_key: CertificatePublicKeyTypes, settings: CASettings,
                  now: datetime) -> x509.CertificateBuilder:
-    name = ca_name(ROOT_CN, settings)
+    name = ca_name(settings.root_cn, settings)
     return (x509.CertificateBuilder()
             .subject_name(name).issuer_name(name).public_key(public_key)
             .serial_number(new_serial())
@@ -128,7 +126,7 @@ def issuing_builder(public_key: CertificatePublicKeyTypes, root: x509.Certificat
                     settings: CASettings, now: datetime) -> x509.CertificateBuilder:
     not_after = min(now + settings.issuing_validity, root.not_valid_after_utc)
     return (x509.CertificateBuilder()
-            .subject_name(ca_name(ISSUING_CN, settings)).issuer_name(root.subject)
+            .subject_name(ca_name(settings.issuing_cn, settings)).issuer_name(root.subject)
             .public_key(public_key).serial_number(new_serial())
             .not_valid_before(now).not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from pki.authority import CertificateAuthority, IssuedCertificate, IssuedKeyPair
 from pki.errors import PKIError
 from pki.interfaces import CertificateSubject
-from pki.model import CertStatus, RevocationReason
+from pki.model import CertStatus, HierarchyName, RevocationReason
 from policies.profiles import PROFILE_NAMES
 
 MAX_CSR_READ = 1024 * 1024
@@ -88,22 +88,29 @@ def ca() -> None:
 @ca.command("show")
 @click.pass_obj
 def ca_show(services: PKIServices) -> None:
-    """The hierarchy, fingerprints and the CRL/OCSP URLs."""
+    """The hierarchies (default, and SM2 if on), fingerprints and CRL/OCSP URLs."""
     with _errors():
-        authority = services.ca
-        infos = authority.hierarchy()
-        urls = authority.urls()
-    lines = []
-    for info in infos:
-        lines += [f"{info.role.value}: {info.subject}", f"  serial      {info.serial}",
-                  f"  valid       {info.not_before:%Y-%m-%d} .. {info.not_after:%Y-%m-%d}",
-                  f"  sha256      {info.sha256}", f"  key         {info.key_algorithm} "
-                  f"({info.key_label})"]
-    lines += [f"{k}: {v}" for k, v in urls.items()]
-    if not infos:
+        hierarchies = services.ca.hierarchies()
+    lines: list[str] = []
+    data: dict[str, Any] = {}
+    for name, infos, urls in hierarchies:
+        if len(hierarchies) > 1:
+            lines.append(f"== {name.value} hierarchy ==")
+        for info in infos:
+            lines += [f"{info.role.value}: {info.subject}", f"  serial      {info.serial}",
+                      f"  valid       {info.not_before:%Y-%m-%d} .. "
+                      f"{info.not_after:%Y-%m-%d}",
+                      f"  sha256      {info.sha256}", f"  key         {info.key_algorithm} "
+                      f"({info.key_label})"]
+        lines += [f"{k}: {v}" for k, v in urls.items()]
+        entry = {"hierarchy": [i.as_dict() for i in infos], "urls": urls}
+        if name is HierarchyName.ECDSA:
+            # The default hierarchy stays at the top level, as before SM2 existed.
+            data.update(entry)
+        data.setdefault("hierarchies", {})[name.value] = entry
+    if not hierarchies[0][1]:
         lines.insert(0, "no CA yet: run govtrust init")
-    _emit(services, {"hierarchy": [i.as_dict() for i in infos], "urls": urls},
-          "\n".join(lines))
+    _emit(services, data, "\n".join(lines))
 
 
 @click.group()
@@ -115,6 +122,9 @@ def cert() -> None:
 @click.option("--uid", help="The person (from the directory).")
 @click.option("--app", help="The department app (tls-server).")
 @click.option("--profile", "profile", required=True, type=click.Choice(PROFILE_NAMES))
+@click.option("--algorithm", "hierarchy", default=HierarchyName.ECDSA.value, show_default=True,
+              type=click.Choice([h.value for h in HierarchyName]),
+              help="The hierarchy: the default one, or sm2 (SM3withSM2, GM/T 0015).")
 @click.option("--csr", "csr_file", type=click.Path(dir_okay=False, path_type=Path),
               help="A PKCS#10 request, PEM or DER.")
 @click.option("--pkcs12", "p12_out", type=click.Path(dir_okay=False, path_type=Path),
@@ -135,7 +145,8 @@ def cert() -> None:
                    "(CMS EnvelopedData, PEM, written to --key-out).")
 @click.pass_obj
 def cert_issue(services: PKIServices, uid: str | None, app: str | None, profile: str,
-               csr_file: Path | None, p12_out: Path | None, passphrase_file: Path | None,
+               hierarchy: str, csr_file: Path | None, p12_out: Path | None,
+               passphrase_file: Path | None,
                dns_names: tuple[str, ...], approve: bool, key_out: Path | None,
                out: Path | None, escrow: bool, wrap_to: Path | None) -> None:
     """Issue a certificate from a CSR, or generate the key and write a PKCS#12."""
@@ -165,7 +176,7 @@ def cert_issue(services: PKIServices, uid: str | None, app: str | None, profile:
     passphrase = _passphrase(passphrase_file) if p12_out is not None else None
     actor = _actor()
     with _errors():
-        authority = services.ca
+        authority = services.ca.hierarchy_of(HierarchyName(hierarchy))
         result: IssuedCertificate | IssuedKeyPair
         if profile == "tls-server":
             if not app:
@@ -290,11 +301,15 @@ def crl() -> None:
 
 @crl.command("generate")
 @click.option("--delta", is_flag=True, help="A delta CRL against the newest full CRL.")
+@click.option("--algorithm", "hierarchy", default=HierarchyName.ECDSA.value, show_default=True,
+              type=click.Choice([h.value for h in HierarchyName]),
+              help="Whose CRL: the default hierarchy's or the SM2 one's.")
 @click.pass_obj
-def crl_generate(services: PKIServices, delta: bool) -> None:
+def crl_generate(services: PKIServices, delta: bool, hierarchy: str) -> None:
     """Generate and store a new CRL now."""
     with _errors():
-        rec = services.ca.generate_crl(delta=delta, actor=_actor())
+        rec = services.ca.hierarchy_of(HierarchyName(hierarchy)).generate_crl(
+            delta=delta, actor=_actor())
     data = {"number": rec.number, "delta": rec.delta, "base": rec.base_number,
             "entries": rec.entries, "this_update": rec.this_update.isoformat(),
             "next_update": rec.next_update.isoformat(), "bytes": len(rec.der)}

@@ -11,10 +11,12 @@ import ipaddress
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtensionOID
 
+from pki import sm2
 from pki.errors import BadRequest
 from policies.profiles import EKU_OIDS, KeyKind, Profile
 
@@ -84,6 +86,10 @@ def check_key(key: CertificatePublicKeyTypes, profile: Profile) -> tuple[KeyKind
 
 
 def check_csr(csr: x509.CertificateSigningRequest, profile: Profile) -> CheckedRequest:
+    """A request for the default hierarchy (ECDSA, RSA, Ed25519); SM2 ones are refused."""
+    if sm2.request_is_sm2(csr.public_bytes(serialization.Encoding.DER)):
+        raise BadRequest("wrong_hierarchy", "an SM2 request: the SM2 hierarchy issues it "
+                         "(cert issue --algorithm sm2)")
     # RFC 2986 §3: the signature proves possession of the private key.
     try:
         ok = csr.is_signature_valid
@@ -98,6 +104,25 @@ def check_csr(csr: x509.CertificateSigningRequest, profile: Profile) -> CheckedR
     if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey
                       | ed25519.Ed25519PublicKey):
         raise BadRequest("weak_key", f"unsupported key type {type(key).__name__}")
+    return _check_extensions(csr, key, profile)
+
+
+def check_sm2_csr(csr: x509.CertificateSigningRequest, profile: Profile) -> CheckedRequest:
+    """A request for the SM2 hierarchy: SM3withSM2 over an SM2 key, verified with the
+    default ID (GM/T 0009); anything else is refused."""
+    der_bytes = csr.public_bytes(serialization.Encoding.DER)
+    if not sm2.request_is_sm2(der_bytes):
+        raise BadRequest("wrong_hierarchy", "not an SM2 request: the default hierarchy "
+                         "issues it (cert issue without --algorithm sm2)")
+    try:
+        key = sm2.check_request(der_bytes)
+    except sm2.SM2Error as exc:
+        raise BadRequest(exc.reason, exc.detail) from None
+    return _check_extensions(csr, key, profile)
+
+
+def _check_extensions(csr: x509.CertificateSigningRequest, key: CertificatePublicKeyTypes,
+                      profile: Profile) -> CheckedRequest:
     kind, desc = check_key(key, profile)
     try:
         extensions = list(csr.extensions)

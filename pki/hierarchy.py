@@ -16,14 +16,16 @@ from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
+from pki import sm2
 from pki.assemble import sign_certificate
 from pki.audit import SignedHead, head_message
 from pki.certs import issuing_builder, root_builder
 from pki.errors import NotInitialized
 from pki.interfaces import AuditHead, CertificateStore
 from pki.keys import KeyAlgorithm, KeyStore, Signer, verify_signature
-from pki.model import AuditEntry, CACertificate, CARole, CASettings, serial_hex
+from pki.model import AuditEntry, CACertificate, CARole, CASettings, HierarchyName, serial_hex
 from pki.publish import CertificatePublisher, UnwiredPublisher
 
 ISSUING = "issuing"
@@ -52,15 +54,30 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def certificate_key(cert: x509.Certificate) -> CertificatePublicKeyTypes:
+    """A certificate's public key; SM2 keys through ``pki.sm2`` (pyca cannot load them)."""
+    der_bytes = cert.public_bytes(serialization.Encoding.DER)
+    if cert.public_key_algorithm_oid.dotted_string == sm2.EC_PUBLIC_KEY_OID:
+        try:
+            return sm2.certificate_public_key(der_bytes)
+        except sm2.SM2Error:
+            pass  # another curve: pyca/cryptography's own key
+    return cert.public_key()
+
+
 def _info(role: CARole, ca: CACertificate, cert: x509.Certificate) -> CAInfo:
     fp = cert.fingerprint(hashes.SHA256()).hex(":").upper()
     return CAInfo(role, cert.subject.rfc4514_string(), ca.serial, ca.not_before, ca.not_after,
-                  fp, ca.key_label, KeyAlgorithm.of(cert.public_key()).value)
+                  fp, ca.key_label, KeyAlgorithm.of(certificate_key(cert)).value)
 
 
 
 class CAHierarchy:
-    """One root and one issuing CA, as the record store knows them."""
+    """One root and one issuing CA, as the record store knows them.
+
+    ``settings.hierarchy`` says which: the default one, or the SM2 one whose roles,
+    key labels, CRLs and URLs are named ``sm2-...`` in the same stores.
+    """
 
     def __init__(self, store: CertificateStore, keys: KeyStore, settings: CASettings, *,
                  publisher: CertificatePublisher | None = None,
@@ -80,25 +97,33 @@ class CAHierarchy:
 
     @property
     def initialized(self) -> bool:
-        return self.store.current_ca(CARole.ISSUING) is not None
+        return self.store.current_ca(self.settings.role(CARole.ISSUING)) is not None
+
+    @property
+    def name(self) -> HierarchyName:
+        return self.settings.hierarchy
 
     def _create_ca_certificates(self, actor: str) -> None:
         """Create the root and the issuing CA certificates where missing."""
         with self._lock:
             alg = self.settings.key_algorithm
             now = self.now()
-            if self.store.current_ca(CARole.ROOT) is None:
-                signer = self._new_key(ROOT, alg)
+            root_role = self.settings.role(CARole.ROOT)
+            issuing_role = self.settings.role(CARole.ISSUING)
+            if self.store.current_ca(root_role) is None:
+                label = self.settings.name(CARole.ROOT)
+                signer = self._new_key(label, alg)
                 cert = sign_certificate(root_builder(signer.public_key(), self.settings, now),
                                         signer)
-                self._save_ca(CARole.ROOT, ROOT, cert, actor)
-            if self.store.current_ca(CARole.ISSUING) is None:
-                signer = self._new_key(ISSUING, alg)
-                root_cert = self.certificate(CARole.ROOT)
+                self._save_ca(root_role, label, cert, actor)
+            if self.store.current_ca(issuing_role) is None:
+                label = self.settings.name(CARole.ISSUING)
+                signer = self._new_key(label, alg)
+                root_cert = self.certificate(root_role)
                 cert = sign_certificate(
                     issuing_builder(signer.public_key(), root_cert, self.settings, now),
                     self.root_signer(), root_cert)
-                self._save_ca(CARole.ISSUING, ISSUING, cert, actor)
+                self._save_ca(issuing_role, label, cert, actor)
 
     def _new_key(self, label: str, alg: KeyAlgorithm) -> Signer:
         # A key left by an interrupted init (key made, certificate not recorded) is reused.
@@ -110,13 +135,14 @@ class CAHierarchy:
                            cert.not_valid_before_utc, cert.not_valid_after_utc)
         self.store.add_ca(ca, AuditEntry(actor, "ca.create", f"ca:{role.value}", {
             "serial": ca.serial, "subject": cert.subject.rfc4514_string(),
+            "hierarchy": self.name.value,
             "sha256": cert.fingerprint(hashes.SHA256()).hex()}), self.now())
         self._ca.pop(role, None)
 
     def _ca_record(self, role: CARole) -> CACertificate:
         with self._lock:
             hit = self._ca.get(role)
-            if hit is None or role is CARole.OCSP:
+            if hit is None or role.kind is CARole.OCSP:
                 ca = self.store.current_ca(role)
                 if ca is None:
                     raise NotInitialized(role.value)
@@ -130,22 +156,23 @@ class CAHierarchy:
 
     @property
     def root_certificate(self) -> x509.Certificate:
-        return self.certificate(CARole.ROOT)
+        return self.certificate(self.settings.role(CARole.ROOT))
 
     @property
     def issuing_certificate(self) -> x509.Certificate:
-        return self.certificate(CARole.ISSUING)
+        return self.certificate(self.settings.role(CARole.ISSUING))
 
     def issuing_signer(self) -> Signer:
-        return self.keys.get(self._ca_record(CARole.ISSUING).key_label)
-
+        return self.keys.get(self._ca_record(self.settings.role(CARole.ISSUING)).key_label)
 
     def root_signer(self) -> Signer:
-        return self.keys.get(self._ca_record(CARole.ROOT).key_label)
+        return self.keys.get(self._ca_record(self.settings.role(CARole.ROOT)).key_label)
 
     def hierarchy(self) -> list[CAInfo]:
+        """This hierarchy's root, issuing CA and OCSP responder, as recorded."""
         out = []
-        for role in (CARole.ROOT, CARole.ISSUING, CARole.OCSP):
+        for role in (self.settings.role(CARole.ROOT), self.settings.role(CARole.ISSUING),
+                     self.settings.role(CARole.OCSP)):
             ca = self.store.current_ca(role)
             if ca is not None:
                 out.append(_info(role, ca, x509.load_der_x509_certificate(ca.der)))

@@ -32,13 +32,20 @@ def create_app(ca: CertificateAuthority) -> Flask:
     def _not_initialized(exc: NotInitialized) -> Response:
         return Response(str(exc), status=503, mimetype="text/plain")
 
+    def _authority(name: str) -> tuple[CertificateAuthority, str]:
+        # The SM2 hierarchy's objects are named sm2-root, sm2-issuing, ... (when on).
+        if name.startswith("sm2-") and ca.settings.sm2:
+            return ca.sm2, name.removeprefix("sm2-")
+        return ca, name
+
     @app.get("/ca/<name>.<ext>")
     def ca_certificate(name: str, ext: str) -> Response:
         roles = {"root": CARole.ROOT, "issuing": CARole.ISSUING, "ocsp": CARole.OCSP}
+        authority, name = _authority(name)
         if name not in roles or ext not in ("der", "pem", "crt", "cer"):
             abort(404)
-        cert = (ca.ocsp_credentials()[0] if roles[name] is CARole.OCSP
-                else ca.certificate(roles[name]))
+        cert = (authority.ocsp_credentials()[0] if roles[name] is CARole.OCSP
+                else authority.certificate(authority.settings.role(roles[name])))
         if ext == "pem":
             return Response(cert.public_bytes(serialization.Encoding.PEM),
                             mimetype="application/x-pem-file")
@@ -48,18 +55,20 @@ def create_app(ca: CertificateAuthority) -> Flask:
 
     @app.get("/crl/<name>.crl")
     def crl(name: str) -> Response:
+        authority, name = _authority(name)
         if name == "issuing":
-            body = ca.crl(delta=False, issuer=ISSUING)
+            body = authority.crl(delta=False, issuer=ISSUING)
         elif name == "issuing-delta":
-            body = ca.crl(delta=True, issuer=ISSUING)
+            body = authority.crl(delta=True, issuer=ISSUING)
         elif name == "root":
-            body = ca.crl(issuer=ROOT)
+            body = authority.crl(issuer=ROOT)
         else:
             abort(404)
         return Response(body, mimetype=CRL_CONTENT_TYPE)
 
-    def _ocsp(data: bytes) -> Response:
-        resp = Response(ca.responder.respond(data), mimetype=RESPONSE_CONTENT_TYPE)
+    def _ocsp(data: bytes, sm2: bool = False) -> Response:
+        responder = ca.sm2.responder if sm2 else ca.responder
+        resp = Response(responder.respond(data), mimetype=RESPONSE_CONTENT_TYPE)
         resp.headers["Cache-Control"] = "no-cache"
         return resp
 
@@ -72,8 +81,26 @@ def create_app(ca: CertificateAuthority) -> Flask:
                             mimetype=RESPONSE_CONTENT_TYPE)
         return _ocsp(data)
 
+    if ca.settings.sm2:
+        # The SM2 hierarchy's responder, signing with SM2 (its certificates' AIA).
+        @app.post("/ocsp/sm2")
+        @app.post("/ocsp/sm2/")
+        def ocsp_sm2_post() -> Response:
+            data = request.get_data(cache=False)
+            if len(data) > MAX_REQUEST_BYTES:
+                return Response(error_response("malformed_request"), status=413,
+                                mimetype=RESPONSE_CONTENT_TYPE)
+            return _ocsp(data, sm2=True)
+
+        @app.get("/ocsp/sm2/<path:encoded>")
+        def ocsp_sm2_get(encoded: str) -> Response:
+            return _ocsp_get(encoded, sm2=True)
+
     @app.get("/ocsp/<path:encoded>")
     def ocsp_get(encoded: str) -> Response:
+        return _ocsp_get(encoded)
+
+    def _ocsp_get(encoded: str, sm2: bool = False) -> Response:
         # RFC 6960 Appendix A.1: GET {url}/{url-encoding of base-64 DER}.
         text = unquote(encoded)
         if len(text) > MAX_REQUEST_BYTES * 2:
@@ -82,8 +109,8 @@ def create_app(ca: CertificateAuthority) -> Flask:
         try:
             data = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
-            return _ocsp(b"")
-        return _ocsp(data)
+            return _ocsp(b"", sm2)
+        return _ocsp(data, sm2)
 
     @app.errorhandler(413)
     def _too_large(_exc: Exception) -> Response:
@@ -103,11 +130,14 @@ def _ocsp_fast_path(app: Flask, ca: CertificateAuthority) -> None:
     its answers are the same as through the Flask route above.
     """
     inner = app.wsgi_app
+    fast_paths = {"/ocsp", "/ocsp/"} | ({"/ocsp/sm2", "/ocsp/sm2/"} if ca.settings.sm2
+                                        else set())
 
     def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if (environ.get("REQUEST_METHOD") != "POST"
-                or environ.get("PATH_INFO") not in ("/ocsp", "/ocsp/")):
+        path = environ.get("PATH_INFO")
+        if environ.get("REQUEST_METHOD") != "POST" or path not in fast_paths:
             return inner(environ, start_response)
+        responder = ca.sm2.responder if path in ("/ocsp/sm2", "/ocsp/sm2/") else ca.responder
         try:
             length = int(environ.get("CONTENT_LENGTH") or -1)
         except ValueError:
@@ -121,7 +151,7 @@ def _ocsp_fast_path(app: Flask, ca: CertificateAuthority) -> None:
                 body, status = error_response("malformed_request"), \
                     "413 Request Entity Too Large"
             else:
-                body = ca.responder.respond(data)
+                body = responder.respond(data)
         start_response(status, [("Content-Type", RESPONSE_CONTENT_TYPE),
                                 ("Content-Length", str(len(body))),
                                 ("Cache-Control", "no-cache")])

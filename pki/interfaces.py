@@ -21,6 +21,7 @@ from pki.model import (
     CertificateRecord,
     CertStatus,
     CRLRecord,
+    HierarchyName,
     RevocationReason,
     RevokedEntry,
 )
@@ -70,7 +71,8 @@ class CertificateStore(Protocol):
 
     def get(self, serial: str) -> CertificateRecord | None: ...
 
-    def status(self, serial: int) -> StatusInfo | None: ...
+    def status(self, serial: int, hierarchy: HierarchyName = HierarchyName.ECDSA
+               ) -> StatusInfo | None: ...
 
     def find(self, *, uid: str | None = None, status: CertStatus | None = None,
              expiring_before: datetime | None = None, limit: int = 10_000
@@ -81,7 +83,9 @@ class CertificateStore(Protocol):
                    invalidity_date: datetime | None, audit: AuditEntry
                    ) -> CertificateRecord: ...
 
-    def revoked_entries(self, since: datetime | None = None) -> Iterator[RevokedEntry]: ...
+    def revoked_entries(self, since: datetime | None = None,
+                        hierarchy: HierarchyName = HierarchyName.ECDSA
+                        ) -> Iterator[RevokedEntry]: ...
 
     def next_crl_number(self, issuer: str) -> int: ...
 

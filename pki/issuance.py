@@ -22,12 +22,20 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from pki.assemble import sign_certificate
 from pki.certs import end_entity_builder, general_names, new_serial, subject_for
-from pki.csr import check_csr, check_key, parse_csr
+from pki.csr import check_csr, check_key, check_sm2_csr, parse_csr
 from pki.errors import BadRequest, UnknownProfile
 from pki.hierarchy import CAHierarchy
 from pki.interfaces import CertificateSubject
 from pki.keys import KeyAlgorithm, PrivateKey
-from pki.model import AuditEntry, CertificateRecord, CertStatus, OwnerKind, serial_hex
+from pki.model import (
+    AuditEntry,
+    CARole,
+    CertificateRecord,
+    CertStatus,
+    HierarchyName,
+    OwnerKind,
+    serial_hex,
+)
 from policies.profiles import KeyKind, Owner, Profile, profiles
 
 log = logging.getLogger(__name__)
@@ -77,7 +85,9 @@ class Issuance(CAHierarchy):
                        actor: str = "system", hardware_key: bool = False) -> IssuedCertificate:
         """A certificate for ``person``'s key in ``csr``; subject and SANs from the entry."""
         profile = self._person_profile(profile_name, person)
-        checked = check_csr(parse_csr(csr, self.settings.csr_max_bytes), profile)
+        parsed = parse_csr(csr, self.settings.csr_max_bytes)
+        checked = (check_sm2_csr(parsed, profile) if self.settings.hierarchy is HierarchyName.SM2
+                   else check_csr(parsed, profile))
         issued = self._issue(profile, checked.public_key, checked.key_kind,
                              owner=(OwnerKind.PERSON, person.uid, person.entry_uuid),
                              person=person, dns_names=(), actor=actor,
@@ -94,6 +104,12 @@ class Issuance(CAHierarchy):
             raise BadRequest("wrong_profile", f"{profile_name} keys are not generated here")
         if len(passphrase) < 8:
             raise BadRequest("weak_passphrase", "the PKCS#12 passphrase needs 8+ characters")
+        if self.settings.hierarchy is HierarchyName.SM2:
+            # pyca/cryptography cannot hold an SM2 key to put in a PKCS#12, and
+            # tongsuopy writes none; SM2 keys come as CSRs (see the README).
+            raise BadRequest("pkcs12_unsupported", "SM2 keys are not generated here: send "
+                             "an SM2 CSR (openssl req -new -sm3 -sigopt "
+                             "distid:1234567812345678)")
         key = key_algorithm.generate()
         kind, _ = check_key(key.public_key(), profile)
         issued = self._issue(profile, key.public_key(), kind,
@@ -155,12 +171,18 @@ class Issuance(CAHierarchy):
         profile = self.profile("tls-server")
         approved = self.store.approved_dns(app)
         if csr is not None:
-            checked = check_csr(parse_csr(csr, self.settings.csr_max_bytes), profile)
+            parsed = parse_csr(csr, self.settings.csr_max_bytes)
+            checked = (check_sm2_csr(parsed, profile)
+                       if self.settings.hierarchy is HierarchyName.SM2
+                       else check_csr(parsed, profile))
             names = [self._check_name(n) for n in (dns_names or checked.requested_names)]
             public_key: CertificatePublicKeyTypes = checked.public_key
             kind = checked.key_kind
             key = None
         else:
+            if self.settings.hierarchy is HierarchyName.SM2:
+                raise BadRequest("pkcs12_unsupported", "SM2 keys are not generated here: "
+                                 "send an SM2 CSR")
             names = [self._check_name(n) for n in dns_names]
             key = KeyAlgorithm.EC_P256.generate()
             public_key = key.public_key()
@@ -198,11 +220,12 @@ class Issuance(CAHierarchy):
             owner_entry_uuid=owner[2], profile=profile.name,
             subject=cert.subject.rfc4514_string(), not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc, status=CertStatus.VALID, issued_at=now,
-            der=der_bytes, hardware_key=hardware_key)
+            der=der_bytes, hardware_key=hardware_key, hierarchy=self.name)
         # Recorded, with its audit record, before anyone sees it.
         audit = AuditEntry(actor, "cert.issue", f"cert:{record.serial}", {
             "owner": owner[1], "profile": profile.name, "subject": record.subject,
-            "not_after": record.not_after.isoformat()})
+            "not_after": record.not_after.isoformat(), "hierarchy": self.name.value,
+            "issuer": self.settings.name(CARole.ISSUING)})
         self.store.add_certificate(record, audit)
         return IssuedCertificate(record, cert)
 

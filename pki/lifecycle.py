@@ -20,7 +20,7 @@ from typing import Protocol
 
 from pki.authority import CertificateAuthority
 from pki.errors import InvalidTransition
-from pki.model import CertStatus, RevocationReason
+from pki.model import CertStatus, HierarchyName, RevocationReason
 
 log = logging.getLogger(__name__)
 
@@ -63,26 +63,30 @@ class CertificateLifecycle:
 
     def handle(self, event: StandingChange) -> None:
         actor = f"lifecycle:{event.actor}"
-        changed = 0
+        # The hierarchies (default, SM2) whose CRLs must show a change.
+        changed: set[HierarchyName] = set()
         kind = str(event.kind)
         if kind == Standing.LEFT:
             for rec in self.ca.find(uid=event.uid):
                 if rec.status is not CertStatus.REVOKED and self._same(rec.owner_entry_uuid,
                                                                        event):
-                    changed += self._apply(lambda s: self.ca.revoke(
-                        s, self.leave_reason, actor=actor, refresh=False), rec.serial)
+                    if self._apply(lambda s: self.ca.revoke(
+                            s, self.leave_reason, actor=actor, refresh=False), rec.serial):
+                        changed.add(rec.hierarchy)
         elif kind == Standing.SUSPENDED:
             for rec in self.ca.find(uid=event.uid, status=CertStatus.VALID):
                 if self._same(rec.owner_entry_uuid, event):
-                    changed += self._apply(
-                        lambda s: self.ca.hold(s, actor=actor, refresh=False), rec.serial)
+                    if self._apply(lambda s: self.ca.hold(s, actor=actor, refresh=False),
+                                   rec.serial):
+                        changed.add(rec.hierarchy)
         elif kind == Standing.RESTORED:
             for rec in self.ca.find(uid=event.uid, status=CertStatus.HOLD):
                 if self._same(rec.owner_entry_uuid, event):
-                    changed += self._apply(
-                        lambda s: self.ca.release(s, actor=actor, refresh=False), rec.serial)
-        if changed:
-            self.ca.refresh_after_revocation(actor)
+                    if self._apply(lambda s: self.ca.release(s, actor=actor, refresh=False),
+                                   rec.serial):
+                        changed.add(rec.hierarchy)
+        for hierarchy in sorted(changed):
+            self.ca.authority_for(hierarchy).refresh_after_revocation(actor)
 
     @staticmethod
     def _same(entry_uuid: str, event: StandingChange) -> bool:

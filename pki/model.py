@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 from collections.abc import Mapping
@@ -25,10 +26,26 @@ class OwnerKind(enum.StrEnum):
     CA = "ca"
 
 
+class HierarchyName(enum.StrEnum):
+    """Which CA hierarchy: the default one (ECDSA, or RSA/Ed25519 as configured) or
+    the SM2 one (GM/T 0015: SM2 keys, SM3withSM2 signatures) beside it."""
+
+    ECDSA = "ecdsa"
+    SM2 = "sm2"
+
+
 class CARole(enum.StrEnum):
     ROOT = "root"
     ISSUING = "issuing"
     OCSP = "ocsp"
+    SM2_ROOT = "sm2-root"
+    SM2_ISSUING = "sm2-issuing"
+    SM2_OCSP = "sm2-ocsp"
+
+    @property
+    def kind(self) -> CARole:
+        """The role within its hierarchy (SM2_ROOT is a ROOT)."""
+        return CARole(self.value.removeprefix("sm2-"))
 
 
 class RevocationReason(enum.StrEnum):
@@ -115,10 +132,12 @@ class CertificateRecord:
     reason: RevocationReason | None = None
     invalidity_date: datetime | None = None
     hardware_key: bool = False
+    hierarchy: HierarchyName = HierarchyName.ECDSA
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "serial": self.serial, "owner": self.owner_uid, "owner_kind": self.owner_kind.value,
+            "hierarchy": self.hierarchy.value,
             "entry_uuid": self.owner_entry_uuid, "profile": self.profile,
             "subject": self.subject, "not_before": self.not_before.isoformat(),
             "not_after": self.not_after.isoformat(), "status": self.status.value,
@@ -191,6 +210,9 @@ class CASettings:
     csr_max_bytes: int = 64 * 1024
     # Pre-signed OCSP responses kept per process (0: none); see pki.ocsp.
     ocsp_cache_size: int = 10_000
+    # Which hierarchy these settings are for; ``sm2``: also build the SM2 one.
+    hierarchy: HierarchyName = HierarchyName.ECDSA
+    sm2: bool = False
 
     def __post_init__(self) -> None:
         size = self.ocsp_cache_size
@@ -206,28 +228,55 @@ class CASettings:
             country=str(pki.get("country", cls.country)),
             realm=realm,
             ocsp_cache_size=pki.get("ocsp_cache_size", cls.ocsp_cache_size),
+            sm2=bool(pki.get("sm2", False)),
         )
+
+    def for_sm2(self) -> CASettings:
+        """The same settings for the SM2 hierarchy beside this one."""
+        return dataclasses.replace(self, hierarchy=HierarchyName.SM2,
+                                   key_algorithm=KeyAlgorithm.SM2, sm2=False)
+
+    @property
+    def _prefix(self) -> str:
+        # The SM2 hierarchy's roles, key labels, CRL names and URLs start "sm2-".
+        return "sm2-" if self.hierarchy is HierarchyName.SM2 else ""
+
+    def role(self, kind: CARole) -> CARole:
+        """This hierarchy's role of ``kind`` (ROOT, ISSUING or OCSP)."""
+        return CARole(self._prefix + kind.kind.value)
+
+    def name(self, kind: CARole) -> str:
+        """Key label, CRL issuer and URL name of this hierarchy's ``kind`` CA."""
+        return self._prefix + kind.kind.value
+
+    @property
+    def root_cn(self) -> str:
+        return "GovTrust SM2 Root CA" if self._prefix else "GovTrust Root CA"
+
+    @property
+    def issuing_cn(self) -> str:
+        return "GovTrust SM2 Issuing CA" if self._prefix else "GovTrust Issuing CA"
 
     @property
     def crl_url(self) -> str:
-        return f"{self.public_url}/crl/issuing.crl"
+        return f"{self.public_url}/crl/{self._prefix}issuing.crl"
 
     @property
     def delta_crl_url(self) -> str:
-        return f"{self.public_url}/crl/issuing-delta.crl"
+        return f"{self.public_url}/crl/{self._prefix}issuing-delta.crl"
 
     @property
     def ocsp_url(self) -> str:
-        return f"{self.public_url}/ocsp"
+        return f"{self.public_url}/ocsp/sm2" if self._prefix else f"{self.public_url}/ocsp"
 
     @property
     def issuing_ca_url(self) -> str:
-        return f"{self.public_url}/ca/issuing.der"
+        return f"{self.public_url}/ca/{self._prefix}issuing.der"
 
     @property
     def root_ca_url(self) -> str:
-        return f"{self.public_url}/ca/root.der"
+        return f"{self.public_url}/ca/{self._prefix}root.der"
 
     @property
     def root_crl_url(self) -> str:
-        return f"{self.public_url}/crl/root.crl"
+        return f"{self.public_url}/crl/{self._prefix}root.crl"

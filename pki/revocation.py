@@ -16,9 +16,11 @@ from pki.errors import PKIError, UnknownSerial
 from pki.hierarchy import ISSUING, ROOT, CAHierarchy
 from pki.model import (
     AuditEntry,
+    CARole,
     CertificateRecord,
     CertStatus,
     CRLRecord,
+    HierarchyName,
     OwnerKind,
     RevocationReason,
     RevokedEntry,
@@ -32,7 +34,24 @@ ROOT_CRL_REFRESH = timedelta(days=30)
 
 
 class Revocation(CAHierarchy):
-    """Certificate status changes and the issuing and root CRLs."""
+    """Certificate status changes and the issuing and root CRLs.
+
+    Status changes are by serial across hierarchies (one record store); the
+    CRLs a change lands in are those of the certificate's own hierarchy, so a
+    hierarchy knows its ``peers`` (the SM2 one beside the default one).
+    """
+
+    peers: dict[HierarchyName, Revocation]
+
+    def authority_for(self, hierarchy: HierarchyName) -> Revocation:
+        """The authority of ``hierarchy`` (this one or a peer)."""
+        if hierarchy is self.name:
+            return self
+        peer = getattr(self, "peers", {}).get(hierarchy)
+        if peer is None:
+            raise PKIError(f"the {hierarchy.value} hierarchy is not configured "
+                           "([pki] sm2 = true)")
+        return peer
 
     def get(self, serial: str) -> CertificateRecord:
         s = normalize_serial(serial)
@@ -52,7 +71,8 @@ class Revocation(CAHierarchy):
                refresh: bool = True) -> CertificateRecord:
         why = RevocationReason.for_revocation(reason)
         s = normalize_serial(serial)
-        details = {"reason": why.value}
+        owner = self.authority_for(self.get(s).hierarchy)
+        details = {"reason": why.value, "hierarchy": owner.name.value}
         if invalidity_date is not None:
             invalidity_date = invalidity_date.astimezone(UTC).replace(microsecond=0)
             details["invalidity_date"] = invalidity_date.isoformat()
@@ -61,27 +81,30 @@ class Revocation(CAHierarchy):
             s, verb="revoke", allowed_from=frozenset({CertStatus.VALID, CertStatus.HOLD}),
             to=CertStatus.REVOKED, at=self.now(), reason=why, invalidity_date=invalidity_date,
             audit=AuditEntry(actor, "cert.revoke", f"cert:{s}", details))
-        self._after_change(rec, actor, refresh, unpublish=True)
+        owner._after_change(rec, actor, refresh, unpublish=True)
         return rec
 
     def hold(self, serial: str, *, actor: str = "system", refresh: bool = True
              ) -> CertificateRecord:
         s = normalize_serial(serial)
+        owner = self.authority_for(self.get(s).hierarchy)
         rec = self.store.transition(
             s, verb="hold", allowed_from=frozenset({CertStatus.VALID}), to=CertStatus.HOLD,
             at=self.now(), reason=RevocationReason.CERTIFICATE_HOLD, invalidity_date=None,
-            audit=AuditEntry(actor, "cert.hold", f"cert:{s}", {}))
-        self._after_change(rec, actor, refresh, unpublish=False)
+            audit=AuditEntry(actor, "cert.hold", f"cert:{s}", {"hierarchy": owner.name.value}))
+        owner._after_change(rec, actor, refresh, unpublish=False)
         return rec
 
     def release(self, serial: str, *, actor: str = "system", refresh: bool = True
                 ) -> CertificateRecord:
         s = normalize_serial(serial)
+        owner = self.authority_for(self.get(s).hierarchy)
         rec = self.store.transition(
             s, verb="release", allowed_from=frozenset({CertStatus.HOLD}), to=CertStatus.VALID,
             at=self.now(), reason=RevocationReason.REMOVE_FROM_CRL, invalidity_date=None,
-            audit=AuditEntry(actor, "cert.release", f"cert:{s}", {}))
-        self._after_change(rec, actor, refresh, unpublish=False)
+            audit=AuditEntry(actor, "cert.release", f"cert:{s}",
+                             {"hierarchy": owner.name.value}))
+        owner._after_change(rec, actor, refresh, unpublish=False)
         return rec
 
     def _after_change(self, rec: CertificateRecord, actor: str, refresh: bool,
@@ -96,7 +119,7 @@ class Revocation(CAHierarchy):
 
     def refresh_after_revocation(self, actor: str = "system") -> None:
         """A new delta CRL always; a new full CRL while it is small enough."""
-        full = self.store.latest_crl(ISSUING, delta=False)
+        full = self.store.latest_crl(self.settings.name(CARole.ISSUING), delta=False)
         if full is None or full.entries < self.settings.full_crl_on_revoke_max:
             self.generate_crl(delta=False, actor=actor)
         self.generate_crl(delta=True, actor=actor)
@@ -105,29 +128,30 @@ class Revocation(CAHierarchy):
     def generate_crl(self, *, delta: bool = False, actor: str = "system") -> CRLRecord:
         issuer = self.issuing_certificate
         signer = self.issuing_signer()
+        name = self.settings.name(CARole.ISSUING)
         for _ in range(5):
             now = self.now()
             base: CRLRecord | None = None
             since: datetime | None = None
             if delta:
-                base = self.store.latest_crl(ISSUING, delta=False)
+                base = self.store.latest_crl(name, delta=False)
                 if base is None:
                     base = self.generate_crl(delta=False, actor=actor)
                 # A margin so a change committed while the base was read is not missed.
                 since = base.this_update - timedelta(minutes=5)
-            number = self.store.next_crl_number(ISSUING)
-            counter = _Counter(self.store.revoked_entries(since))
+            number = self.store.next_crl_number(name)
+            counter = _Counter(self.store.revoked_entries(since, self.name))
             lifetime = self.settings.delta_lifetime if delta else self.settings.crl_lifetime
             der_bytes = build_crl(issuer=issuer, signer=signer, entries=counter, number=number,
                                   this_update=now, next_update=now + lifetime,
                                   base_number=base.number if base else None)
             rec = CRLRecord(number, delta, base.number if base else None, now, now + lifetime,
                             counter.count, der_bytes)
-            audit = AuditEntry(actor, "crl.generate", f"crl:{ISSUING}:{number}", {
+            audit = AuditEntry(actor, "crl.generate", f"crl:{name}:{number}", {
                 "delta": str(delta).lower(), "entries": str(counter.count),
-                "base": str(rec.base_number or "")})
-            if self.store.add_crl(ISSUING, rec, audit):
-                self._publish_crl(ISSUING, der_bytes)
+                "base": str(rec.base_number or ""), "hierarchy": self.name.value})
+            if self.store.add_crl(name, rec, audit):
+                self._publish_crl(name, der_bytes)
                 self.sign_audit_head()
                 return rec
         raise PKIError("could not store a CRL: its number kept being taken")
@@ -136,15 +160,17 @@ class Revocation(CAHierarchy):
         """The root's CRL (it lists revoked CA certificates; none so far)."""
         root = self.root_certificate
         signer = self.root_signer()
+        name = self.settings.name(CARole.ROOT)
         for _ in range(5):
             now = self.now()
-            number = self.store.next_crl_number(ROOT)
+            number = self.store.next_crl_number(name)
             der_bytes = build_crl(issuer=root, signer=signer, entries=(), number=number,
                                   this_update=now, next_update=now + ROOT_CRL_LIFETIME)
             rec = CRLRecord(number, False, None, now, now + ROOT_CRL_LIFETIME, 0, der_bytes)
-            if self.store.add_crl(ROOT, rec, AuditEntry(actor, "crl.generate",
-                                                         f"crl:{ROOT}:{number}", {})):
-                self._publish_crl(ROOT, der_bytes)
+            if self.store.add_crl(name, rec, AuditEntry(actor, "crl.generate",
+                                                         f"crl:{name}:{number}",
+                                                         {"hierarchy": self.name.value})):
+                self._publish_crl(name, der_bytes)
                 return rec
         raise PKIError("could not store the root CRL")
 
@@ -155,27 +181,27 @@ class Revocation(CAHierarchy):
             log.exception("publishing the %s CRL failed", ca)
 
     def crl(self, *, delta: bool = False, issuer: str = ISSUING) -> bytes:
-        """The newest stored CRL (generating one if there is none)."""
-        rec = self.store.latest_crl(issuer, delta)
+        """The newest stored CRL of this hierarchy's ``issuer`` (ISSUING or ROOT),
+        generating one if there is none."""
+        rec = self.store.latest_crl(self.settings.name(CARole(issuer)), delta)
         if rec is None:
             rec = self.generate_root_crl() if issuer == ROOT else self.generate_crl(delta=delta)
         return rec.der
-
 
     def _refresh_crls(self, actor: str) -> list[str]:
         """Renew the full, delta and root CRLs that are due; name what was renewed."""
         done = []
         now = self.now()
-        full = self.store.latest_crl(ISSUING, delta=False)
+        full = self.store.latest_crl(self.settings.name(CARole.ISSUING), delta=False)
         if full is None or now >= full.this_update + self.settings.crl_refresh:
             full = self.generate_crl(delta=False, actor=actor)
             done.append("crl")
-        delta = self.store.latest_crl(ISSUING, delta=True)
+        delta = self.store.latest_crl(self.settings.name(CARole.ISSUING), delta=True)
         if (delta is None or delta.base_number != full.number
                 or now >= delta.this_update + self.settings.delta_refresh):
             self.generate_crl(delta=True, actor=actor)
             done.append("delta-crl")
-        root = self.store.latest_crl(ROOT, delta=False)
+        root = self.store.latest_crl(self.settings.name(CARole.ROOT), delta=False)
         if root is None or now >= root.this_update + ROOT_CRL_REFRESH:
             self.generate_root_crl(actor)
             done.append("root-crl")

@@ -47,6 +47,7 @@ from pki.model import (
     CertificateRecord,
     CertStatus,
     CRLRecord,
+    HierarchyName,
     OwnerKind,
     RevocationReason,
     RevokedEntry,
@@ -86,6 +87,8 @@ certificates = Table(
     Column("reason", String(32), nullable=True),
     Column("invalidity_date", DateTime(timezone=True), nullable=True),
     Column("hardware_key", Boolean, nullable=False, default=False),
+    # Which CA hierarchy issued it ("ecdsa" or "sm2"): its CRLs and OCSP answers.
+    Column("hierarchy", String(16), nullable=False, default="ecdsa", index=True),
     Column("der", LargeBinary, nullable=False),
 )
 
@@ -114,7 +117,8 @@ approved_dns_names = Table(
 
 
 _STATUS = select(certificates.c.status, certificates.c.revoked_at, certificates.c.reason) \
-    .where(certificates.c.serial == bindparam("serial"))
+    .where(certificates.c.serial == bindparam("serial"),
+           certificates.c.hierarchy == bindparam("hierarchy"))
 
 
 def _utc(at: datetime | None) -> datetime | None:
@@ -153,6 +157,7 @@ def _record(row: object) -> CertificateRecord:
         reason=RevocationReason(r.reason) if r.reason else None,  # type: ignore[attr-defined]
         invalidity_date=_utc(r.invalidity_date),  # type: ignore[attr-defined]
         hardware_key=bool(r.hardware_key),  # type: ignore[attr-defined]
+        hierarchy=HierarchyName(r.hierarchy),  # type: ignore[attr-defined]
     )
 
 
@@ -194,7 +199,8 @@ class SqlCertificateStore:
                 "not_after": rec.not_after, "status": rec.status.value,
                 "issued_at": rec.issued_at, "status_changed_at": rec.issued_at,
                 "revoked_at": None, "reason": None, "invalidity_date": None,
-                "hardware_key": rec.hardware_key, "der": rec.der})
+                "hardware_key": rec.hardware_key, "hierarchy": rec.hierarchy.value,
+                "der": rec.der})
             _audit(s, audit, rec.issued_at)
 
     def get(self, serial: str) -> CertificateRecord | None:
@@ -202,10 +208,13 @@ class SqlCertificateStore:
             row = s.execute(select(certificates).where(certificates.c.serial == serial)).first()
         return None if row is None else _record(row)
 
-    def status(self, serial: int) -> StatusInfo | None:
+    def status(self, serial: int, hierarchy: HierarchyName = HierarchyName.ECDSA
+               ) -> StatusInfo | None:
+        """``serial``'s status if ``hierarchy`` issued it (else None: unknown there)."""
         # On every OCSP request: a plain connection and a prepared statement.
         with self._engine.connect() as conn:
-            row = conn.execute(_STATUS, {"serial": format(serial, "x")}).first()
+            row = conn.execute(_STATUS, {"serial": format(serial, "x"),
+                                         "hierarchy": hierarchy.value}).first()
         if row is None:
             return None
         return StatusInfo(CertStatus(row.status), _utc(row.revoked_at),
@@ -261,11 +270,14 @@ class SqlCertificateStore:
         raise InvalidTransition(serial, current.value, verb)
 
     # -- CRLs -------------------------------------------------------------------
-    def revoked_entries(self, since: datetime | None = None) -> Iterator[RevokedEntry]:
-        """Revoked and held certificates (changed at or after ``since``), streamed."""
+    def revoked_entries(self, since: datetime | None = None,
+                        hierarchy: HierarchyName = HierarchyName.ECDSA
+                        ) -> Iterator[RevokedEntry]:
+        """Revoked and held certificates of ``hierarchy`` (changed at or after
+        ``since``), streamed."""
         c = certificates.c
         q = select(c.serial, c.status, c.revoked_at, c.reason, c.invalidity_date,
-                   c.status_changed_at)
+                   c.status_changed_at).where(c.hierarchy == hierarchy.value)
         listed = c.status.in_((CertStatus.REVOKED.value, CertStatus.HOLD.value))
         if since is None:
             q = q.where(listed)

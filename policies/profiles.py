@@ -48,7 +48,8 @@ KEY_USAGES = frozenset({
     "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only",
 })
 
-CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
+# "sm2": sm2p256v1 (GM/T 0003), issued only by the SM2 hierarchy.
+CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1", "sm2"})
 
 
 class ProfileError(ValueError):

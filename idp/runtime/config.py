@@ -80,6 +80,8 @@ def default_sections(home: Path) -> dict[str, dict[str, Any]]:
             "organization": "北京市人民政府",
             "country": "CN",
             "ocsp_cache_size": 10_000,
+            # An SM2 hierarchy (GM/T 0015, SM3withSM2) beside the default one.
+            "sm2": False,
         },
         "idp": {
             "issuer": "https://127.0.0.1:8443",

@@ -25,6 +25,12 @@ def initialize(services: Services, *, demo: bool, echo: Echo) -> dict[str, Any]:
     os.chmod(config.home, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
     report: dict[str, Any] = {"home": str(config.home)}
     if not (config.home / CONFIG_NAME).exists():
+        if demo and "GOVTRUST_PKI_SM2" not in config.environ:
+            # The demo shows both hierarchies, so a newcomer sees the SM2 one too;
+            # set before anything is built from the settings, and written below.
+            pki = config.sections["pki"]
+            if isinstance(pki, dict):
+                pki["sm2"] = True
         write_config(config.home, _persistable(config.sections))
         report["config"] = "written"
     else:
@@ -119,6 +125,12 @@ def _init_pki(services: Services, demo: bool, echo: Echo, report: dict[str, Any]
     (pki_dir / "chain.pem").write_bytes(ca.issuing_certificate.public_bytes(Encoding.PEM)
                                         + ca.root_certificate.public_bytes(Encoding.PEM))
     (pki_dir / "root.pem").write_bytes(ca.root_certificate.public_bytes(Encoding.PEM))
+    if ca.settings.sm2:
+        sm2 = ca.sm2
+        (pki_dir / "sm2-chain.pem").write_bytes(
+            sm2.issuing_certificate.public_bytes(Encoding.PEM)
+            + sm2.root_certificate.public_bytes(Encoding.PEM))
+        (pki_dir / "sm2-root.pem").write_bytes(sm2.root_certificate.public_bytes(Encoding.PEM))
     report["pki"] = "kept" if existed else "created"
     for info in hierarchy:
         report[f"ca_{info.role.value}"] = f"{info.subject} sha256 {info.sha256}"

@@ -195,6 +195,13 @@ class Services:
 
         settings = CASettings.from_mapping(self.config.sections["pki"],
                                            realm=str(self.config.get("directory", "realm")))
+        if settings.sm2 and str(self.config.get("pki", "key_store")) != "file":
+            from idp.runtime.config import ConfigError
+
+            # pki.pkcs11 signs ECDSA/RSA/EdDSA mechanisms only; see the README on
+            # what an SM2-capable token would need.
+            raise ConfigError("[pki] sm2", "the SM2 hierarchy keeps its keys in the file "
+                              "key store; key_store = \"pkcs11\" has no SM2 mechanism")
         return CertificateAuthority(SqlCertificateStore(self.sessions), self.key_store,
                                     settings, publisher=self.certificate_publisher,
                                     audit=self.audit)
