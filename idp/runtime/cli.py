@@ -4,34 +4,74 @@ The global options ``--home`` (default ``$GOVTRUST_HOME``, else ``./govtrust-hom
 and ``--json`` are accepted before or after the subcommand, as people type them
 (``govtrust cert list --json``). Errors go to stderr with a non-zero exit.
 Package command groups (``directory``, ``ca``, ``cert``, ``crl``, ``client``,
-``keys``, ``otp``) live in their packages' ``cli`` modules and are registered here,
-statically; ``ctx.obj`` is the ``idp.runtime.services.Services`` they draw their
-services from.
+``keys``, ``otp``, ``kmc``, ``serve``, ``demo``) live in their packages' ``cli``
+modules and are registered here in one static table (``COMMANDS``); each module
+is imported only when its command runs, so ``govtrust --help`` and a scripted
+``govtrust cert issue`` do not pay for importing every package. A command whose
+module fails to import fails loudly: nothing is swallowed. ``ctx.obj`` is the
+``idp.runtime.services.Services`` they draw their services from.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from directory.cli import directory
-from idp.runtime.config import Config, ConfigError
-from idp.runtime.oidc_cli import client, keys
-from idp.runtime.otp_cli import otp
 from idp.runtime.output import emit
-from idp.runtime.serve import demo, serve
-from idp.runtime.services import Services
-from pki.cli import ca, cert, crl
-from pki.kmc_cli import kmc
+
+if TYPE_CHECKING:
+    from idp.runtime.services import Services
 
 GLOBAL_FLAGS = ("--json",)
 GLOBAL_OPTIONS = ("--home",)
 
+# name -> ("module:attribute", the one-line help ``govtrust --help`` shows)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "directory": ("directory.cli:directory",
+                  "The civil-servant directory (OpenLDAP): people, departments, groups, import."),
+    "ca": ("pki.cli:ca", "The CA hierarchies: fingerprints, CRL and OCSP URLs."),
+    "cert": ("pki.cli:cert", "Issue, list, revoke, hold and release certificates."),
+    "crl": ("pki.cli:crl", "Certificate revocation lists."),
+    "kmc": ("pki.kmc_cli:kmc", "The key management centre: escrowed encryption keys."),
+    "client": ("idp.runtime.oidc_cli:client", "Department applications (OIDC clients)."),
+    "keys": ("idp.runtime.oidc_cli:keys", "The IdP's token signing keys."),
+    "otp": ("idp.runtime.otp_cli:otp", "One-time-code authenticators (TOTP)."),
+    "serve": ("idp.runtime.serve:serve", "Run everything on this machine; Ctrl-C stops all."),
+    "demo": ("idp.runtime.serve:demo", "Initialize the demo home if needed, then serve."),
+}
 
-@click.group()
+class Commands(click.Group):
+    """A group whose package commands come from ``COMMANDS``, imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            module, _, attr = COMMANDS[cmd_name][0].partition(":")
+            command = getattr(importlib.import_module(module), attr)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{COMMANDS[cmd_name][0]} is not a click command")
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in COMMANDS and name not in self.commands:
+                rows.append((name, COMMANDS[name][1]))
+            elif (command := self.commands.get(name)) is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(formatter.width)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+@click.group(cls=Commands)
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path),
               default=lambda: os.environ.get("GOVTRUST_HOME", "govtrust-home"),
               show_default="$GOVTRUST_HOME or ./govtrust-home", help="The GovTrust home folder.")
@@ -39,6 +79,9 @@ GLOBAL_OPTIONS = ("--home",)
 @click.pass_context
 def cli(ctx: click.Context, home: Path, json_output: bool) -> None:
     """GovTrust: certificate authority, civil-servant directory and single sign-on."""
+    from idp.runtime.config import Config, ConfigError
+    from idp.runtime.services import Services
+
     try:
         config = Config.load(home)
     except ConfigError as exc:
@@ -46,7 +89,6 @@ def cli(ctx: click.Context, home: Path, json_output: bool) -> None:
     services = Services(config, json_output=json_output)
     ctx.obj = services
     ctx.call_on_close(lambda: _finish(services))
-
 
 def _finish(services: Services) -> None:
     """Deliver lifecycle events a command just published (certificates revoked or
@@ -62,7 +104,6 @@ def _finish(services: Services) -> None:
     finally:
         services.close()
 
-
 @cli.command()
 @click.option("--demo", is_flag=True, help="Also load the demo departments, people and apps.")
 @click.pass_obj
@@ -73,11 +114,9 @@ def init(services: Services, demo: bool) -> None:
     report = initialize(services, demo=demo, echo=click.echo)
     emit(services, report, "\n".join(f"{k}: {v}" for k, v in report.items()))
 
-
 @cli.group()
 def db() -> None:
     """The database."""
-
 
 @db.command("upgrade")
 @click.pass_obj
@@ -89,11 +128,9 @@ def db_upgrade(services: Services) -> None:
     rev = current_revision(services.engine)
     emit(services, {"revision": rev}, f"database at revision {rev}")
 
-
 @cli.group()
 def audit() -> None:
     """The hash-chained audit log."""
-
 
 @audit.command("verify")
 @click.pass_obj
@@ -106,11 +143,6 @@ def audit_verify(services: Services) -> None:
          report.describe())
     if not report.ok:
         sys.exit(1)
-
-
-for _command in (directory, ca, cert, crl, kmc, client, keys, otp, serve, demo):
-    cli.add_command(_command)
-
 
 def hoist_global_options(args: list[str]) -> list[str]:
     """Move ``--home DIR``, ``--home=DIR`` and ``--json`` found after the
@@ -133,7 +165,6 @@ def hoist_global_options(args: list[str]) -> list[str]:
             rest.append(arg)
         i += 1
     return front + rest
-
 
 def main() -> None:
     cli(args=hoist_global_options(sys.argv[1:]), prog_name="govtrust")
