@@ -37,10 +37,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from directory.model import Person
 from idp.login.tables import rowcount, session_clients, sso_sessions
-from policies.assurance import SessionFacts, acr_for, level_for
+from policies.assurance import AssurancePolicy, SessionFacts, load_policy
 
 COOKIE_NAME = "gt_sso"
-ACR_PASSWORD = acr_for(level_for(["pwd"]))
 
 
 def person_claims(person: Person) -> dict[str, Any]:
@@ -98,17 +97,26 @@ def _from_row(row: Any) -> SsoSession:
 
 class SessionStore:
     def __init__(self, sessions: sessionmaker[Session], lifetime_hours: float,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 policy: AssurancePolicy | None = None) -> None:
         self._sessions = sessions
         self.lifetime = int(lifetime_hours * 3600)
         self._clock = clock
+        self._policy = policy  # injected by the composition root; loaded on first use else
+
+    def password_acr(self) -> str:
+        """The ``acr`` of a session that has shown a password only."""
+        if self._policy is None:
+            self._policy = load_policy()
+        return self._policy.acr(self._policy.level_for(["pwd"]))
 
     def create(self, person: Person, *, amr: tuple[str, ...] = ("pwd",),
-               acr: str = ACR_PASSWORD, user_agent: str = "", address: str = "",
+               acr: str | None = None, user_agent: str = "", address: str = "",
                cert_serial: str | None = None) -> tuple[str, SsoSession]:
         """Start a session; return the cookie value (never stored) and the session.
         ``user_agent`` and ``address`` only describe the device to its owner;
         ``cert_serial`` is the certificate it logged in with, if any."""
+        acr = acr or self.password_acr()
         cookie = secrets.token_urlsafe(32)
         started = self._clock()
         now = int(started)

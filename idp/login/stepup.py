@@ -240,7 +240,7 @@ class StrongAuth:
         return person, validated
 
 
-def acr_values_supported() -> list[str]:
+def acr_values_supported(policy: AssurancePolicy | None = None) -> list[str]:
     """Discovery's ``acr_values_supported``, from the policy (levels 1-4)."""
-    pol = load_policy()
+    pol = policy or load_policy()
     return [pol.acr(level) for level in sorted(pol.levels)]

@@ -115,7 +115,8 @@ class Services:
         keys = KeyStore(self.sessions, derive_passphrase(cookie_key))
         clients = ClientRepository(self.sessions, self.config.secret_bytes("client-secret-key"))
         tokens = TokenService(self.sessions, keys, issuer)
-        store = SessionStore(self.sessions, float(idp["session_hours"]))
+        store = SessionStore(self.sessions, float(idp["session_hours"]),
+                             policy=self.assurance_policy)
         # Department apps' back-channel endpoints may carry certificates from our CA.
         ca_file = self.config.home / "idp" / "tls" / "ca.pem"
         from idp.oidc.logout import make_poster

@@ -50,7 +50,9 @@ bp = Blueprint("idp", __name__)
 @bp.get("/.well-known/openid-configuration")
 @bp.get("/.well-known/oauth-authorization-server")
 def discovery() -> Response:
-    resp = jsonify(provider_metadata(provider().issuer, acr_values_supported()))
+    p = provider()
+    policy = p.strong.policy if p.strong is not None else None
+    resp = jsonify(provider_metadata(p.issuer, acr_values_supported(policy)))
     resp.headers["Cache-Control"] = "public, max-age=300"
     return resp
 
