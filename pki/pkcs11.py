@@ -78,12 +78,27 @@ class Pkcs11KeyStore:
             return self._session
         try:
             lib = pkcs11.lib(self._module)
+        except (pkcs11.PKCS11Error, RuntimeError, OSError) as exc:
+            # A missing file, or a module that cannot initialise (SoftHSM2 without
+            # its token folder) look alike from here.
+            raise KeyStoreError("*", f"the PKCS#11 module {self._module} cannot be loaded "
+                                f"or initialised ({type(exc).__name__})") from None
+        try:
             token = lib.get_token(token_label=self._token_label)
             try:
                 self._session = token.open(user_pin=self._pin, rw=True)
             except pkcs11.UserAlreadyLoggedIn:
                 # PKCS#11 login is per application: another session already did it.
                 self._session = token.open(rw=True)
+        except pkcs11.NoSuchToken:
+            raise KeyStoreError("*", f"no token labelled {self._token_label!r} in "
+                                f"{self._module} (removed?)") from None
+        except (pkcs11.PinIncorrect, pkcs11.PinLenRange, pkcs11.PinInvalid):
+            raise KeyStoreError("*", f"the PIN of token {self._token_label!r} is wrong") \
+                from None
+        except pkcs11.PinLocked:
+            raise KeyStoreError("*", f"token {self._token_label!r} is locked (too many "
+                                "wrong PINs)") from None
         except (pkcs11.PKCS11Error, RuntimeError, OSError) as exc:
             raise KeyStoreError("*", f"cannot open token {self._token_label!r} via "
                                 f"{self._module}: {type(exc).__name__}") from None
