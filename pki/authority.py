@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
 
 from pki.audit import SignedHead
 from pki.csr import check_key
-from pki.errors import PKIError
+from pki.errors import KeyStoreError, PKIError
 from pki.hierarchy import ISSUING, ROOT, CAInfo, utc_now
 from pki.interfaces import AuditHead, CertificateStore
 from pki.issuance import Issuance, IssuedCertificate, IssuedKeyPair
@@ -32,7 +33,26 @@ from pki.publish import CertificatePublisher
 from pki.revocation import Revocation
 
 __all__ = ["ISSUING", "ROOT", "CAInfo", "CertificateAuthority", "IssuedCertificate",
-           "IssuedKeyPair"]
+           "IssuedKeyPair", "KeyStatus"]
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    """Whether one CA key can be reached in the key store (for ``/readyz``).
+
+    ``reason`` is empty when ``available``; otherwise it says what is wrong
+    (the :class:`pki.errors.KeyStoreError` reason, or that no CA is recorded).
+    """
+
+    hierarchy: HierarchyName
+    role: CARole
+    label: str
+    available: bool
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, str | bool]:
+        return {"hierarchy": self.hierarchy.value, "role": self.role.value,
+                "label": self.label, "available": self.available, "reason": self.reason}
 
 
 class CertificateAuthority(Issuance, Revocation):
@@ -100,6 +120,32 @@ class CertificateAuthority(Issuance, Revocation):
         """Each configured hierarchy with its CA certificates and URLs."""
         return [(a.name, a.hierarchy(), a.urls()) for a in self.authorities()]
 
+    def key_status(self) -> list[KeyStatus]:
+        """Each CA key of every configured hierarchy (root, issuing CA, OCSP
+        responder), and whether the key store can reach it now.
+
+        A readiness check calls this: it names the missing key instead of failing
+        the first issuance. It asks the key store (a PKCS#11 store looks the key
+        up in the token); a database error propagates, the database being a
+        readiness check of its own.
+        """
+        out: list[KeyStatus] = []
+        for authority in self.authorities():
+            for kind in (CARole.ROOT, CARole.ISSUING, CARole.OCSP):
+                role = authority.settings.role(kind)
+                ca = authority.store.current_ca(role)
+                if ca is None:
+                    out.append(KeyStatus(authority.name, role, "", False,
+                                         "no CA certificate recorded: run govtrust init"))
+                    continue
+                try:
+                    authority.keys.get(ca.key_label)
+                except KeyStoreError as exc:
+                    out.append(KeyStatus(authority.name, role, ca.key_label, False, exc.reason))
+                else:
+                    out.append(KeyStatus(authority.name, role, ca.key_label, True))
+        return out
+
     # -- the delegated OCSP responder (RFC 6960 §4.2.2.2) ----------------------
     def ocsp_credentials(self, actor: str = "system") -> tuple[x509.Certificate, Signer]:
         """The current responder certificate and key, renewed within 1/3 of its end."""
@@ -116,10 +162,18 @@ class CertificateAuthority(Issuance, Revocation):
                 assert ca is not None
             cert = x509.load_der_x509_certificate(ca.der)
             renew_at = ca.not_after - (ca.not_after - ca.not_before) / 3
+            try:
+                signer = self.keys.get(ca.key_label)
+            except KeyStoreError:
+                # The token went away: keep the signer in hand while it is the same
+                # responder (a later sign fails with KeyStoreError, and the responder
+                # keeps serving what it has pre-signed).
+                if cached is None or cached[0].serial_number != int(ca.serial, 16):
+                    raise
+                signer = cached[1]
             # Re-read at most every minute so other nodes' renewals are picked up.
-            self._ocsp = (cert, self.keys.get(ca.key_label),
-                          min(now + timedelta(minutes=1), renew_at))
-            return cert, self._ocsp[1]
+            self._ocsp = (cert, signer, min(now + timedelta(minutes=1), renew_at))
+            return cert, signer
 
     def _renew_ocsp(self, actor: str) -> None:
         profile = self.profile("ocsp-signing")

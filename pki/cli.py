@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import click
 from cryptography.hazmat.primitives import serialization
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from pki.authority import CertificateAuthority, IssuedCertificate, IssuedKeyPair
 from pki.errors import PKIError
@@ -65,6 +66,12 @@ def _errors() -> Iterator[None]:
         yield
     except PKIError as exc:
         raise click.ClickException(str(exc)) from None
+    except (OperationalError, InterfaceError) as exc:
+        # The database is down, restarting or full: say so, without a traceback;
+        # the transaction was rolled back, so nothing was half recorded.
+        raise click.ClickException(f"the database is unavailable, nothing was changed: "
+                                   f"{str(exc.orig).splitlines()[0] if exc.orig else exc}"
+                                   ) from None
     except Exception as exc:
         # A directory error (unknown uid, unreachable) is as clear a message here.
         if type(exc).__module__.startswith("directory"):

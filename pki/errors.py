@@ -19,7 +19,9 @@ class KeyStoreError(PKIError):
     def __init__(self, label: str, reason: str) -> None:
         self.label = label
         self.reason = reason
-        super().__init__(f"key {label!r}: {reason}")
+        # "*": the key store itself (module, token, PIN), not one key in it.
+        super().__init__(f"CA key store: {reason}" if label == "*" else
+                         f"key {label!r}: {reason}")
 
 
 class ProfileError(PKIError):

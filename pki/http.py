@@ -9,18 +9,37 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote
 
 from cryptography.hazmat.primitives import serialization
 from flask import Flask, Response, abort, request
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from pki.authority import ISSUING, ROOT, CertificateAuthority
 from pki.crl import CONTENT_TYPE as CRL_CONTENT_TYPE
-from pki.errors import NotInitialized
+from pki.errors import KeyStoreError, NotInitialized
 from pki.model import CARole
 from pki.ocsp import MAX_REQUEST_BYTES, RESPONSE_CONTENT_TYPE, error_response
+
+log = logging.getLogger(__name__)
+
+# What a part being down looks like from here: the database unreachable, restarting
+# or full (SQLAlchemy), the pool exhausted, a CA key out of reach (token removed).
+# Each is answered 503 with Retry-After, never a 500 with a traceback.
+UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeout,
+                                             KeyStoreError)
+RETRY_AFTER = "5"
+
+
+def unavailable_response(body: bytes | str = "service temporarily unavailable",
+                         mimetype: str = "text/plain") -> Response:
+    resp = Response(body, status=503, mimetype=mimetype)
+    resp.headers["Retry-After"] = RETRY_AFTER
+    return resp
 
 
 def create_app(ca: CertificateAuthority) -> Flask:
@@ -31,6 +50,15 @@ def create_app(ca: CertificateAuthority) -> Flask:
     @app.errorhandler(NotInitialized)
     def _not_initialized(exc: NotInitialized) -> Response:
         return Response(str(exc), status=503, mimetype="text/plain")
+
+    def _unavailable(exc: Exception) -> Response:
+        log.warning("answering 503: %s", type(exc).__name__)
+        if request.path.startswith("/ocsp"):
+            return unavailable_response(error_response("try_later"), RESPONSE_CONTENT_TYPE)
+        return unavailable_response()
+
+    for cls in UNAVAILABLE:
+        app.register_error_handler(cls, _unavailable)
 
     def _authority(name: str) -> tuple[CertificateAuthority, str]:
         # The SM2 hierarchy's objects are named sm2-root, sm2-issuing, ... (when on).
@@ -151,7 +179,13 @@ def _ocsp_fast_path(app: Flask, ca: CertificateAuthority) -> None:
                 body, status = error_response("malformed_request"), \
                     "413 Request Entity Too Large"
             else:
-                body = responder.respond(data)
+                try:
+                    body = responder.respond(data)
+                except UNAVAILABLE as exc:
+                    log.warning("answering 503: %s", type(exc).__name__)
+                    resp = unavailable_response(error_response("try_later"),
+                                                RESPONSE_CONTENT_TYPE)
+                    return resp(environ, start_response)
         start_response(status, [("Content-Type", RESPONSE_CONTENT_TYPE),
                                 ("Content-Length", str(len(body))),
                                 ("Cache-Control", "no-cache")])

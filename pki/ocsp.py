@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp as x509_ocsp
 
 from pki import der
-from pki.errors import OCSPRequestError
+from pki.errors import KeyStoreError, OCSPRequestError
 from pki.keys import Signer
 from pki.model import CertStatus, RevocationReason
 
@@ -244,10 +244,16 @@ class OCSPResponder:
         except OCSPRequestError as exc:
             return error_response(exc.status)
         now = self._clock().replace(microsecond=0)
-        if request.nonce is None and len(request.cert_ids) == 1:
-            return self._cached(request.cert_ids[0], now)
-        statuses = [self._status_of(c.serial) for c in request.cert_ids]
-        return self._sign(list(zip(request.cert_ids, statuses, strict=True)), now, request.nonce)
+        try:
+            if request.nonce is None and len(request.cert_ids) == 1:
+                return self._cached(request.cert_ids[0], now)
+            statuses = [self._status_of(c.serial) for c in request.cert_ids]
+            return self._sign(list(zip(request.cert_ids, statuses, strict=True)), now,
+                              request.nonce)
+        except KeyStoreError:
+            # The responder's key cannot be reached (token removed, module missing):
+            # RFC 6960 §4.2.1 tryLater, nothing signed; pre-signed answers still go out.
+            return error_response("try_later")
 
     def _cached(self, cid: CertRef, now: datetime) -> bytes:
         serial = cid.serial
@@ -263,7 +269,13 @@ class OCSPResponder:
         # well before nextUpdate).
         if hit is not None and hit.key == key and now < hit.refresh_at:
             return hit.response
-        response = self._sign([(cid, info)], now, None)
+        try:
+            response = self._sign([(cid, info)], now, None)
+        except KeyStoreError:
+            # Without the key, the pre-signed answer still holds until its nextUpdate.
+            if hit is not None and hit.key == key and now < hit.refresh_at + self._lifetime / 2:
+                return hit.response
+            raise
         self._cache.put(serial, _Presigned(key, now + self._lifetime / 2, response))
         return response
 

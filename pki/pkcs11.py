@@ -55,34 +55,80 @@ class Pkcs11Signer:
 
 
 class Pkcs11KeyStore:
-    """A :class:`pki.keys.KeyStore` over one token; one session, serialized."""
+    """A :class:`pki.keys.KeyStore` over one token; one session, serialized.
+
+    The token is opened on first use, not at construction, and the session is
+    dropped after a token error and opened again on the next call: a process
+    started while the token is out (module missing, token removed, wrong PIN)
+    still starts, refuses only what needs a key with :class:`KeyStoreError`, and
+    works again once the token is back, without a restart.
+    """
 
     def __init__(self, module: str, token_label: str, pin: str) -> None:
-        try:
-            lib = pkcs11.lib(module)
-            self._token = lib.get_token(token_label=token_label)
-            try:
-                self._session = self._token.open(user_pin=pin, rw=True)
-            except pkcs11.UserAlreadyLoggedIn:
-                # PKCS#11 login is per application: another session already did it.
-                self._session = self._token.open(rw=True)
-        except (pkcs11.PKCS11Error, RuntimeError, OSError) as exc:
-            raise KeyStoreError("*", f"cannot open token {token_label!r} via {module}: "
-                                f"{type(exc).__name__}") from None
+        self._module = module
+        self._token_label = token_label
+        self._pin = pin
+        self._session: Any = None
         self._lock = threading.Lock()
         self._keys: dict[str, Any] = {}
 
+    def _open(self) -> Any:
+        # Called with the lock held.
+        if self._session is not None:
+            return self._session
+        try:
+            lib = pkcs11.lib(self._module)
+        except (pkcs11.PKCS11Error, RuntimeError, OSError) as exc:
+            # A missing file, or a module that cannot initialise (SoftHSM2 without
+            # its token folder) look alike from here.
+            raise KeyStoreError("*", f"the PKCS#11 module {self._module} cannot be loaded "
+                                f"or initialised ({type(exc).__name__})") from None
+        try:
+            token = lib.get_token(token_label=self._token_label)
+            try:
+                self._session = token.open(user_pin=self._pin, rw=True)
+            except pkcs11.UserAlreadyLoggedIn:
+                # PKCS#11 login is per application: another session already did it.
+                self._session = token.open(rw=True)
+        except pkcs11.NoSuchToken:
+            raise KeyStoreError("*", f"no token labelled {self._token_label!r} in "
+                                f"{self._module} (removed?)") from None
+        except (pkcs11.PinIncorrect, pkcs11.PinLenRange, pkcs11.PinInvalid):
+            raise KeyStoreError("*", f"the PIN of token {self._token_label!r} is wrong") \
+                from None
+        except pkcs11.PinLocked:
+            raise KeyStoreError("*", f"token {self._token_label!r} is locked (too many "
+                                "wrong PINs)") from None
+        except (pkcs11.PKCS11Error, RuntimeError, OSError) as exc:
+            raise KeyStoreError("*", f"cannot open token {self._token_label!r} via "
+                                f"{self._module}: {type(exc).__name__}") from None
+        return self._session
+
+    def _drop(self) -> None:
+        # After a token error the session (and handles found in it) may be dead.
+        session, self._session = self._session, None
+        self._keys.clear()
+        if session is not None:
+            try:
+                session.close()
+            except (pkcs11.PKCS11Error, RuntimeError):
+                pass
+
     def close(self) -> None:
         with self._lock:
-            self._session.close()
+            self._drop()
 
     def _find(self, label: str, cls: ObjectClass) -> Any:
+        session = self._open()
         try:
-            return self._session.get_key(object_class=cls, label=label)
+            return session.get_key(object_class=cls, label=label)
         except pkcs11.NoSuchKey:
             return None
         except pkcs11.MultipleObjectsReturned:
             raise KeyStoreError(label, "several keys carry this label") from None
+        except (pkcs11.PKCS11Error, RuntimeError) as exc:
+            self._drop()
+            raise KeyStoreError(label, f"token unavailable: {type(exc).__name__}") from None
 
     def exists(self, label: str) -> bool:
         with self._lock:
@@ -95,14 +141,14 @@ class Pkcs11KeyStore:
                 raise KeyStoreError(label, "a key with this label already exists in the token")
             try:
                 if algorithm in _CURVES:
-                    params = self._session.create_domain_parameters(
+                    params = self._open().create_domain_parameters(
                         KeyType.EC,
                         {Attribute.EC_PARAMS: encode_named_curve_parameters(_CURVES[algorithm])},
                         local=True)
                     params.generate_keypair(store=True, label=label,
                                             private_template=_PRIVATE_TEMPLATE)
                 elif algorithm in _RSA_BITS:
-                    self._session.generate_keypair(KeyType.RSA, _RSA_BITS[algorithm],
+                    self._open().generate_keypair(KeyType.RSA, _RSA_BITS[algorithm],
                                                    store=True, label=label,
                                                    private_template=_PRIVATE_TEMPLATE)
                 else:
@@ -119,12 +165,17 @@ class Pkcs11KeyStore:
             priv = self._find(label, ObjectClass.PRIVATE_KEY)
             if pub is None or priv is None:
                 raise KeyStoreError(label, "no such key pair in the token")
-            if pub.key_type == KeyType.EC:
-                public = load_der_public_key(encode_ec_public_key(pub))
-            elif pub.key_type == KeyType.RSA:
-                public = load_der_public_key(encode_rsa_public_key(pub))
-            else:
-                raise KeyStoreError(label, f"unsupported key type {pub.key_type}")
+            try:
+                if pub.key_type == KeyType.EC:
+                    public = load_der_public_key(encode_ec_public_key(pub))
+                elif pub.key_type == KeyType.RSA:
+                    public = load_der_public_key(encode_rsa_public_key(pub))
+                else:
+                    raise KeyStoreError(label, f"unsupported key type {pub.key_type}")
+            except pkcs11.PKCS11Error as exc:
+                self._drop()
+                raise KeyStoreError(label, f"token unavailable: {type(exc).__name__}") \
+                    from None
             self._keys[label] = priv
         if not isinstance(public, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
             raise KeyStoreError(label, "unsupported public key")
@@ -142,4 +193,5 @@ class Pkcs11KeyStore:
                     return bytes(encode_ecdsa_signature(raw))
                 return bytes(priv.sign(data, mechanism=Mechanism.SHA256_RSA_PKCS))
             except pkcs11.PKCS11Error as exc:
+                self._drop()
                 raise KeyStoreError(label, f"signing failed: {type(exc).__name__}") from None

@@ -40,7 +40,7 @@ from idp.console.views import PERSON_PROFILES, cert_file, pkcs12_response, read_
 from idp.errors import IdPError
 from idp.oidc.clients import InfoClass, build_client
 from idp.web.kit import csrf_ok
-from pki.errors import PKIError
+from pki.errors import KeyStoreError, PKIError
 from pki.model import CertStatus, OwnerKind, RevocationReason
 from policies.assurance import parse_ascii_int, parse_level
 
@@ -103,6 +103,8 @@ def admin_only(view: Callable[..., Response]) -> Callable[..., Response]:
 
 
 def failed(who: Viewer, err: Exception, back: str) -> Response:
+    if isinstance(err, KeyStoreError):
+        raise err  # the CA key is out of reach: the web edge's one 503 handler answers
     return message(who, "title.error", tr("err.generic", reason=str(err)), 400, back=back)
 
 

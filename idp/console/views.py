@@ -42,7 +42,7 @@ from idp.login.sessions import COOKIE_NAME
 from idp.login.totp import AlreadyEnrolled, NotEnrolled
 from idp.web import catalog
 from idp.web.kit import csrf_ok, set_cookie
-from pki.errors import PKIError
+from pki.errors import KeyStoreError, PKIError
 from pki.model import OwnerKind
 from policies.assurance import (
     IssuanceDenyReason,
@@ -196,6 +196,8 @@ def certificate_from_csr(who: Viewer) -> Response:
     try:
         issued = services().ca.issue_from_csr(who.person, profile_name, csr,
                                                actor=who.person.uid)
+    except KeyStoreError:
+        raise  # the CA key is out of reach: the web edge's one 503 handler answers
     except PKIError as err:
         return message(who, "title.error", pki_reason(err), 400, back=CERTIFICATES)
     audit_issuance(who, issued.record.serial, decided)
@@ -223,6 +225,8 @@ def certificate_pkcs12(who: Viewer) -> Response:
     try:
         pair = services().ca.issue_pkcs12(who.person, profile_name, passphrase.encode(),
                                           actor=who.person.uid)
+    except KeyStoreError:
+        raise  # the CA key is out of reach: the web edge's one 503 handler answers
     except PKIError as err:
         return message(who, "title.error", pki_reason(err), 400, back=CERTIFICATES)
     audit_issuance(who, pair.issued.record.serial, decided)

@@ -13,7 +13,14 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 
 from idp.web import login_views, oidc_views, password_views
-from idp.web.kit import MAX_BODY, PROVIDER_EXTENSION, http_error, security_headers
+from idp.web.kit import (
+    MAX_BODY,
+    PROVIDER_EXTENSION,
+    UNAVAILABLE,
+    http_error,
+    security_headers,
+    unavailable,
+)
 
 if TYPE_CHECKING:
     from idp.oidc.provider import Provider
@@ -32,4 +39,6 @@ def build_app(provider: Provider) -> Flask:
     app.register_blueprint(password_views.bp)
     app.after_request(security_headers)
     app.register_error_handler(HTTPException, http_error)
+    for cls in UNAVAILABLE:
+        app.register_error_handler(cls, unavailable)
     return app

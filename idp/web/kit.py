@@ -19,12 +19,15 @@ from urllib.parse import urlsplit
 from authlib.common.urls import add_params_to_uri
 from flask import Response, current_app, jsonify, redirect, render_template
 from flask import request as req
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from idp.login.forwarded import client_address as forwarded_client_address
 from idp.login.sessions import COOKIE_NAME, SsoSession
 from idp.oidc.params import duplicated, malformed
 from idp.web import catalog, i18n
+from pki.errors import KeyStoreError
 
 if TYPE_CHECKING:
     from idp.oidc.provider import Provider
@@ -105,6 +108,25 @@ def http_error(exc: HTTPException) -> Response:
         return api_error(error, exc.description or exc.name, status)
     key = {404: "error.not_found", 413: "error.too_large"}.get(status, "error.invalid_request")
     return page_error(key, status)
+
+
+# A part of the platform down for a while: the database unreachable, restarting or
+# full, its pool exhausted, a CA key out of reach (PKCS#11 token removed). The one
+# answer is 503 with Retry-After, never a 500 with a traceback.
+UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeout,
+                                             KeyStoreError)
+RETRY_AFTER = "5"
+
+
+def unavailable(exc: Exception) -> Response:
+    """The error handler for :data:`UNAVAILABLE`: 503, Retry-After, a page or JSON."""
+    log.warning("answering 503 on %s: %s", req.path, type(exc).__name__)
+    if req.path.startswith(API_PATHS):
+        resp = api_error("temporarily_unavailable", "try again shortly", 503)
+    else:
+        resp = page_error("error.unavailable", 503)
+    resp.headers["Retry-After"] = RETRY_AFTER
+    return resp
 
 
 def client_address() -> str:
