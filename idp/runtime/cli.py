@@ -19,6 +19,8 @@ import click
 
 from directory.cli import directory
 from idp.runtime.config import Config, ConfigError
+from idp.runtime.deploy_cli import deploy
+from idp.runtime.node import node
 from idp.runtime.oidc_cli import client, keys
 from idp.runtime.otp_cli import otp
 from idp.runtime.output import emit
@@ -108,7 +110,7 @@ def audit_verify(services: Services) -> None:
         sys.exit(1)
 
 
-for _command in (directory, ca, cert, crl, kmc, client, keys, otp, serve, demo):
+for _command in (directory, ca, cert, crl, kmc, client, keys, otp, serve, demo, node, deploy):
     cli.add_command(_command)
 
 
