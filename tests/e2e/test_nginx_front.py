@@ -50,7 +50,15 @@ class Front:
 def _start_node(home: Path, env: dict[str, str], listen: str, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([GOVTRUST, "--home", str(home), "node", "--listen", listen,
                              "--workers", "1", "--threads", "4"], env=env,
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)  # its own group: killed whole below
+
+
+def _kill_node(proc: subprocess.Popen[bytes]) -> None:
+    """A node dies (machine lost): its supervisor and gunicorn, at once."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
@@ -229,11 +237,11 @@ def test_ocsp_get_from_nginx_files_post_fails_over_then_get_survives_the_nodes(
     request_der = base64.b64decode(paths[good].removeprefix("/ocsp/"))
     post = {"data": request_der, "headers": {"Content-Type": "application/ocsp-request"},
             "timeout": 10}
-    _stop(front.nodes["a"])
+    _kill_node(front.nodes["a"])
     for _ in range(4):  # whichever node nginx tries first, b answers
         assert _status(requests.post(front.pki + "/ocsp", **post).content) \
             is ocsp.OCSPCertStatus.GOOD  # type: ignore[arg-type]
-    _stop(front.nodes["b"])
+    _kill_node(front.nodes["b"])
     assert _status(requests.get(front.pki + paths[good], timeout=10).content) \
         is ocsp.OCSPCertStatus.GOOD
     assert _status(requests.get(front.pki + paths[revoked], timeout=10).content) \
