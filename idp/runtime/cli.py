@@ -43,6 +43,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "otp": ("idp.runtime.otp_cli:otp", "One-time-code authenticators (TOTP)."),
     "serve": ("idp.runtime.serve:serve", "Run everything on this machine; Ctrl-C stops all."),
     "demo": ("idp.runtime.serve:demo", "Initialize the demo home if needed, then serve."),
+    "node": ("idp.runtime.node:node",
+             "Run one stateless web node (IdP + PKI, plain HTTP) behind nginx."),
+    "deploy": ("idp.runtime.deploy_cli:deploy",
+               "Write deployment files from the home (nginx configuration, public files)."),
 }
 
 class Commands(click.Group):
@@ -143,6 +147,7 @@ def audit_verify(services: Services) -> None:
          report.describe())
     if not report.ok:
         sys.exit(1)
+
 
 def hoist_global_options(args: list[str]) -> list[str]:
     """Move ``--home DIR``, ``--home=DIR`` and ``--json`` found after the

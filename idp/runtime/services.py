@@ -278,7 +278,42 @@ class Services:
         """One round of the duties ``govtrust serve`` runs between requests."""
         self.deliver_events()
         self.ca.refresh_if_due()
+        self.export_public_files()
         self.provider.logout.deliver_pending()
+
+    @property
+    def public_folder(self) -> Path:
+        """Where the PKI's public objects are written for nginx (``pki.public_files``)."""
+        return self.config.home / "pki" / "public"
+
+    def export_public_files(self, *, force: bool = False) -> bool:
+        """Write CA certificates, CRLs and pre-signed OCSP responses under
+        :attr:`public_folder` when a CRL changed (every status change makes one) or
+        a quarter of the OCSP response lifetime passed; True when written."""
+        from pki import public_files
+        from pki.model import CARole
+
+        folder = self.public_folder
+        ca = self.ca
+        authorities = ca.authorities()
+        now = ca.now()
+        # The CRL numbers name the state: every status change makes a new CRL, and
+        # reading numbers each tick costs nothing next to reading the CRLs.
+        numbers = []
+        for authority in authorities:
+            for role, delta in ((CARole.ISSUING, False), (CARole.ISSUING, True),
+                                (CARole.ROOT, False)):
+                rec = ca.store.latest_crl(authority.settings.name(role), delta)
+                numbers.append(str(rec.number) if rec else "-")
+        version = ",".join(numbers)
+        last = None if force else public_files.last_export(folder)
+        if last is not None:
+            at, exported = last
+            if exported == version and now - at < ca.settings.ocsp_response_lifetime / 4:
+                return False
+        public_files.export([(a, a.responder) for a in authorities],
+                            ca.store.find(limit=10_000_000), folder, now, version)
+        return True
 
     def close(self) -> None:
         if "directory_gateway" in self.__dict__:

@@ -28,3 +28,24 @@ def pki_app() -> Any:
     from pki.http import create_app
 
     return create_app(_services().ca)
+
+
+# The PKI's public paths (pki.http); everything else is the IdP's.
+PKI_PREFIXES = ("/ca/", "/crl/", "/ocsp")
+
+
+def node_app() -> Any:
+    """One node: the IdP and the PKI's public service on one port, split by path, so
+    a node is one ``HOST:PORT`` behind nginx (``govtrust node``)."""
+    from idp.runtime.app import create_app
+    from pki.http import create_app as create_pki
+
+    services = _services()
+    idp, pki = create_app(services), create_pki(services.ca)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        target = pki if path.startswith(PKI_PREFIXES) else idp
+        return target(environ, start_response)
+
+    return app

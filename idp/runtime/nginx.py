@@ -1,0 +1,237 @@
+"""nginx in front of the nodes: the configuration ``govtrust deploy nginx`` writes.
+
+nginx (Debian ``nginx``) terminates TLS for the IdP with the server certificate
+our CA issues (``idp.runtime.tls``), asks for an optional client certificate
+without checking it (``ssl_verify_client optional_no_ca``: the IdP validates path,
+validity and revocation itself) and forwards it URL-escaped in the header the IdP
+believes from ``[idp] trusted_proxies`` (``idp.login.forwarded``). Upstreams are
+the nodes (``govtrust node``), with passive health checks (``max_fails`` /
+``fail_timeout``): a node that refuses connections is skipped and retried later.
+A request nginx has already sent with a non-idempotent method (a token or a
+certificate request) is never replayed on another node.
+
+The PKI's public service is a second, plain-HTTP server (RFC 5280 §4.2.1.13 and
+RFC 6960 Appendix A distribution points are usually http:, and a relying party
+checking revocation cannot first check a TLS certificate's revocation): CA
+certificates, CRLs and pre-signed OCSP responses are static files from
+``home/pki/public`` (``pki.public_files``), with caching headers; anything not
+there (a fresh serial, a request with a nonce, POST) goes to a node.
+
+TLS follows Mozilla's "intermediate" profile (TLS 1.2 and 1.3, AEAD ciphers with
+forward secrecy, no session tickets) and HSTS. :func:`render` is pure: settings in,
+text out.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+# Mozilla server-side TLS, "intermediate" (v5.7), without the DHE suites (no
+# dhparam file to manage; every client of this service has ECDHE).
+MOZILLA_INTERMEDIATE_CIPHERS = ":".join((
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305"))
+HSTS = "max-age=63072000"
+# A node that failed this many times in FAIL_TIMEOUT is left alone for FAIL_TIMEOUT.
+MAX_FAILS = 2
+FAIL_TIMEOUT = "10s"
+# Caching of the static public objects (RFC 5019 §6.2 for OCSP: never beyond the
+# response's nextUpdate; the files are re-signed at a quarter of their lifetime).
+CA_MAX_AGE = 86400
+CRL_MAX_AGE = 300
+OCSP_MAX_AGE = 300
+
+
+class NginxConfigError(ValueError):
+    """A setting nginx cannot use (``.field`` names it)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+@dataclass(frozen=True)
+class Upstream:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Upstream:
+        """``HOST:PORT`` (``[::1]:8000`` for IPv6)."""
+        host, sep, port = text.strip().rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port.isascii() or not port.isdigit() \
+                or not 0 < int(port) < 65536:
+            raise NginxConfigError("node", f"expected HOST:PORT, got {text!r}")
+        if any(c.isspace() or c in ";{}'\"" for c in host):
+            raise NginxConfigError("node", f"not a host name: {host!r}")
+        return cls(host, int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def loopback(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host == "localhost"
+
+
+@dataclass(frozen=True)
+class NginxSettings:
+    nodes: tuple[Upstream, ...]
+    idp_listen: str  # HOST:PORT of the TLS server (the issuer's)
+    pki_listen: str  # HOST:PORT of the plain-HTTP PKI server
+    server_name: str
+    certificate: Path  # chain PEM
+    certificate_key: Path
+    public_root: Path  # pki.public_files output
+    client_cert_header: str = "X-SSL-Client-Cert"
+    proxy_bind: str | None = None  # the source address nodes see (in trusted_proxies)
+    # A whole nginx.conf (for `nginx -c`), or only the http-context part for
+    # /etc/nginx/conf.d/ (Debian's nginx.conf includes it).
+    full: bool = True
+    run_dir: Path | None = None  # pid, logs and temporary files of a full configuration
+    user: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.nodes:
+            raise NginxConfigError("node", "at least one node (--node HOST:PORT) is needed")
+        for name in ("idp_listen", "pki_listen"):
+            Upstream.parse(getattr(self, name))  # same HOST:PORT rule
+        if not self.client_cert_header.replace("-", "").isalnum():
+            raise NginxConfigError("header", f"not a header name: {self.client_cert_header!r}")
+        if self.full and self.run_dir is None:
+            raise NginxConfigError("run_dir", "a full configuration needs a run folder")
+
+
+def _q(value: object) -> str:
+    """A quoted nginx string (paths may hold spaces)."""
+    text = str(value)
+    if any(c in text for c in "\"\\\n$"):
+        raise NginxConfigError("path", f"cannot be written into nginx.conf: {text!r}")
+    return f'"{text}"'
+
+
+def _proxy(upstream: str) -> str:
+    return f"""            proxy_pass http://{upstream};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Request-Id $request_id;
+            proxy_next_upstream error timeout http_502 http_503;
+            proxy_connect_timeout 2s;
+"""
+
+
+def render(s: NginxSettings) -> str:
+    """The configuration text."""
+    header = s.client_cert_header
+    servers = "\n".join(
+        f"        server {n} max_fails={MAX_FAILS} fail_timeout={FAIL_TIMEOUT};" for n in s.nodes)
+    bind = f"    proxy_bind {s.proxy_bind};\n" if s.proxy_bind else ""
+    http = f"""    # Written by `govtrust deploy nginx`; regenerate rather than edit.
+    upstream govtrust_nodes {{
+{servers}
+        keepalive 16;
+    }}
+{bind}    server_tokens off;
+    ssl_session_cache shared:govtrust_tls:10m;
+
+    # The IdP and console (government network): TLS, optional client certificate.
+    server {{
+        listen {s.idp_listen} ssl;
+        server_name {s.server_name};
+        ssl_certificate {_q(s.certificate)};
+        ssl_certificate_key {_q(s.certificate_key)};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ciphers {MOZILLA_INTERMEDIATE_CIPHERS};
+        ssl_prefer_server_ciphers off;
+        ssl_session_timeout 1d;
+        ssl_session_tickets off;
+        # Ask for a certificate, check nothing: the IdP checks it (idp.login.certificate).
+        ssl_verify_client optional_no_ca;
+        ssl_verify_depth 4;
+        client_max_body_size 1m;
+        # The nodes send HSTS too; one header, from here.
+        proxy_hide_header Strict-Transport-Security;
+        add_header Strict-Transport-Security "{HSTS}" always;
+
+        location / {{
+{_proxy("govtrust_nodes")}            # Replaces any such header the client sent; empty (not sent)
+            # when no certificate was presented.
+            proxy_set_header {header} $ssl_client_escaped_cert;
+        }}
+    }}
+
+    # The PKI's public service (internet side): CA certificates, CRLs, OCSP, plain HTTP.
+    server {{
+        listen {s.pki_listen};
+        server_name {s.server_name};
+        root {_q(s.public_root)};
+        autoindex off;
+        client_max_body_size 16k;
+
+        location /ca/ {{
+            types {{ application/pkix-cert der crt cer; application/x-pem-file pem; }}
+            add_header Cache-Control "public, max-age={CA_MAX_AGE}";
+            try_files $uri @node;
+        }}
+        location /crl/ {{
+            types {{ application/pkix-crl crl; }}
+            add_header Cache-Control "public, max-age={CRL_MAX_AGE}";
+            try_files $uri @node;
+        }}
+        # RFC 6960 A.1 GET: the file named by the request (pki.public_files); POST and
+        # what has no file go to a node.
+        location /ocsp/ {{
+            types {{ }}
+            default_type application/ocsp-response;
+            add_header Cache-Control "public, max-age={OCSP_MAX_AGE}, no-transform";
+            error_page 405 = @node;
+            try_files $uri @node;
+        }}
+        location = /ocsp {{
+            try_files /nonexistent @node;
+        }}
+        location @node {{
+{_proxy("govtrust_nodes")}        }}
+        location / {{
+            return 404;
+        }}
+    }}
+"""
+    if not s.full:
+        return http
+    assert s.run_dir is not None
+    run = s.run_dir
+    user = f"user {s.user};\n" if s.user else ""
+    return f"""{user}worker_processes auto;
+pid {_q(run / "nginx.pid")};
+error_log {_q(run / "error.log")} warn;
+
+events {{
+    worker_connections 1024;
+}}
+
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log {_q(run / "access.log")};
+    client_body_temp_path {_q(run / "body")};
+    proxy_temp_path {_q(run / "proxy")};
+    fastcgi_temp_path {_q(run / "fastcgi")};
+    uwsgi_temp_path {_q(run / "uwsgi")};
+    scgi_temp_path {_q(run / "scgi")};
+    sendfile on;
+    keepalive_timeout 65;
+{http}}}
+"""
