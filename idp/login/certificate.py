@@ -92,6 +92,7 @@ class Refusal(enum.StrEnum):
     NONCE_USED = "nonce_used"
     NONCE_EXPIRED = "nonce_expired"
     BAD_SIGNATURE = "bad_signature"  # not the leaf key's signature over this challenge
+    MALFORMED_REQUEST = "malformed_request"  # a nonce or signature field we cannot read
 
     @property
     def message_key(self) -> str:

@@ -86,11 +86,11 @@ class SignatureRequest:
     signature: bytes = field(repr=False)
 
 
-def _b64(text: str) -> bytes:
+def _b64(text: str, reason: Refusal = Refusal.MALFORMED) -> bytes:
     try:
         return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
-        raise CertificateRefused(Refusal.MALFORMED, "not base64") from None
+        raise CertificateRefused(reason, "not base64") from None
 
 
 def parse_request(nonce: str, chain: str, signature: str) -> SignatureRequest:
@@ -99,11 +99,12 @@ def parse_request(nonce: str, chain: str, signature: str) -> SignatureRequest:
     ``chain``: PEM blocks, or base64 DER certificates separated by commas (or
     whitespace), leaf first. ``signature``: base64 of the DER signature.
     """
-    if len(chain) > MAX_CHAIN_TEXT or len(signature) > MAX_SIGNATURE_TEXT \
-            or len(nonce) > MAX_NONCE:
-        raise CertificateRefused(Refusal.TOO_LARGE, "request fields")
+    if len(chain) > MAX_CHAIN_TEXT:
+        raise CertificateRefused(Refusal.TOO_LARGE, f"chain of {len(chain)} characters")
+    if len(signature) > MAX_SIGNATURE_TEXT or len(nonce) > MAX_NONCE:
+        raise CertificateRefused(Refusal.MALFORMED_REQUEST, "signature or nonce too long")
     if not _NONCE.fullmatch(nonce):
-        raise CertificateRefused(Refusal.MALFORMED, "nonce")
+        raise CertificateRefused(Refusal.MALFORMED_REQUEST, "nonce")
     raw = chain.encode("ascii", "replace")
     if b"-----BEGIN" in raw:
         blocks: list[bytes] = _PEM.findall(raw)
@@ -116,9 +117,9 @@ def parse_request(nonce: str, chain: str, signature: str) -> SignatureRequest:
     if len(blocks) > MAX_CHAIN:
         raise CertificateRefused(Refusal.TOO_LARGE, f"{len(blocks)} certificates")
     certs = tuple(load_certificate(b) for b in blocks)
-    sig = _b64(signature)
+    sig = _b64(signature, Refusal.MALFORMED_REQUEST)
     if not sig:
-        raise CertificateRefused(Refusal.MALFORMED, "no signature")
+        raise CertificateRefused(Refusal.MALFORMED_REQUEST, "no signature")
     return SignatureRequest(nonce, certs, sig)
 
 

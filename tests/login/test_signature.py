@@ -381,27 +381,27 @@ def test_empty_chain_is_malformed() -> None:
     assert parse_refusal(NONCE, "", "AAAA") is Refusal.MALFORMED
 
 
-def test_signature_that_is_not_base64_is_malformed(env: Env) -> None:
+def test_signature_that_is_not_base64_is_a_malformed_request(env: Env) -> None:
     client = env.sm2_client()
-    assert parse_refusal(NONCE, pem_of(client.cert), "%%%") is Refusal.MALFORMED
+    assert parse_refusal(NONCE, pem_of(client.cert), "%%%") is Refusal.MALFORMED_REQUEST
 
 
-def test_empty_signature_is_malformed(env: Env) -> None:
+def test_empty_signature_is_a_malformed_request(env: Env) -> None:
     client = env.sm2_client()
-    assert parse_refusal(NONCE, pem_of(client.cert), "") is Refusal.MALFORMED
+    assert parse_refusal(NONCE, pem_of(client.cert), "") is Refusal.MALFORMED_REQUEST
 
 
 def test_malformed_nonce_is_refused(env: Env) -> None:
     client = env.sm2_client()
-    assert parse_refusal("short'nonce", pem_of(client.cert), "AAAA") is Refusal.MALFORMED
+    assert parse_refusal("short'nonce", pem_of(client.cert), "AAAA") is Refusal.MALFORMED_REQUEST
 
 
 def test_oversized_chain_is_refused() -> None:
     assert parse_refusal(NONCE, "A" * (MAX_CHAIN_TEXT + 1), "AAAA") is Refusal.TOO_LARGE
 
 
-def test_oversized_signature_is_refused() -> None:
-    assert parse_refusal(NONCE, "AAAA", "A" * 1024) is Refusal.TOO_LARGE
+def test_oversized_signature_is_a_malformed_request() -> None:
+    assert parse_refusal(NONCE, "AAAA", "A" * 1024) is Refusal.MALFORMED_REQUEST
 
 
 def test_too_many_certificates_are_refused(env: Env) -> None:

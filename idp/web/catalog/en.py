@@ -301,6 +301,9 @@ WORDS: Mapping[str, str] = {
         "key's signature over this challenge."),
     "refusal.nonce_expired": "The challenge has expired; please get a new challenge.",
     "refusal.nonce_used": "This challenge has already been used; please get a new challenge.",
+    "refusal.malformed_request": (
+        "The sign-in request could not be read (challenge or "
+        "signature); please get a new challenge and try again."),
     "refusal.nonce_unknown": (
         "The challenge is not valid or was issued to another "
         "browser; please get a new challenge."),

@@ -271,6 +271,9 @@ WORDS: Mapping[str, str] = {
     "refusal.bad_signature": "签名验证失败：签名不是该证书的密钥对本次挑战值所做的签名。",
     "refusal.nonce_expired": "挑战值已过期，请重新获取挑战值。",
     "refusal.nonce_used": "该挑战值已使用过，请重新获取挑战值。",
+    "refusal.malformed_request": (
+        "签名登录请求的格式不正确（挑战值或签"
+        "名无法读取），请重新获取挑战值后再试。"),
     "refusal.nonce_unknown": "挑战值无效或不属于本浏览器，请重新获取挑战值。",
     # -- otp.*: idp.login.totp.OtpResult: what a one-time or recovery code did
     "otp.ok": "验证码正确。",
