@@ -15,6 +15,12 @@ carries the hardware-key policy OID (``policies.profiles.HARDWARE_KEY_POLICY``);
 GB/T 22239-2019 level 3 and 4 rest on it. Every refusal is a
 :class:`CertificateRefused` with a :class:`Refusal` reason.
 
+The same checks serve certificate signature login (``idp.login.signature``):
+:meth:`CertificateValidator.validate_chain` takes a posted chain and walks an SM2
+one (GM/T 0015, SM3withSM2 with the default ID, which pyca cannot verify) up to
+our SM2 hierarchy with ``pki.sm2``; both paths end in the same leaf, owner,
+revocation and hardware-key checks.
+
 Behind a proxy the certificate arrives in a header, believed only from a
 configured proxy address (``idp.login.forwarded``).
 
