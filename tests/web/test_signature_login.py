@@ -231,7 +231,7 @@ def test_ecdsa_challenge_signature_login_works_the_same(env: Env) -> None:
     assert set(row.amr.split()) == {"pwd", "swk"} and row.acr == "urn:govtrust:loa:3"
 
 
-def test_signature_first_then_a_password_is_one_session(env: Env) -> None:
+def test_signature_alone_starts_a_swk_session(env: Env) -> None:
     done = sign_in(env, env.sm2_key(), auth_query(env.apps["level1"]))
     redirected_code(follow(env.browser, done.headers["Location"]))
     row = env.session_rows()[0]
