@@ -15,6 +15,12 @@ carries the hardware-key policy OID (``policies.profiles.HARDWARE_KEY_POLICY``);
 GB/T 22239-2019 level 3 and 4 rest on it. Every refusal is a
 :class:`CertificateRefused` with a :class:`Refusal` reason.
 
+The same checks serve certificate signature login (``idp.login.signature``):
+:meth:`CertificateValidator.validate_chain` takes a posted chain and walks an SM2
+one (GM/T 0015, SM3withSM2 with the default ID, which pyca cannot verify) up to
+our SM2 hierarchy with ``pki.sm2``; both paths end in the same leaf, owner,
+revocation and hardware-key checks.
+
 Behind a proxy the certificate arrives in a header, believed only from a
 configured proxy address (``idp.login.forwarded``).
 
@@ -52,6 +58,7 @@ from cryptography.x509.verification import (
 )
 
 from idp.errors import IdPError
+from pki import sm2
 from pki.errors import UnknownSerial
 from pki.model import CertificateRecord, CertStatus, OwnerKind, serial_hex
 from policies.profiles import HARDWARE_KEY_POLICY
@@ -86,6 +93,12 @@ class Refusal(enum.StrEnum):
     PERSON_SUSPENDED = "person_suspended"
     PERSON_LEFT = "person_left"
     UNTRUSTED_PROXY = "untrusted_proxy"
+    # Signature login (``idp.login.signature``): the challenge and its signature.
+    NONCE_UNKNOWN = "nonce_unknown"  # never issued, or issued to another browser
+    NONCE_USED = "nonce_used"
+    NONCE_EXPIRED = "nonce_expired"
+    BAD_SIGNATURE = "bad_signature"  # not the leaf key's signature over this challenge
+    MALFORMED_REQUEST = "malformed_request"  # a nonce or signature field we cannot read
 
     @property
     def message_key(self) -> str:
@@ -167,8 +180,8 @@ class CertAuthSettings:
                    int(section.get("revocation_cache_seconds", 300)))
 
 
-class OurCA(Protocol):
-    """What the validator needs of ``pki.authority.CertificateAuthority``."""
+class OurHierarchy(Protocol):
+    """One of our CA hierarchies (the default one, or the SM2 one)."""
 
     @property
     def issuing_certificate(self) -> x509.Certificate: ...
@@ -176,7 +189,15 @@ class OurCA(Protocol):
     @property
     def root_certificate(self) -> x509.Certificate: ...
 
+
+class OurCA(OurHierarchy, Protocol):
+    """What the validator needs of ``pki.authority.CertificateAuthority``: the
+    default hierarchy's CA certificates, every configured hierarchy, and the
+    records (one store for both hierarchies)."""
+
     def get(self, serial: str) -> CertificateRecord: ...
+
+    def authorities(self) -> Sequence[OurHierarchy]: ...
 
 
 Fetch = Callable[[str, bytes | None], bytes]  # (url, POST body or None for GET) -> body
@@ -299,7 +320,23 @@ def san_upns(cert: x509.Certificate) -> list[str]:
     return out
 
 
+def sm2_key(cert: x509.Certificate) -> sm2.SM2PublicKey | None:
+    """The certificate's SM2 key (GM/T 0015), or None when its key is not SM2
+    (pyca/cryptography parses SM2 certificates but cannot load their keys)."""
+    if cert.public_key_algorithm_oid.dotted_string != sm2.EC_PUBLIC_KEY_OID:
+        return None
+    try:
+        return sm2.certificate_public_key(cert.public_bytes(serialization.Encoding.DER))
+    except (sm2.SM2Error, ValueError):
+        return None
+
+
 def _verify_signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if cert.signature_algorithm_oid.dotted_string == sm2.SM3_WITH_SM2_OID:
+        # GM/T 0015: SM3withSM2 with the default ID, which pyca cannot check.
+        key = sm2_key(issuer)
+        return (key is not None and cert.issuer == issuer.subject
+                and sm2.verify(key, cert.signature, cert.tbs_certificate_bytes))
     try:
         cert.verify_directly_issued_by(issuer)
     except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
@@ -383,6 +420,16 @@ def _check_leaf(cert: x509.Certificate, now: datetime,
         raise refuse(Refusal.NO_CLIENT_AUTH)
 
 
+def _check_issuers(path: Sequence[x509.Certificate], now: datetime,
+                   refuse: Callable[..., CertificateRefused]) -> None:
+    """RFC 5280 section 6.1.3 (a)(2) for every CA above the leaf."""
+    for ca_cert in path[1:]:
+        if now > ca_cert.not_valid_after_utc:
+            raise refuse(Refusal.EXPIRED, f"CA {ca_cert.subject.rfc4514_string()}")
+        if now < ca_cert.not_valid_before_utc:
+            raise refuse(Refusal.NOT_YET_VALID, f"CA {ca_cert.subject.rfc4514_string()}")
+
+
 # The keys pyca's Web PKI policy accepts anywhere in a path (it has no setting to
 # widen them): RSA and ECDSA on these curves.
 _PYCA_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
@@ -396,6 +443,16 @@ def _pyca_checks_key(cert: x509.Certificate) -> bool:
     if isinstance(key, ec.EllipticCurvePublicKey):
         return isinstance(key.curve, _PYCA_CURVES)
     return isinstance(key, rsa.RSAPublicKey)
+
+
+def _refuser(cert: x509.Certificate) -> Callable[..., CertificateRefused]:
+    serial = serial_hex(cert.serial_number)
+    subject = cert.subject.rfc4514_string()
+
+    def refuse(reason: Refusal, detail: str = "") -> CertificateRefused:
+        return CertificateRefused(reason, detail, serial=serial, subject=subject)
+
+    return refuse
 
 
 # -- the validator ---------------------------------------------------------------------
@@ -439,14 +496,49 @@ class CertificateValidator:
         """The certificate, checked; raises :class:`CertificateRefused`."""
         cert = load_certificate(data)
         now = self._clock()
-        serial = serial_hex(cert.serial_number)
-        subject = cert.subject.rfc4514_string()
-
-        def refuse(reason: Refusal, detail: str = "") -> CertificateRefused:
-            return CertificateRefused(reason, detail, serial=serial, subject=subject)
-
+        refuse = _refuser(cert)
         path, anchor = self._build_path(cert, intermediates, now, refuse)
+        return self._judge(cert, path, anchor, now, refuse)
+
+    def validate_chain(self, chain: Sequence[x509.Certificate]) -> ValidatedCertificate:
+        """A chain a client sent (leaf first), checked like a TLS client certificate.
+
+        An SM2 leaf (GM/T 0015) goes to our SM2 hierarchy: pyca cannot verify
+        SM3withSM2, so our RFC 5280 walk checks each link with ``pki.sm2`` and the
+        default ID; any other leaf takes :meth:`validate`'s path (pyca's verifier).
+        Either way the same leaf, owner, revocation and hardware-key checks follow.
+        """
+        if not chain:
+            raise CertificateRefused(Refusal.MALFORMED, "no certificate")
+        cert, intermediates = chain[0], chain[1:]
+        if sm2_key(cert) is None:
+            return self.validate(cert, intermediates)
+        now = self._clock()
+        refuse = _refuser(cert)
+        anchors = self._sm2_anchors()
+        if not anchors:
+            raise refuse(Refusal.UNKNOWN_CA, "no SM2 hierarchy is configured")
+        path, anchor = _walk_path(cert, intermediates, anchors, refuse)
+        _check_issuers(path, now, refuse)
+        return self._judge(cert, path, anchor, now, refuse)
+
+    def _sm2_anchors(self) -> list[Anchor]:
+        out = []
+        for hierarchy in self._ca.authorities():
+            issuing = hierarchy.issuing_certificate
+            if sm2_key(issuing) is not None:
+                out += [Anchor(issuing, "govtrust-sm2-issuing", True, None),
+                        Anchor(hierarchy.root_certificate, "govtrust-sm2-root", True, None)]
+        return out
+
+    def _judge(self, cert: x509.Certificate, path: Sequence[x509.Certificate], anchor: Anchor,
+               now: datetime, refuse: Callable[..., CertificateRefused]
+               ) -> ValidatedCertificate:
+        """What every way of presenting a certificate shares once its path is
+        trusted: the leaf's fitness, the owner and live status (our store, or OCSP
+        and CRL for an external CA), and ``swk`` or ``hwk``."""
         _check_leaf(cert, now, refuse)  # pyca does not ask for digitalSignature
+        serial = serial_hex(cert.serial_number)
         sha256 = cert.fingerprint(hashes.SHA256()).hex()
         policies = certificate_policies(cert)
 
@@ -458,7 +550,8 @@ class CertificateValidator:
             source = self._check_external(cert, path[1], refuse)
             owner = self._map_external(cert, anchor.external, refuse)
             hardware = bool(policies & anchor.external.hardware_policies)
-        return ValidatedCertificate(cert, serial, subject, path[1].subject.rfc4514_string(),
+        return ValidatedCertificate(cert, serial, cert.subject.rfc4514_string(),
+                                    path[1].subject.rfc4514_string(),
                                     anchor.ours, anchor.name, "hwk" if hardware else "swk",
                                     owner, source, sha256)
 
@@ -502,11 +595,7 @@ class CertificateValidator:
         """
         path, anchor = _walk_path(cert, intermediates, anchors, refuse)
         _check_leaf(cert, now, refuse)
-        for ca_cert in path[1:]:
-            if now > ca_cert.not_valid_after_utc:
-                raise refuse(Refusal.EXPIRED, f"CA {ca_cert.subject.rfc4514_string()}")
-            if now < ca_cert.not_valid_before_utc:
-                raise refuse(Refusal.NOT_YET_VALID, f"CA {ca_cert.subject.rfc4514_string()}")
+        _check_issuers(path, now, refuse)
         if all(_pyca_checks_key(c) for c in path):
             # pyca judged this path and found a fault none of our reasons names (a
             # missing AKI, a violated name constraint, an unknown critical extension):

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from directory.gateway import LdapGateway
     from idp.login.certificate import CertificateValidator
     from idp.login.sessions import SsoSession
+    from idp.login.signature import NonceStore, SignatureRequest
     from idp.login.totp import TotpService
 
 CERTIFICATE_METHODS = ("swk", "hwk")
@@ -166,8 +167,10 @@ class StrongAuth:
                  certificates: Callable[[], CertificateValidator],
                  people: PeopleFinder | None, realm: str,
                  policy: AssurancePolicy | None = None,
-                 records: Callable[[], CertificateRecords] | None = None) -> None:
+                 records: Callable[[], CertificateRecords] | None = None,
+                 nonces: Callable[[], NonceStore] | None = None) -> None:
         self._totp = totp
+        self._nonces = nonces
         self._certificates = certificates
         self._records = records
         self.people = people
@@ -181,6 +184,13 @@ class StrongAuth:
     @cached_property
     def certificates(self) -> CertificateValidator:
         return self._certificates()
+
+    @cached_property
+    def nonces(self) -> NonceStore:
+        """The challenges of signature login (``idp.login.signature``)."""
+        if self._nonces is None:
+            raise RuntimeError("signature login is not configured")
+        return self._nonces()
 
     @property
     def header(self) -> str:
@@ -229,6 +239,23 @@ class StrongAuth:
         if not presented.data:
             raise CertificateRefused(Refusal.MALFORMED, "no certificate presented")
         validated = self.certificates.validate(presented.data)
+        return self.owner(validated), validated
+
+    def signature_login(self, request: SignatureRequest, binding: str, issuer: str
+                        ) -> tuple[Person, ValidatedCertificate]:
+        """Consume the nonce (bound to the browser's ``binding``), check the leaf's
+        signature over ``idp.login.signature.challenge(issuer, nonce)``, then the
+        chain and its owner exactly as for a TLS client certificate; raises
+        :class:`CertificateRefused` with the reason."""
+        from idp.login.signature import challenge, check_signature
+
+        self.nonces.consume(request.nonce, binding)
+        check_signature(request.chain[0], request.signature, challenge(issuer, request.nonce))
+        validated = self.certificates.validate_chain(request.chain)
+        return self.owner(validated), validated
+
+    def owner(self, validated: ValidatedCertificate) -> Person:
+        """The person a validated certificate belongs to, still allowed to log in."""
         where = validated.owner.lookup(self.realm)
         person = None
         if where is not None and self.people is not None:
@@ -237,7 +264,7 @@ class StrongAuth:
             raise CertificateRefused(Refusal.NO_MAPPING, validated.owner.value,
                                      serial=validated.serial, subject=validated.subject)
         check_person(validated, person)
-        return person, validated
+        return person
 
 
 def acr_values_supported(policy: AssurancePolicy | None = None) -> list[str]:

@@ -1,5 +1,5 @@
 """The login tables (SQLAlchemy Core): SSO sessions, the apps each session reached,
-and the throttle's failure windows.
+the throttle's failure windows, and the challenges of signature login.
 
 They share one ``MetaData`` with ``idp.oidc.tables`` (the provider's codes and
 tokens refer to sessions by ``sid``). Session ids (the cookie values) are
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.engine import CursorResult, Result
 
 metadata = MetaData()
@@ -61,4 +61,19 @@ throttle_windows = Table(
     Column("key", String(300), primary_key=True),
     Column("window", Integer, nullable=False),
     Column("count", Integer, nullable=False),
+)
+
+# Signature login (``idp.login.signature``): one row per challenge handed out. The
+# nonce and the browser's binding cookie are stored as SHA-256 digests (both are
+# random, 256 bits); ``used_at`` set by one compare-and-set UPDATE is what makes a
+# nonce single-use across every worker and node sharing the database.
+login_nonces = Table(
+    "idp_login_nonces",
+    metadata,
+    Column("nonce_hash", String(64), primary_key=True),
+    Column("binding_hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("used_at", Float, nullable=True),
+    Index("ix_idp_login_nonces_expires_at", "expires_at"),
 )

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from directory.slapd import ManagedSlapd
     from idp.login.certificate import CertificateValidator
     from idp.login.ports import Authenticator
+    from idp.login.signature import NonceStore
     from idp.login.stepup import StrongAuth
     from idp.login.totp import TotpService
     from idp.oidc.lifecycle import SessionTerminator
@@ -150,7 +151,15 @@ class Services:
         return StrongAuth(totp=lambda: self.totp,
                           certificates=lambda: self.certificate_validator, people=people,
                           realm=str(self.config.get("directory", "realm")),
-                          policy=self.assurance_policy, records=lambda: self.ca)
+                          policy=self.assurance_policy, records=lambda: self.ca,
+                          nonces=lambda: self.login_nonces)
+
+    @cached_property
+    def login_nonces(self) -> NonceStore:
+        """The single-use challenges of certificate signature login, in the database."""
+        from idp.login.signature import NonceStore
+
+        return NonceStore(self.sessions)
 
     @cached_property
     def assurance_policy(self) -> AssurancePolicy:

@@ -25,10 +25,11 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, redirect
 from flask import request as req
 
-from directory.model import AuthResult
-from idp.login.certificate import CertificateRefused
+from directory.model import AuthResult, Person
+from idp.login.certificate import CertificateRefused, Refusal, ValidatedCertificate
 from idp.login.forwarded import PresentedCertificate, forwarded_certificate
 from idp.login.sessions import COOKIE_NAME, SsoSession
+from idp.login.signature import challenge, parse_request
 from idp.login.stepup import (
     CERTIFICATE_METHODS,
     UnknownEssentialAcr,
@@ -216,7 +217,6 @@ def certificate_form() -> Response:
 
 @bp.post("/login/certificate")
 def certificate_submit() -> Response:
-    p = provider()
     strong = _strong()
     return_to = safe_return(req.form.get("return"))
 
@@ -240,9 +240,20 @@ def certificate_submit() -> Response:
         _audit("certauth.refused", e.serial or "", {**e.audit_details(),
                                                       "source": presented.source})
         return again(_words(e.reason.message_key), 403)
-    _audit("idp.login", person.uid, {"result": "ok", "method": validated.amr,
-                                     **validated.audit_details(), "source": presented.source})
+    return _certificate_session(person, validated, return_to, presented.source)
+
+
+def _certificate_session(person: Person, validated: ValidatedCertificate, return_to: str,
+                         source: str) -> Response:
+    """The session a validated certificate gives, however it was presented (TLS or
+    a signed challenge): the session of the same person stepped up (``swk``/``hwk``
+    recorded, a new cookie value, ``cert_serial``), or a new one; a session of
+    another person on this browser ends first."""
+    p = provider()
+    strong = _strong()
     previous = current_session()
+    _audit("idp.login", person.uid, {"result": "ok", "method": validated.amr,
+                                     **validated.audit_details(), "source": source})
     if previous is not None and previous.subject == person.entry_uuid:
         cookie, stepped = _add_method(previous, validated.amr, validated.serial)
         return _continue(return_to, stepped, cookie)
@@ -255,6 +266,54 @@ def certificate_submit() -> Response:
                                      user_agent=req.user_agent.string,
                                      address=client_address(), cert_serial=validated.serial)
     return _continue(return_to, sess, cookie)
+
+
+# -- certificate signature login (USB keys; idp.login.signature) ---------------------------
+
+SIGNATURE_COOKIE = "gt_sigbind"  # binds a challenge to the browser it was handed to
+
+
+def _signature_page(return_to: str, *, status: int = 200, message: str | None = None
+                    ) -> Response:
+    """The page with a fresh single-use challenge bound to this browser's cookie."""
+    p = provider()
+    issued = _strong().nonces.issue(req.cookies.get(SIGNATURE_COOKIE))
+    resp = render_with_csrf("strong_signature.html", status=status, s=_s(),
+                            return_to=return_to, message=message,
+                            cancel=_cancel_url(return_to), nonce=issued.nonce,
+                            issuer=p.issuer, seconds=_strong().nonces.seconds,
+                            challenge=challenge(p.issuer, issued.nonce).decode())
+    set_cookie(resp, SIGNATURE_COOKIE, issued.binding)
+    return resp
+
+
+@bp.get("/login/signature")
+def signature_form() -> Response:
+    return _signature_page(safe_return(req.args.get("return")))
+
+
+@bp.post("/login/signature")
+def signature_submit() -> Response:
+    strong = _strong()
+    return_to = safe_return(req.form.get("return"))
+    if not csrf_ok():
+        return _signature_page(return_to, status=400, message=_words("sso.msg.csrf"))
+    try:
+        request = parse_request(req.form.get("nonce", ""), req.form.get("chain", ""),
+                                req.form.get("signature", ""))
+        person, validated = strong.signature_login(
+            request, req.cookies.get(SIGNATURE_COOKIE, ""), provider().issuer)
+        previous = current_session()
+        if previous is not None and previous.subject != person.entry_uuid:
+            # A signature proves a key, not that the person at this browser changed:
+            # another person's key does not step up (or replace) this session.
+            raise CertificateRefused(Refusal.OWNER_MISMATCH, person.uid,
+                                     serial=validated.serial, subject=validated.subject)
+    except CertificateRefused as e:
+        _audit("certauth.refused", e.serial or "", {**e.audit_details(),
+                                                      "source": "signature"})
+        return _signature_page(return_to, status=403, message=_words(e.reason.message_key))
+    return _certificate_session(person, validated, return_to, "signature")
 
 
 # -- one-time codes ------------------------------------------------------------------------

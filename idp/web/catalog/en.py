@@ -62,6 +62,19 @@ WORDS: Mapping[str, str] = {
     "login.cert.hwk": (
         "This application needs a certificate held in hardware (a USB key or smart card)."
     ),
+    "login.sig.new": "Get a new challenge",
+    "login.sig.button": "Submit the signature and sign in",
+    "login.sig.signature": "Signature (base64 DER)",
+    "login.sig.chain": (
+        "Certificate chain (PEM, or comma-separated base64 DER; your "
+        "certificate first)"),
+    "login.sig.expires": "The challenge is valid for {seconds} seconds and can be used once.",
+    "login.sig.challenge": "Challenge (sign the UTF-8 bytes of this string)",
+    "login.sig.intro": (
+        "Insert your USB key, let its software sign the challenge "
+        "below, and submit the certificate chain and the signature. "
+        "SM2 (SM3withSM2) and ECDSA certificates are accepted."),
+    "login.sig.title": "Sign in with a certificate signature",
     "login.otp.title": "One-time code",
     "login.otp.code": "Six-digit code",
     "login.otp.recovery": "Or a single-use recovery code",
@@ -284,6 +297,17 @@ WORDS: Mapping[str, str] = {
     ),
     "refusal.person_left": "Your account has been closed.",
     "refusal.untrusted_proxy": "Certificate information from an untrusted source was ignored.",
+    "refusal.bad_signature": (
+        "The signature does not verify: it is not this certificate's "
+        "key's signature over this challenge."),
+    "refusal.nonce_expired": "The challenge has expired; please get a new challenge.",
+    "refusal.nonce_used": "This challenge has already been used; please get a new challenge.",
+    "refusal.malformed_request": (
+        "The sign-in request could not be read (challenge or "
+        "signature); please get a new challenge and try again."),
+    "refusal.nonce_unknown": (
+        "The challenge is not valid or was issued to another "
+        "browser; please get a new challenge."),
     # -- otp.*: idp.login.totp.OtpResult: what a one-time or recovery code did
     "otp.ok": "Code accepted.",
     "otp.malformed": "A code is six digits.",
@@ -341,6 +365,7 @@ WORDS: Mapping[str, str] = {
     "sso.pw.why.expired": "Your password has expired. Choose a new one to continue.",
     "sso.pw.why.reset": "An administrator reset your password. Choose your own to continue.",
     "sso.pw.forgot": "Forgot your password? Reset it with your certificate",
+    "sso.sig.link": "Sign in with a certificate signature (USB key)",
     "sso.pw.done": "Your password is changed. Your logins on other devices have ended.",
     "sso.pw.reset_done": (
         "Your password is reset. Your logins on other devices have ended; log in with the"

@@ -55,6 +55,16 @@ WORDS: Mapping[str, str] = {
     "login.cert.button": "使用证书登录",
     "login.cert.none": "未收到客户端证书。请确认已安装身份认证证书并在浏览器中选择它。",
     "login.cert.hwk": "该应用要求使用存放在硬件介质（如智能密码钥匙）中的证书登录。",
+    "login.sig.new": "获取新的挑战值",
+    "login.sig.button": "提交签名并登录",
+    "login.sig.signature": "签名（Base64 DER）",
+    "login.sig.chain": "证书链（PEM，或以逗号分隔的 Base64 DER；用户证书在前）",
+    "login.sig.expires": "挑战值 {seconds} 秒内有效，只能使用一次。",
+    "login.sig.challenge": "挑战值（请签名此字符串的 UTF-8 字节）",
+    "login.sig.intro": (
+        "请插入您的智能密码钥匙（USB Key），由其客户端对下面的挑战值签名，并提交证书链与签名。支持 "
+        "SM2（SM3withSM2）和 ECDSA 证书。"),
+    "login.sig.title": "证书签名登录",
     "login.otp.title": "动态口令验证",
     "login.otp.code": "6位动态口令",
     "login.otp.recovery": "或输入一次性恢复码",
@@ -259,6 +269,13 @@ WORDS: Mapping[str, str] = {
     "refusal.person_suspended": "您的账户已被暂停使用。请联系安全管理员。",
     "refusal.person_left": "您的账户已停用。",
     "refusal.untrusted_proxy": "请求中的证书信息来源不可信，已被忽略。",
+    "refusal.bad_signature": "签名验证失败：签名不是该证书的密钥对本次挑战值所做的签名。",
+    "refusal.nonce_expired": "挑战值已过期，请重新获取挑战值。",
+    "refusal.nonce_used": "该挑战值已使用过，请重新获取挑战值。",
+    "refusal.malformed_request": (
+        "签名登录请求的格式不正确（挑战值或签"
+        "名无法读取），请重新获取挑战值后再试。"),
+    "refusal.nonce_unknown": "挑战值无效或不属于本浏览器，请重新获取挑战值。",
     # -- otp.*: idp.login.totp.OtpResult: what a one-time or recovery code did
     "otp.ok": "验证码正确。",
     "otp.malformed": "验证码应为6位数字。",
@@ -301,6 +318,7 @@ WORDS: Mapping[str, str] = {
     "sso.pw.why.expired": "您的密码已过期，请设置新密码后继续登录。",
     "sso.pw.why.reset": "管理员已重置您的密码，请设置您自己的新密码后继续登录。",
     "sso.pw.forgot": "忘记密码？使用数字证书重置",
+    "sso.sig.link": "证书签名登录（USB Key）",
     "sso.pw.done": "密码已修改。您在其他设备上的登录已结束。",
     "sso.pw.reset_done": "密码已重置。您在其他设备上的登录已结束，请使用新密码登录。",
     "sso.pw.reset_intro": "您已使用数字证书证明身份，可以直接设置新密码，无需输入原密码。",
