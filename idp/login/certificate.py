@@ -24,6 +24,8 @@ revocation and hardware-key checks.
 Behind a proxy the certificate arrives in a header, believed only from a
 configured proxy address (``idp.login.forwarded``).
 
+Its parts: ``refusals`` (why), ``certfields`` (reading a certificate),
+``certpath`` (RFC 5280 paths), ``certsettings`` (external CAs, fetching).
 Framework-free: the only I/O is fetching OCSP responses and CRLs through an
 injected ``fetch`` callable (``requests`` by default).
 """
@@ -34,150 +36,44 @@ import enum
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Protocol, cast
 
-from asn1crypto import core as a_core
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import (
-    AuthorityInformationAccessOID,
-    ExtendedKeyUsageOID,
-)
-from cryptography.x509.verification import (
-    ClientVerifier,
-    PolicyBuilder,
-    Store,
-    VerificationError,
-)
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.verification import ClientVerifier, PolicyBuilder, Store, VerificationError
 
-from idp.errors import IdPError
-from pki import sm2
+from idp.login.certfields import (
+    certificate_policies,
+    entry_verdict,
+    extension,
+    load_certificate,
+    san_emails,
+    san_upns,
+    sm2_key,
+    spk_bits,
+    urls,
+)
+from idp.login.certpath import (
+    MAX_DEPTH,
+    Anchor,
+    check_issuers,
+    check_leaf,
+    pyca_checks_key,
+    refuser,
+    verify_raw,
+    verify_signed_by,
+    walk_path,
+)
+from idp.login.certsettings import CertAuthSettings, ExternalCA, Fetch, MappingRule, requests_fetch
+from idp.login.refusals import CertificateRefused, Refusal
 from pki.errors import UnknownSerial
 from pki.model import CertificateRecord, CertStatus, OwnerKind, serial_hex
 from policies.profiles import HARDWARE_KEY_POLICY
-
-MAX_CERT_BYTES = 16 * 1024
-MAX_FETCH_BYTES = 10 * 1024 * 1024  # a CRL of ~200,000 entries
-MAX_DEPTH = 5
-UPN_OID = x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")  # MS-WCCE otherName
-DEFAULT_HEADER = "X-SSL-Client-Cert"
-FETCH_TIMEOUT = 5.0
-
-
-# -- refusals --------------------------------------------------------------------
-class Refusal(enum.StrEnum):
-    MALFORMED = "malformed"
-    TOO_LARGE = "too_large"
-    UNKNOWN_CA = "unknown_ca"
-    FORGED_CHAIN = "forged_chain"  # a known CA's name, not its signature
-    NOT_A_CA = "not_a_ca"  # an issuer in the path may not issue certificates
-    EXPIRED = "expired"
-    NOT_YET_VALID = "not_yet_valid"
-    IS_A_CA = "is_a_ca"
-    NO_DIGITAL_SIGNATURE = "no_digital_signature"
-    NO_CLIENT_AUTH = "no_client_auth"
-    REVOKED = "revoked"
-    ON_HOLD = "on_hold"
-    NOT_ISSUED_HERE = "not_issued_here"  # our CA's signature, but not in our records
-    REVOCATION_UNAVAILABLE = "revocation_unavailable"  # OCSP and CRL failed: closed
-    NOT_A_PERSON = "not_a_person"  # our certificate, but issued to an app or the CA
-    NO_MAPPING = "no_mapping"  # an external certificate the mapping rule finds nothing in
-    OWNER_MISMATCH = "owner_mismatch"
-    PERSON_SUSPENDED = "person_suspended"
-    PERSON_LEFT = "person_left"
-    UNTRUSTED_PROXY = "untrusted_proxy"
-    # Signature login (``idp.login.signature``): the challenge and its signature.
-    NONCE_UNKNOWN = "nonce_unknown"  # never issued, or issued to another browser
-    NONCE_USED = "nonce_used"
-    NONCE_EXPIRED = "nonce_expired"
-    BAD_SIGNATURE = "bad_signature"  # not the leaf key's signature over this challenge
-    MALFORMED_REQUEST = "malformed_request"  # a nonce or signature field we cannot read
-
-    @property
-    def message_key(self) -> str:
-        """The words the login page shows are ``idp.web.catalog``'s, under this key."""
-        return f"refusal.{self.value}"
-
-
-class CertificateRefused(IdPError):
-    """A client certificate that does not log anyone in; ``reason`` says why."""
-
-    def __init__(self, reason: Refusal, detail: str = "", *, serial: str | None = None,
-                 subject: str | None = None) -> None:
-        self.reason = reason
-        self.detail = detail
-        self.serial = serial
-        self.subject = subject
-        super().__init__(f"client certificate refused ({reason.value})"
-                         + (f": {detail}" if detail else ""))
-
-    def audit_details(self) -> dict[str, str]:
-        out = {"reason": self.reason.value}
-        if self.serial:
-            out["serial"] = self.serial
-        if self.subject:
-            out["subject"] = self.subject
-        return out
-
-
-# -- configuration ------------------------------------------------------------------
-class MappingRule(enum.StrEnum):
-    """How an external CA's certificate names a person in the directory."""
-
-    SUBJECT_DN = "subject_dn"  # the subject, RFC 4514
-    SAN_EMAIL = "san_email"  # rfc822Name in subjectAltName
-    UPN = "upn"  # Microsoft UPN otherName (uid@realm)
-    ISSUER_SERIAL = "issuer_serial"  # "<issuer RFC 4514>|<serial hex>"
-
-
-@dataclass(frozen=True)
-class ExternalCA:
-    """A CA we trust for login but do not run; its certificates map by ``rule``."""
-
-    name: str
-    certificate: x509.Certificate
-    rule: MappingRule
-    hardware_policies: frozenset[str] = frozenset()  # its OIDs meaning "hardware key"
-
-    @classmethod
-    def from_file(cls, name: str, path: Path, rule: MappingRule | str,
-                  hardware_policies: Iterable[str] = ()) -> ExternalCA:
-        data = path.read_bytes()
-        cert = (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
-                else x509.load_der_x509_certificate(data))
-        return cls(name, cert, MappingRule(rule), frozenset(hardware_policies))
-
-
-@dataclass(frozen=True)
-class CertAuthSettings:
-    """``[certauth]`` settings (external CAs, fail-open) and the proxy header."""
-
-    external: tuple[ExternalCA, ...] = ()
-    fail_open: bool = False  # when neither OCSP nor CRL answers for an external CA
-    header: str = DEFAULT_HEADER
-    revocation_cache_seconds: int = 300
-
-    @classmethod
-    def from_mapping(cls, section: Mapping[str, Any], home: Path) -> CertAuthSettings:
-        """``external_cas = [{name, file, rule, hardware_policies}]``, ``fail_open``,
-        ``header``, ``revocation_cache_seconds``; relative files are under ``home``."""
-        external = []
-        for entry in section.get("external_cas", []) or []:
-            path = Path(str(entry["file"]))
-            external.append(ExternalCA.from_file(
-                str(entry.get("name", path.stem)), path if path.is_absolute() else home / path,
-                str(entry.get("rule", MappingRule.SAN_EMAIL)),
-                [str(o) for o in entry.get("hardware_policies", [])]))
-        return cls(tuple(external), bool(section.get("fail_open", False)),
-                   str(section.get("header", DEFAULT_HEADER)),
-                   int(section.get("revocation_cache_seconds", 300)))
 
 
 class OurHierarchy(Protocol):
@@ -198,26 +94,6 @@ class OurCA(OurHierarchy, Protocol):
     def get(self, serial: str) -> CertificateRecord: ...
 
     def authorities(self) -> Sequence[OurHierarchy]: ...
-
-
-Fetch = Callable[[str, bytes | None], bytes]  # (url, POST body or None for GET) -> body
-
-
-def requests_fetch(url: str, body: bytes | None) -> bytes:
-    """Fetch an OCSP response (POST, RFC 6960 appendix A.1) or a CRL (GET)."""
-    import requests
-
-    if body is None:
-        resp = requests.get(url, timeout=FETCH_TIMEOUT, stream=True)
-    else:
-        resp = requests.post(url, data=body, timeout=FETCH_TIMEOUT, stream=True,
-                             headers={"Content-Type": "application/ocsp-request"})
-    with resp:
-        resp.raise_for_status()
-        data = resp.raw.read(MAX_FETCH_BYTES + 1, decode_content=True)
-    if len(data) > MAX_FETCH_BYTES:
-        raise ValueError(f"{url}: response larger than {MAX_FETCH_BYTES} bytes")
-    return bytes(data)
 
 
 # -- results -----------------------------------------------------------------------
@@ -274,187 +150,6 @@ class ValidatedCertificate:
                 "revocation": self.revocation.value, "sha256": self.sha256}
 
 
-# -- parsing -------------------------------------------------------------------------
-def load_certificate(data: bytes | str | x509.Certificate) -> x509.Certificate:
-    if isinstance(data, x509.Certificate):
-        return data
-    raw = data.encode("ascii", "replace") if isinstance(data, str) else data
-    if len(raw) > MAX_CERT_BYTES:
-        raise CertificateRefused(Refusal.TOO_LARGE, f"{len(raw)} bytes")
-    try:
-        if b"-----BEGIN CERTIFICATE-----" in raw:
-            return x509.load_pem_x509_certificate(raw.strip())
-        return x509.load_der_x509_certificate(raw)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise CertificateRefused(Refusal.MALFORMED, type(exc).__name__) from None
-
-
-def _ext(cert: x509.Certificate, ext_type: type[Any]) -> Any:
-    try:
-        return cert.extensions.get_extension_for_class(ext_type).value
-    except x509.ExtensionNotFound:
-        return None
-    except ValueError:  # a duplicated or undecodable extension
-        raise CertificateRefused(Refusal.MALFORMED, "bad extensions") from None
-
-
-def certificate_policies(cert: x509.Certificate) -> frozenset[str]:
-    pols = _ext(cert, x509.CertificatePolicies)
-    return frozenset(p.policy_identifier.dotted_string for p in pols) if pols else frozenset()
-
-
-def san_emails(cert: x509.Certificate) -> list[str]:
-    san = _ext(cert, x509.SubjectAlternativeName)
-    return list(san.get_values_for_type(x509.RFC822Name)) if san else []
-
-
-def san_upns(cert: x509.Certificate) -> list[str]:
-    san = _ext(cert, x509.SubjectAlternativeName)
-    out = []
-    for other in san.get_values_for_type(x509.OtherName) if san else []:
-        if other.type_id == UPN_OID:
-            try:
-                out.append(str(a_core.UTF8String.load(other.value).native))
-            except ValueError:
-                continue
-    return out
-
-
-def sm2_key(cert: x509.Certificate) -> sm2.SM2PublicKey | None:
-    """The certificate's SM2 key (GM/T 0015), or None when its key is not SM2
-    (pyca/cryptography parses SM2 certificates but cannot load their keys)."""
-    if cert.public_key_algorithm_oid.dotted_string != sm2.EC_PUBLIC_KEY_OID:
-        return None
-    try:
-        return sm2.certificate_public_key(cert.public_bytes(serialization.Encoding.DER))
-    except (sm2.SM2Error, ValueError):
-        return None
-
-
-def _verify_signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    if cert.signature_algorithm_oid.dotted_string == sm2.SM3_WITH_SM2_OID:
-        # GM/T 0015: SM3withSM2 with the default ID, which pyca cannot check.
-        key = sm2_key(issuer)
-        return (key is not None and cert.issuer == issuer.subject
-                and sm2.verify(key, cert.signature, cert.tbs_certificate_bytes))
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
-        return False
-    return True
-
-
-def _verify_raw(public_key: Any, signature: bytes, data: bytes,
-                algorithm: hashes.HashAlgorithm | None) -> bool:
-    try:
-        if isinstance(public_key, ec.EllipticCurvePublicKey) and algorithm is not None:
-            public_key.verify(signature, data, ec.ECDSA(algorithm))
-        elif isinstance(public_key, rsa.RSAPublicKey) and algorithm is not None:
-            public_key.verify(signature, data, padding.PKCS1v15(), algorithm)
-        elif isinstance(public_key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-            public_key.verify(signature, data)
-        else:
-            return False
-    except InvalidSignature:
-        return False
-    return True
-
-
-@dataclass(frozen=True)
-class Anchor:
-    """A CA we trust: ours (issuing or root) or a configured external one."""
-
-    certificate: x509.Certificate
-    name: str
-    ours: bool
-    external: ExternalCA | None
-
-
-def _walk_path(cert: x509.Certificate, intermediates: Sequence[x509.Certificate],
-               anchors: Sequence[Anchor], refuse: Callable[..., CertificateRefused]
-               ) -> tuple[list[x509.Certificate], Anchor]:
-    """RFC 5280 section 6.1: name chaining and a signature at every link, up to an
-    anchor. A known CA's name without its signature is a forged chain."""
-    path = [cert]
-    current = cert
-    for _ in range(MAX_DEPTH):
-        named_anchors = [a for a in anchors if a.certificate.subject == current.issuer]
-        for anchor in named_anchors:
-            if _verify_signed_by(current, anchor.certificate):
-                return path + ([] if current is anchor.certificate
-                               else [anchor.certificate]), anchor
-        named = [c for c in intermediates if c.subject == current.issuer and c != current]
-        nxt = next((c for c in named if _verify_signed_by(current, c)), None)
-        if nxt is None:
-            if named_anchors or named:
-                raise refuse(Refusal.FORGED_CHAIN,
-                             f"not signed by {current.issuer.rfc4514_string()}")
-            raise refuse(Refusal.UNKNOWN_CA, current.issuer.rfc4514_string())
-        bc = _ext(nxt, x509.BasicConstraints)
-        ku = _ext(nxt, x509.KeyUsage)
-        if bc is None or not bc.ca or (ku is not None and not ku.key_cert_sign):
-            raise refuse(Refusal.NOT_A_CA, nxt.subject.rfc4514_string())
-        path.append(nxt)
-        current = nxt
-    raise refuse(Refusal.UNKNOWN_CA, "path too long")
-
-
-def _check_leaf(cert: x509.Certificate, now: datetime,
-                refuse: Callable[..., CertificateRefused]) -> None:
-    """The leaf's own fitness for login, each fault its own refusal."""
-    # RFC 5280 section 6.1.3 (a)(2): the current time within validity.
-    if now < cert.not_valid_before_utc:
-        raise refuse(Refusal.NOT_YET_VALID, cert.not_valid_before_utc.isoformat())
-    if now > cert.not_valid_after_utc:
-        raise refuse(Refusal.EXPIRED, cert.not_valid_after_utc.isoformat())
-    bc = _ext(cert, x509.BasicConstraints)
-    if bc is not None and bc.ca:
-        raise refuse(Refusal.IS_A_CA)
-    # Section 4.2.1.3: a login is a signature (the TLS CertificateVerify).
-    ku = _ext(cert, x509.KeyUsage)
-    if ku is None or not ku.digital_signature:
-        raise refuse(Refusal.NO_DIGITAL_SIGNATURE)
-    # Section 4.2.1.12.
-    eku = _ext(cert, x509.ExtendedKeyUsage)
-    if eku is None or ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
-        raise refuse(Refusal.NO_CLIENT_AUTH)
-
-
-def _check_issuers(path: Sequence[x509.Certificate], now: datetime,
-                   refuse: Callable[..., CertificateRefused]) -> None:
-    """RFC 5280 section 6.1.3 (a)(2) for every CA above the leaf."""
-    for ca_cert in path[1:]:
-        if now > ca_cert.not_valid_after_utc:
-            raise refuse(Refusal.EXPIRED, f"CA {ca_cert.subject.rfc4514_string()}")
-        if now < ca_cert.not_valid_before_utc:
-            raise refuse(Refusal.NOT_YET_VALID, f"CA {ca_cert.subject.rfc4514_string()}")
-
-
-# The keys pyca's Web PKI policy accepts anywhere in a path (it has no setting to
-# widen them): RSA and ECDSA on these curves.
-_PYCA_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
-
-
-def _pyca_checks_key(cert: x509.Certificate) -> bool:
-    try:
-        key = cert.public_key()
-    except (ValueError, UnsupportedAlgorithm):
-        return False
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return isinstance(key.curve, _PYCA_CURVES)
-    return isinstance(key, rsa.RSAPublicKey)
-
-
-def _refuser(cert: x509.Certificate) -> Callable[..., CertificateRefused]:
-    serial = serial_hex(cert.serial_number)
-    subject = cert.subject.rfc4514_string()
-
-    def refuse(reason: Refusal, detail: str = "") -> CertificateRefused:
-        return CertificateRefused(reason, detail, serial=serial, subject=subject)
-
-    return refuse
-
-
 # -- the validator ---------------------------------------------------------------------
 class CertificateValidator:
     """Validates client certificates against our CA and the configured external CAs."""
@@ -496,7 +191,7 @@ class CertificateValidator:
         """The certificate, checked; raises :class:`CertificateRefused`."""
         cert = load_certificate(data)
         now = self._clock()
-        refuse = _refuser(cert)
+        refuse = refuser(cert)
         path, anchor = self._build_path(cert, intermediates, now, refuse)
         return self._judge(cert, path, anchor, now, refuse)
 
@@ -514,12 +209,12 @@ class CertificateValidator:
         if sm2_key(cert) is None:
             return self.validate(cert, intermediates)
         now = self._clock()
-        refuse = _refuser(cert)
+        refuse = refuser(cert)
         anchors = self._sm2_anchors()
         if not anchors:
             raise refuse(Refusal.UNKNOWN_CA, "no SM2 hierarchy is configured")
-        path, anchor = _walk_path(cert, intermediates, anchors, refuse)
-        _check_issuers(path, now, refuse)
+        path, anchor = walk_path(cert, intermediates, anchors, refuse)
+        check_issuers(path, now, refuse)
         return self._judge(cert, path, anchor, now, refuse)
 
     def _sm2_anchors(self) -> list[Anchor]:
@@ -537,7 +232,7 @@ class CertificateValidator:
         """What every way of presenting a certificate shares once its path is
         trusted: the leaf's fitness, the owner and live status (our store, or OCSP
         and CRL for an external CA), and ``swk`` or ``hwk``."""
-        _check_leaf(cert, now, refuse)  # pyca does not ask for digitalSignature
+        check_leaf(cert, now, refuse)  # pyca does not ask for digitalSignature
         serial = serial_hex(cert.serial_number)
         sha256 = cert.fingerprint(hashes.SHA256()).hex()
         policies = certificate_policies(cert)
@@ -593,10 +288,10 @@ class CertificateValidator:
         holds such a key and passes the walk and every check here is accepted (as
         before pyca was used); any other path pyca refused stays refused.
         """
-        path, anchor = _walk_path(cert, intermediates, anchors, refuse)
-        _check_leaf(cert, now, refuse)
-        _check_issuers(path, now, refuse)
-        if all(_pyca_checks_key(c) for c in path):
+        path, anchor = walk_path(cert, intermediates, anchors, refuse)
+        check_leaf(cert, now, refuse)
+        check_issuers(path, now, refuse)
+        if all(pyca_checks_key(c) for c in path):
             # pyca judged this path and found a fault none of our reasons names (a
             # missing AKI, a violated name constraint, an unknown critical extension):
             # the path does not lead to a CA we trust, and the audit record says why.
@@ -640,19 +335,19 @@ class CertificateValidator:
     def _external_status(self, cert: x509.Certificate, issuer: x509.Certificate
                          ) -> tuple[Refusal | None, RevocationSource, float]:
         cache = float(self.settings.revocation_cache_seconds)
-        for url in _urls(cert, "ocsp"):
+        for url in urls(cert, "ocsp"):
             try:
                 verdict, until = self._ocsp(cert, issuer, url)
             except Exception:  # an unreachable or bad responder: try the next, then CRLs
                 continue
             return verdict, RevocationSource.OCSP, self._ttl(until, cache)
-        for url in _urls(cert, "crl"):
+        for url in urls(cert, "crl"):
             try:
                 crl = self._crl(url, issuer)
             except Exception:
                 continue
             entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-            return (_entry_verdict(entry), RevocationSource.CRL,
+            return (entry_verdict(entry), RevocationSource.CRL,
                     self._ttl(crl.next_update_utc, cache))
         if self.settings.fail_open:
             return None, RevocationSource.UNCHECKED, 30.0
@@ -671,7 +366,7 @@ class CertificateValidator:
         if resp.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
             raise ValueError(f"OCSP status {resp.response_status.name}")
         signer = self._ocsp_signer(resp, issuer)
-        if not _verify_raw(signer.public_key(), resp.signature, resp.tbs_response_bytes,
+        if not verify_raw(signer.public_key(), resp.signature, resp.tbs_response_bytes,
                            resp.signature_hash_algorithm):
             raise ValueError("OCSP response signature does not verify")
         single = next((r for r in resp.responses if r.serial_number == cert.serial_number
@@ -700,14 +395,14 @@ class CertificateValidator:
         def names(c: x509.Certificate) -> bool:
             if resp.responder_name is not None:
                 return c.subject == resp.responder_name
-            digest = hashlib.sha1(_spk_bits(c)).digest()
+            digest = hashlib.sha1(spk_bits(c)).digest()
             return digest == resp.responder_key_hash
 
         if names(issuer):
             return issuer
         for delegate in resp.certificates:
-            if names(delegate) and _verify_signed_by(delegate, issuer):
-                eku = _ext(delegate, x509.ExtendedKeyUsage)
+            if names(delegate) and verify_signed_by(delegate, issuer):
+                eku = extension(delegate, x509.ExtendedKeyUsage)
                 if eku is not None and ExtendedKeyUsageOID.OCSP_SIGNING in eku:
                     return delegate
         raise ValueError("OCSP response signed by an unauthorised responder")
@@ -749,43 +444,6 @@ class CertificateValidator:
         if not value:  # none, or ambiguous (two emails): never guess whom it names
             raise refuse(Refusal.NO_MAPPING, ca.rule.value)
         return Owner(ca.rule, value)
-
-
-def _spk_bits(cert: x509.Certificate) -> bytes:
-    """The subjectPublicKey BIT STRING contents (RFC 6960 KeyHash)."""
-    from asn1crypto import keys as a_keys
-
-    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
-    # contents[0] is the count of unused bits, which the hash leaves out
-    return bytes(a_keys.PublicKeyInfo.load(spki)["public_key"].contents[1:])
-
-
-def _urls(cert: x509.Certificate, kind: str) -> list[str]:
-    out: list[str] = []
-    if kind == "ocsp":
-        aia = _ext(cert, x509.AuthorityInformationAccess)
-        for desc in aia or []:
-            if (desc.access_method == AuthorityInformationAccessOID.OCSP
-                    and isinstance(desc.access_location, x509.UniformResourceIdentifier)):
-                out.append(desc.access_location.value)
-    else:
-        cdp = _ext(cert, x509.CRLDistributionPoints)
-        for point in cdp or []:
-            for name in point.full_name or []:
-                if isinstance(name, x509.UniformResourceIdentifier):
-                    out.append(name.value)
-    return [u for u in out if u.startswith(("http://", "https://"))]
-
-
-def _entry_verdict(entry: x509.RevokedCertificate | None) -> Refusal | None:
-    if entry is None:
-        return None
-    try:
-        reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
-    except x509.ExtensionNotFound:
-        return Refusal.REVOKED
-    return Refusal.ON_HOLD if reason is x509.ReasonFlags.certificate_hold else Refusal.REVOKED
 
 
 # -- the person ------------------------------------------------------------------------

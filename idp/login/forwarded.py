@@ -22,7 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from idp.login.certificate import DEFAULT_HEADER, Refusal
+from idp.login.certsettings import DEFAULT_HEADER
+from idp.login.refusals import Refusal
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -44,12 +44,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from idp.login.certificate import (
-    CertificateRefused,
-    Refusal,
-    load_certificate,
-    sm2_key,
-)
+from idp.login.certfields import load_certificate, sm2_key
+from idp.login.refusals import CertificateRefused, Refusal
 from idp.login.tables import login_nonces, rowcount
 from pki import sm2
 from pki.model import serial_hex

@@ -20,13 +20,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from directory.model import Person
 from idp.errors import IdPError
-from idp.login.certificate import (
-    CertificateRefused,
-    Refusal,
-    ValidatedCertificate,
-    check_person,
-)
+from idp.login.certificate import ValidatedCertificate, check_person
 from idp.login.forwarded import PresentedCertificate
+from idp.login.refusals import CertificateRefused, Refusal
 from pki.errors import PKIError
 from pki.model import CertificateRecord, CertStatus
 from policies.assurance import (

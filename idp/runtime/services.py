@@ -256,7 +256,8 @@ class Services:
     @cached_property
     def certificate_validator(self) -> CertificateValidator:
         """Client-certificate login: our CA plus ``[certauth]`` external CAs (if any)."""
-        from idp.login.certificate import CertAuthSettings, CertificateValidator
+        from idp.login.certificate import CertificateValidator
+        from idp.login.certsettings import CertAuthSettings
 
         section = self.config.sections.get("certauth", {})
         return CertificateValidator(self.ca, CertAuthSettings.from_mapping(section,

@@ -26,8 +26,9 @@ from flask import Blueprint, Response, redirect
 from flask import request as req
 
 from directory.model import AuthResult, Person
-from idp.login.certificate import CertificateRefused, Refusal, ValidatedCertificate
+from idp.login.certificate import ValidatedCertificate
 from idp.login.forwarded import PresentedCertificate, forwarded_certificate
+from idp.login.refusals import CertificateRefused, Refusal
 from idp.login.sessions import COOKIE_NAME, SsoSession
 from idp.login.signature import challenge, parse_request
 from idp.login.stepup import (

@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from directory.model import Person
-from idp.login.certificate import DEFAULT_HEADER, CertificateRefused
+from idp.login.certsettings import DEFAULT_HEADER
+from idp.login.refusals import CertificateRefused
 from idp.login.sessions import COOKIE_NAME
 from policies.assurance import acr_for
 from tests.browser.conftest import PASSWORD, Visit, World

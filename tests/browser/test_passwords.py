@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from directory.model import AuthResult
-from idp.login.certificate import DEFAULT_HEADER
+from idp.login.certsettings import DEFAULT_HEADER
 from idp.oidc.clients import build_client
 from tests.browser.conftest import PASSWORD, Visit, World
 from tests.fixtures.pki import make_csr

@@ -19,17 +19,9 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from directory.model import PersonStatus
-from idp.login.certificate import (
-    CertAuthSettings,
-    CertificateRefused,
-    CertificateValidator,
-    ExternalCA,
-    MappingRule,
-    Owner,
-    Refusal,
-    RevocationSource,
-    check_person,
-)
+from idp.login.certificate import CertificateValidator, Owner, RevocationSource, check_person
+from idp.login.certsettings import CertAuthSettings, ExternalCA, MappingRule
+from idp.login.refusals import CertificateRefused, Refusal
 from pki.model import CASettings
 from policies.profiles import HARDWARE_KEY_POLICY
 from tests.fixtures.pki import CAEnv, build_env, make_csr, make_person

@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from idp.login.certificate import CertificateValidator, Refusal
+from idp.login.certificate import CertificateValidator
 from idp.login.forwarded import (
     MAX_FORWARDED_FOR,
     InvalidProxyEntry,
@@ -20,6 +20,7 @@ from idp.login.forwarded import (
     client_address,
     forwarded_certificate,
 )
+from idp.login.refusals import Refusal
 from pki.model import CASettings
 from tests.fixtures.pki import CAEnv, build_env, make_csr, make_person
 

@@ -22,7 +22,8 @@ from cryptography.x509.oid import NameOID
 from tongsuopy.crypto import serialization as t_serialization
 
 from directory.model import Person
-from idp.login.certificate import CertificateRefused, CertificateValidator, Refusal
+from idp.login.certificate import CertificateValidator
+from idp.login.refusals import CertificateRefused, Refusal
 from idp.login.signature import (
     MAX_CHAIN_TEXT,
     NonceStore,

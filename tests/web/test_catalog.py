@@ -18,7 +18,7 @@ import pytest
 
 from directory.model import AuthResult, PersonStatus
 from idp.console.admin import SEARCH_FIELDS
-from idp.login.certificate import Refusal
+from idp.login.refusals import Refusal
 from idp.login.totp import OtpResult
 from idp.web import catalog, i18n
 from pki.model import CertStatus
