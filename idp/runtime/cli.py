@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from directory.cli import directory
+from idp.runtime.backup_cli import backup_command, restore_command
 from idp.runtime.config import Config, ConfigError
 from idp.runtime.oidc_cli import client, keys
 from idp.runtime.otp_cli import otp
@@ -108,7 +109,8 @@ def audit_verify(services: Services) -> None:
         sys.exit(1)
 
 
-for _command in (directory, ca, cert, crl, kmc, client, keys, otp, serve, demo):
+for _command in (directory, ca, cert, crl, kmc, client, keys, otp, serve, demo,
+                 backup_command, restore_command):
     cli.add_command(_command)
 
 
