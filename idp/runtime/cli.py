@@ -45,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("idp.runtime.serve:demo", "Initialize the demo home if needed, then serve."),
     "node": ("idp.runtime.node:node",
              "Run one stateless web node (IdP + PKI, plain HTTP) behind nginx."),
+    "backup": ("idp.runtime.backup_cli:backup_command",
+               "Write one consistent, encrypted archive of this home."),
+    "restore": ("idp.runtime.backup_cli:restore_command",
+                "Restore an archive into an empty home."),
     "deploy": ("idp.runtime.deploy_cli:deploy",
                "Write deployment files from the home (nginx configuration, public files)."),
 }
