@@ -15,7 +15,11 @@ from idp.runtime.services import Services
 
 
 def _services() -> Services:
-    return Services(Config.load(Path(os.environ.get("GOVTRUST_HOME", "govtrust-home"))))
+    from idp.runtime import logs
+
+    services = Services(Config.load(Path(os.environ.get("GOVTRUST_HOME", "govtrust-home"))))
+    logs.configure(str(services.config.get("serve", "log_format")))
+    return services
 
 
 def idp_app() -> Any:
@@ -25,6 +29,6 @@ def idp_app() -> Any:
 
 
 def pki_app() -> Any:
-    from pki.http import create_app
+    from idp.runtime.app import create_pki_app
 
-    return create_app(_services().ca)
+    return create_pki_app(_services())
