@@ -32,7 +32,7 @@ import json
 import os
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -47,7 +47,9 @@ if TYPE_CHECKING:
     from idp.runtime.services import Services
 
 _METHODS = frozenset({"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"})
-_START = "govtrust.metrics.start"
+_AUDIT = "govtrust.metrics.audit"
+_ROUTE = "govtrust.metrics.route"
+OCSP_TYPE = "application/ocsp-response"
 # Audit actions that count as a login attempt, and the method each stands for.
 _LOGIN_METHODS = {"idp.login": "pwd", "certauth.refused": "cert", "idp.otp": "otp"}
 # Engines already counted (an app factory may run twice on one Services).
@@ -129,11 +131,11 @@ def watch_audit(engine: Engine) -> None:
         for row in rows:
             for one in (row if isinstance(row, list | tuple) else [row]):
                 if isinstance(one, dict) and "action" in one:
-                    conn.info.setdefault(_START, []).append(
+                    conn.info.setdefault(_AUDIT, []).append(
                         (str(one["action"]), str(one.get("details") or "{}")))
 
     def _commit(conn: Any) -> None:
-        for action, details in conn.info.pop(_START, []):
+        for action, details in conn.info.pop(_AUDIT, []):
             try:
                 parsed = json.loads(details)
             except ValueError:
@@ -141,7 +143,7 @@ def watch_audit(engine: Engine) -> None:
             count_audit(action, parsed if isinstance(parsed, dict) else {})
 
     def _rollback(conn: Any) -> None:
-        conn.info.pop(_START, None)
+        conn.info.pop(_AUDIT, None)
 
     event.listen(engine, "after_execute", _seen)
     event.listen(engine, "commit", _commit)
@@ -221,23 +223,43 @@ def install(app: Flask, services: Services, name: str) -> None:
     watch_audit(services.engine)
     networks = tuple(str(n) for n in services.config.get("serve", "metrics_allow"))
 
-    @app.before_request
-    def _start() -> None:
-        request.environ[_START] = time.perf_counter()
-
     @app.after_request
-    def _observe(response: Response) -> Response:
-        started = request.environ.get(_START)
-        rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        method = request.method if request.method in _METHODS else "other"
-        if isinstance(started, float):
-            _metrics().requests.labels(app=name, route=rule, method=method,
-                                       status=str(response.status_code)).observe(
-                time.perf_counter() - started)
-        if name == "pki" and response.mimetype == "application/ocsp-response" \
-                and not response.direct_passthrough:
+    def _route(response: Response) -> Response:
+        # The WSGI wrapper below times the request; Flask knows the route.
+        request.environ[_ROUTE] = (request.url_rule.rule if request.url_rule is not None
+                                   else "unmatched")
+        if name == "pki" and response.mimetype == OCSP_TYPE and not response.direct_passthrough:
             _metrics().ocsp.labels(status=_ocsp_status(response.get_data())).inc()
         return response
+
+    inner = app.wsgi_app
+
+    def timed(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        # A WSGI wrapper, because the PKI app answers POST /ocsp before Flask
+        # (pki.http's fast path), where no Flask hook runs.
+        started = time.perf_counter()
+        status: list[str] = []
+
+        def capture(code: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+            status.append(code.split(" ", 1)[0])
+            return start_response(code, headers, *exc)
+
+        body = inner(environ, capture)
+        route = environ.get(_ROUTE)
+        if route is None:  # not through Flask: the fast path
+            path = str(environ.get("PATH_INFO", ""))
+            # Never the raw path as a label: a scan would grow the series without end.
+            route = path.rstrip("/") if path.rstrip("/") in ("/ocsp", "/ocsp/sm2") \
+                else "unmatched"
+            if name == "pki" and isinstance(body, list):
+                _metrics().ocsp.labels(status=_ocsp_status(b"".join(body))).inc()
+        method = str(environ.get("REQUEST_METHOD", ""))
+        _metrics().requests.labels(
+            app=name, route=str(route), method=method if method in _METHODS else "other",
+            status=status[0] if status else "?").observe(time.perf_counter() - started)
+        return body
+
+    app.wsgi_app = timed  # type: ignore[method-assign]
 
     @app.get("/metrics")
     def metrics() -> Response:
