@@ -39,6 +39,8 @@ def create_pki_app(services: Services) -> Flask:
 
 
 def _operations(app: Flask, services: Services, name: str) -> None:
-    metrics.install(app, services, name)
+    metrics.install(app, name, engine=services.engine,
+                    allow=services.config.get("serve", "metrics_allow"),
+                    oldest=lambda: services.event_dispatcher.oldest_undelivered())
     logs.install(app)
     services.start_change_listener()

@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from prometheus_client.core import Metric
     from sqlalchemy import Engine
 
-    from idp.runtime.services import Services
+# When the oldest undelivered outbox event was written (None: nothing owed).
+OldestUndelivered = Callable[[], datetime | None]
 
 _METHODS = frozenset({"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"})
 _AUDIT = "govtrust.metrics.audit"
@@ -166,15 +167,15 @@ def _ocsp_status(body: bytes) -> str:
 class _OutboxLag:
     """Collector: the outbox lag, read from the database when scraped."""
 
-    def __init__(self, services: Services) -> None:
-        self._services = services
+    def __init__(self, oldest: OldestUndelivered) -> None:
+        self._oldest = oldest
 
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import GaugeMetricFamily
 
         lag = GaugeMetricFamily("govtrust_outbox_lag_seconds",
                                 "Age of the oldest undelivered lifecycle event (0: none)")
-        oldest = self._services.event_dispatcher.oldest_undelivered()
+        oldest = self._oldest()
         lag.add_metric([], 0.0 if oldest is None else
                        max(0.0, (datetime.now(UTC) - oldest).total_seconds()))
         yield lag
@@ -191,7 +192,7 @@ def allowed(networks: Iterable[str], address: str | None) -> bool:
     return any(peer in ipaddress.ip_network(n, strict=False) for n in networks)
 
 
-def exposition(services: Services) -> tuple[bytes, str]:
+def exposition(oldest: OldestUndelivered) -> tuple[bytes, str]:
     """The text exposition of this process (or every worker's, multiprocess)."""
     from prometheus_client import (
         CONTENT_TYPE_LATEST,
@@ -210,18 +211,19 @@ def exposition(services: Services) -> tuple[bytes, str]:
     else:
         body = generate_latest(REGISTRY)
     lag = CollectorRegistry(auto_describe=False)
-    lag.register(_OutboxLag(services))
+    lag.register(_OutboxLag(oldest))
     return body + generate_latest(lag), CONTENT_TYPE_LATEST
 
 
-def install(app: Flask, services: Services, name: str) -> None:
-    """Time every request of ``app`` (``idp`` or ``pki``), count OCSP answers, and
-    serve ``/metrics`` to the allowed addresses."""
+def install(app: Flask, name: str, *, engine: Engine, allow: Iterable[str],
+            oldest: OldestUndelivered) -> None:
+    """Time every request of ``app`` (``idp`` or ``pki``), count OCSP answers and
+    ``engine``'s audit records, and serve ``/metrics`` to the ``allow`` networks."""
     from flask import Response, abort, request
 
     _metrics()
-    watch_audit(services.engine)
-    networks = tuple(str(n) for n in services.config.get("serve", "metrics_allow"))
+    watch_audit(engine)
+    networks = tuple(str(n) for n in allow)
 
     @app.after_request
     def _route(response: Response) -> Response:
@@ -265,6 +267,6 @@ def install(app: Flask, services: Services, name: str) -> None:
     def metrics() -> Response:
         if not allowed(networks, request.remote_addr):
             abort(404)
-        body, content_type = exposition(services)
+        body, content_type = exposition(oldest)
         return Response(body, content_type=content_type,
                         headers={"Cache-Control": "no-store"})
