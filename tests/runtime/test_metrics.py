@@ -3,7 +3,12 @@ issuance, a revocation and an OCSP request; only allowed addresses may read it."
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -16,6 +21,7 @@ from idp.runtime.services import Services
 from pki.publish import RecordingPublisher
 from tests.fixtures.idp import PASSWORD, login
 from tests.fixtures.pki import make_csr, make_person
+from tests.fixtures.postgres import free_port
 from tests.runtime.test_changes import _ocsp_request
 
 
@@ -144,3 +150,47 @@ def test_bad_metrics_allow_entry_is_refused_at_load(tmp_path: object) -> None:
 
     with pytest.raises(ConfigError, match="metrics_allow"):
         Config.load(Path(str(tmp_path)), environ={"GOVTRUST_SERVE_METRICS_ALLOW": "10.0.0.0/33"})
+
+
+def test_gunicorn_workers_add_up_in_multiprocess_mode(services: Services,
+                                                      tmp_path: Path) -> None:
+    """The PKI app under gunicorn with three workers and PROMETHEUS_MULTIPROC_DIR,
+    as ``govtrust serve`` runs it: one scrape counts every worker's answers."""
+    import requests
+
+    services.certificate_publisher = RecordingPublisher()  # type: ignore[assignment]
+    services.ca.initialize(actor="test")
+    record = services.ca.issue_from_csr(make_person(), "user-auth", make_csr()[0]).record
+    request = _ocsp_request(services.ca.issuing_certificate, int(record.serial, 16))
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "idp.runtime.wsgi:pki_app()", "--bind",
+         f"127.0.0.1:{port}", "--workers", "3", "--worker-class", "sync"],
+        env={**os.environ, "GOVTRUST_HOME": str(services.config.home),
+             "GOVTRUST_IDP_ISSUER": str(services.config.get("idp", "issuer")),
+             "PROMETHEUS_MULTIPROC_DIR": str(folder)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                requests.get(url + "/ca/root.pem", timeout=1).raise_for_status()
+                break
+            except requests.RequestException:
+                assert time.monotonic() < deadline and proc.poll() is None, \
+                    proc.stderr.read().decode() if proc.stderr else ""
+                time.sleep(0.2)
+        for _ in range(30):  # new connections: spread over the workers
+            requests.post(url + "/ocsp", data=request,
+                          headers={"Content-Type": "application/ocsp-request"}, timeout=5)
+        text = requests.get(url + "/metrics", timeout=5).text
+        good = [s.value for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name == "govtrust_ocsp_responses_total" and s.labels == {"status": "good"}]
+        assert good == [30.0]
+        assert len(list(folder.glob("*.db"))) >= 2, "answers came from one worker only"
+    finally:
+        proc.terminate()
+        proc.wait(10)
