@@ -101,9 +101,11 @@ class Supervisor:
     def start(self) -> dict[str, str]:
         services = self.services
         self._metrics_dir()
-        from idp.runtime import logs
+        from idp.runtime import logs, metrics
 
         logs.configure(str(self.config.get("serve", "log_format")))
+        # The duties run here: what they audit (revocations on departure) counts too.
+        metrics.watch_audit(services.engine)
         urls: dict[str, str] = {}
         settings = self.config.directory_settings()
         if settings.managed:

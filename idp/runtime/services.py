@@ -318,7 +318,7 @@ class Services:
 
         return Duties([
             Duty("outbox", self.deliver_events, 1.0),
-            Duty("pki-refresh", self.ca.refresh_if_due, 5.0),
+            Duty("pki-refresh", lambda: self.ca.refresh_if_due(), 5.0),
             Duty("logout-retries", lambda: self.provider.logout.deliver_pending(), 1.0),
             Duty("key-rotation", self.rotate_keys_if_due, 60.0),
         ], locks, on_change=duty_held)

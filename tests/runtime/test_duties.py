@@ -209,3 +209,38 @@ def test_stopping_a_runner_hands_its_duties_over_at_once(pg_engine: Engine) -> N
     second.tick()
     assert second.held() == set(NAMES)
     second.stop()
+
+
+# -- wired by the composition root ------------------------------------------------------
+
+def test_services_run_duties_under_advisory_locks_on_postgresql(
+        postgres: PostgresCluster, tmp_path: object) -> None:
+    from pathlib import Path
+
+    from idp.runtime.config import Config
+    from idp.runtime.services import Services
+
+    url = postgres.create_database()
+    nodes = [Services(Config.load(Path(str(tmp_path)) / "home",
+                                  environ={"GOVTRUST_DATABASE_URL": url})) for _ in range(3)]
+    try:
+        assert all(isinstance(n.duties._locks, AdvisoryLocks) for n in nodes)
+        assert [d.name for d in nodes[0].duties.duties] == list(NAMES)
+    finally:
+        for n in nodes:
+            n.close()
+
+
+def test_services_run_every_duty_locally_on_sqlite(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from idp.runtime.config import Config
+    from idp.runtime.services import Services
+
+    services = Services(Config.load(Path(str(tmp_path)) / "home", environ={}))
+    try:
+        assert isinstance(services.duties._locks, LocalLocks)
+        services.apply_change(None)  # builds nothing it does not have
+        assert "provider" not in services.__dict__ and "ca" not in services.__dict__
+    finally:
+        services.close()
