@@ -175,6 +175,11 @@ class CertificateAuthority(Issuance, Revocation):
             self._ocsp = (cert, signer, min(now + timedelta(minutes=1), renew_at))
             return cert, signer
 
+    def reload_ocsp_credentials(self) -> None:
+        """Re-read the responder certificate on next use (another node renewed it)."""
+        with self._lock:
+            self._ocsp = None
+
     def _renew_ocsp(self, actor: str) -> None:
         profile = self.profile("ocsp-signing")
         label = f"{self.settings.name(CARole.OCSP)}-{self.now():%Y%m%d%H%M%S}-" \

@@ -223,7 +223,8 @@ def _check_jwks(jwks: str | None) -> None:
 class ClientRepository:
     """Clients in SQL. ``get`` is on every token request, so it caches briefly;
     a removed client or rotated secret takes effect within ``ttl`` seconds on
-    every worker."""
+    every worker, or at once where something calls :meth:`invalidate` (on
+    PostgreSQL, the change listener of ``idp.runtime.changes``)."""
 
     def __init__(self, sessions: sessionmaker[Session], secret_key: bytes,
                  ttl: float = 5.0) -> None:
@@ -256,6 +257,13 @@ class ClientRepository:
             self._cache.clear()
         self._cache[client_id] = (now + self._ttl, client)
         return client
+
+    def invalidate(self, client_id: str | None = None) -> None:
+        """Forget the cached copy of ``client_id`` (of every client with None)."""
+        if client_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(client_id, None)
 
     def list(self) -> list[Client]:
         with self._sessions() as s:

@@ -111,6 +111,10 @@ class KeyStore:
         self._loaded = None
         return made
 
+    def invalidate(self) -> None:
+        """Re-read the keys on next use (another node rotated them)."""
+        self._loaded = None
+
     def list(self) -> list[KeyInfo]:
         with self._sessions() as s:
             rows = s.execute(select(signing_keys).order_by(signing_keys.c.created_at)).all()

@@ -1,7 +1,9 @@
-"""The app factory: the IdP's WSGI app built from the composition root.
+"""The app factories: the IdP's and the PKI's WSGI apps built from the composition root.
 
 ``idp.web.app.build_app`` serves the provider; the console mounts on it with the
-services it administers. Nothing is built at import time.
+services it administers. Both apps get request ids (``idp.runtime.logs``) and
+``/metrics`` (``idp.runtime.metrics``); on PostgreSQL the process listens for
+other nodes' changes (``idp.runtime.changes``). Nothing is built at import time.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from idp.console import init_app as init_console
+from idp.runtime import logs, metrics
 from idp.runtime.config import time_zone
 from idp.web.app import build_app
 
@@ -22,4 +25,22 @@ def create_app(services: Services) -> Flask:
     """The IdP as a WSGI app: OpenID Connect, login and the console."""
     app = build_app(services.provider)
     init_console(app, services, time_zone(str(services.config.get("idp", "timezone"))))
+    _operations(app, services, "idp")
     return app
+
+
+def create_pki_app(services: Services) -> Flask:
+    """The PKI's public service (CA certificates, CRLs, OCSP) as a WSGI app."""
+    from pki.http import create_app as create_pki
+
+    app = create_pki(services.ca)
+    _operations(app, services, "pki")
+    return app
+
+
+def _operations(app: Flask, services: Services, name: str) -> None:
+    metrics.install(app, name, engine=services.engine,
+                    allow=services.config.get("serve", "metrics_allow"),
+                    oldest=lambda: services.event_dispatcher.oldest_undelivered())
+    logs.install(app)
+    services.start_change_listener()

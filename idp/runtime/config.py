@@ -94,6 +94,8 @@ def default_sections(home: Path) -> dict[str, dict[str, Any]]:
             "session_hours": 8,
             # Times on the pages are shown in this zone (stored and sent as UTC).
             "timezone": "Asia/Shanghai",
+            # Signing keys rotate once the active one is this old (0: by hand only).
+            "key_rotation_days": 90,
         },
         "certauth": {
             # Client-certificate login (idp.login.certificate): external CAs as
@@ -112,6 +114,13 @@ def default_sections(home: Path) -> dict[str, dict[str, Any]]:
             "requester_groups": ["security-admins", "key-recovery-agents"],
             "request_hours": 72,
         },
+        "serve": {
+            # "text" or "json" (one object a line, with the request id).
+            "log_format": "text",
+            # Who may read /metrics on the IdP and PKI apps (addresses or networks,
+            # as seen by the app: behind nginx, nginx's address).
+            "metrics_allow": ["127.0.0.1", "::1"],
+        },
         "demo": {
             # Where `govtrust demo` runs the sample department app.
             "sample_app_url": "http://127.0.0.1:5000",
@@ -125,6 +134,7 @@ LIST_ITEMS: Mapping[tuple[str, str], type] = {
     ("idp", "trusted_proxies"): str,
     ("certauth", "external_cas"): dict,
     ("kmc", "requester_groups"): str,
+    ("serve", "metrics_allow"): str,
 }
 
 # ASCII only: str.isdigit() and int()/float() accept Unicode digits ("²", "３", "٣"),
@@ -227,6 +237,18 @@ def _check_values(sections: Mapping[str, Mapping[str, Any]]) -> None:
         TrustedProxies.parse(sections["idp"]["trusted_proxies"])
     except InvalidProxyEntry as exc:
         raise ConfigError("[idp] trusted_proxies", str(exc)) from None
+    serve = sections["serve"]
+    if serve["log_format"] not in ("text", "json"):
+        raise ConfigError("[serve] log_format", f"must be \"text\" or \"json\", "
+                          f"not {serve['log_format']!r}")
+    import ipaddress
+
+    for entry in serve["metrics_allow"]:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError("[serve] metrics_allow",
+                              f"{entry!r} is not an address or network") from None
 
 
 @dataclass(frozen=True)

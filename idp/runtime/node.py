@@ -10,13 +10,15 @@ file on one machine is not shared) or on a database it cannot reach or cannot
 write to (a read-only standby), and says why. Every request's state lives in
 the database: SSO sessions, codes, tokens, throttle counters, OTP secrets and
 the audit chain. What a worker keeps in memory is a cache of shared state —
-clients (5 s), IdP signing keys (30 s), the OCSP responder certificate (1 min),
-pre-signed OCSP responses (keyed by the certificate's status, re-read on every
-request) — so a change made through one node reaches the others within those
-times; LISTEN/NOTIFY is what brings that under a second.
+clients, IdP signing keys, the OCSP responder certificate, pre-signed OCSP
+responses (keyed by the certificate's status, re-read on every request) — and a
+change made through one node reaches the others through PostgreSQL LISTEN/NOTIFY
+(``idp.runtime.changes``) within a second.
 
-Background duties (CRL and OCSP refresh, outbox, logout retries) are not run
-here: exactly one node must run them (an advisory lock elects it).
+Background duties (CRL and OCSP refresh, outbox, logout retries, key rotation)
+are offered by every node's supervisor loop; each is run by exactly one node at a
+time, the holder of its PostgreSQL advisory lock (``idp.runtime.duties``), and
+another node takes it over within one period when the holder dies.
 """
 
 from __future__ import annotations
@@ -100,7 +102,8 @@ class Node(Supervisor):
         return {"node": f"http://{self.listen}"}
 
     def tick(self) -> None:
-        """No duties here (see the module docstring)."""
+        """The duties this node holds (the same runner ``govtrust serve`` ticks)."""
+        self.services.duties.tick()
 
 
 @click.command()

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Table,
     Text,
     delete,
+    func,
     insert,
     select,
     update,
@@ -194,3 +195,19 @@ class Outbox:
                 select(outbox_deliveries).where(outbox_deliveries.c.done == 1)).all()}
         return [(e, sub.name) for e in events for sub in self._subscribers
                 if (e, sub.name) not in done]
+
+    def oldest_undelivered(self) -> datetime | None:
+        """When the oldest ready event still owed to a subscriber was written (the
+        outbox lag a metric reports); None when nothing is owed."""
+        names = [sub.name for sub in self._subscribers]
+        if not names:
+            return None
+        done = (select(func.count()).select_from(outbox_deliveries)
+                .where(outbox_deliveries.c.event_id == outbox_events.c.id,
+                       outbox_deliveries.c.done == 1,
+                       outbox_deliveries.c.subscriber.in_(names))
+                .scalar_subquery())
+        with self._sessions() as s:
+            at = s.execute(select(func.min(outbox_events.c.created_at)).where(
+                outbox_events.c.state == READY, done < len(names))).scalar()
+        return None if at is None else _utc(at)

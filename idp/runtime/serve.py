@@ -5,7 +5,11 @@ to the cores) for the PKI's public service over plain HTTP and for the IdP over
 TLS with a server certificate from our own CA (asking for an optional client
 certificate), and, for the demo, the sample department app. In its own loop it
 delivers lifecycle events from the outbox and keeps CRLs and the OCSP
-responder certificate fresh. Ctrl-C (SIGINT) or SIGTERM stops everything.
+responder certificate fresh (``Services.duties``: on PostgreSQL only where this
+node holds the duty's advisory lock). Ctrl-C (SIGINT) or SIGTERM stops everything.
+
+Metrics: the workers share ``home/run/metrics`` (``PROMETHEUS_MULTIPROC_DIR``,
+emptied at start), so ``/metrics`` on any worker adds up all of them.
 """
 
 from __future__ import annotations
@@ -84,8 +88,24 @@ class Supervisor:
         raise click.ClickException(f"nothing answered on {listen} within {deadline:.0f} s")
 
     # -- lifecycle ------------------------------------------------------------
+    def _metrics_dir(self) -> None:
+        # Set before prometheus-client is imported here or in a worker: it picks
+        # its storage at import. Old files would add a dead run's counts.
+        import shutil
+
+        folder = self.config.home / "run" / "metrics"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, mode=0o700)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+
     def start(self) -> dict[str, str]:
         services = self.services
+        self._metrics_dir()
+        from idp.runtime import logs, metrics
+
+        logs.configure(str(self.config.get("serve", "log_format")))
+        # The duties run here: what they audit (revocations on departure) counts too.
+        metrics.watch_audit(services.engine)
         urls: dict[str, str] = {}
         settings = self.config.directory_settings()
         if settings.managed:
@@ -130,8 +150,8 @@ class Supervisor:
         self.children.append(("sample app", subprocess.Popen(cmd, env=env)))
 
     def tick(self) -> None:
-        """Background duties of the supervisor, one round."""
-        self.services.background_tick()
+        """Background duties of the supervisor, one round (those this node holds)."""
+        self.services.duties.tick()
 
     def run_forever(self) -> None:
         def stop(_signum: int, _frame: Any) -> None:
@@ -151,6 +171,8 @@ class Supervisor:
             time.sleep(TICK_SECONDS)
 
     def stop(self) -> None:
+        if "duties" in self.services.__dict__:
+            self.services.duties.stop()  # give the locks back at once
         for _name, child in self.children:
             if child.poll() is None:
                 child.terminate()

@@ -26,7 +26,10 @@ if TYPE_CHECKING:
     from idp.login.totp import TotpService
     from idp.oidc.lifecycle import SessionTerminator
     from idp.oidc.provider import Provider
+    from idp.runtime.changes import Change
+    from idp.runtime.duties import Duties
     from idp.runtime.outbox import Outbox
+    from idp.runtime.pglisten import ChangeListener
     from pki.audit import ChainReport
     from pki.audit_store import AuditLog
     from pki.authority import CertificateAuthority
@@ -42,6 +45,7 @@ class Services:
         self.config = config
         self.json = json_output
         self._own_slapd = False  # True when this process started the managed slapd
+        self._listener: ChangeListener | None = None
 
     @cached_property
     def engine(self) -> Engine:
@@ -285,11 +289,80 @@ class Services:
         return dispatcher.deliver()
 
     def background_tick(self) -> None:
-        """One round of the duties ``govtrust serve`` runs between requests."""
+        """One round of every duty, here and now (tests; ``duties`` is the runner)."""
         self.deliver_events()
         self.ca.refresh_if_due()
         self.export_public_files()
         self.provider.logout.deliver_pending()
+        self.rotate_keys_if_due()
+
+    def rotate_keys_if_due(self) -> bool:
+        """Rotate the IdP signing keys once the active one is older than
+        ``[idp] key_rotation_days`` (0: only by hand, ``govtrust keys rotate``)."""
+        from datetime import UTC, datetime, timedelta
+
+        days = float(self.config.get("idp", "key_rotation_days"))
+        keys = self.provider.keys
+        if days <= 0:
+            return False
+        now = datetime.now(UTC)
+        for info in keys.list():
+            made = info.created_at if info.created_at.tzinfo else \
+                info.created_at.replace(tzinfo=UTC)
+            if info.state == "active" and now - made >= timedelta(days=days):
+                keys.rotate()
+                return True
+        return False
+
+    @cached_property
+    def duties(self) -> Duties:
+        """The background duties, each run by exactly one node: the holder of its
+        PostgreSQL advisory lock (on SQLite, this process). ``govtrust serve``
+        ticks it in its loop; a node without a loop calls ``duties.start()``."""
+        from idp.runtime.duties import Duties, Duty, LocalLocks, Locks
+
+        locks: Locks = LocalLocks()
+        if self.engine.dialect.name == "postgresql":
+            from idp.runtime.pglisten import AdvisoryLocks
+
+            locks = AdvisoryLocks(self.engine)
+        from idp.runtime.metrics import duty_held
+
+        return Duties([
+            Duty("outbox", self.deliver_events, 1.0),
+            Duty("pki-refresh", lambda: self.ca.refresh_if_due(), 5.0),
+            Duty("logout-retries", lambda: self.provider.logout.deliver_pending(), 1.0),
+            Duty("key-rotation", self.rotate_keys_if_due, 60.0),
+        ], locks, on_change=duty_held)
+
+    # -- changes seen everywhere at once ------------------------------------------------
+    def apply_change(self, change: Change | None) -> None:
+        """Drop what this process caches of ``change`` (of everything with None).
+        Only services already built are touched: nothing is built for it."""
+        from idp.runtime.changes import Topic
+
+        topic = None if change is None else change.topic
+        built = self.__dict__
+        if "provider" in built:
+            if topic in (None, Topic.CLIENT):
+                self.provider.clients.invalidate(None if change is None else change.key)
+            if topic in (None, Topic.SIGNING_KEY):
+                self.provider.keys.invalidate()
+        if "ca" in built and topic in (None, Topic.CA):
+            for authority in self.ca.authorities():
+                authority.reload_ocsp_credentials()
+
+    def start_change_listener(self) -> ChangeListener | None:
+        """On PostgreSQL, listen for other nodes' changes in a daemon thread (one
+        per process); on SQLite there is nothing to listen to (None)."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        if self._listener is None:
+            from idp.runtime.pglisten import ChangeListener
+
+            self._listener = ChangeListener(self.engine, self.apply_change)
+            self._listener.start()
+        return self._listener
 
     @property
     def public_folder(self) -> Path:
@@ -326,6 +399,11 @@ class Services:
         return True
 
     def close(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+        if "duties" in self.__dict__:
+            self.duties.stop()
         if "directory_gateway" in self.__dict__:
             self.directory_gateway.close()
         if self._own_slapd:

@@ -15,7 +15,11 @@ from idp.runtime.services import Services
 
 
 def _services() -> Services:
-    return Services(Config.load(Path(os.environ.get("GOVTRUST_HOME", "govtrust-home"))))
+    from idp.runtime import logs
+
+    services = Services(Config.load(Path(os.environ.get("GOVTRUST_HOME", "govtrust-home"))))
+    logs.configure(str(services.config.get("serve", "log_format")))
+    return services
 
 
 def idp_app() -> Any:
@@ -25,9 +29,9 @@ def idp_app() -> Any:
 
 
 def pki_app() -> Any:
-    from pki.http import create_app
+    from idp.runtime.app import create_pki_app
 
-    return create_app(_services().ca)
+    return create_pki_app(_services())
 
 
 # The PKI's public paths (pki.http); everything else is the IdP's.
@@ -37,11 +41,10 @@ PKI_PREFIXES = ("/ca/", "/crl/", "/ocsp")
 def node_app() -> Any:
     """One node: the IdP and the PKI's public service on one port, split by path, so
     a node is one ``HOST:PORT`` behind nginx (``govtrust node``)."""
-    from idp.runtime.app import create_app
-    from pki.http import create_app as create_pki
+    from idp.runtime.app import create_app, create_pki_app
 
     services = _services()
-    idp, pki = create_app(services), create_pki(services.ca)
+    idp, pki = create_app(services), create_pki_app(services)
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
