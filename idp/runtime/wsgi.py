@@ -25,6 +25,9 @@ def idp_app() -> Any:
 
 
 def pki_app() -> Any:
+    from idp.runtime import db_faults
     from pki.http import create_app
 
-    return create_app(_services().ca)
+    app = create_app(_services().ca)
+    db_faults.register(app)
+    return app

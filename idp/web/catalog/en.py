@@ -48,6 +48,8 @@ WORDS: Mapping[str, str] = {
     "sso.error.level": "This application needs a stronger login (e.g. a certificate).",
     "sso.error.not_found": "Page not found.",
     "sso.error.too_large": "The request is too large.",
+    "sso.error.unavailable": (
+        "The service is switching to its standby database; try again in a few seconds."),
     # -- login.*: certificate and one-time-code login, authenticator enrolment, refusal page
     "login.cert.title": "Log in with a certificate",
     "login.cert.intro": (

@@ -48,6 +48,7 @@ WORDS: Mapping[str, str] = {
     "sso.error.level": "该应用要求更高等级的登录方式（如数字证书），当前登录方式不足。",
     "sso.error.not_found": "页面不存在。",
     "sso.error.too_large": "请求过大。",
+    "sso.error.unavailable": "服务正在切换到备用数据库，请稍后几秒再试。",
     # -- login.*: certificate and one-time-code login, authenticator enrolment, refusal page
     "login.cert.title": "数字证书登录",
     "login.cert.intro": "请使用您的身份认证证书登录。浏览器会请您选择证书。",
