@@ -43,6 +43,14 @@ def is_failover_fault(exc: BaseException) -> bool:
                                        or state.startswith(_TRANSIENT_PREFIXES))
 
 
+def describe(exc: DBAPIError) -> str:
+    """The server's or libpq's own words (first line), without the URL: what an
+    operator needs ("password authentication failed for user ...", "Connection
+    refused") and no secret."""
+    text = str(exc.orig if exc.orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def register(app: Flask, page: Callable[[], Response] | None = None) -> None:
     """Answer failover faults in ``app`` with 503 (``page()`` builds the body, plain
     text without it); other database errors propagate."""
@@ -50,8 +58,7 @@ def register(app: Flask, page: Callable[[], Response] | None = None) -> None:
     def handle(exc: DBAPIError) -> Response | tuple[str, int, dict[str, str]]:
         if not is_failover_fault(exc):
             raise exc
-        app.logger.warning("database unavailable (%s); answered 503",
-                           type(exc.orig).__name__ if exc.orig is not None else type(exc))
+        app.logger.warning("database unavailable, answered 503: %s", describe(exc))
         if page is not None:
             resp = page()
             resp.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
