@@ -6,8 +6,8 @@ The tests run in file order on one cluster; each leaves it serving.
 
 from __future__ import annotations
 
-import signal
 import os
+import signal
 import subprocess
 import time
 
