@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -44,7 +43,7 @@ def test_an_unreachable_etcd_is_a_clear_error(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
-    folder = Path(tempfile.mkdtemp(prefix="gtc-etcd-"))
+    folder = tmp_path / "c"
     started = time.monotonic()
     done = subprocess.run([str(CLUSTER), "up", str(folder), "--etcd", f"127.0.0.1:{dead}"],
                           capture_output=True, text=True, timeout=120)
