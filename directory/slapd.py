@@ -107,11 +107,24 @@ class ManagedSlapd:
     """One slapd under ``settings.data_dir``, listening on the first of ``settings.uris``."""
 
     def __init__(self, settings: DirectorySettings, *, start_timeout: float = 15.0,
-                 replica_of: str | None = None) -> None:
+                 replica_of: str | None = None, peer: str | None = None,
+                 server_id: int | None = None) -> None:
         """``replica_of``: the provider's URI, to run as a syncrepl consumer of it
-        (RFC 4533, refreshAndPersist) bound as the same rootdn."""
+        (RFC 4533, refreshAndPersist) bound as the same rootdn.
+
+        ``peer`` with ``server_id``: run as one of two providers that replicate each
+        other (OpenLDAP multi-provider: each consumes the other with syncrepl and
+        accepts writes itself; the server IDs, 1-4095, must differ)."""
+        if replica_of is not None and peer is not None:
+            raise SlapdFailed("configure", "a server is a replica or a provider with a "
+                                           "peer, not both")
+        if peer is not None and (server_id is None or not 1 <= server_id <= 4095):
+            raise SlapdFailed("configure", "a provider with a peer needs a server_id "
+                                           "from 1 to 4095")
         self.settings = settings
         self.replica_of = replica_of
+        self.peer = peer
+        self.server_id = server_id
         self.data_dir = Path(settings.data_dir).resolve()
         self.config_dir = self.data_dir / "slapd.d"
         self.db_dir = self.data_dir / "db"
@@ -209,7 +222,17 @@ class ManagedSlapd:
         ]
         mdb = after_schema[-1][1]
         overlays: list[tuple[str, Entry]] = []
-        if self.replica_of:
+        if self.peer:
+            # Change sequence numbers carry the server ID, so both sides can tell
+            # their own writes from the peer's and neither loops a change back.
+            head[0][1]["olcServerID"] = [str(self.server_id).encode()]
+            mdb["olcSyncrepl"] = [(
+                f'{{0}}rid={self.server_id:03d} provider={self.peer} bindmethod=simple '
+                f'binddn="{s.bind_dn}" credentials="{s.bind_password}" '
+                f'searchbase="{base}" type=refreshAndPersist retry="1 +" timeout=3 '
+                'network-timeout=2 schemachecking=off scope=sub attrs="*,+"').encode()]
+            mdb["olcMultiProvider"] = [b"TRUE"]
+        elif self.replica_of:
             mdb["olcSyncrepl"] = [(
                 f'{{0}}rid=001 provider={self.replica_of} bindmethod=simple '
                 f'binddn="{s.bind_dn}" credentials="{s.bind_password}" '

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from flask import Response
+from flask import request as req
+
 from idp.console import init_app as init_console
-from idp.runtime import logs, metrics
+from idp.runtime import db_faults, logs, metrics
 from idp.runtime.config import time_zone
 from idp.web.app import build_app
+from idp.web.kit import API_PATHS, api_error, page_error
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -44,3 +48,14 @@ def _operations(app: Flask, services: Services, name: str) -> None:
                     oldest=lambda: services.event_dispatcher.oldest_undelivered())
     logs.install(app)
     services.start_change_listener()
+    # a failover's faults not already answered by the web edge's 503 handler
+    # (a read-only standby, SQLSTATE 25006): 503 with Retry-After, never a 500
+    db_faults.register(app, _unavailable)
+
+
+def _unavailable() -> Response:
+    """A database failover in progress: 503, in the protocol's words or on a page."""
+    if req.path.startswith(API_PATHS):
+        # RFC 6749 section 4.1.2.1 names this condition temporarily_unavailable.
+        return api_error("temporarily_unavailable", "database failover in progress", 503)
+    return page_error("error.unavailable", 503)
