@@ -112,6 +112,15 @@ def default_sections(home: Path) -> dict[str, dict[str, Any]]:
             "requester_groups": ["security-admins", "key-recovery-agents"],
             "request_hours": 72,
         },
+        "serve": {
+            # `govtrust serve` restarts a child that died (slapd, a gunicorn master)
+            # after restart_backoff seconds, doubled for each further death; more
+            # than restart_limit deaths of one child within restart_window seconds
+            # and serve exits non-zero, so the service manager restarts everything.
+            "restart_limit": 5,
+            "restart_window": 60.0,
+            "restart_backoff": 0.5,
+        },
         "demo": {
             # Where `govtrust demo` runs the sample department app.
             "sample_app_url": "http://127.0.0.1:5000",

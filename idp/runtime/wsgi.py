@@ -15,7 +15,11 @@ from idp.runtime.services import Services
 
 
 def _services() -> Services:
-    return Services(Config.load(Path(os.environ.get("GOVTRUST_HOME", "govtrust-home"))))
+    services = Services(Config.load(Path(os.environ.get("GOVTRUST_HOME", "govtrust-home"))))
+    # A worker never starts a slapd of its own: when the managed one is down, the
+    # supervisor restarts it, and the worker answers 503 meanwhile.
+    services.may_start_slapd = False
+    return services
 
 
 def idp_app() -> Any:
@@ -25,6 +29,8 @@ def idp_app() -> Any:
 
 
 def pki_app() -> Any:
+    from idp.runtime.health import pki_readiness
     from pki.http import create_app
 
-    return create_app(_services().ca)
+    services = _services()
+    return create_app(services.ca, pki_readiness(services).report)
