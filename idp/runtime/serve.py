@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from idp.runtime.config import Config
+from idp.runtime.config import Config, ConfigError
 from idp.runtime.services import Services
 
 if TYPE_CHECKING:
@@ -155,9 +155,18 @@ class RestartPolicy:
 
     @classmethod
     def from_config(cls, config: Config) -> RestartPolicy:
-        return cls(limit=int(config.get("serve", "restart_limit")),
-                   window=float(config.get("serve", "restart_window")),
-                   backoff=float(config.get("serve", "restart_backoff")))
+        policy = cls(limit=int(config.get("serve", "restart_limit")),
+                     window=float(config.get("serve", "restart_window")),
+                     backoff=float(config.get("serve", "restart_backoff")))
+        if policy.limit < 0:
+            raise ConfigError("[serve] restart_limit", "must be 0 (never restart) or more")
+        if policy.backoff < 0:
+            raise ConfigError("[serve] restart_backoff", "must be 0 or more seconds")
+        if policy.window <= 0:
+            raise ConfigError("[serve] restart_window", "must be more than 0 seconds")
+        if policy.backoff > MAX_BACKOFF:
+            raise ConfigError("[serve] restart_backoff", f"at most {MAX_BACKOFF:g} seconds")
+        return policy
 
 
 @dataclass

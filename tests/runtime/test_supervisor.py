@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from idp.runtime.config import Config, ConfigError
 from idp.runtime.serve import Children, GaveUp, ProcessChild, RestartPolicy
 from tests.fixtures.served import DemoHome, Served
 
@@ -177,3 +178,17 @@ def test_deaths_outside_the_window_are_forgotten(tmp_path: Path) -> None:
         children.check()  # restarts (no backoff)
     assert sum("restarting in" in line for line in said) == 4
     children.stop()
+
+
+@pytest.mark.parametrize(("key", "value", "words"), [
+    ("restart_limit", -1, "0 (never restart) or more"),
+    ("restart_window", 0, "more than 0 seconds"),
+    ("restart_backoff", -0.5, "0 or more seconds"),
+    ("restart_backoff", 600, "at most 30 seconds"),
+], ids=["negative-limit", "empty-window", "negative-backoff", "huge-backoff"])
+def test_bad_restart_settings_are_refused(tmp_path: Path, key: str, value: float,
+                                          words: str) -> None:
+    (tmp_path / "govtrust.toml").write_text(f"[serve]\n{key} = {value}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        RestartPolicy.from_config(Config.load(tmp_path, environ={}))
+    assert refused.value.key == f"[serve] {key}" and words in refused.value.reason
