@@ -218,3 +218,16 @@ def test_pki_with_unusable_keys_is_not_ready(demo_home: DemoHome) -> None:
         assert status == 503 and body["checks"]["ca.issuing"].startswith("unusable")
     finally:
         services.close()
+
+
+def test_sm2_keys_are_checked_when_the_sm2_hierarchy_is_on(demo_home: DemoHome) -> None:
+    # This home was made without SM2: turned on afterwards, its keys do not exist.
+    services = _services(demo_home, GOVTRUST_PKI_SM2="true")
+    try:
+        status, body = _get(_idp(services), "/readyz")
+        assert status == 503
+        assert body["checks"]["ca.issuing"] == "ok"
+        for name in ("ca.sm2-issuing", "ca.sm2-ocsp"):
+            assert body["checks"][name].startswith("unusable: "), body
+    finally:
+        services.close()
