@@ -141,6 +141,16 @@ class ConnectionPool:
             for c in keep:
                 pool.put(c)
 
+    def _give_up(self, exc: Exception) -> bool:
+        """After a timeout, try again only if another server is not known down: a
+        server that did not answer within the timeout would only make the caller
+        wait twice as long (a dead one refuses at once, so that one is retried,
+        on a fresh connection, which is how the pool reconnects after a restart)."""
+        if not isinstance(exc, ldap.TIMEOUT):
+            return False
+        now = time.monotonic()
+        return all(self._down_until.get(u, 0) > now for u in self.settings.uris)
+
     def run(self, op: Callable[[LDAPObject], T]) -> T:
         """Run ``op`` on a pooled admin connection; on a dead server, retry elsewhere."""
         for attempt in range(len(self.settings.uris) + 1):
@@ -149,7 +159,7 @@ class ConnectionPool:
                 result = op(conn.obj)
             except DOWN as exc:
                 self._mark_down(conn)
-                if attempt == len(self.settings.uris):
+                if attempt == len(self.settings.uris) or self._give_up(exc):
                     raise DirectoryUnavailable(self.settings.uris, type(exc).__name__) from None
                 continue
             except BaseException:
@@ -183,9 +193,9 @@ class ConnectionPool:
                 _t, _d, _m, ctrls = conn.obj.result3(msgid, timeout=self.settings.timeout,
                                                      resp_ctrl_classes=RESPONSE_CONTROLS)
                 ok, raw = True, ctrls
-            except DOWN:
+            except DOWN as exc:
                 self._mark_down(conn)
-                if attempt == len(self.settings.uris):
+                if attempt == len(self.settings.uris) or self._give_up(exc):
                     raise DirectoryUnavailable(self.settings.uris, "bind") from None
                 continue
             except ldap.INVALID_CREDENTIALS as exc:

@@ -84,15 +84,18 @@ class LdapGateway:
     # -- operations --------------------------------------------------------------
     def search(self, base: str, template: str, args: Sequence[str] = (), *,
                scope: str = "sub", attrs: Sequence[str] | None = None,
-               ) -> list[tuple[str, Attrs]]:
-        """Entries under ``base`` matching ``filter_format(template, args)``."""
+               timeout: float | None = None) -> list[tuple[str, Attrs]]:
+        """Entries under ``base`` matching ``filter_format(template, args)``, within
+        ``timeout`` seconds (default: six times ``[directory] timeout``, room for a
+        listing of a large department; a lookup on a login path passes less)."""
         filterstr = ldap.filter.filter_format(template, list(args))
+        limit = self.settings.timeout * 6 if timeout is None else timeout
 
         def op(c: LDAPObject) -> list[tuple[str, Attrs]]:
             try:
                 found = c.search_ext_s(base, SCOPES[scope], filterstr,
                                        list(attrs) if attrs is not None else None,
-                                       timeout=self.settings.timeout * 6)
+                                       timeout=limit)
             except ldap.NO_SUCH_OBJECT:
                 return []
             return [(dn, _decode(a)) for dn, a in found if dn is not None]
@@ -197,9 +200,12 @@ class LdapGateway:
         return entries.person_from_attributes(dn, attrs, groups)
 
     def find_person_entry(self, uid: str, extra: Sequence[str] = ()) -> tuple[str, Attrs] | None:
+        # One indexed entry, on the login path: a directory slower than the
+        # configured timeout fails the login then, not six timeouts later.
         found = self.search(self.container("people"),
                             "(&(objectClass=inetOrgPerson)(uid=%s))", [uid],
-                            scope="one", attrs=[*entries.READ, *extra])
+                            scope="one", attrs=[*entries.READ, *extra],
+                            timeout=self.settings.timeout)
         return found[0] if found else None
 
     def find_person(self, uid: str) -> Person | None:

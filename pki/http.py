@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 from cryptography.hazmat.primitives import serialization
@@ -42,10 +43,37 @@ def unavailable_response(body: bytes | str = "service temporarily unavailable",
     return resp
 
 
-def create_app(ca: CertificateAuthority) -> Flask:
+class ReadinessReport(Protocol):
+    """What ``/readyz`` shows (``idp.runtime.health.Report`` in the product)."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+def create_app(ca: CertificateAuthority,
+               readiness: Callable[[], ReadinessReport] | None = None) -> Flask:
+    """The public service; with ``readiness`` also ``/healthz`` and ``/readyz``."""
     app = Flask(__name__)
     # Werkzeug refuses larger bodies with 413 before we read them.
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+
+    if readiness is not None:
+        probe = readiness
+
+        @app.get("/healthz")
+        def healthz() -> Response:
+            return Response('{"alive": true}', mimetype="application/json",
+                            headers={"Cache-Control": "no-store"})
+
+        @app.get("/readyz")
+        def readyz() -> Response:
+            report = probe()
+            return Response(json.dumps(report.as_dict(), ensure_ascii=False),
+                            status=200 if report.ready else 503,
+                            mimetype="application/json",
+                            headers={"Cache-Control": "no-store"})
 
     @app.errorhandler(NotInitialized)
     def _not_initialized(exc: NotInitialized) -> Response:

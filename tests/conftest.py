@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.slapd",
     "tests.fixtures.pki",
     "tests.fixtures.idp",
+    "tests.fixtures.served",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flask import Response
+from flask import Response, jsonify
 from flask import request as req
 
 from idp.console import init_app as init_console
@@ -22,22 +22,28 @@ from idp.web.kit import API_PATHS, api_error, page_error
 if TYPE_CHECKING:
     from flask import Flask
 
+    from idp.runtime.health import Readiness
     from idp.runtime.services import Services
 
 
-def create_app(services: Services) -> Flask:
-    """The IdP as a WSGI app: OpenID Connect, login and the console."""
+def create_app(services: Services, readiness: Readiness | None = None) -> Flask:
+    """The IdP as a WSGI app: OpenID Connect, login, the console and the probes
+    (``readiness`` defaults to :func:`idp.runtime.health.idp_readiness`)."""
+    from idp.runtime.health import idp_readiness
+
     app = build_app(services.provider)
     init_console(app, services, time_zone(str(services.config.get("idp", "timezone"))))
+    add_probes(app, readiness or idp_readiness(services))
     _operations(app, services, "idp")
     return app
 
 
 def create_pki_app(services: Services) -> Flask:
     """The PKI's public service (CA certificates, CRLs, OCSP) as a WSGI app."""
+    from idp.runtime.health import pki_readiness
     from pki.http import create_app as create_pki
 
-    app = create_pki(services.ca)
+    app = create_pki(services.ca, pki_readiness(services).report)
     _operations(app, services, "pki")
     return app
 
@@ -59,3 +65,22 @@ def _unavailable() -> Response:
         # RFC 6749 section 4.1.2.1 names this condition temporarily_unavailable.
         return api_error("temporarily_unavailable", "database failover in progress", 503)
     return page_error("error.unavailable", 503)
+
+
+def add_probes(app: Flask, readiness: Readiness) -> None:
+    """``/healthz`` (the process answers) and ``/readyz`` (200 or 503 with each check)."""
+
+    def healthz() -> Response:
+        resp = jsonify({"alive": True})
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    def readyz() -> Response:
+        report = readiness.report()
+        resp = jsonify(report.as_dict())
+        resp.status_code = 200 if report.ready else 503
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
+    app.add_url_rule("/readyz", "readyz", readyz, methods=["GET"])

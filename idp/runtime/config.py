@@ -120,6 +120,13 @@ def default_sections(home: Path) -> dict[str, dict[str, Any]]:
             # Who may read /metrics on the IdP and PKI apps (addresses or networks,
             # as seen by the app: behind nginx, nginx's address).
             "metrics_allow": ["127.0.0.1", "::1"],
+            # `govtrust serve` restarts a child that died (slapd, a gunicorn master)
+            # after restart_backoff seconds, doubled for each further death; more
+            # than restart_limit deaths of one child within restart_window seconds
+            # and serve exits non-zero, so the service manager restarts everything.
+            "restart_limit": 5,
+            "restart_window": 60.0,
+            "restart_backoff": 0.5,
         },
         "demo": {
             # Where `govtrust demo` runs the sample department app.

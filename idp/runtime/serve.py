@@ -10,6 +10,13 @@ node holds the duty's advisory lock). Ctrl-C (SIGINT) or SIGTERM stops everythin
 
 Metrics: the workers share ``home/run/metrics`` (``PROMETHEUS_MULTIPROC_DIR``,
 emptied at start), so ``/metrics`` on any worker adds up all of them.
+
+One rule for every child (slapd, each gunicorn master, the sample app): when it
+dies it is restarted after a backoff that doubles with each death, and the
+restart is logged; a child that dies more than ``[serve] restart_limit`` times
+within ``restart_window`` seconds makes serve stop everything and exit non-zero,
+so systemd (``Restart=on-failure``) restarts the whole. Never a half-alive
+server: no IdP without its directory, no orphaned workers of a dead master.
 """
 
 from __future__ import annotations
@@ -19,17 +26,25 @@ import signal
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import click
 
-from idp.runtime.config import Config
+from idp.runtime.config import Config, ConfigError
 from idp.runtime.services import Services
 
+if TYPE_CHECKING:
+    from directory.slapd import ManagedSlapd
+
 TICK_SECONDS = 1.0
+# How often children are looked at between two rounds of background duties.
+POLL_SECONDS = 0.2
+MAX_BACKOFF = 30.0
 
 
 def _cores() -> int:
@@ -41,6 +56,196 @@ def _host_port(listen: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+class Child(Protocol):
+    """A process serve keeps alive."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def alive(self) -> bool: ...
+
+    def exit_status(self) -> str: ...
+
+    def stop(self) -> None: ...
+
+
+class ProcessChild:
+    """A command in its own process group (a gunicorn master and its workers).
+
+    Its own group, so that Ctrl-C reaches serve alone (which stops children in
+    order) and so that the workers of a master that was killed can be killed
+    with it: orphaned workers would keep the port and serve half a server.
+    """
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.cmd = cmd
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.cmd, env=self.env, start_new_session=True)
+
+    def alive(self) -> bool:
+        if self.proc is None or self.proc.poll() is None:
+            return self.proc is not None
+        self._kill_group()  # the master is gone: its workers go too
+        return False
+
+    def exit_status(self) -> str:
+        code = self.proc.returncode if self.proc is not None else None
+        if code is not None and code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exited with status {code}"
+
+    def _kill_group(self) -> None:
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def terminate(self) -> None:
+        """SIGTERM to the master (a graceful stop of its workers), not waiting."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self._kill_group()
+
+
+class SlapdChild:
+    """The managed slapd (``directory.slapd.ManagedSlapd`` starts and waits for it)."""
+
+    name = "slapd"
+
+    def __init__(self, slapd: ManagedSlapd) -> None:
+        self.slapd = slapd
+
+    def start(self) -> None:
+        self.slapd.start()
+
+    def alive(self) -> bool:
+        return self.slapd.is_running()
+
+    def exit_status(self) -> str:
+        return "is not running"
+
+    def stop(self) -> None:
+        self.slapd.stop()
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """``[serve] restart_limit / restart_window / restart_backoff``."""
+
+    limit: int = 5
+    window: float = 60.0
+    backoff: float = 0.5
+
+    @classmethod
+    def from_config(cls, config: Config) -> RestartPolicy:
+        policy = cls(limit=int(config.get("serve", "restart_limit")),
+                     window=float(config.get("serve", "restart_window")),
+                     backoff=float(config.get("serve", "restart_backoff")))
+        if policy.limit < 0:
+            raise ConfigError("[serve] restart_limit", "must be 0 (never restart) or more")
+        if policy.backoff < 0:
+            raise ConfigError("[serve] restart_backoff", "must be 0 or more seconds")
+        if policy.window <= 0:
+            raise ConfigError("[serve] restart_window", "must be more than 0 seconds")
+        if policy.backoff > MAX_BACKOFF:
+            raise ConfigError("[serve] restart_backoff", f"at most {MAX_BACKOFF:g} seconds")
+        return policy
+
+
+@dataclass
+class _Watch:
+    child: Child
+    deaths: deque[float] = field(default_factory=deque)
+    restart_at: float | None = None
+
+
+class GaveUp(Exception):
+    """A child kept dying: serve stops everything and exits non-zero."""
+
+    def __init__(self, name: str, deaths: int, window: float) -> None:
+        self.name = name
+        super().__init__(f"{name} died {deaths} times within {window:g} s; stopping "
+                         "everything so the service manager can restart GovTrust")
+
+
+class Children:
+    """The restart rule, apart from what the children are (tested on its own)."""
+
+    def __init__(self, policy: RestartPolicy, echo: Callable[[str], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.policy = policy
+        self.echo = echo
+        self.clock = clock
+        self.watches: list[_Watch] = []
+
+    def add(self, child: Child) -> None:
+        """Start ``child`` and watch it from now on."""
+        child.start()
+        self.watches.append(_Watch(child))
+
+    def check(self) -> None:
+        """Notice deaths, restart what is due; raises :class:`GaveUp`."""
+        now = self.clock()
+        for watch in self.watches:
+            child = watch.child
+            if watch.restart_at is None:
+                if child.alive():
+                    continue
+                while watch.deaths and now - watch.deaths[0] > self.policy.window:
+                    watch.deaths.popleft()
+                watch.deaths.append(now)
+                if len(watch.deaths) > self.policy.limit:
+                    self.echo(f"{child.name} {child.exit_status()}")
+                    raise GaveUp(child.name, len(watch.deaths), self.policy.window)
+                delay = min(self.policy.backoff * 2 ** (len(watch.deaths) - 1), MAX_BACKOFF)
+                watch.restart_at = now + delay
+                self.echo(f"{child.name} {child.exit_status()}; restarting in {delay:g} s "
+                          f"(death {len(watch.deaths)} of at most {self.policy.limit} "
+                          f"in {self.policy.window:g} s)")
+            elif now >= watch.restart_at:
+                watch.restart_at = None
+                try:
+                    child.start()
+                except Exception as exc:  # counted as another death at the next check
+                    self.echo(f"{child.name} failed to start: {type(exc).__name__}: {exc}")
+                else:
+                    self.echo(f"{child.name} restarted")
+
+    def stop(self) -> None:
+        """Stop in reverse order of start: the web servers before their directory.
+        Every process child is told first and waited for after, so their graceful
+        shutdowns overlap instead of adding up."""
+        for watch in reversed(self.watches):
+            if isinstance(watch.child, ProcessChild):
+                watch.child.terminate()
+        for watch in reversed(self.watches):
+            try:
+                watch.child.stop()
+            except Exception as exc:  # stop the others regardless
+                self.echo(f"stopping {watch.child.name} failed: {exc}")
+
+
 class Supervisor:
     def __init__(self, services: Services, *, echo: Callable[[str], None] = click.echo,
                  sample_app: bool = False) -> None:
@@ -48,9 +253,8 @@ class Supervisor:
         self.config: Config = services.config
         self.echo = echo
         self.sample_app = sample_app
-        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.children = Children(RestartPolicy.from_config(self.config), echo)
         self._stopping = False
-        self._started_slapd = False
 
     # -- children -----------------------------------------------------------
     def _gunicorn(self, name: str, factory: str, listen: str, workers: int, threads: int,
@@ -69,7 +273,7 @@ class Supervisor:
             cmd += ["--certfile", str(cert), "--keyfile", str(key), "--ca-certs", str(chain),
                     "--cert-reqs", "1"]
         env = dict(os.environ, GOVTRUST_HOME=str(self.config.home))
-        self.children.append((name, subprocess.Popen(cmd, env=env)))
+        self.children.add(ProcessChild(name, cmd, env))
 
     def _wait_for_port(self, listen: str, deadline: float = 20.0) -> None:
         import socket
@@ -77,9 +281,10 @@ class Supervisor:
         host, port = _host_port(listen)
         end = time.monotonic() + deadline
         while time.monotonic() < end:
-            for name, child in self.children:
-                if child.poll() is not None:
-                    raise click.ClickException(f"{name} exited with status {child.returncode}")
+            for watch in self.children.watches:
+                if not watch.child.alive():
+                    raise click.ClickException(f"{watch.child.name} "
+                                               f"{watch.child.exit_status()}")
             try:
                 with socket.create_connection((host, port), timeout=0.5):
                     return
@@ -110,9 +315,10 @@ class Supervisor:
         settings = self.config.directory_settings()
         if settings.managed:
             slapd = services.slapd
+            # A slapd this serve did not start (left running by a CLI command or
+            # an earlier serve) is used, not supervised: it is not ours to restart.
             if not slapd.is_running():
-                slapd.start()
-                self._started_slapd = True
+                self.children.add(SlapdChild(slapd))
         urls["directory"] = settings.uris[0]
 
         pki_listen = str(self.config.get("pki", "listen"))
@@ -147,42 +353,34 @@ class Supervisor:
         cmd = [sys.executable, str(script), "--issuer", str(self.config.get("idp", "issuer")),
                "--client-file", str(client_file), "--ca-bundle", str(chain),
                "--listen", urlsplit(self._sample_url()).netloc]
-        self.children.append(("sample app", subprocess.Popen(cmd, env=env)))
+        self.children.add(ProcessChild("sample app", cmd, env))
 
     def tick(self) -> None:
         """Background duties of the supervisor, one round (those this node holds)."""
         self.services.duties.tick()
 
     def run_forever(self) -> None:
+        """Serve until a signal (returns) or a child that keeps dying (:class:`GaveUp`)."""
         def stop(_signum: int, _frame: Any) -> None:
             self._stopping = True
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        next_tick = 0.0
         while not self._stopping:
-            for name, child in self.children:
-                if child.poll() is not None:
-                    self.echo(f"{name} exited with status {child.returncode}; stopping")
-                    self._stopping = True
-            try:
-                self.tick()
-            except Exception as exc:  # keep serving; the next tick retries
-                self.echo(f"background duty failed: {type(exc).__name__}: {exc}")
-            time.sleep(TICK_SECONDS)
+            self.children.check()
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + TICK_SECONDS
+                try:
+                    self.tick()
+                except Exception as exc:  # keep serving; the next tick retries
+                    self.echo(f"background duty failed: {type(exc).__name__}: {exc}")
+            time.sleep(POLL_SECONDS)
 
     def stop(self) -> None:
         if "duties" in self.services.__dict__:
             self.services.duties.stop()  # give the locks back at once
-        for _name, child in self.children:
-            if child.poll() is None:
-                child.terminate()
-        for _name, child in self.children:
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        if self._started_slapd:
-            self.services.slapd.stop()
+        self.children.stop()
 
 
 def run(services: Services, *, sample_app: bool) -> None:
@@ -196,6 +394,8 @@ def run(services: Services, *, sample_app: bool) -> None:
             click.echo(f"{name:>12}: {url}")
         click.echo("GovTrust is running. Ctrl-C stops everything.")
         supervisor.run_forever()
+    except GaveUp as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         supervisor.stop()
 

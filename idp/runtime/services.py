@@ -46,6 +46,8 @@ class Services:
         self.json = json_output
         self._own_slapd = False  # True when this process started the managed slapd
         self._listener: ChangeListener | None = None
+        # False in served workers: only the supervisor starts the managed slapd.
+        self.may_start_slapd = True
 
     @cached_property
     def engine(self) -> Engine:
@@ -79,7 +81,8 @@ class Services:
         from directory.gateway import LdapGateway
 
         settings = self.config.directory_settings()
-        if settings.managed and self.config.initialized and self.slapd.configured:
+        if settings.managed and self.may_start_slapd and self.config.initialized \
+                and self.slapd.configured:
             self._own_slapd = self.slapd.start()
         return LdapGateway(settings)
 

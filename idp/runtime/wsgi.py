@@ -18,6 +18,9 @@ def _services() -> Services:
     from idp.runtime import logs
 
     services = Services(Config.load(Path(os.environ.get("GOVTRUST_HOME", "govtrust-home"))))
+    # A worker never starts a slapd of its own: when the managed one is down, the
+    # supervisor restarts it, and the worker answers 503 meanwhile.
+    services.may_start_slapd = False
     logs.configure(str(services.config.get("serve", "log_format")))
     return services
 

@@ -63,6 +63,9 @@ if TYPE_CHECKING:
 bp = Blueprint("login", __name__)
 
 CANCEL = "_cancel"
+# Seconds a client is asked to wait when the directory did not answer (the
+# connection pool skips a dead server for about as long, then tries again).
+DIRECTORY_RETRY_AFTER = 5
 
 def _s() -> Mapping[str, str]:
     """The ``login.*`` words of this page's language (the templates' ``s``)."""
@@ -468,6 +471,12 @@ def login_submit() -> Response:
     # expired, or reset by an administrator: no session until it is changed
     if (change := password_views.begin(uid, outcome.result, return_to)) is not None:
         return change
+    if shown is AuthResult.UNAVAILABLE:
+        # Not the person's fault and not a page to cache: 503 tells a load balancer,
+        # a monitor and a retrying client what happened, and when to try again.
+        busy = again("msg." + shown.value, 503)
+        busy.headers["Retry-After"] = str(DIRECTORY_RETRY_AFTER)
+        return busy
     if not outcome.ok or outcome.person is None:
         return again("msg." + shown.value, 200)
     previous = current_session()
