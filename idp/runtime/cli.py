@@ -176,14 +176,17 @@ def hoist_global_options(args: list[str]) -> list[str]:
     return front + rest
 
 def main() -> None:
-    from sqlalchemy.exc import OperationalError
-
-    from idp.runtime.db_faults import describe
-
     try:
         cli(args=hoist_global_options(sys.argv[1:]), prog_name="govtrust")
-    except OperationalError as exc:
+    except Exception as exc:
         # A wrong password in the URL, a server down, no primary: say which, once,
         # instead of a traceback (the URL, which may hold the password, is not shown).
+        # Imported only here, so that ``govtrust --help`` loads no database code.
+        from sqlalchemy.exc import OperationalError
+
+        from idp.runtime.db_faults import describe
+
+        if not isinstance(exc, OperationalError):
+            raise
         click.echo(f"Error: cannot use the database: {describe(exc)}", err=True)
         sys.exit(1)
