@@ -69,7 +69,7 @@ def _errors() -> Iterator[None]:
     except (OperationalError, InterfaceError) as exc:
         # The database is down, restarting or full: say so, without a traceback;
         # the transaction was rolled back, so nothing was half recorded.
-        raise click.ClickException(f"the database is unavailable, nothing was changed: "
+        raise click.ClickException(f"cannot use the database, nothing was changed: "
                                    f"{str(exc.orig).splitlines()[0] if exc.orig else exc}"
                                    ) from None
     except Exception as exc:

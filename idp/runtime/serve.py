@@ -70,6 +70,18 @@ class Child(Protocol):
     def stop(self) -> None: ...
 
 
+def die_with_parent() -> None:
+    """In a child, before exec: ask Linux to SIGTERM it when the supervisor dies
+    (``PR_SET_PDEATHSIG``), so a supervisor killed with SIGKILL leaves no gunicorn
+    serving on its own: never a half-alive server."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+
 class ProcessChild:
     """A command in its own process group (a gunicorn master and its workers).
 
@@ -89,7 +101,8 @@ class ProcessChild:
         return self.proc.pid if self.proc is not None else None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.cmd, env=self.env, start_new_session=True)
+        self.proc = subprocess.Popen(self.cmd, env=self.env, start_new_session=True,
+                                     preexec_fn=die_with_parent)
 
     def alive(self) -> bool:
         if self.proc is None or self.proc.poll() is None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import os
 import signal
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,11 +56,22 @@ def _start_node(home: Path, env: dict[str, str], listen: str, log: Path) -> subp
                             start_new_session=True)  # its own group: killed whole below
 
 
-def _kill_node(proc: subprocess.Popen[bytes]) -> None:
-    """A node dies (machine lost): its supervisor and gunicorn, at once."""
+def _kill_node(proc: subprocess.Popen[bytes], listen: str) -> None:
+    """A node dies (machine lost): its supervisor by SIGKILL, and with it its gunicorn
+    (which the supervisor starts in a session of its own, told to die with it);
+    return once the node's port refuses connections."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+    host, _, port = listen.rpartition("/")[2].rpartition(":")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, int(port)), timeout=0.5).close()
+        except OSError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"node {listen} still answers after its supervisor was killed")
 
 
 def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
@@ -237,11 +250,11 @@ def test_ocsp_get_from_nginx_files_post_fails_over_then_get_survives_the_nodes(
     request_der = base64.b64decode(paths[good].removeprefix("/ocsp/"))
     post = {"data": request_der, "headers": {"Content-Type": "application/ocsp-request"},
             "timeout": 10}
-    _kill_node(front.nodes["a"])
+    _kill_node(front.nodes["a"], front.node_urls["a"])
     for _ in range(4):  # whichever node nginx tries first, b answers
         assert _status(requests.post(front.pki + "/ocsp", **post).content) \
             is ocsp.OCSPCertStatus.GOOD  # type: ignore[arg-type]
-    _kill_node(front.nodes["b"])
+    _kill_node(front.nodes["b"], front.node_urls["b"])
     assert _status(requests.get(front.pki + paths[good], timeout=10).content) \
         is ocsp.OCSPCertStatus.GOOD
     assert _status(requests.get(front.pki + paths[revoked], timeout=10).content) \

@@ -199,7 +199,7 @@ def test_disk_full_is_a_clear_cli_error(small_disk: Path) -> None:
     ballast = fill(small_disk)
     proc = govtrust(env, home, "crl", "generate")
     assert proc.returncode == 1, proc.stdout
-    assert "the database is unavailable, nothing was changed" in proc.stderr
+    assert "cannot use the database, nothing was changed" in proc.stderr
     assert "Traceback" not in proc.stderr
     ballast.unlink()
     verified = govtrust(env, home, "audit", "verify")
