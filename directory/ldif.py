@@ -47,7 +47,8 @@ def parse_ldif(data: bytes) -> Parsed:
         # UTF-8 from byte one fails there, before parse().
         collector = _Collector(data)
         collector.parse()
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, EOFError) as exc:
+        # EOFError: python-ldap's reader for a file that ends inside a folded line.
         line = collector.line_counter if collector is not None else 1
         out.errors.append((line, f"not valid LDIF: {exc}"))
         return out

@@ -7,13 +7,21 @@ each kept under its own name with the input that found it.
 
 from __future__ import annotations
 
+import base64
+import json
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from directory.ldif import parse_ldif
+from idp.errors import InvalidClientMetadata
+from idp.oidc.clients import validate_redirect_uri
+from idp.oidc.keys import InvalidToken
 from pki.csr import parse_csr
 from pki.errors import BadRequest
+from tests.fixtures.idp import ISSUER, FakeDirectory, make_services
 from tests.fuzz import targets
 
 # Fast parsers get more examples than the ones that go through a Flask app.
@@ -79,3 +87,34 @@ def test_csr_with_version_4_is_a_bad_request_not_a_crash() -> None:
     with pytest.raises(BadRequest) as caught:
         parse_csr(bytes(der_bytes), max_bytes=64 * 1024)
     assert caught.value.reason == "garbage"
+
+
+def test_ldif_ending_inside_a_folded_line_is_an_error_not_a_crash() -> None:
+    # Found by scripts/bench/fuzz.py: python-ldap raises EOFError, no ValueError.
+    parsed = parse_ldif(b"dn: uid=zhangwei,ou=peopldn: e,dc=uid=zhbea")
+    assert not parsed.rows
+    assert parsed.errors and "not valid LDIF" in parsed.errors[0][1]
+
+
+def test_redirect_uri_with_an_unbalanced_bracket_is_refused_not_a_crash() -> None:
+    # Found by scripts/bench/fuzz.py: urlsplit raises ValueError("Invalid IPv6 URL").
+    with pytest.raises(InvalidClientMetadata):
+        validate_redirect_uri("https://app.ll[ck/cb")
+
+
+def test_tokens_with_made_up_kids_do_not_reload_the_keys_each_time(tmp_path: Path) -> None:
+    # Found by the id_token_hint target's rate (24 inputs/s): every unknown kid
+    # forced a reload that decrypts each private key, so /logout with made-up
+    # kids cost a key derivation per request.
+    services = make_services(tmp_path / "home", ISSUER, FakeDirectory())
+    keys = services.provider.keys
+    header = base64.urlsafe_b64encode(json.dumps(
+        {"alg": "ES256", "kid": "made-up", "typ": "JWT"}).encode()).rstrip(b"=").decode()
+    with pytest.raises(InvalidToken):
+        keys.verify(f"{header}.e30.c2ln", typ="jwt")
+    loaded = keys._loaded
+    for _ in range(20):
+        with pytest.raises(InvalidToken):
+            keys.verify(f"{header}.e30.c2ln", typ="jwt")
+    assert keys._loaded is loaded
+    services.close()
