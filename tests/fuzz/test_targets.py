@@ -118,3 +118,11 @@ def test_tokens_with_made_up_kids_do_not_reload_the_keys_each_time(tmp_path: Pat
             keys.verify(f"{header}.e30.c2ln", typ="jwt")
     assert keys._loaded is loaded
     services.close()
+
+
+def test_ldif_dn_given_as_a_url_is_an_error_not_a_crash() -> None:
+    # Found by scripts/bench/fuzz.py at 1,000,000 inputs: "dn:< URL" made python-ldap
+    # call .decode() on None (AttributeError).
+    parsed = parse_ldif(b"dn:< file:///etc/passwd\nuid: zhangwei\n\n")
+    assert not parsed.rows
+    assert parsed.errors and "dn:<" in parsed.errors[0][1]
