@@ -41,11 +41,20 @@ def parse_ldif(data: bytes) -> Parsed:
     if len(data) > csvimport.MAX_FILE_BYTES:
         out.errors.append((0, "file is larger than 50 MB"))
         return out
-    collector = _Collector(data)
+    collector: _Collector | None = None
     try:
+        # The parser reads its first line in the constructor: a file that is not
+        # UTF-8 from byte one fails there, before parse().
+        collector = _Collector(data)
         collector.parse()
-    except (ValueError, UnicodeDecodeError) as exc:
-        out.errors.append((collector.line_counter, f"not valid LDIF: {exc}"))
+    except (ValueError, UnicodeDecodeError, EOFError, AttributeError) as exc:
+        # EOFError: python-ldap's reader for a file that ends inside a folded line.
+        # AttributeError: "dn:< URL" (RFC 2849 allows no URL for a DN): the parser
+        # leaves the unfetched value None and then decodes it.
+        line = collector.line_counter if collector is not None else 1
+        detail = ("a DN given as a URL (dn:<) is not accepted"
+                  if isinstance(exc, AttributeError) else str(exc))
+        out.errors.append((line, f"not valid LDIF: {detail}"))
         return out
     seen: dict[str, int] = {}
     for line, dn, raw in collector.records:

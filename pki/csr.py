@@ -50,7 +50,8 @@ def parse_csr(data: bytes, max_bytes: int) -> x509.CertificateSigningRequest:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_csr(data)
         return x509.load_der_x509_csr(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
+        # InvalidVersion (a version other than v1, RFC 2986 §4.1) is no ValueError.
         raise BadRequest("garbage", f"not a PKCS#10 request: {exc}") from None
 
 

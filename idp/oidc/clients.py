@@ -53,7 +53,10 @@ def validate_redirect_uri(uri: str, field_name: str = "redirect_uri") -> str:
         raise InvalidClientMetadata(field_name, "empty, too long or contains blanks")
     if "*" in uri:
         raise InvalidClientMetadata(field_name, "wildcards are not allowed")
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # an unbalanced "[" in the host: "Invalid IPv6 URL"
+        raise InvalidClientMetadata(field_name, "not a valid URL") from None
     scheme = parts.scheme.lower()
     if scheme in ("javascript", "data", "vbscript", "file"):
         raise InvalidClientMetadata(field_name, f"scheme {scheme!r} is not allowed")

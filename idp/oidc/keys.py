@@ -34,6 +34,7 @@ NEXT, ACTIVE, RETIRED = "next", "active", "retired"
 # Longest lifetime of anything we sign (ID and access tokens) plus clock skew.
 RETIRED_KEEP = timedelta(hours=1)
 CACHE_SECONDS = 30.0
+MIN_RELOAD_SECONDS = 1.0
 
 
 class InvalidToken(ValueError):
@@ -137,7 +138,12 @@ class KeyStore:
     # -- use ------------------------------------------------------------------
     def _load(self, force: bool = False) -> _Loaded:
         loaded = self._loaded
-        if loaded is not None and not force and time.monotonic() - loaded.at < CACHE_SECONDS:
+        age = time.monotonic() - loaded.at if loaded is not None else None
+        if loaded is not None and age is not None and (
+                age < MIN_RELOAD_SECONDS or (not force and age < CACHE_SECONDS)):
+            # A forced reload (a token naming a kid we do not know) decrypts every
+            # private key again: at most one a second, or anyone sending JWTs with
+            # made-up kids to /logout makes each request cost a key derivation.
             return loaded
         with self._sessions() as s:
             rows = s.execute(select(signing_keys)).all()

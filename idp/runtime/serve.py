@@ -259,6 +259,15 @@ class Children:
                 self.echo(f"stopping {watch.child.name} failed: {exc}")
 
 
+def tls_arguments(cert: Path, key: Path, chain: Path) -> list[str]:
+    """gunicorn's options for the IdP's HTTPS front: its files, an optional client
+    certificate, and the TLS policy hook (idp/runtime/gunicorn_tls.py)."""
+    # CERT_OPTIONAL (1): ask for a client certificate, accept none; the
+    # IdP validates what it gets itself (path, validity, revocation).
+    return ["--certfile", str(cert), "--keyfile", str(key), "--ca-certs", str(chain),
+            "--cert-reqs", "1", "-c", "python:idp.runtime.gunicorn_tls"]
+
+
 class Supervisor:
     def __init__(self, services: Services, *, echo: Callable[[str], None] = click.echo,
                  sample_app: bool = False) -> None:
@@ -280,11 +289,7 @@ class Supervisor:
                "--graceful-timeout", "5", "--log-level", "warning", "--access-logfile", "-"
                if os.environ.get("GOVTRUST_ACCESS_LOG") else "/dev/null"]
         if tls is not None:
-            cert, key, chain = tls
-            # CERT_OPTIONAL (1): ask for a client certificate, accept none; the
-            # IdP validates what it gets itself (path, validity, revocation).
-            cmd += ["--certfile", str(cert), "--keyfile", str(key), "--ca-certs", str(chain),
-                    "--cert-reqs", "1"]
+            cmd += tls_arguments(*tls)
         env = dict(os.environ, GOVTRUST_HOME=str(self.config.home))
         self.children.add(ProcessChild(name, cmd, env))
 

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from directory.model import Person
-from pki.errors import AlreadyRevoked, BadRequest, InvalidSerial, NotOnHold, UnknownSerial
+from pki.errors import AlreadyRevoked, InvalidSerial, NotOnHold, UnknownSerial
 from pki.model import CertStatus, RevocationReason
 from policies.profiles import HARDWARE_KEY_POLICY
 from tests.fixtures.pki import CAEnv, make_csr, run
@@ -118,103 +118,7 @@ def test_tls_server_names_come_from_the_approved_list(env: CAEnv) -> None:
     assert from_csr.record.owner_uid == "govtrust"  # type: ignore[union-attr]
 
 
-# -- bad input: a clear error and nothing recorded -----------------------------------
-
-def _refused(env: CAEnv, reason: str, call: object) -> None:
-    before = env.counts()
-    with pytest.raises(BadRequest) as info:
-        call()  # type: ignore[operator]
-    assert info.value.reason == reason
-    assert env.counts() == before
-
-
-def test_garbage_der_is_refused(env: CAEnv, person: Person) -> None:
-    _refused(env, "garbage", lambda: env.ca.issue_from_csr(person, "user-auth",
-                                                           b"\x30\x82\x01\x00garbage"))
-
-
-def test_truncated_pem_is_refused(env: CAEnv, person: Person) -> None:
-    csr, _ = make_csr()
-    _refused(env, "garbage", lambda: env.ca.issue_from_csr(person, "user-auth", csr[:200]))
-
-
-def test_truncated_der_is_refused(env: CAEnv, person: Person) -> None:
-    csr, _ = make_csr()
-    der = x509.load_pem_x509_csr(csr).public_bytes(serialization.Encoding.DER)
-    _refused(env, "garbage", lambda: env.ca.issue_from_csr(person, "user-auth", der[:-10]))
-
-
-def test_csr_with_bad_signature_is_refused(env: CAEnv, person: Person) -> None:
-    csr, _ = make_csr()
-    der = bytearray(x509.load_pem_x509_csr(csr).public_bytes(serialization.Encoding.DER))
-    der[-5] ^= 0x01  # inside the signature's r or s
-    _refused(env, "bad_signature",
-             lambda: env.ca.issue_from_csr(person, "user-auth", bytes(der)))
-
-
-def test_weak_rsa_key_is_refused(env: CAEnv, person: Person) -> None:
-    csr, _ = make_csr(rsa.generate_private_key(65537, 1024))
-    _refused(env, "weak_key", lambda: env.ca.issue_from_csr(person, "user-auth", csr))
-
-
-def test_unlisted_curve_is_refused(env: CAEnv, person: Person) -> None:
-    csr, _ = make_csr(ec.generate_private_key(ec.SECP521R1()))
-    _refused(env, "weak_key", lambda: env.ca.issue_from_csr(person, "user-auth", csr))
-
-
-def test_unsupported_key_type_is_refused(env: CAEnv, person: Person) -> None:
-    csr, _ = make_csr(ed25519.Ed25519PrivateKey.generate())
-    _refused(env, "weak_key", lambda: env.ca.issue_from_csr(person, "user-encrypt", csr))
-
-
-def test_csr_asking_for_ca_true_is_refused(env: CAEnv, person: Person) -> None:
-    csr, _ = make_csr(extensions=[(x509.BasicConstraints(ca=True, path_length=None), True)])
-    _refused(env, "ca_requested", lambda: env.ca.issue_from_csr(person, "user-auth", csr))
-
-
-def test_csr_with_unknown_extension_is_refused(env: CAEnv, person: Person) -> None:
-    ext = x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00")
-    csr, _ = make_csr(extensions=[(ext, False)])
-    _refused(env, "extension_not_granted",
-             lambda: env.ca.issue_from_csr(person, "user-auth", csr))
-
-
-def test_csr_asking_for_ungranted_key_usage_is_refused(env: CAEnv, person: Person) -> None:
-    ku = x509.KeyUsage(True, False, False, False, False, True, True, False, False)
-    csr, _ = make_csr(extensions=[(ku, True)])
-    _refused(env, "extension_not_granted",
-             lambda: env.ca.issue_from_csr(person, "user-auth", csr))
-
-
-def test_csr_asking_for_ungranted_eku_is_refused(env: CAEnv, person: Person) -> None:
-    eku = x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH])
-    csr, _ = make_csr(extensions=[(eku, False)])
-    _refused(env, "extension_not_granted",
-             lambda: env.ca.issue_from_csr(person, "user-auth", csr))
-
-
-def test_oversized_csr_is_refused(env: CAEnv, person: Person) -> None:
-    csr, _ = make_csr()
-    big = csr + b"\n" * (64 * 1024)
-    _refused(env, "too_large", lambda: env.ca.issue_from_csr(person, "user-auth", big))
-
-
-def test_unapproved_dns_name_is_refused(env: CAEnv) -> None:
-    env.ca.approve_dns("finance-app", ["finance.beijing.gov.cn"])
-    _refused(env, "dns_not_approved", lambda: env.ca.issue_tls_server(
-        "finance-app", dns_names=["finance.beijing.gov.cn", "evil.example"]))
-
-
-def test_suspended_person_gets_no_certificate(env: CAEnv, suspended_person: Person) -> None:
-    csr, _ = make_csr()
-    _refused(env, "person_inactive",
-             lambda: env.ca.issue_from_csr(suspended_person, "user-auth", csr))
-
-
-def test_short_pkcs12_passphrase_is_refused(env: CAEnv, person: Person) -> None:
-    _refused(env, "weak_passphrase",
-             lambda: env.ca.issue_pkcs12(person, "user-auth", b"short"))
-
+# -- bad input of the lifecycle (bad CSRs: tests/hostile/test_cli_import.py) ---------
 
 def test_unknown_serial_is_a_typed_error(env: CAEnv) -> None:
     before = env.counts()
