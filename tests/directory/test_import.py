@@ -147,3 +147,21 @@ def test_a_refused_op_in_a_bulk_batch_is_named_and_the_rest_applied(
     assert results[0] is None and results[2] is None
     assert results[1] is not None and results[1].code == "ALREADY_EXISTS"
     assert {p.uid for p in svc.search()} == {"taken", "fresh1", "fresh2"}
+
+
+def test_bad_row_at_the_end_of_a_large_file_changes_nothing(
+        directory_service: DirectoryService, tmp_path: Path) -> None:
+    svc = directory_service
+    prepare(svc)
+    n = 3_000  # six write batches: the bad row is met long after the first could be written
+    path = tmp_path / "people.csv"
+    path.write_bytes(people_csv(n - 1) + row(n - 1, dept="市不存在局/某处").encode())
+    with path.open("rb") as f, pytest.raises(ImportRejected) as err:
+        svc.import_people(f)
+    assert err.value.errors == [(n + 1, "department 市不存在局/某处 does not exist")]
+    assert svc.search(limit=10) == []
+
+    with path.open("rb") as f:  # --continue: the good rows, streamed from the file
+        report = svc.import_people(f, keep_going=True)
+    assert report.added == n - 1 and [line for line, _ in report.errors] == [n + 1]
+    assert len(svc.search(limit=n + 10)) == n - 1
