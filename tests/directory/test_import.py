@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -165,3 +167,44 @@ def test_bad_row_at_the_end_of_a_large_file_changes_nothing(
         report = svc.import_people(f, keep_going=True)
     assert report.added == n - 1 and [line for line, _ in report.errors] == [n + 1]
     assert len(svc.search(limit=n + 10)) == n - 1
+
+
+class _RewrittenBetweenPasses(io.RawIOBase):
+    """A file another program rewrites while the import runs: ``second`` is what a
+    read sees from the second time the file's end is sought (the second pass)."""
+
+    def __init__(self, first: bytes, second: bytes) -> None:
+        self.content, self.second, self.pos, self.ends = first, second, 0, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self.content[self.pos:self.pos + len(buffer)]
+        buffer[:len(chunk)] = chunk
+        self.pos += len(chunk)
+        return len(chunk)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_END:
+            self.ends += 1
+            if self.ends == 2:
+                self.content = self.second
+            self.pos = len(self.content) + offset
+        else:
+            self.pos = offset if whence == io.SEEK_SET else self.pos + offset
+        return self.pos
+
+
+def test_file_changed_between_the_passes_is_reported(
+        directory_service: DirectoryService) -> None:
+    svc = directory_service
+    prepare(svc)
+    f = io.BufferedReader(_RewrittenBetweenPasses(people_csv(3), people_csv(4)))
+    with pytest.raises(ImportRejected) as err:
+        svc.import_people(f)  # type: ignore[arg-type]
+    assert [line for line, _ in err.value.errors] == [0]
+    assert "changed while it was being imported" in err.value.errors[0][1]
