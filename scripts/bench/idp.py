@@ -48,7 +48,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # points at: the same interpreter, with ROOT first on the path (PYTHONPATH below).
 GOVTRUST = [str(ROOT / ".venv" / "bin" / "python"), "-c",
             "from idp.runtime.cli import main; main()"]
-PEER = ROOT.parent / "shared" / "peers" / "lemonldap"
+# ../shared/peers beside the main checkout; a worktree sits one level deeper.
+PEER = next((p / "shared" / "peers" / "lemonldap" for p in ROOT.parents
+             if (p / "shared" / "peers" / "lemonldap").is_dir()),
+            ROOT.parent / "shared" / "peers" / "lemonldap")
 KEYCLOAK_PER_VCPU = {"client_credentials": 120.0, "refresh": 120.0, "login": 15.0}
 KEYCLOAK_POD_MB = 1250  # Keycloak's published sizing: memory per pod
 CONFIGURED_THREADS = 4  # idp/runtime/config.py's [idp] threads default
