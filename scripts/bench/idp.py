@@ -374,6 +374,7 @@ def main() -> None:
     server = Server(args.home, args.threads, args.workers)
     ours: dict[str, dict[int, dict[str, float]]] = {}
     memory: dict[str, dict[str, float]] = {}
+    at_start: dict[str, dict[str, float]] = {}
     bares: list[Bare] = []
     try:
         server.start()
@@ -394,6 +395,7 @@ def main() -> None:
         bares += [bare, bare_tls]
         for b in bares:
             b.start(*auth)
+        at_start = session_memory(server.proc.pid, args.home) if server.proc else {}
         for c in levels:
             # The yardstick just before ours, at the same concurrency, same load client.
             ours.setdefault("bare", {})[c] = wrk_load(
@@ -462,8 +464,10 @@ def main() -> None:
     print(f"\nResident memory of govtrust serve after the load (idle), "
           f"beside Keycloak's {KEYCLOAK_POD_MB} MB per pod:")
     for group, g in sorted(memory.items()):
+        start = at_start.get(group, {})
         print(f"memory_{group}: {g['rss']:.0f} MB rss, {g['pss']:.0f} MB pss, "
-              f"{int(g['processes'])} processes")
+              f"{int(g['processes'])} processes (before the load: "
+              f"{start.get('rss', 0):.0f} MB rss, {start.get('pss', 0):.0f} MB pss)")
     total_rss = sum(g["rss"] for g in memory.values())
     total_pss = sum(g["pss"] for g in memory.values())
     print(f"memory_total: {total_rss:.0f} MB rss, {total_pss:.0f} MB pss "
