@@ -459,6 +459,9 @@ class DirectoryService:
         import (a re-import must not bring back someone who left).
         """
         source = io.BytesIO(data) if isinstance(data, bytes) else data
+        if not source.seekable():
+            # A pipe cannot be read twice (check, then write).
+            raise InvalidValue("file", "must be a regular file, not a pipe or a terminal")
         source.seek(0)
         fmt = fmt or _sniff(source.read(4096))
         digest = _digest(source)

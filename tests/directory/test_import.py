@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from directory.errors import ImportRejected
+from directory.errors import ImportRejected, InvalidValue
 from directory.events import RecordingPublisher
 from directory.gateway import LdapGateway
 from directory.service import DirectoryService
@@ -208,3 +209,12 @@ def test_file_changed_between_the_passes_is_reported(
         svc.import_people(f)  # type: ignore[arg-type]
     assert [line for line, _ in err.value.errors] == [0]
     assert "changed while it was being imported" in err.value.errors[0][1]
+
+
+def test_a_pipe_is_refused_before_anything_is_read(directory_service: DirectoryService) -> None:
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "wb") as w:
+        w.write(people_csv(1))
+    with os.fdopen(read_end, "rb") as f, pytest.raises(InvalidValue) as err:
+        directory_service.import_people(f)
+    assert err.value.field == "file"
