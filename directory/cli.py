@@ -287,9 +287,10 @@ def group_list() -> None:
 @_errors
 def import_(file: Path, dry_run: bool, keep_going: bool, fmt: str | None) -> None:
     """Import people from a CSV (UTF-8) or LDIF file."""
-    report = _obj().directory.import_people(
-        file.read_bytes(), fmt=cast(Format | None, fmt), dry_run=dry_run,
-        keep_going=keep_going, actor=_actor())
+    with file.open("rb") as f:  # streamed: a city's file need not fit in memory
+        report = _obj().directory.import_people(
+            f, fmt=cast(Format | None, fmt), dry_run=dry_run, keep_going=keep_going,
+            actor=_actor())
     text = (f"{'would add' if dry_run else 'added'} {report.added}, "
             f"{'would update' if dry_run else 'updated'} {report.updated}, "
             f"unchanged {report.unchanged}, memberships added {report.memberships_added}")

@@ -13,16 +13,18 @@ directly is refused as well, not only logins through GovTrust.
 from __future__ import annotations
 
 import hashlib
+import io
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from directory import csvimport, entries, pwhash, validate
 from directory import ldif as ldif_format
 from directory.audit import AuditSink
-from directory.csvimport import Parsed, PersonRow
+from directory.bulk import TXN_BATCH
+from directory.csvimport import PersonRow, RowError
 from directory.entries import Attrs, Change
 from directory.errors import (
     AlreadyExists,
@@ -439,49 +441,121 @@ class DirectoryService:
         return ServiceAccount(name, dn, password)
 
     # -- import / export -------------------------------------------------------------
-    def import_people(self, data: bytes, *, fmt: Format | None = None, dry_run: bool = False,
-                      keep_going: bool = False, actor: str = "system") -> ImportReport:
-        """Import a people CSV or LDIF file (see ``directory.csvimport``).
+    def import_people(self, data: bytes | BinaryIO, *, fmt: Format | None = None,
+                      dry_run: bool = False, keep_going: bool = False,
+                      actor: str = "system") -> ImportReport:
+        """Import a people CSV or LDIF file (see ``directory.csvimport``): the bytes,
+        or a binary file open for reading and seekable (a CSV is then streamed).
 
-        All rows are checked first, against the file and the directory (departments
-        and groups must exist); any bad row rejects the whole file unless
-        ``keep_going``. Existing people are compared and only differences written,
-        so importing the same file again changes nothing. A person's status is never
-        changed by an import (a re-import must not bring back someone who left).
+        Two passes over the file. The first checks every row, against the file and
+        the directory (departments and groups must exist); any bad row rejects the
+        whole file, before anything is written, unless ``keep_going``. The second
+        reads the file again, checks each row the same way and writes the good
+        ones, ``bulk.TXN_BATCH`` at a time: existing people are looked up for that
+        batch and only differences written, so importing the same file again
+        changes nothing. Memory is flat in the file's length: nothing per row is
+        kept between batches (a CSV; an LDIF file is parsed in memory, up to
+        ``csvimport.MAX_FILE_BYTES``). A person's status is never changed by an
+        import (a re-import must not bring back someone who left).
         """
-        fmt = fmt or _sniff(data)
-        parsed: Parsed = (ldif_format.parse_ldif(data) if fmt == "ldif"
-                          else csvimport.parse_csv(data))
-        errors = list(parsed.errors)
-        if errors and not parsed.rows:
-            # Nothing usable (wrong encoding, bad header, every row bad): say so.
-            raise ImportRejected(errors)
+        source = io.BytesIO(data) if isinstance(data, bytes) else data
+        if not source.seekable():
+            # A pipe cannot be read twice (check, then write).
+            raise InvalidValue("file", "must be a regular file, not a pipe or a terminal")
+        source.seek(0)
+        fmt = fmt or _sniff(source.read(4096))
+        digest = _digest(source)
         departments = {d.path for d in self.list_departments()}
         groups = {g.name: g for g in self.list_groups()}
-        people = self.gateway.container("people")
-        existing = {(a.get("uid") or [""])[0]: (dn, a) for dn, a in self.gateway.search(
-            people, "(objectClass=inetOrgPerson)", scope="one",
-            attrs=[*entries.READ, "objectClass"])}
-        good: list[PersonRow] = []
-        for row in parsed.rows:
-            problems = []
-            if row.department not in departments:
-                problems.append(f"department {'/'.join(row.department)} does not exist")
-            missing = [g for g in row.groups if g not in groups]
-            if missing:
-                problems.append(f"group(s) {', '.join(missing)} do not exist")
-            if problems:
-                errors.append((row.line, "; ".join(problems)))
-            else:
-                good.append(row)
+
+        def checked() -> Iterator[PersonRow | RowError]:
+            for item in self._rows(source, fmt):
+                if not isinstance(item, PersonRow):
+                    yield item
+                    continue
+                problems = []
+                if item.department not in departments:
+                    problems.append(f"department {'/'.join(item.department)} does not exist")
+                missing = [g for g in item.groups if g not in groups]
+                if missing:
+                    problems.append(f"group(s) {', '.join(missing)} do not exist")
+                yield (item.line, "; ".join(problems)) if problems else item
+
+        # Pass 1: check everything; nothing is written.
+        errors: list[RowError] = []
+        bad = good = 0
+        for item in checked():
+            if isinstance(item, PersonRow):
+                good += 1
+                continue
+            bad += 1
+            if len(errors) < csvimport.MAX_ERRORS:
+                errors.append(item)
+            elif not keep_going:
+                errors.append((item[0], "too many errors; stopped reading"))
+                break
+        if bad > len(errors):
+            errors.append((errors[-1][0], f"and {bad - len(errors)} more bad row(s)"))
         errors.sort()
-        if errors and not keep_going:
+        if errors and (not good or not keep_going):
+            # Nothing usable, or all-or-nothing asked: say why and change nothing.
             raise ImportRejected(errors)
+
+        # Pass 2: the same rows again, written a batch at a time.
         report = ImportReport(dry_run=dry_run, errors=errors)
+        failed: list[RowError] = []
+        again = 0
+        batch: list[PersonRow] = []
+        for item in checked():
+            if isinstance(item, PersonRow):
+                again += 1
+                batch.append(item)
+                if len(batch) >= TXN_BATCH:
+                    self._import_batch(batch, groups, report, failed, dry_run)
+                    batch = []
+        if batch:
+            self._import_batch(batch, groups, report, failed, dry_run)
+        if again != good or _digest(source) != digest:
+            # Another program wrote the file between the passes: what was checked
+            # is not what was read; the operator must look and import it again.
+            failed.append((0, "the file changed while it was being imported; "
+                              "check the directory and import the file again"))
+        if not dry_run:
+            self.audit.record(actor=actor, action="directory.import",
+                              target=f"sha256:{digest}",
+                              details={"format": fmt, "added": str(report.added),
+                                       "updated": str(report.updated),
+                                       "unchanged": str(report.unchanged),
+                                       "memberships_added": str(report.memberships_added),
+                                       "skipped_rows": str(bad),
+                                       "failed": str(len(failed))})
+        if failed:
+            # The directory refused something the checks let through: say which rows.
+            raise ImportRejected(failed)
+        return report
+
+    @staticmethod
+    def _rows(source: BinaryIO, fmt: Format) -> Iterator[PersonRow | RowError]:
+        if fmt == "csv":
+            yield from csvimport.scan_csv(source)
+            return
+        source.seek(0)
+        parsed = ldif_format.parse_ldif(source.read(csvimport.MAX_FILE_BYTES + 1))
+        items: list[PersonRow | RowError] = [*parsed.rows, *parsed.errors]
+        yield from sorted(items, key=lambda i: i.line if isinstance(i, PersonRow) else i[0])
+
+    def _import_batch(self, batch: Sequence[PersonRow], groups: dict[str, Group],
+                      report: ImportReport, failed: list[RowError], dry_run: bool) -> None:
+        """Write one batch of checked rows: adds for new people, the differences for
+        existing ones (looked up for this batch only), then group memberships."""
+        template = "(&(objectClass=inetOrgPerson)(|" + "(uid=%s)" * len(batch) + "))"
+        existing = {(a.get("uid") or [""])[0]: (dn, a) for dn, a in self.gateway.search(
+            self.gateway.container("people"), template, [r.uid for r in batch],
+            scope="one", attrs=[*entries.READ, "objectClass"])}
         ops: list[tuple[str, str, object]] = []
         op_lines: list[int] = []
         new_members: dict[str, list[str]] = {}
-        for row in good:
+        for row in batch:
             current = existing.get(row.uid)
             status = PersonStatus.ACTIVE
             if current is not None:
@@ -512,29 +586,17 @@ class DirectoryService:
             for g in row.groups:
                 if groups[g].dn.lower() not in member_of:
                     new_members.setdefault(g, []).append(dn)
-        report.memberships_added = sum(len(v) for v in new_members.values())
+        report.memberships_added += sum(len(v) for v in new_members.values())
         if dry_run:
-            return report
+            return
         refused = self.gateway.apply_many(ops) if ops else []
-        failed = [(line, str(r)) for line, r in zip(op_lines, refused, strict=True)
-                  if r is not None]
+        failed.extend((line, str(r)) for line, r in zip(op_lines, refused, strict=True)
+                      if r is not None)
         for name, dns in new_members.items():
             try:
                 self.gateway.modify(groups[name].dn, [("add", "member", dns)])
             except DirectoryRefused as exc:
                 failed.append((0, f"group {name}: {exc}"))
-        self.audit.record(actor=actor, action="directory.import",
-                          target=f"sha256:{hashlib.sha256(data).hexdigest()}",
-                          details={"format": fmt, "added": str(report.added),
-                                   "updated": str(report.updated),
-                                   "unchanged": str(report.unchanged),
-                                   "memberships_added": str(report.memberships_added),
-                                   "skipped_rows": str(len(errors)),
-                                   "failed": str(len(failed))})
-        if failed:
-            # The directory refused something the checks let through: say which rows.
-            raise ImportRejected(failed)
-        return report
 
     def export_people(self, fmt: Format = "csv") -> bytes:
         people = self.search(limit=10**9)
@@ -550,9 +612,17 @@ class DirectoryService:
         return csvimport.write_csv(ldif_format.person_row(p) for p in people)
 
 
-def _sniff(data: bytes) -> Format:
-    head = data[:4096].lstrip(csvimport.BOM).lstrip()
+def _sniff(head: bytes) -> Format:
+    head = head.lstrip(csvimport.BOM).lstrip()
     return "ldif" if head.startswith((b"dn:", b"version:", b"#")) else "csv"
+
+
+def _digest(source: BinaryIO) -> str:
+    source.seek(0)
+    h = hashlib.sha256()
+    for chunk in iter(lambda: source.read(1024 * 1024), b""):
+        h.update(chunk)
+    return h.hexdigest()
 
 
 _VERBS = {LifecycleKind.SUSPENDED: "suspend", LifecycleKind.RESTORED: "restore",

@@ -15,17 +15,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
-from cryptography.hazmat.primitives import serialization
-from sqlalchemy.exc import InterfaceError, OperationalError
 
-from pki.authority import CertificateAuthority, IssuedCertificate, IssuedKeyPair
 from pki.errors import PKIError
-from pki.interfaces import CertificateSubject
 from pki.model import CertStatus, HierarchyName, RevocationReason
 from policies.profiles import PROFILE_NAMES
+
+if TYPE_CHECKING:
+    # The authority (cryptography, the stores) and SQLAlchemy load when a command
+    # runs, not when ``govtrust cert --help`` builds the options.
+    from pki.authority import CertificateAuthority, IssuedCertificate, IssuedKeyPair
+    from pki.interfaces import CertificateSubject
 
 MAX_CSR_READ = 1024 * 1024
 
@@ -66,13 +68,16 @@ def _errors() -> Iterator[None]:
         yield
     except PKIError as exc:
         raise click.ClickException(str(exc)) from None
-    except (OperationalError, InterfaceError) as exc:
-        # The database is down, restarting or full: say so, without a traceback;
-        # the transaction was rolled back, so nothing was half recorded.
-        raise click.ClickException(f"cannot use the database, nothing was changed: "
-                                   f"{str(exc.orig).splitlines()[0] if exc.orig else exc}"
-                                   ) from None
     except Exception as exc:
+        # Imported here: only a command that reached the database can raise these.
+        from sqlalchemy.exc import InterfaceError, OperationalError
+
+        if isinstance(exc, OperationalError | InterfaceError):
+            # The database is down, restarting or full: say so, without a traceback;
+            # the transaction was rolled back, so nothing was half recorded.
+            raise click.ClickException(
+                f"cannot use the database, nothing was changed: "
+                f"{str(exc.orig).splitlines()[0] if exc.orig else exc}") from None
         # A directory error (unknown uid, unreachable) is as clear a message here.
         if type(exc).__module__.startswith("directory"):
             raise click.ClickException(str(exc)) from None
@@ -201,11 +206,15 @@ def cert_issue(services: PKIServices, uid: str | None, app: str | None, profile:
             else:
                 assert passphrase is not None
                 result = authority.issue_pkcs12(person, profile, passphrase, actor=actor)
+    from pki.authority import IssuedKeyPair
+
     issued = result.issued if isinstance(result, IssuedKeyPair) else result
     if isinstance(result, IssuedKeyPair):
         if p12_out is not None:
             _write_private(p12_out, result.pkcs12)
         if key_out is not None:
+            from cryptography.hazmat.primitives import serialization
+
             _write_private(key_out, result.private_key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption()))

@@ -100,9 +100,11 @@ def cli(ctx: click.Context, home: Path, json_output: bool) -> None:
 
 def _finish(services: Services) -> None:
     """Deliver lifecycle events a command just published (certificates revoked or
-    held, sessions ended) right away; ``govtrust serve`` retries what fails."""
+    held, sessions ended) right away; ``govtrust serve`` retries what fails. A
+    command that published none (``cert issue``) does not build the subscribers,
+    which would import the whole OpenID provider for nothing."""
     try:
-        if "outbox" in services.__dict__:
+        if "outbox" in services.__dict__ and services.outbox.published:
             delivered = services.deliver_events()
             if delivered and not services.json:
                 click.echo(f"lifecycle: {delivered} subscriber action(s) done", err=True)

@@ -96,6 +96,7 @@ class Outbox:
         self._sessions = sessions
         self._subscribers = list(subscribers)
         self._clock = clock
+        self.published = 0  # events this instance made ready (a CLI command's own)
 
     def subscribe(self, subscriber: EventSubscriber) -> None:
         if any(s.name == subscriber.name for s in self._subscribers):
@@ -121,6 +122,7 @@ class Outbox:
         with self._sessions.begin() as s:
             s.execute(update(outbox_events).where(outbox_events.c.id == event_id)
                       .values(state=READY))
+        self.published += 1
 
     # -- recovery -------------------------------------------------------------
     def recover(self, happened: Callable[[LifecycleEvent], bool],

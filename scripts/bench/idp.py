@@ -9,6 +9,15 @@ processes; a login is authorize -> login form -> POST credentials -> authorize
 -> code -> token, cookies and all, the ID token checked for the nonce).
 
     scripts/bench/idp.py [--duration 10] [--peer] [--home /dev/shm/govtrust-bench]
+                         [--figures client_credentials,introspection,refresh,login]
+
+The yardstick, measured in the same run: ``bare_token.py`` (a bare Flask
+client-credentials endpoint: constant-time secret check, one ES256 JWT, one SQLite
+insert) under gunicorn with the same worker settings, over plain HTTP (``bare``)
+and over the same TLS as ours (``bare_tls``); every figure is also printed as a
+fraction of ``bare`` at the same concurrency (``name_vs_bare: 0.NN ratio``). After
+the load, the resident memory of ``govtrust serve`` (RSS and PSS summed over its
+processes) is printed beside Keycloak's published 1,250 MB per pod.
 
 ``--peer`` also runs ../shared/peers/lemonldap (setup.sh, bench.sh, stop.sh) on
 ports that do not clash with ours, in a tmpfs work dir, and prints the ratios.
@@ -35,9 +44,17 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
-GOVTRUST = [str(ROOT / ".venv" / "bin" / "govtrust")]
-PEER = ROOT.parent / "shared" / "peers" / "lemonldap"
+# This checkout's code, whatever the (possibly shared) .venv's editable install
+# points at: the same interpreter, with ROOT first on the path (PYTHONPATH below).
+GOVTRUST = [str(ROOT / ".venv" / "bin" / "python"), "-c",
+            "from idp.runtime.cli import main; main()"]
+# ../shared/peers beside the main checkout; a worktree sits one level deeper.
+PEER = next((p / "shared" / "peers" / "lemonldap" for p in ROOT.parents
+             if (p / "shared" / "peers" / "lemonldap").is_dir()),
+            ROOT.parent / "shared" / "peers" / "lemonldap")
 KEYCLOAK_PER_VCPU = {"client_credentials": 120.0, "refresh": 120.0, "login": 15.0}
+KEYCLOAK_POD_MB = 1250  # Keycloak's published sizing: memory per pod
+CONFIGURED_THREADS = 4  # idp/runtime/config.py's [idp] threads default
 REDIRECT = "http://127.0.0.1:9/cb"
 
 
@@ -62,7 +79,7 @@ class Server:
         port = free_port()
         self.issuer = f"https://127.0.0.1:{port}"
         pki = free_port()
-        self.env = dict(os.environ, GOVTRUST_HOME=str(home),
+        self.env = dict(os.environ, GOVTRUST_HOME=str(home), PYTHONPATH=str(ROOT),
                         GOVTRUST_IDP_LISTEN=f"127.0.0.1:{port}", GOVTRUST_IDP_ISSUER=self.issuer,
                         GOVTRUST_PKI_LISTEN=f"127.0.0.1:{pki}",
                         GOVTRUST_PKI_PUBLIC_URL=f"http://127.0.0.1:{pki}",
@@ -106,6 +123,88 @@ class Server:
     def people(self) -> list[tuple[str, str]]:
         text = (self.home / "demo-accounts.txt").read_text(encoding="utf-8")
         return re.findall(r"civil servant: (\S+) / (\S+)", text)
+
+
+class Bare:
+    """``bare_token.py`` under gunicorn, with the worker settings ``govtrust serve``
+    gives ours (``idp/runtime/serve.py``: gthread, keep-alive 15)."""
+
+    def __init__(self, folder: Path, workers: int, threads: int,
+                 tls: tuple[Path, Path, Path] | None) -> None:
+        self.folder = folder
+        port = free_port()
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/token"
+        self.cmd = [str(ROOT / ".venv" / "bin" / "python"), "-m", "gunicorn",
+                    "bare_token:create_app()", "--bind", f"127.0.0.1:{port}",
+                    "--workers", str(workers), "--worker-class", "gthread",
+                    "--threads", str(threads), "--keep-alive", "15", "--timeout", "60",
+                    "--log-level", "warning", "--access-logfile", "/dev/null"]
+        if tls:
+            cert, key, chain = tls
+            self.cmd += ["--certfile", str(cert), "--keyfile", str(key), "--ca-certs",
+                         str(chain), "--cert-reqs", "1"]
+        self.ca = str(tls[2]) if tls else None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, client_id: str, secret: str) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "client.json").write_text(json.dumps(
+            {"client_id": client_id, "client_secret": secret}), encoding="utf-8")
+        env = dict(os.environ, BARE_DIR=str(self.folder),
+                   PYTHONPATH=str(Path(__file__).resolve().parent))
+        self.proc = subprocess.Popen(self.cmd, env=env, start_new_session=True,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                r = requests.post(self.url, data={"grant_type": "client_credentials"},
+                                  auth=(client_id, secret), verify=self.ca or True, timeout=2)
+                r.raise_for_status()
+                assert r.json()["access_token"].count(".") == 2
+                return
+            except requests.RequestException:
+                time.sleep(0.2)
+        raise RuntimeError("the bare token endpoint did not come up")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+# -- resident memory ------------------------------------------------------------------------
+
+def session_memory(sid: int, home: Path) -> dict[str, dict[str, float]]:
+    """RSS and PSS (MB) summed over the processes of session ``sid`` (what
+    ``govtrust serve`` started) and any naming ``home`` (the managed slapd), grouped:
+    the IdP's gunicorn (master and workers), the PKI's, slapd, the supervisor.
+    PSS counts a page shared by n processes as 1/n in each, so its sum is what the
+    processes really hold together; the RSS sum counts shared pages (forked code)
+    once per process."""
+    groups: dict[str, dict[str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if int(stat.rsplit(")", 1)[1].split()[3]) != sid and str(home) not in cmd:
+                continue
+            rollup = (entry / "smaps_rollup").read_text()
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+        kb = {k: float(v.split()[0]) for k, _, v in
+              (line.partition(":") for line in rollup.splitlines()[1:]) if k in ("Rss", "Pss")}
+        group = ("idp_workers" if "idp_app" in cmd else "pki_workers" if "pki_app" in cmd
+                 else "slapd" if "slapd" in cmd else "supervisor")
+        g = groups.setdefault(group, {"processes": 0, "rss": 0.0, "pss": 0.0})
+        g["processes"] += 1
+        g["rss"] += kb.get("Rss", 0.0) / 1024
+        g["pss"] += kb.get("Pss", 0.0) / 1024
+    return groups
 
 
 # -- one login, one refresh ----------------------------------------------------------------
@@ -262,12 +361,21 @@ def main() -> None:
                         help="gunicorn threads per worker (default: as configured)")
     parser.add_argument("--workers", type=int, default=0,
                         help="gunicorn worker processes (default: as configured)")
+    parser.add_argument("--figures", default="client_credentials,introspection,refresh,login",
+                        help="which of our figures to measure (comma-separated)")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
+    figures = set(args.figures.split(","))
     cores = os.cpu_count() or 1
+    # What govtrust serve runs: [idp] workers 0 = one per core it may use.
+    workers = args.workers or len(os.sched_getaffinity(0))
+    threads = args.threads or CONFIGURED_THREADS
 
     server = Server(args.home, args.threads, args.workers)
     ours: dict[str, dict[int, dict[str, float]]] = {}
+    memory: dict[str, dict[str, float]] = {}
+    at_start: dict[str, dict[str, float]] = {}
+    bares: list[Bare] = []
     try:
         server.start()
         reg = json.loads(server.govtrust("--json", "client", "add", "--name", "bench",
@@ -280,17 +388,53 @@ def main() -> None:
                               auth=auth, verify=server.ca).json()["access_token"]
         work = args.home / "bench"
         work.mkdir(exist_ok=True)
+        tls_dir = args.home / "idp" / "tls"
+        bare = Bare(args.home / "bare", workers, threads, None)
+        bare_tls = Bare(args.home / "bare-tls", workers, threads,
+                        (tls_dir / "server.pem", tls_dir / "server.key", tls_dir / "ca.pem"))
+        bares += [bare, bare_tls]
+        for b in bares:
+            b.start(*auth)
+        at_start = session_memory(server.proc.pid, args.home) if server.proc else {}
         for c in levels:
-            ours.setdefault("client_credentials", {})[c] = wrk_load(
-                server.issuer + "/token", "grant_type=client_credentials", auth, c,
-                args.duration, work)
-            ours.setdefault("introspection", {})[c] = wrk_load(
-                server.issuer + "/introspect", f"token={token}", auth, c, args.duration, work)
-            ours.setdefault("refresh", {})[c] = python_load("refresh", conf, c, args.duration)
-            ours.setdefault("login", {})[c] = python_load("login", conf, c, args.duration)
-        if 4 not in levels:
+            # The yardstick just before ours, at the same concurrency, same load client.
+            ours.setdefault("bare", {})[c] = wrk_load(
+                bare.url, "grant_type=client_credentials", auth, c, args.duration, work)
+            ours.setdefault("bare_tls", {})[c] = wrk_load(
+                bare_tls.url, "grant_type=client_credentials", auth, c, args.duration, work)
+            if "client_credentials" in figures:
+                ours.setdefault("client_credentials", {})[c] = wrk_load(
+                    server.issuer + "/token", "grant_type=client_credentials", auth, c,
+                    args.duration, work)
+            if "introspection" in figures:
+                ours.setdefault("introspection", {})[c] = wrk_load(
+                    server.issuer + "/introspect", f"token={token}", auth, c, args.duration,
+                    work)
+            if "refresh" in figures:
+                ours.setdefault("refresh", {})[c] = python_load("refresh", conf, c,
+                                                                args.duration)
+            if "login" in figures:
+                ours.setdefault("login", {})[c] = python_load("login", conf, c, args.duration)
+            # And again after ours: on a shared machine the load of others drifts
+            # within a run; the yardstick is the mean of before and after, and
+            # their spread says how far to trust a ratio.
+            after = wrk_load(bare.url, "grant_type=client_credentials", auth, c,
+                             args.duration, work)
+            before = ours["bare"][c]
+            ours.setdefault("bare_after", {})[c] = after
+            ours["bare"][c] = {**before, "rate": (before["rate"] + after["rate"]) / 2,
+                               "spread": abs(before["rate"] - after["rate"])
+                               / max(before["rate"], after["rate"])}
+        if "login" in figures and 4 not in levels:
             ours["login"][4] = python_load("login", conf, 4, args.duration)
+        for b in bares:
+            b.stop()
+        time.sleep(2)  # steady state: the load has ended, the workers are idle
+        assert server.proc is not None
+        memory = session_memory(server.proc.pid, args.home)
     finally:
+        for b in bares:
+            b.stop()
         server.stop()
         if not args.keep:
             shutil.rmtree(args.home, ignore_errors=True)
@@ -307,6 +451,27 @@ def main() -> None:
             print(f"{name:22} {c:>4} {f['rate']:>9.1f} {f['rate'] / cores:>9.1f} "
                   f"{f['p50']:>8.2f} {f['p99']:>8.2f} {int(f['errors']):>6}  "
                   f"{'' if kc is None else f'{kc:.0f}'}")
+    print(f"\nThe yardstick (bare_token.py, gunicorn {workers} x {threads} threads gthread, "
+          "plain HTTP; bare_tls: the same behind our TLS settings), same run:")
+    for c, f in sorted(ours["bare"].items()):
+        print(f"bare_{c}_spread: {f['spread']:.2f} ratio (|before - after| / max; "
+              "bare above is their mean)")
+    for name, by_c in ours.items():
+        for c, f in sorted(by_c.items()):
+            base = ours["bare"].get(c, {}).get("rate")
+            if base and name not in ("bare", "bare_after"):
+                print(f"{name}_{c}_vs_bare: {f['rate'] / base:.2f} ratio")
+    print(f"\nResident memory of govtrust serve after the load (idle), "
+          f"beside Keycloak's {KEYCLOAK_POD_MB} MB per pod:")
+    for group, g in sorted(memory.items()):
+        start = at_start.get(group, {})
+        print(f"memory_{group}: {g['rss']:.0f} MB rss, {g['pss']:.0f} MB pss, "
+              f"{int(g['processes'])} processes (before the load: "
+              f"{start.get('rss', 0):.0f} MB rss, {start.get('pss', 0):.0f} MB pss)")
+    total_rss = sum(g["rss"] for g in memory.values())
+    total_pss = sum(g["pss"] for g in memory.values())
+    print(f"memory_total: {total_rss:.0f} MB rss, {total_pss:.0f} MB pss "
+          f"({total_pss / KEYCLOAK_POD_MB:.2f} of a Keycloak pod by pss)")
     if args.peer:
         peer = run_peer(args.duration)
         print("\nLemonLDAP::NG 2.16 peer, same machine, same run (bench.sh):")
@@ -318,6 +483,11 @@ def main() -> None:
             if theirs and mine:
                 print(f"{name:22} {c:>4}  ours {mine:9.1f}/s  theirs {theirs:9.1f}/s  "
                       f"ratio {mine / theirs:5.2f}x")
+        base = ours["bare"].get(16, {}).get("rate")
+        if base and peer.get("token_client_credentials"):
+            # The peer runs as its scripts run it (nginx, plain HTTP), as bare does.
+            print(f"peer_client_credentials_16_vs_bare: "
+                  f"{peer['token_client_credentials'] / base:.2f} ratio")
         print(json.dumps(peer, indent=None))
 
 

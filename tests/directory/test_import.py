@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from directory.errors import ImportRejected
+from directory.errors import ImportRejected, InvalidValue
 from directory.events import RecordingPublisher
 from directory.gateway import LdapGateway
 from directory.service import DirectoryService
@@ -147,3 +150,71 @@ def test_a_refused_op_in_a_bulk_batch_is_named_and_the_rest_applied(
     assert results[0] is None and results[2] is None
     assert results[1] is not None and results[1].code == "ALREADY_EXISTS"
     assert {p.uid for p in svc.search()} == {"taken", "fresh1", "fresh2"}
+
+
+def test_bad_row_at_the_end_of_a_large_file_changes_nothing(
+        directory_service: DirectoryService, tmp_path: Path) -> None:
+    svc = directory_service
+    prepare(svc)
+    n = 3_000  # six write batches: the bad row is met long after the first could be written
+    path = tmp_path / "people.csv"
+    path.write_bytes(people_csv(n - 1) + row(n - 1, dept="市不存在局/某处").encode())
+    with path.open("rb") as f, pytest.raises(ImportRejected) as err:
+        svc.import_people(f)
+    assert err.value.errors == [(n + 1, "department 市不存在局/某处 does not exist")]
+    assert svc.search(limit=10) == []
+
+    with path.open("rb") as f:  # --continue: the good rows, streamed from the file
+        report = svc.import_people(f, keep_going=True)
+    assert report.added == n - 1 and [line for line, _ in report.errors] == [n + 1]
+    assert len(svc.search(limit=n + 10)) == n - 1
+
+
+class _RewrittenBetweenPasses(io.RawIOBase):
+    """A file another program rewrites while the import runs: ``second`` is what a
+    read sees from the second time the file's end is sought (the second pass)."""
+
+    def __init__(self, first: bytes, second: bytes) -> None:
+        self.content, self.second, self.pos, self.ends = first, second, 0, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self.content[self.pos:self.pos + len(buffer)]
+        buffer[:len(chunk)] = chunk
+        self.pos += len(chunk)
+        return len(chunk)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_END:
+            self.ends += 1
+            if self.ends == 2:
+                self.content = self.second
+            self.pos = len(self.content) + offset
+        else:
+            self.pos = offset if whence == io.SEEK_SET else self.pos + offset
+        return self.pos
+
+
+def test_file_changed_between_the_passes_is_reported(
+        directory_service: DirectoryService) -> None:
+    svc = directory_service
+    prepare(svc)
+    f = io.BufferedReader(_RewrittenBetweenPasses(people_csv(3), people_csv(4)))
+    with pytest.raises(ImportRejected) as err:
+        svc.import_people(f)  # type: ignore[arg-type]
+    assert [line for line, _ in err.value.errors] == [0]
+    assert "changed while it was being imported" in err.value.errors[0][1]
+
+
+def test_a_pipe_is_refused_before_anything_is_read(directory_service: DirectoryService) -> None:
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "wb") as w:
+        w.write(people_csv(1))
+    with os.fdopen(read_end, "rb") as f, pytest.raises(InvalidValue) as err:
+        directory_service.import_people(f)
+    assert err.value.field == "file"

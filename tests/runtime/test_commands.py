@@ -40,3 +40,18 @@ def test_help_imports_no_package_command() -> None:
 def test_an_unknown_command_is_a_clear_error() -> None:
     result = CliRunner().invoke(cli, ["no-such-command"])
     assert result.exit_code != 0 and "No such command" in result.output
+
+
+def test_cert_issue_help_imports_neither_the_authority_nor_sqlalchemy() -> None:
+    # What ``cert issue`` needs to run (the authority, the database) loads when it
+    # runs; building its options must not pay for it (scripts/bench/cli.py times it).
+    code = ("import sys\nfrom idp.runtime.cli import main\n"
+            "sys.argv = ['govtrust', 'cert', 'issue', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('sqlalchemy', 'ldap', 'authlib', 'flask') or m in ('pki.authority', "
+            "'pki.issuance', 'idp.oidc.provider'))\n"
+            "print('LOADED', loaded)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert "LOADED []" in out, out
