@@ -154,7 +154,8 @@ def cert() -> None:
               "escrows it; deliver it with --wrap-to (and --key-out) or --pkcs12.")
 @click.option("--wrap-to", type=click.Path(dir_okay=False, path_type=Path),
               help="--escrow: wrap the key to this signing certificate of the person "
-                   "(CMS EnvelopedData, PEM, written to --key-out).")
+                   "(CMS EnvelopedData, PEM, written to --key-out; with --algorithm sm2 "
+                   "a DER GM/T 0009 SM2EnvelopedKey to their SM2 signing certificate).")
 @click.pass_obj
 def cert_issue(services: PKIServices, uid: str | None, app: str | None, profile: str,
                hierarchy: str, csr_file: Path | None, p12_out: Path | None,
@@ -169,7 +170,8 @@ def cert_issue(services: PKIServices, uid: str | None, app: str | None, profile:
 
         pem, record = issue_escrowed(
             services, uid, profile, wrap_to,  # type: ignore[arg-type]
-            _passphrase(passphrase_file) if p12_out is not None else None, key_out, p12_out)
+            _passphrase(passphrase_file) if p12_out is not None else None, key_out, p12_out,
+            HierarchyName(hierarchy))
         if out is not None:
             out.write_bytes(pem)
         _emit(services, record, f"issued {record['serial']} to {record['owner']} "

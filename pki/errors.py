@@ -75,6 +75,7 @@ class KmcRefusal(enum.StrEnum):
     WEAK_PASSPHRASE = "weak_passphrase"
     NO_REASON = "no_reason"  # an organisational recovery must say why
     KEK_UNAVAILABLE = "kek_unavailable"
+    SM2_ENVELOPE_ONLY = "sm2_envelope_only"  # SM2 keys: SM2EnvelopedKey, no PKCS#12
 
 
 class KmcRefused(PKIError):

@@ -7,6 +7,10 @@ key (``pki.kek``) and kept, so that records encrypted to them stay readable when
 the key is lost or the person is gone. The CA issues the ``user-encrypt``
 certificate for it; the person receives the key wrapped to their signing
 certificate (CMS EnvelopedData, ``pki.envelope``) or in a passphrase PKCS#12.
+In the SM2 hierarchy the key is an SM2 key, the certificate comes from the SM2
+issuing CA, and the key reaches the person only as a GM/T 0009 ``SM2EnvelopedKey``
+to their SM2 signing certificate (``pki.sm2_envelope``): pyca/cryptography cannot
+hold an SM2 key, so there is no SM2 PKCS#12.
 
 Recovery: the owner recovers their own key in a level-3 session (or, without a
 session, from the operator's CLI but only wrapped to the owner's own signing
@@ -36,13 +40,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from pki import sm2, sm2_envelope
 from pki.envelope import UnsupportedRecipient, envelope
 from pki.errors import BadSetting, KeyStoreError, KmcRefusal, KmcRefused, PKIError
 from pki.interfaces import CertificateSubject
 from pki.issuance import PKCS12_KDF_ROUNDS, IssuedCertificate
 from pki.kek import KeyEncryptionKey
 from pki.keys import KeyAlgorithm
-from pki.model import AuditEntry, CertificateRecord, CertStatus, OwnerKind
+from pki.model import AuditEntry, CertificateRecord, CertStatus, HierarchyName, OwnerKind
 
 ESCROWED_PROFILE = "user-encrypt"
 # Signing and authentication keys prove who acted: a copy anywhere else would
@@ -182,6 +187,8 @@ class EscrowIssuer(Protocol):
 
     def now(self) -> datetime: ...
 
+    def hierarchy_of(self, name: HierarchyName) -> EscrowIssuer: ...
+
 
 # -- how the key reaches a person ---------------------------------------------------
 @dataclass(frozen=True)
@@ -204,6 +211,7 @@ Delivery = WrapTo | Pkcs12
 class DeliveryFormat(enum.StrEnum):
     CMS = "cms"  # DER ContentInfo/EnvelopedData holding the PKCS#8 key in PEM
     PKCS12 = "pkcs12"
+    SM2_ENVELOPED_KEY = "sm2-enveloped-key"  # DER GM/T 0009 §7.4 SM2EnvelopedKey
 
 
 @dataclass(frozen=True)
@@ -217,6 +225,10 @@ class DeliveredKey:
 class EscrowedIssue:
     issued: IssuedCertificate
     key: DeliveredKey
+
+
+def _is_sm2(algorithm: str) -> bool:
+    return algorithm == KeyAlgorithm.SM2.value
 
 
 def key_id(public_key: Any) -> str:
@@ -256,37 +268,51 @@ class KeyManagementCentre:
 
     # -- escrow at issuance ---------------------------------------------------------
     def issue_escrowed(self, person: CertificateSubject, delivery: Delivery, *,
-                       profile_name: str = ESCROWED_PROFILE,
-                       actor: str = "system") -> EscrowedIssue:
+                       profile_name: str = ESCROWED_PROFILE, actor: str = "system",
+                       hierarchy: HierarchyName = HierarchyName.ECDSA) -> EscrowedIssue:
         """Generate the encryption key, escrow it, issue its certificate, deliver it.
 
         The key is sealed and recorded (``kmc.generated``) before the CA issues
         anything: a certificate is never out there for a key nobody holds. A crash
         between issuance and ``kmc.escrowed`` leaves a row found by its key id.
+        ``hierarchy`` SM2: an SM2 key from the SM2 issuing CA, delivered as an
+        ``SM2EnvelopedKey`` to the person's SM2 signing certificate.
         """
         if profile_name != ESCROWED_PROFILE:
             raise self._refuse("kmc.escrow_refused", actor, KmcRefusal.SIGNING_KEY
                                if profile_name in NEVER_ESCROWED else KmcRefusal.NOT_ESCROWED,
                                "", f"{profile_name} keys are not escrowed", uid=person.uid)
-        self._check_delivery(delivery, person.entry_uuid, "", actor, "kmc.escrow_refused")
-        key = self.key_algorithm.generate()
-        public = key.public_key()
+        algorithm = (KeyAlgorithm.SM2 if hierarchy is HierarchyName.SM2
+                      else self.key_algorithm).value
+        # Before any key exists: an SM2 CA that is not configured refuses here.
+        issuer = self.ca.hierarchy_of(hierarchy)
+        self._check_delivery(delivery, person.entry_uuid, "", actor, "kmc.escrow_refused",
+                             algorithm)
+        public: Any
+        if _is_sm2(algorithm):
+            sm2_key = sm2.generate_private_key()
+            public = sm2.SM2PublicKey.of(sm2_key.public_key())
+            pkcs8 = sm2_envelope.pkcs8(sm2_key)
+            del sm2_key
+        else:
+            key = self.key_algorithm.generate()
+            public = key.public_key()
+            pkcs8 = key.private_bytes(serialization.Encoding.DER,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
         kid = key_id(public)
         now = self.now()
-        pkcs8 = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption())
         self.store.add_escrow(
-            EscrowRecord(kid, None, person.uid, person.entry_uuid, self.key_algorithm.value,
+            EscrowRecord(kid, None, person.uid, person.entry_uuid, algorithm,
                          self.kek.label, self.kek.wrap(pkcs8, kid.encode()), now),
             AuditEntry(actor, "kmc.generated", f"key:{kid}", {
-                "owner": person.uid, "algorithm": self.key_algorithm.value,
-                "kek": self.kek.label}))
-        issued = self.ca.issue_for_generated_key(person, profile_name, public, actor=actor)
+                "owner": person.uid, "algorithm": algorithm, "kek": self.kek.label}))
+        issued = issuer.issue_for_generated_key(person, profile_name, public, actor=actor)
         serial = issued.record.serial
         self.store.link_serial(kid, serial, AuditEntry(actor, "kmc.escrowed", f"cert:{serial}", {
             "serial": serial, "key_id": kid, "owner": person.uid}), self.now())
-        delivered = self._deliver(pkcs8, issued.certificate, serial, delivery, to=person.uid,
-                                  purpose="issue", actor=actor)
+        delivered = self._deliver(pkcs8, issued.certificate, serial, delivery, algorithm,
+                                  to=person.uid, purpose="issue", actor=actor)
         return EscrowedIssue(issued, delivered)
 
     # -- the owner's own key ---------------------------------------------------------
@@ -305,7 +331,8 @@ class KeyManagementCentre:
         elif level < self.settings.required_level:
             raise self._refuse(action, actor, KmcRefusal.LEVEL_TOO_LOW, serial,
                                level=str(level))
-        self._check_delivery(delivery, person.entry_uuid, serial, actor, action)
+        self._check_delivery(delivery, person.entry_uuid, serial, actor, action,
+                             escrowed.algorithm)
         return self._export(escrowed, delivery, to=person.uid, purpose="self", actor=actor)
 
     # -- organisational / judicial recovery -----------------------------------------
@@ -379,17 +406,20 @@ class KeyManagementCentre:
             raise self._refuse(action, actor, reason, serial, state=req.state.value, **extra)
         if req.expired(self.now()):
             raise self._refuse(action, actor, KmcRefusal.EXPIRED, serial, **extra)
-        self._check_delivery(delivery, requester.entry_uuid, serial, actor, action)
         escrowed = self._escrowed(serial, actor)
+        self._check_delivery(delivery, requester.entry_uuid, serial, actor, action,
+                             escrowed.algorithm)
         pkcs8, cert = self._open(escrowed, actor)
-        # Marked delivered (with the export's audit record) before the key leaves.
+        fmt = _format(delivery, escrowed.algorithm)
+        # Packaged first (a refusal leaves the request approved), then marked
+        # delivered with the export's audit record before the key leaves.
+        data = _package(pkcs8, cert, delivery, self.ca, escrowed.algorithm)
         audit = AuditEntry(actor, "kmc.exported", f"cert:{serial}", {
             "serial": serial, "to": requester.uid, "purpose": f"request:{req.id}",
-            "format": _format(delivery).value})
+            "format": fmt.value})
         if not self.store.mark_delivered(req.id, self.now(), audit):
             raise self._refuse(action, actor, KmcRefusal.NOT_PENDING, serial, **extra)
-        return DeliveredKey(serial, _format(delivery), _package(pkcs8, cert, delivery,
-                                                                 self.ca))
+        return DeliveredKey(serial, fmt, data)
 
     def escrowed_keys(self, owner_uid: str) -> list[EscrowRecord]:
         return [e for e in self.store.escrows(owner_uid) if e.serial]
@@ -424,18 +454,28 @@ class KeyManagementCentre:
         return escrowed
 
     def _check_delivery(self, delivery: Delivery, entry_uuid: str, serial: str, actor: str,
-                        action: str) -> None:
+                        action: str, algorithm: str) -> None:
         if isinstance(delivery, Pkcs12):
+            if _is_sm2(algorithm):
+                # pyca/cryptography cannot hold an SM2 key, and a PKCS#12 would put the
+                # key under a passphrase instead of the person's own SM2 key.
+                raise self._refuse(action, actor, KmcRefusal.SM2_ENVELOPE_ONLY, serial,
+                                   "an SM2 key goes only as an SM2EnvelopedKey to the "
+                                   "person's SM2 signing certificate (--wrap-to)")
             if len(delivery.passphrase) < MIN_PASSPHRASE:
                 raise self._refuse(action, actor, KmcRefusal.WEAK_PASSPHRASE, serial)
             return
-        problem = self._recipient_problem(delivery.certificate, entry_uuid)
+        problem = self._recipient_problem(delivery.certificate, entry_uuid, algorithm)
         if problem:
             raise self._refuse(action, actor, KmcRefusal.BAD_RECIPIENT, serial, problem)
 
-    def _recipient_problem(self, cert: x509.Certificate, entry_uuid: str) -> str:
+    def _recipient_problem(self, cert: x509.Certificate, entry_uuid: str,
+                           algorithm: str) -> str:
         """Why ``cert`` may not receive the key ('' if it may): it must be the
-        person's own valid signing or authentication certificate from this CA."""
+        person's own valid signing or authentication certificate from this CA, and
+        from the key's own hierarchy (an SM2 key only to an SM2 certificate, which is
+        the only kind an ``SM2EnvelopedKey`` can be sealed to; an ECDSA key never to
+        an SM2 certificate, which no CMS envelope of ours can reach)."""
         try:
             rec = self.ca.get(format(cert.serial_number, "x"))
         except PKIError:
@@ -448,6 +488,11 @@ class KeyManagementCentre:
             return f"a {rec.profile} certificate: wrap to the signing certificate"
         if rec.status is not CertStatus.VALID or self.now() >= rec.not_after:
             return f"certificate is {rec.status.value}"
+        if _is_sm2(algorithm) != (rec.hierarchy is HierarchyName.SM2):
+            return (f"an {'SM2' if _is_sm2(algorithm) else 'ECDSA'} key goes to a signing "
+                    f"certificate of its own hierarchy, not the {rec.hierarchy.value} one")
+        if rec.hierarchy is HierarchyName.SM2:
+            return ""  # an SM2 key of our SM2 issuing CA: SM2EnvelopedKey reaches it
         if not isinstance(cert.public_key(), ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
             return "its key cannot receive an envelope: use a PKCS#12"
         return ""
@@ -469,21 +514,24 @@ class KeyManagementCentre:
                 actor: str) -> DeliveredKey:
         pkcs8, cert = self._open(escrowed, actor)
         assert escrowed.serial is not None
-        return self._deliver(pkcs8, cert, escrowed.serial, delivery, to=to, purpose=purpose,
-                             actor=actor)
+        return self._deliver(pkcs8, cert, escrowed.serial, delivery, escrowed.algorithm,
+                             to=to, purpose=purpose, actor=actor)
 
     def _deliver(self, pkcs8: bytes, cert: x509.Certificate, serial: str, delivery: Delivery,
-                 *, to: str, purpose: str, actor: str) -> DeliveredKey:
-        data = _package(pkcs8, cert, delivery, self.ca)
+                 algorithm: str, *, to: str, purpose: str, actor: str) -> DeliveredKey:
+        data = _package(pkcs8, cert, delivery, self.ca, algorithm)
+        fmt = _format(delivery, algorithm)
         # The export is on record before the key is handed over.
         self.store.audit(AuditEntry(actor, "kmc.exported", f"cert:{serial}", {
-            "serial": serial, "to": to, "purpose": purpose,
-            "format": _format(delivery).value}), self.now())
-        return DeliveredKey(serial, _format(delivery), data)
+            "serial": serial, "to": to, "purpose": purpose, "format": fmt.value}),
+            self.now())
+        return DeliveredKey(serial, fmt, data)
 
 
-def _format(delivery: Delivery) -> DeliveryFormat:
-    return DeliveryFormat.CMS if isinstance(delivery, WrapTo) else DeliveryFormat.PKCS12
+def _format(delivery: Delivery, algorithm: str) -> DeliveryFormat:
+    if isinstance(delivery, Pkcs12):
+        return DeliveryFormat.PKCS12
+    return DeliveryFormat.SM2_ENVELOPED_KEY if _is_sm2(algorithm) else DeliveryFormat.CMS
 
 
 def _plain_id(value: str) -> bool:
@@ -491,7 +539,16 @@ def _plain_id(value: str) -> bool:
 
 
 def _package(pkcs8: bytes, cert: x509.Certificate, delivery: Delivery,
-             ca: EscrowIssuer) -> bytes:
+             ca: EscrowIssuer, algorithm: str) -> bytes:
+    if _is_sm2(algorithm):
+        if not isinstance(delivery, WrapTo):  # refused (and audited) before this
+            raise KmcRefused(KmcRefusal.SM2_ENVELOPE_ONLY, "", "SM2 keys go as envelopes")
+        try:
+            recipient = sm2.certificate_public_key(
+                delivery.certificate.public_bytes(serialization.Encoding.DER))
+        except sm2.SM2Error as err:
+            raise KmcRefused(KmcRefusal.BAD_RECIPIENT, "", str(err)) from None
+        return sm2_envelope.enveloped_key(sm2_envelope.load_pkcs8(pkcs8), recipient)
     key = serialization.load_der_private_key(pkcs8, None)
     if isinstance(delivery, WrapTo):
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

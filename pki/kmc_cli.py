@@ -21,7 +21,15 @@ from cryptography import x509
 from pki.envelope import to_pem
 from pki.errors import PKIError
 from pki.interfaces import CertificateSubject
-from pki.kmc import DeliveredKey, Delivery, KeyManagementCentre, Pkcs12, WrapTo
+from pki.kmc import (
+    DeliveredKey,
+    Delivery,
+    DeliveryFormat,
+    KeyManagementCentre,
+    Pkcs12,
+    WrapTo,
+)
+from pki.model import HierarchyName
 
 MAX_CERT_READ = 64 * 1024
 
@@ -74,8 +82,10 @@ def delivery_of(wrap_to: Path | None, passphrase: bytes | None) -> Delivery:
 
 
 def write_delivered(key: DeliveredKey, path: Path) -> None:
-    """The wrapped key, 0600: PEM ``CMS`` for an envelope, DER for a PKCS#12."""
-    data = to_pem(key.data) if key.format.value == "cms" else key.data
+    """The wrapped key, 0600: PEM ``CMS`` for an envelope, DER for a PKCS#12 and for
+    a GM/T 0009 ``SM2EnvelopedKey`` (the form USB-key tools import; no PEM label is
+    standard for it)."""
+    data = to_pem(key.data) if key.format is DeliveryFormat.CMS else key.data
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
@@ -92,8 +102,8 @@ def kmc() -> None:
 @click.option("--wrap-to", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The owner's own valid signing certificate (PEM or DER).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the wrapped key here (PEM CMS; the owner opens it with "
-                   "openssl cms -decrypt and their signing key).")
+              help="Write the wrapped key here (PEM CMS, opened with openssl cms "
+                   "-decrypt and the signing key; an SM2 key: DER SM2EnvelopedKey).")
 @click.pass_obj
 def kmc_recover(services: KmcServices, uid: str, serial: str, wrap_to: Path,
                 out: Path) -> None:
@@ -138,7 +148,9 @@ def _say(services: KmcServices, data: object, text: str) -> None:
 
 def issue_escrowed(services: KmcServices, uid: str | None, profile: str,
                    wrap_to: Path | None, passphrase: bytes | None,
-                   key_out: Path | None, p12_out: Path | None) -> tuple[bytes, dict[str, str]]:
+                   key_out: Path | None, p12_out: Path | None,
+                   hierarchy: HierarchyName = HierarchyName.ECDSA
+                   ) -> tuple[bytes, dict[str, str]]:
     """``cert issue --escrow``: the KMC generates and escrows the key, the CA issues
     the certificate; the wrapped key goes to ``key_out`` (CMS) or ``p12_out``.
     Returns the certificate PEM and its record."""
@@ -153,7 +165,7 @@ def issue_escrowed(services: KmcServices, uid: str | None, profile: str,
     try:
         person = services.directory.show(uid)
         done = services.kmc.issue_escrowed(person, delivery, profile_name=profile,
-                                           actor=cli_actor())
+                                           actor=cli_actor(), hierarchy=hierarchy)
     except PKIError as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:

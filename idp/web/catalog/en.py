@@ -488,4 +488,8 @@ WORDS: Mapping[str, str] = {
     'console.kmc.refused.kek_unavailable': (
         'The escrowed key cannot be opened; contact the administrator.'
     ),
+    'console.kmc.refused.sm2_envelope_only': (
+        'An SM2 encryption key is delivered only as an SM2 envelope to your SM2 signing '
+        'certificate (govtrust kmc recover --wrap-to), not as a PKCS#12.'
+    ),
 }

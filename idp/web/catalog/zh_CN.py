@@ -408,4 +408,8 @@ WORDS: Mapping[str, str] = {
     "console.kmc.refused.weak_passphrase": "口令至少 8 个字符。",
     "console.kmc.refused.no_reason": "请填写恢复理由。",
     "console.kmc.refused.kek_unavailable": "托管密钥无法打开，请联系管理员。",
+    "console.kmc.refused.sm2_envelope_only": (
+        "SM2 加密密钥只能以 SM2 数字信封（SM2EnvelopedKey）封装到您的 SM2 签名证书交付"
+        "（govtrust kmc recover --wrap-to），不能导出为 PKCS#12。"
+    ),
 }
