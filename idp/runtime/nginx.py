@@ -119,6 +119,11 @@ def _q(value: object) -> str:
 
 
 def _proxy(upstream: str) -> str:
+    # A node's 503 (its database or directory briefly away, Retry-After set) is an
+    # answer, not a node failure: retrying it elsewhere cannot help, and counting it
+    # would mark every node down during a database failover (502 "no live upstreams"
+    # for up to fail_timeout after the database is back). So only connection errors,
+    # timeouts and 502s move a request to the next node.
     return f"""            proxy_pass http://{upstream};
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -127,7 +132,7 @@ def _proxy(upstream: str) -> str:
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host $host;
             proxy_set_header X-Request-Id $request_id;
-            proxy_next_upstream error timeout http_502 http_503;
+            proxy_next_upstream error timeout http_502;
             proxy_connect_timeout 2s;
 """
 
