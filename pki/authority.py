@@ -20,14 +20,25 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 
+from pki import offline
+from pki.assemble import sign_certificate
 from pki.audit import SignedHead
+from pki.certs import issuing_builder
 from pki.csr import check_key
-from pki.errors import KeyStoreError, PKIError
+from pki.errors import KeyStoreError, PKIError, RootKeyError, RootKeyProblem
 from pki.hierarchy import ISSUING, ROOT, CAInfo, utc_now
 from pki.interfaces import AuditHead, CertificateStore
 from pki.issuance import Issuance, IssuedCertificate, IssuedKeyPair
 from pki.keys import KeyStore, Signer
-from pki.model import AuditEntry, CACertificate, CARole, CASettings, HierarchyName, OwnerKind
+from pki.model import (
+    AuditEntry,
+    CACertificate,
+    CARole,
+    CASettings,
+    CRLRecord,
+    HierarchyName,
+    OwnerKind,
+)
 from pki.ocsp import OCSPResponder
 from pki.publish import CertificatePublisher
 from pki.revocation import Revocation
@@ -104,17 +115,65 @@ class CertificateAuthority(Issuance, Revocation):
         """Every configured hierarchy's authority, the default one first."""
         return [self] + ([self._sm2] if self._sm2 is not None else [])
 
-    def initialize(self, actor: str = "init") -> list[CAInfo]:
+    def initialize(self, actor: str = "init", root_keys: KeyStore | None = None
+                   ) -> list[CAInfo]:
         """Create what is missing of root, issuing CA, OCSP responder and first CRLs
-        (of every configured hierarchy)."""
+        (of every configured hierarchy).
+
+        With ``root_keys`` (``pki.offline.medium_store``) each root key is created
+        there, never in the home, and signs the issuing CA and the root's first CRL
+        (``root_crl_lifetime`` long) before it leaves with its medium.
+        """
         out: list[CAInfo] = []
         for authority in self.authorities():
             with authority._lock:
-                authority._create_ca_certificates(actor)
+                authority._create_ca_certificates(actor, root_keys)
+                root_name = authority.settings.name(CARole.ROOT)
+                if root_keys is not None and authority.store.latest_crl(root_name,
+                                                                        False) is None:
+                    authority.generate_root_crl(actor, root_keys.get(root_name))
                 authority.ocsp_credentials(actor)
                 authority._refresh_own(actor)
                 out += authority.hierarchy()
         return out
+
+    # -- the root ceremony (the root key brought from its offline medium) ---------
+    def authority_of_root(self, root: Signer) -> CertificateAuthority:
+        """The hierarchy whose root certificate ``root`` is the key of; refused
+        (``OTHER_CA``) when none is: a medium of another CA, or another key."""
+        for authority in self.authorities():
+            if offline.matches(root, authority.root_certificate):
+                return authority
+        raise RootKeyError(RootKeyProblem.OTHER_CA, "this key is not the key of this home's "
+                           "root CA certificate (a medium of another CA?)")
+
+    def ceremony_issue_ca(self, root: Signer, actor: str) -> CAInfo:
+        """A new issuing CA signed by ``root``: its key made in the home's key store,
+        its certificate recorded (and audited) as the current issuing CA; the OCSP
+        responder and the issuing CRLs are renewed under it right away."""
+        authority = self.authority_of_root(root)
+        with authority._lock:
+            settings = authority.settings
+            now = authority.now()
+            label = f"{settings.name(CARole.ISSUING)}-{now:%Y%m%d%H%M%S}-" \
+                    f"{secrets.token_hex(3)}"
+            signer = authority.keys.create(label, settings.key_algorithm)
+            root_cert = authority.root_certificate
+            cert = sign_certificate(issuing_builder(signer.public_key(), root_cert, settings,
+                                                    now), root, root_cert)
+            role = settings.role(CARole.ISSUING)
+            authority._save_ca(role, label, cert, actor, action="ca.ceremony.issue_ca")
+            # The responder was certified by the previous issuing CA: certify a new one.
+            authority._ocsp = None
+            authority._responder = None
+            authority._renew_ocsp(actor)
+            authority.generate_crl(delta=False, actor=actor)
+            authority.generate_crl(delta=True, actor=actor)
+            return next(i for i in authority.hierarchy() if i.role is role)
+
+    def ceremony_root_crl(self, root: Signer, actor: str) -> CRLRecord:
+        """The root's CRL signed by ``root`` (valid ``[pki] root_crl_days``)."""
+        return self.authority_of_root(root).generate_root_crl(actor, root)
 
     def hierarchies(self) -> list[tuple[HierarchyName, list[CAInfo], dict[str, str]]]:
         """Each configured hierarchy with its CA certificates and URLs."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 
+from pki.ceremony_cli import ceremony
 from pki.errors import PKIError
 from pki.model import CertStatus, HierarchyName, RevocationReason
 from policies.profiles import PROFILE_NAMES
@@ -123,6 +124,10 @@ def ca_show(services: PKIServices) -> None:
     if not hierarchies[0][1]:
         lines.insert(0, "no CA yet: run govtrust init")
     _emit(services, data, "\n".join(lines))
+
+
+# The root ceremony: `govtrust ca ceremony issue-ca|crl` (pki.ceremony_cli).
+ca.add_command(ceremony)
 
 
 @click.group()

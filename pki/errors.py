@@ -165,3 +165,25 @@ class OCSPRequestError(PKIError):
         self.status = status  # "malformed_request" or "unauthorized"
         self.detail = detail
         super().__init__(f"OCSP {status}: {detail}")
+
+
+class RootKeyProblem(enum.StrEnum):
+    """Why the root CA's key could not be used (``pki.offline``)."""
+
+    OFFLINE = "offline"  # not in the home's key store, and no medium given
+    MISSING = "missing"  # no key file where the medium should hold it
+    WRONG_PASSPHRASE = "wrong_passphrase"  # the file does not decrypt
+    OTHER_CA = "other_ca"  # the key is not the one the root certificate names
+    SAME_PASSPHRASE = "same_passphrase"  # the root passphrase is the home's own
+    MEDIUM_NOT_EMPTY = "medium_not_empty"  # init would overwrite or reuse a root key
+    NO_MEDIUM = "no_medium"  # the medium folder does not exist
+    ONLINE_ROOT = "online_root"  # init --offline-root on a home whose root key is in it
+
+
+class RootKeyError(PKIError):
+    """The root key (kept offline, on a medium) is missing, locked or not this CA's."""
+
+    def __init__(self, problem: RootKeyProblem, detail: str) -> None:
+        self.problem = problem
+        self.detail = detail
+        super().__init__(f"root CA key ({problem.value}): {detail}")

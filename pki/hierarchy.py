@@ -22,7 +22,7 @@ from pki import sm2
 from pki.assemble import sign_certificate
 from pki.audit import SignedHead, head_message
 from pki.certs import issuing_builder, root_builder
-from pki.errors import NotInitialized
+from pki.errors import NotInitialized, RootKeyError, RootKeyProblem
 from pki.interfaces import AuditHead, CertificateStore
 from pki.keys import KeyAlgorithm, KeyStore, Signer, verify_signature
 from pki.model import AuditEntry, CACertificate, CARole, CASettings, HierarchyName, serial_hex
@@ -103,8 +103,10 @@ class CAHierarchy:
     def name(self) -> HierarchyName:
         return self.settings.hierarchy
 
-    def _create_ca_certificates(self, actor: str) -> None:
-        """Create the root and the issuing CA certificates where missing."""
+    def _create_ca_certificates(self, actor: str, root_keys: KeyStore | None = None) -> None:
+        """Create the root and the issuing CA certificates where missing; the root
+        key in ``root_keys`` (an offline medium) when given, else in the home's."""
+        root_store = root_keys if root_keys is not None else self.keys
         with self._lock:
             alg = self.settings.key_algorithm
             now = self.now()
@@ -112,7 +114,8 @@ class CAHierarchy:
             issuing_role = self.settings.role(CARole.ISSUING)
             if self.store.current_ca(root_role) is None:
                 label = self.settings.name(CARole.ROOT)
-                signer = self._new_key(label, alg)
+                signer = (root_store.create(label, alg) if root_keys is not None
+                          else self._new_key(label, alg))
                 cert = sign_certificate(root_builder(signer.public_key(), self.settings, now),
                                         signer)
                 self._save_ca(root_role, label, cert, actor)
@@ -122,18 +125,19 @@ class CAHierarchy:
                 root_cert = self.certificate(root_role)
                 cert = sign_certificate(
                     issuing_builder(signer.public_key(), root_cert, self.settings, now),
-                    self.root_signer(), root_cert)
+                    root_store.get(self._ca_record(root_role).key_label), root_cert)
                 self._save_ca(issuing_role, label, cert, actor)
 
     def _new_key(self, label: str, alg: KeyAlgorithm) -> Signer:
         # A key left by an interrupted init (key made, certificate not recorded) is reused.
         return self.keys.get(label) if self.keys.exists(label) else self.keys.create(label, alg)
 
-    def _save_ca(self, role: CARole, label: str, cert: x509.Certificate, actor: str) -> None:
+    def _save_ca(self, role: CARole, label: str, cert: x509.Certificate, actor: str,
+                 action: str = "ca.create") -> None:
         ca = CACertificate(role, label, serial_hex(cert.serial_number),
                            cert.public_bytes(serialization.Encoding.DER),
                            cert.not_valid_before_utc, cert.not_valid_after_utc)
-        self.store.add_ca(ca, AuditEntry(actor, "ca.create", f"ca:{role.value}", {
+        self.store.add_ca(ca, AuditEntry(actor, action, f"ca:{role.value}", {
             "serial": ca.serial, "subject": cert.subject.rfc4514_string(),
             "hierarchy": self.name.value,
             "sha256": cert.fingerprint(hashes.SHA256()).hex()}), self.now())
@@ -166,7 +170,19 @@ class CAHierarchy:
         return self.keys.get(self._ca_record(self.settings.role(CARole.ISSUING)).key_label)
 
     def root_signer(self) -> Signer:
-        return self.keys.get(self._ca_record(self.settings.role(CARole.ROOT)).key_label)
+        """The root key from the home's key store; :class:`RootKeyError` when it is
+        kept offline (``init --offline-root``): only the ceremony signs with it."""
+        label = self._ca_record(self.settings.role(CARole.ROOT)).key_label
+        if not self.keys.exists(label):
+            raise RootKeyError(RootKeyProblem.OFFLINE, "the root key is not in this home; "
+                               "sign at the root ceremony with --root-key MEDIUM/"
+                               f"{label}.key.pem")
+        return self.keys.get(label)
+
+    @property
+    def root_key_in_home(self) -> bool:
+        """Whether the home's key store holds the root key (False: kept offline)."""
+        return self.keys.exists(self._ca_record(self.settings.role(CARole.ROOT)).key_label)
 
     def hierarchy(self) -> list[CAInfo]:
         """This hierarchy's root, issuing CA and OCSP responder, as recorded."""

@@ -266,29 +266,34 @@ class FileKeyStore:
             cached = self._cache.get(label)
         if cached is not None:
             return cached
-        path = self._path(label)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise KeyStoreError(label, f"{path} does not exist") from None
-        signer: SoftwareSigner | SM2Signer
-        try:
-            key = serialization.load_pem_private_key(data, self._passphrase)
-        except UnsupportedAlgorithm:
-            # An SM2 key: pyca/cryptography cannot load the curve, tongsuopy can.
-            try:
-                signer = SM2Signer(label, sm2.load_private_key_pem(data, self._passphrase))
-            except ValueError:
-                raise KeyStoreError(label, "cannot decrypt: wrong passphrase or damaged "
-                                    "file") from None
-        except (ValueError, TypeError):
-            raise KeyStoreError(label, "cannot decrypt: wrong passphrase or damaged file") \
-                from None
-        else:
-            if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-                              | ed25519.Ed25519PrivateKey):
-                raise KeyStoreError(label, f"unsupported key type {type(key).__name__}")
-            signer = SoftwareSigner(label, key)
+        signer = load_key_file(self._path(label), self._passphrase, label)
         with self._lock:
             self._cache[label] = signer
         return signer
+
+
+def load_key_file(path: Path, passphrase: bytes, label: str) -> SoftwareSigner | SM2Signer:
+    """The signer over one encrypted PKCS#8 file (as :class:`FileKeyStore` writes
+    them); the offline root's key on its medium is read the same way."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise KeyStoreError(label, f"{path} does not exist") from None
+    except OSError as exc:
+        raise KeyStoreError(label, f"cannot read {path}: {exc.strerror}") from None
+    try:
+        key = serialization.load_pem_private_key(data, passphrase)
+    except UnsupportedAlgorithm:
+        # An SM2 key: pyca/cryptography cannot load the curve, tongsuopy can.
+        try:
+            return SM2Signer(label, sm2.load_private_key_pem(data, passphrase))
+        except ValueError:
+            raise KeyStoreError(label, "cannot decrypt: wrong passphrase or damaged "
+                                "file") from None
+    except (ValueError, TypeError):
+        raise KeyStoreError(label, "cannot decrypt: wrong passphrase or damaged file") \
+            from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+                      | ed25519.Ed25519PrivateKey):
+        raise KeyStoreError(label, f"unsupported key type {type(key).__name__}")
+    return SoftwareSigner(label, key)

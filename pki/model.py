@@ -188,6 +188,13 @@ class AuditEntry:
     details: Mapping[str, str]
 
 
+def _days(pki: Mapping[str, Any], key: str, default: int) -> int:
+    value = pki.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3650:
+        raise BadSetting(key, f"expected a whole number of days 1..3650, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class CASettings:
     """What the CA needs from ``[pki]`` (and the directory realm for UPNs)."""
@@ -213,11 +220,17 @@ class CASettings:
     # Which hierarchy these settings are for; ``sm2``: also build the SM2 one.
     hierarchy: HierarchyName = HierarchyName.ECDSA
     sm2: bool = False
+    # The root's CRL is signed rarely (at the root ceremony when the root key is
+    # offline), so it lives long; /readyz warns this long before it ends.
+    root_crl_lifetime: timedelta = timedelta(days=180)
+    root_crl_warning: timedelta = timedelta(days=30)
 
     def __post_init__(self) -> None:
         size = self.ocsp_cache_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise BadSetting("ocsp_cache_size", f"expected a whole number >= 0, got {size!r}")
+        if self.root_crl_warning >= self.root_crl_lifetime:
+            raise BadSetting("root_crl_warn_days", "must be less than root_crl_days")
 
     @classmethod
     def from_mapping(cls, pki: Mapping[str, Any], realm: str) -> CASettings:
@@ -229,6 +242,8 @@ class CASettings:
             realm=realm,
             ocsp_cache_size=pki.get("ocsp_cache_size", cls.ocsp_cache_size),
             sm2=bool(pki.get("sm2", False)),
+            root_crl_lifetime=timedelta(days=_days(pki, "root_crl_days", 180)),
+            root_crl_warning=timedelta(days=_days(pki, "root_crl_warn_days", 30)),
         )
 
     def for_sm2(self) -> CASettings:

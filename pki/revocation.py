@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pki.crl import build_crl
 from pki.errors import PKIError, UnknownSerial
 from pki.hierarchy import ISSUING, ROOT, CAHierarchy
+from pki.keys import Signer
 from pki.model import (
     AuditEntry,
     CARole,
@@ -29,7 +30,8 @@ from pki.model import (
 
 log = logging.getLogger(__name__)
 
-ROOT_CRL_LIFETIME = timedelta(days=180)
+# An online root's CRL is re-signed this often (at most half its lifetime); an
+# offline root's only at the ceremony (``[pki] root_crl_days`` long).
 ROOT_CRL_REFRESH = timedelta(days=30)
 
 
@@ -156,17 +158,20 @@ class Revocation(CAHierarchy):
                 return rec
         raise PKIError("could not store a CRL: its number kept being taken")
 
-    def generate_root_crl(self, actor: str = "system") -> CRLRecord:
-        """The root's CRL (it lists revoked CA certificates; none so far)."""
+    def generate_root_crl(self, actor: str = "system", signer: Signer | None = None
+                          ) -> CRLRecord:
+        """The root's CRL (it lists revoked CA certificates; none so far), signed
+        with ``signer`` (the root key from its offline medium) or the home's."""
         root = self.root_certificate
-        signer = self.root_signer()
+        signer = signer if signer is not None else self.root_signer()
         name = self.settings.name(CARole.ROOT)
+        lifetime = self.settings.root_crl_lifetime
         for _ in range(5):
             now = self.now()
             number = self.store.next_crl_number(name)
             der_bytes = build_crl(issuer=root, signer=signer, entries=(), number=number,
-                                  this_update=now, next_update=now + ROOT_CRL_LIFETIME)
-            rec = CRLRecord(number, False, None, now, now + ROOT_CRL_LIFETIME, 0, der_bytes)
+                                  this_update=now, next_update=now + lifetime)
+            rec = CRLRecord(number, False, None, now, now + lifetime, 0, der_bytes)
             if self.store.add_crl(name, rec, AuditEntry(actor, "crl.generate",
                                                          f"crl:{name}:{number}",
                                                          {"hierarchy": self.name.value})):
@@ -201,8 +206,13 @@ class Revocation(CAHierarchy):
                 or now >= delta.this_update + self.settings.delta_refresh):
             self.generate_crl(delta=True, actor=actor)
             done.append("delta-crl")
+        if not self.root_key_in_home:
+            # The root key is offline: its CRL was signed at the ceremony, and
+            # /readyz warns (root_crl_check) as its nextUpdate nears.
+            return done
         root = self.store.latest_crl(self.settings.name(CARole.ROOT), delta=False)
-        if root is None or now >= root.this_update + ROOT_CRL_REFRESH:
+        refresh = min(ROOT_CRL_REFRESH, self.settings.root_crl_lifetime / 2)
+        if root is None or now >= root.this_update + refresh:
             self.generate_root_crl(actor)
             done.append("root-crl")
         return done

@@ -116,12 +116,29 @@ def _finish(services: Services) -> None:
 
 @cli.command()
 @click.option("--demo", is_flag=True, help="Also load the demo departments, people and apps.")
+@click.option("--offline-root", type=click.Path(file_okay=False, path_type=Path),
+              metavar="MEDIUM", help="Write the root CA key (encrypted) to this folder on a "
+              "removable medium, never to the home.")
+@click.option("--root-passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="--offline-root: the root key's passphrase (not the home's).")
 @click.pass_obj
-def init(services: Services, demo: bool) -> None:
+def init(services: Services, demo: bool, offline_root: Path | None,
+         root_passphrase_file: Path | None) -> None:
     """Create a home: config, secrets, database, CA hierarchy, directory."""
-    from idp.runtime.home import initialize
+    from idp.runtime.home import OfflineRoot, initialize
+    from pki.errors import PKIError
 
-    report = initialize(services, demo=demo, echo=click.echo)
+    medium = None
+    if offline_root is not None or root_passphrase_file is not None:
+        if offline_root is None or root_passphrase_file is None:
+            raise click.UsageError("--offline-root and --root-passphrase-file go together")
+        from pki.ceremony_cli import read_passphrase
+
+        medium = OfflineRoot(offline_root, read_passphrase(root_passphrase_file))
+    try:
+        report = initialize(services, demo=demo, echo=click.echo, offline_root=medium)
+    except PKIError as exc:
+        raise click.ClickException(str(exc)) from None
     emit(services, report, "\n".join(f"{k}: {v}" for k, v in report.items()))
 
 @cli.group()

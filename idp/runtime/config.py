@@ -82,6 +82,10 @@ def default_sections(home: Path) -> dict[str, dict[str, Any]]:
             "ocsp_cache_size": 10_000,
             # An SM2 hierarchy (GM/T 0015, SM3withSM2) beside the default one.
             "sm2": False,
+            # The root CRL's lifetime: with an offline root it is signed only at
+            # the root ceremony; /readyz warns root_crl_warn_days before its end.
+            "root_crl_days": 180,
+            "root_crl_warn_days": 30,
         },
         "idp": {
             "issuer": "https://127.0.0.1:8443",

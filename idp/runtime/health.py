@@ -6,7 +6,9 @@ the directory answers (IdP only: the PKI's public service needs no directory,
 so an LDAP outage must not take OCSP out of a load balancer's rotation), and
 every configured signing key signs — the issuing CA and OCSP responder keys of
 each hierarchy (ECDSA, and SM2 when on) and the IdP's token signing key. The
-root key is not checked: a production home may keep it offline.
+root key is not checked: a production home may keep it offline. A *warning*
+check reports without making the node unready: the root CRL nearing its
+nextUpdate (signed only at the root ceremony when the root key is offline).
 
 A probe storm must not become load: each probe runs in its own daemon thread
 bounded by a short timeout, a probe still hanging from an earlier round is not
@@ -63,6 +65,9 @@ class Check:
     probe: Probe
     # The word put before the reason when the probe fails.
     failure: str = "unreachable"
+    # A warning is reported but leaves the node ready (nothing a restart or a
+    # load balancer could fix: an operator must act, e.g. hold a root ceremony).
+    warning: bool = False
 
 
 class _Running:
@@ -147,7 +152,8 @@ class Readiness:
                 results[name] = f"timeout: no answer within {self.timeout:g} s"
             else:
                 results[name] = run.result
-        return Report(all(v == OK for v in results.values()), results)
+        warnings = {c.name for c in self.checks if c.warning}
+        return Report(all(v == OK for k, v in results.items() if k not in warnings), results)
 
 
 # -- probes ---------------------------------------------------------------------------
@@ -209,6 +215,30 @@ def ca_checks(ca: Callable[[], CertificateAuthority], *, sm2: bool) -> list[Chec
     return hierarchy(False) + (hierarchy(True) if sm2 else [])
 
 
+def root_crl_probe(ca: Callable[[], CertificateAuthority]) -> Probe:
+    """Each hierarchy's root CRL exists and is not within ``[pki] root_crl_warn_days``
+    of its nextUpdate (an offline root's is renewed only at the root ceremony)."""
+    def probe() -> None:
+        from pki.errors import PKIError
+        from pki.model import CARole
+
+        for authority in ca().authorities():
+            name = authority.settings.name(CARole.ROOT)
+            crl = authority.store.latest_crl(name, False)
+            if crl is None:
+                raise PKIError(f"no {name} CRL: sign one (govtrust ca ceremony crl)")
+            left = crl.next_update - authority.now()
+            if left <= authority.settings.root_crl_warning:
+                raise PKIError(f"the {name} CRL ends {crl.next_update:%Y-%m-%d %H:%M}Z "
+                               f"(in {max(left.days, 0)} days): sign a new one at the root "
+                               "ceremony (govtrust ca ceremony crl)")
+    return probe
+
+
+def root_crl_check(ca: Callable[[], CertificateAuthority]) -> Check:
+    return Check("ca.root-crl", root_crl_probe(ca), "warning", warning=True)
+
+
 def idp_readiness(services: Services, **options: Any) -> Readiness:
     """What the IdP app needs: database, directory, CA keys, token signing key."""
     sm2 = bool(services.config.get("pki", "sm2"))
@@ -216,6 +246,7 @@ def idp_readiness(services: Services, **options: Any) -> Readiness:
         Check("database", database_probe(lambda: services.engine)),
         Check("directory", directory_probe(lambda: services.directory_gateway)),
         *ca_checks(lambda: services.ca, sm2=sm2),
+        root_crl_check(lambda: services.ca),
         Check("idp.token", token_key_probe(lambda: services.provider.keys), "unusable"),
     ], **options)
 
@@ -224,4 +255,5 @@ def pki_readiness(services: Services, **options: Any) -> Readiness:
     """What the PKI's public service needs: database and CA keys."""
     sm2 = bool(services.config.get("pki", "sm2"))
     return Readiness([Check("database", database_probe(lambda: services.engine)),
-                      *ca_checks(lambda: services.ca, sm2=sm2)], **options)
+                      *ca_checks(lambda: services.ca, sm2=sm2),
+                      root_crl_check(lambda: services.ca)], **options)

@@ -9,18 +9,34 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import make_url
 
-from idp.runtime.config import CONFIG_NAME, write_config
+from idp.runtime.config import CONFIG_NAME, ConfigError, write_config
 from idp.runtime.services import Services
+
+if TYPE_CHECKING:
+    from pki.keys import KeyStore
 
 Echo = Callable[[str], None]
 
 
-def initialize(services: Services, *, demo: bool, echo: Echo) -> dict[str, Any]:
+@dataclass(frozen=True)
+class OfflineRoot:
+    """``init --offline-root``: the medium folder and the root key's passphrase."""
+
+    medium: Path
+    passphrase: bytes = field(repr=False)
+
+
+def initialize(services: Services, *, demo: bool, echo: Echo,
+               offline_root: OfflineRoot | None = None) -> dict[str, Any]:
     config = services.config
+    # Checked before anything is written, to the home or to the medium.
+    root_keys = _root_medium(services, offline_root) if offline_root is not None else None
     config.home.mkdir(parents=True, exist_ok=True)
     os.chmod(config.home, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
     report: dict[str, Any] = {"home": str(config.home)}
@@ -51,7 +67,7 @@ def initialize(services: Services, *, demo: bool, echo: Echo) -> dict[str, Any]:
         started = services.slapd.start()
     try:
         _init_directory(services, demo, echo, report)
-        _init_pki(services, demo, echo, report)
+        _init_pki(services, demo, echo, report, root_keys)
         _init_idp(services, demo, echo, report)
         cert, _key, bundle = services.tls_server_files()
         report["tls"] = f"{cert} (trust {bundle})"
@@ -112,11 +128,47 @@ def _init_directory(services: Services, demo: bool, echo: Echo, report: dict[str
             services.slapd.stop()
 
 
-def _init_pki(services: Services, demo: bool, echo: Echo, report: dict[str, Any]) -> None:
-    """Create the root CA, the issuing CA and the OCSP responder certificate."""
+def _root_medium(services: Services, offline_root: OfflineRoot) -> KeyStore | None:
+    """The medium's key store for a new home, checked before anything is written
+    (None: the home's CA exists already, its root key offline: nothing to write)."""
+    from pki.errors import RootKeyError, RootKeyProblem
+    from pki.offline import medium_store
+
+    config = services.config
+    if (config.home / CONFIG_NAME).exists() and _ca_exists(services):
+        if any(a.root_key_in_home for a in services.ca.authorities()):
+            raise RootKeyError(RootKeyProblem.ONLINE_ROOT, "this home already has its CA "
+                               "with the root key in it; --offline-root applies to a new "
+                               "home only (docs/production.md: moving a root key offline)")
+        return None
+    try:
+        home_passphrase = config.secret_bytes("ca-passphrase")
+    except ConfigError:
+        home_passphrase = b""  # generated below, at random: it cannot equal the root's
+    # Both hierarchies' labels: the demo may switch the SM2 one on further down.
+    return medium_store(offline_root.medium, offline_root.passphrase, home_passphrase,
+                        ["root", "sm2-root"])
+
+
+def _ca_exists(services: Services) -> bool:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return services.ca.initialized
+    except SQLAlchemyError:
+        return False  # no tables yet: a home whose init stopped early
+
+
+def _init_pki(services: Services, demo: bool, echo: Echo, report: dict[str, Any],
+              root_keys: KeyStore | None = None) -> None:
+    """Create the root CA, the issuing CA and the OCSP responder certificate; with
+    ``root_keys`` (an offline medium), each root key there and only there."""
     ca = services.ca
     existed = ca.initialized
-    hierarchy = ca.initialize(actor="init")
+    hierarchy = ca.initialize(actor="init", root_keys=root_keys)
+    if root_keys is not None and not existed:
+        report["root key"] = "offline: written to the medium only"
+        echo("root key written to the medium, not to the home: take the medium offline")
     pki_dir = services.config.home / "pki"
     pki_dir.mkdir(parents=True, exist_ok=True)
     # The chain, for TLS clients and relying parties that want a file.

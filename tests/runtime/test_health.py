@@ -151,7 +151,7 @@ def test_idp_is_ready_when_everything_answers(demo_home: DemoHome,
         status, body = _get(_idp(services), "/readyz")
         assert (status, body) == (200, {"ready": True, "checks": {
             "database": "ok", "directory": "ok", "ca.issuing": "ok", "ca.ocsp": "ok",
-            "idp.token": "ok"}})
+            "ca.root-crl": "ok", "idp.token": "ok"}})
     finally:
         services.close()
 
@@ -203,7 +203,7 @@ def test_pki_is_ready_without_a_directory(demo_home: DemoHome) -> None:
         assert _get(client, "/healthz") == (200, {"alive": True})
         status, body = _get(client, "/readyz")
         assert (status, body) == (200, {"ready": True, "checks": {
-            "database": "ok", "ca.issuing": "ok", "ca.ocsp": "ok"}})
+            "database": "ok", "ca.issuing": "ok", "ca.ocsp": "ok", "ca.root-crl": "ok"}})
     finally:
         services.close()
 
