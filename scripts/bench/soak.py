@@ -595,7 +595,8 @@ def report(label: str, records: list[tuple[float, str, float, int]],
            ops: list[tuple[float, str, bool, str]], seconds: float) -> dict[str, list[float]]:
     print(f"{label}_requests: {len(records)} requests ({len(records) / seconds:.1f}/s)")
     print(f"{label}_operations: {len(ops)} operations ({len(ops) / seconds:.1f}/s)")
-    print(f"{label}_soak_5xx: {sum(1 for r in records if r[3] >= 500)} responses")
+    name = "soak_5xx" if label == "soak" else f"{label}_soak_5xx"
+    print(f"{name}: {sum(1 for r in records if r[3] >= 500)} responses")
     kinds = Counter(op[3] for op in ops if not op[2])
     for kind, n in sorted(kinds.items()):
         print(f"{label}_error[{kind}]: {n} operations")
@@ -615,6 +616,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=Path("/dev/shm/govtrust-soak"))
     parser.add_argument("--keep", action="store_true", help="keep the home afterwards")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]  # progress in a log
 
     server = bench.Server(args.home)
     try:
