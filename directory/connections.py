@@ -169,10 +169,28 @@ class ConnectionPool:
             return result
         raise DirectoryUnavailable(self.settings.uris)
 
+    def _answering(self) -> _Conn:
+        """A pooled admin connection that answered a WhoAmI just now. A batch cannot
+        be replayed on another connection halfway through, so it starts only on one
+        known to be alive: a server restarted since the connection was pooled is
+        found here, and the batch runs on a fresh connection instead."""
+        for attempt in range(len(self.settings.uris) + 1):
+            conn = self._take(bound=True)
+            try:
+                conn.obj.whoami_s()
+            except DOWN as exc:
+                self._mark_down(conn)
+                if attempt == len(self.settings.uris) or self._give_up(exc):
+                    raise DirectoryUnavailable(self.settings.uris, type(exc).__name__) from None
+                continue
+            return conn
+        raise DirectoryUnavailable(self.settings.uris)
+
     @contextmanager
     def connection(self) -> Iterator[LDAPObject]:
-        """A pooled admin connection for a batch of operations (no automatic retry)."""
-        conn = self._take(bound=True)
+        """A pooled admin connection for a batch of operations (no automatic retry
+        once the batch has started; see :meth:`_answering`)."""
+        conn = self._answering()
         try:
             yield conn.obj
         except DOWN as exc:

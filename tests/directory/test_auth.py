@@ -170,3 +170,21 @@ def test_gateway_survives_a_fork(directory_service: DirectoryService) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert svc.authenticate("wujun", PASSWORD).ok  # and the parent's pool still works
+
+
+def test_a_batch_after_a_directory_restart_runs_on_a_fresh_connection(tmp_path: Path) -> None:
+    """A pooled connection whose server restarted is dead; a batch (an import) must
+    not start on it: the pool checks it and connects anew."""
+    server = make_slapd(tmp_path, password="Batch-restart-1")
+    try:
+        server.start()
+        server.ensure_base()
+        gateway = LdapGateway(server.settings)
+        with gateway.pool.connection() as conn:  # one connection now pooled
+            conn.whoami_s()
+        server.stop()
+        server.start()  # the pooled connection's socket is now dead
+        with gateway.pool.connection() as conn:
+            assert conn.whoami_s()
+    finally:
+        server.stop()
