@@ -165,7 +165,8 @@ def person(who: Viewer, uid: str) -> Response:
     return render("console/admin/person.html", who, person=target,
                   certs=svc.ca.find(uid=uid), otp=svc.totp.status(target),
                   sessions=queries.active_sessions(svc.sessions, target.entry_uuid,
-                                                   time.time(), svc.assurance_policy),
+                                                   time.time(), svc.assurance_policy,
+                                                   limit=queries.SESSIONS_SHOWN),
                   sign_ins=queries.recent_sign_ins(svc.sessions, uid, limit=10),
                   reasons=REVOKE_REASONS)
 

@@ -118,14 +118,20 @@ def _at(epoch: int) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
+SESSIONS_SHOWN = 50  # a page lists at most this many of a person's sessions
+
+
 def active_sessions(db: sessionmaker[Session], subject: str, now: float,
-                    policy: AssurancePolicy) -> list[SessionRow]:
-    """A person's live sessions, newest first, with the names of the apps each reached."""
+                    policy: AssurancePolicy, limit: int | None = None) -> list[SessionRow]:
+    """A person's live sessions, newest first, with the names of the apps each reached;
+    at most ``limit`` of them (a page), all without it (ending them)."""
+    query = select(sso_sessions).where(
+        sso_sessions.c.subject == subject, sso_sessions.c.ended_at.is_(None),
+        sso_sessions.c.expires_at > int(now)).order_by(sso_sessions.c.auth_time.desc())
+    if limit is not None:
+        query = query.limit(limit)
     with db() as s:
-        rows = s.execute(select(sso_sessions).where(
-            sso_sessions.c.subject == subject, sso_sessions.c.ended_at.is_(None),
-            sso_sessions.c.expires_at > int(now)).order_by(sso_sessions.c.auth_time.desc())
-        ).all()
+        rows = s.execute(query).all()
         sids = [r.sid for r in rows]
         used: dict[str, list[str]] = {}
         if sids:
@@ -139,6 +145,14 @@ def active_sessions(db: sessionmaker[Session], subject: str, now: float,
                        tuple(sorted(used.get(r.sid, ()))),
                        device_label(r.user_agent), r.address or "")
             for r in rows]
+
+
+def count_person_sessions(db: sessionmaker[Session], subject: str, now: float) -> int:
+    """How many live sessions a person has (a page shows the newest few)."""
+    with db() as s:
+        return int(s.execute(select(func.count()).select_from(sso_sessions).where(
+            sso_sessions.c.subject == subject, sso_sessions.c.ended_at.is_(None),
+            sso_sessions.c.expires_at > int(now))).scalar_one())
 
 
 def count_active_sessions(db: sessionmaker[Session], now: float) -> int:

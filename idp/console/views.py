@@ -301,9 +301,13 @@ def authenticator_recovery(who: Viewer) -> Response:
 @bp.get("/sessions")
 @signed_in
 def my_sessions(who: Viewer) -> Response:
-    rows = queries.active_sessions(services().sessions, who.person.entry_uuid, time.time(),
-                                   services().assurance_policy)
-    return render("console/sessions.html", who, rows=rows)
+    # A page, not every session: a person who never logs out may hold hundreds, and a
+    # page growing with them costs every render (and the worker's memory) more.
+    now = time.time()
+    rows = queries.active_sessions(services().sessions, who.person.entry_uuid, now,
+                                   services().assurance_policy, limit=queries.SESSIONS_SHOWN)
+    total = queries.count_person_sessions(services().sessions, who.person.entry_uuid, now)
+    return render("console/sessions.html", who, rows=rows, total=total)
 
 
 @bp.post("/sessions/end")

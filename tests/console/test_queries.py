@@ -145,3 +145,21 @@ def test_unknown_time_zone_is_a_configuration_error() -> None:
         time_zone("Mars/Olympus_Mons")
     with pytest.raises(ConfigError):
         time_zone("../../etc/passwd")
+
+
+def test_a_page_of_sessions_is_bounded_and_counts_the_rest(services: Services) -> None:
+    """A person who never logs out piles up sessions: a page shows the newest
+    SESSIONS_SHOWN and says how many there are (the soak found the page, and the
+    worker's memory, growing with every login); ending them still sees them all."""
+    from idp.console.queries import SESSIONS_SHOWN, count_person_sessions
+
+    person = Person(uid="zhaoli", dn="uid=zhaoli,ou=people,dc=x", entry_uuid="u-zhaoli",
+                    display_name="赵丽", department=("市财政局", "预算处"))
+    store = services.provider.sessions
+    for _ in range(SESSIONS_SHOWN + 7):
+        store.create(person)
+    now = datetime.now(UTC).timestamp()
+    page = active_sessions(services.sessions, "u-zhaoli", now, POLICY, limit=SESSIONS_SHOWN)
+    assert len(page) == SESSIONS_SHOWN
+    assert count_person_sessions(services.sessions, "u-zhaoli", now) == SESSIONS_SHOWN + 7
+    assert len(active_sessions(services.sessions, "u-zhaoli", now, POLICY)) == SESSIONS_SHOWN + 7

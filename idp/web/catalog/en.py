@@ -492,4 +492,5 @@ WORDS: Mapping[str, str] = {
         'An SM2 encryption key is delivered only as an SM2 envelope to your SM2 signing '
         'certificate (govtrust kmc recover --wrap-to), not as a PKCS#12.'
     ),
+    "console.sess.more": "Showing the newest {shown} of {total} sessions.",
 }

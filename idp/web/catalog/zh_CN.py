@@ -412,4 +412,5 @@ WORDS: Mapping[str, str] = {
         "SM2 加密密钥只能以 SM2 数字信封（SM2EnvelopedKey）封装到您的 SM2 签名证书交付"
         "（govtrust kmc recover --wrap-to），不能导出为 PKCS#12。"
     ),
+    "console.sess.more": "仅列出最新的 {shown} 个，共 {total} 个会话。",
 }
