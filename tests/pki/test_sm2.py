@@ -41,6 +41,7 @@ from pki.keys import FileKeyStore, SM2Signer
 from pki.lifecycle import CertificateLifecycle
 from pki.model import CASettings, CertStatus, HierarchyName
 from tests.fixtures.pki import VENV_BIN, CAEnv, build_env, make_csr, make_person, pem, run
+from tests.fixtures.postgres import free_port
 
 ID = "distid:1234567812345678"
 PASSPHRASE = b"test passphrase, not a secret"
@@ -361,7 +362,9 @@ def test_sm2_pkcs12_is_refused_with_the_reason(sm2env: CAEnv, person: Person) ->
 
 def test_acceptance_init_demo_issue_revoke(tmp_path: Path, gmssl: GmSSL) -> None:
     home = tmp_path / "home"
-    env = dict(os.environ, GOVTRUST_PKI_SM2="true")
+    # a free port for the home's slapd: not the default 3389, which a running demo may hold
+    env = dict(os.environ, GOVTRUST_PKI_SM2="true",
+               GOVTRUST_DIRECTORY_URIS=f"ldap://127.0.0.1:{free_port()}")
     env.pop("GOVTRUST_HOME", None)
 
     def govtrust(*args: str | Path) -> str:
