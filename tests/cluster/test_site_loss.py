@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.cluster.conftest import Rehearsal
 
@@ -45,6 +46,13 @@ def wait_for(check: Any, seconds: float) -> Any:
         if result or time.monotonic() > end:
             return result
         time.sleep(0.3)
+
+
+def granted(rehearsal: Any) -> bool:
+    try:
+        return bool(rehearsal.grant().status_code == 200)
+    except requests.RequestException:
+        return False
 
 
 def refuses(url: str) -> bool:
@@ -108,7 +116,9 @@ def test_after_losing_site_a_the_site_b_node_takes_the_duties_over(
     assert taken, (duties(rehearsal), elapsed)
     assert elapsed <= limit
     # And the survivor serves through nginx.
-    assert wait_for(lambda: rehearsal.grant().status_code == 200, 10)
+    # within the RTO the issue asks for (30 s): a request may hang on a dead
+    # connection or get a 503 until the new primary is up (the drill measured 10-11 s)
+    assert wait_for(lambda: granted(rehearsal), 30)
 
 
 def kill_node(pid: int) -> None:
