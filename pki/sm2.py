@@ -315,7 +315,11 @@ def with_signature_algorithm(tbs: bytes, algorithm_der: bytes) -> bytes:
 
 
 class _TBSOnly(ec.EllipticCurvePrivateKey):
-    """Lets the builder encode a TBSCertificate; its signature is thrown away."""
+    """Lets the builder encode a TBSCertificate; its signature is thrown away.
+
+    pyca cannot hold an SM2 key, so the SM3withSM2 signature is made separately
+    (tongsuopy) over these TBS bytes. This object is no key: every operation but
+    the builder's one ``sign`` call is refused with a ``TypeError``."""
 
     def sign(self, data: Buffer, signature_algorithm: ec.EllipticCurveSignatureAlgorithm
              ) -> bytes:
@@ -323,7 +327,7 @@ class _TBSOnly(ec.EllipticCurvePrivateKey):
         return der.sequence(der.integer(1), der.integer(1))
 
     def public_key(self) -> NoReturn:
-        raise NotImplementedError
+        raise TypeError("a TBS-encoding stand-in, not a key")
 
     @property
     def curve(self) -> ec.EllipticCurve:
@@ -334,13 +338,13 @@ class _TBSOnly(ec.EllipticCurvePrivateKey):
         return 256
 
     def exchange(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise NotImplementedError
+        raise TypeError("a TBS-encoding stand-in, not a key")
 
     def private_numbers(self) -> NoReturn:
-        raise NotImplementedError
+        raise TypeError("a TBS-encoding stand-in, not a key")
 
     def private_bytes(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise NotImplementedError
+        raise TypeError("a TBS-encoding stand-in, not a key")
 
     def __copy__(self) -> _TBSOnly:
         return self
