@@ -88,8 +88,12 @@ def main() -> None:
                    str(args.rate), "--duration", str(int(args.duration) - 1), "--format",
                    "flamegraph", "--output", str(svg), "--nonblocking"]
             spies: list[subprocess.Popen[str]] = []
-            timer = threading.Timer(delay, lambda cmd=cmd: spies.append(subprocess.Popen(
-                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
+
+            def record(cmd: list[str] = cmd, spies: list[subprocess.Popen[str]] = spies) -> None:
+                spies.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.PIPE, text=True))
+
+            timer = threading.Timer(delay, record)
             timer.start()
             if path == "client_credentials":
                 f = bench.wrk_load(server.issuer + "/token", "grant_type=client_credentials",
