@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -40,7 +41,7 @@ def _parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
-def idp_master(server: bench.Server) -> int:
+def idp_master(server: Any) -> int:
     """The IdP gunicorn master: the ``idp_app`` process whose parent is ``govtrust serve``."""
     assert server.proc is not None
     out = subprocess.run(["pgrep", "-f", "idp_app"], capture_output=True, text=True)
