@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from cryptography import x509
@@ -30,6 +31,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from idp.runtime.config import write_config
 from idp.runtime.nginx import MOZILLA_INTERMEDIATE_CIPHERS
+from pki import public_files
 from tests.e2e.test_strong_login import GOVTRUST
 from tests.fixtures import testssl
 from tests.fixtures.http import wait_for_http
@@ -80,7 +82,7 @@ def front(tmp_path_factory: pytest.TempPathFactory,
     ocsp_signer = services.ca.ocsp_credentials()[0]
     issuing = services.ca.issuing_certificate
     services.close()
-    env = dict(os.environ, GOVTRUST_PKCS12_PASSPHRASE="test-pkcs12-passphrase")
+    env = dict(os.environ)
     node_listen = f"127.0.0.1:{node_port}"
     node = subprocess.Popen([GOVTRUST, "--home", str(home), "node", "--listen", node_listen,
                              "--workers", "1", "--threads", "4"], env=env,
@@ -116,7 +118,7 @@ def _handshake(front: NginxFront) -> dict[str, bytes]:
     """The handshake messages the server sent over TLS 1.2, by name, with their bytes
     (``openssl s_client -msg`` prints each as hex lines after its header line)."""
     done = subprocess.run(
-        ["openssl", "s_client", "-connect", front.target, "-servername", "127.0.0.1",
+        ["openssl", "s_client", "-connect", front.target, "-verify_ip", "127.0.0.1",
          "-tls1_2", "-status", "-msg", "-CAfile", str(front.home / "idp" / "tls" / "ca.pem"),
          "-verify_return_error"],
         input=b"", capture_output=True, timeout=30)
@@ -185,14 +187,22 @@ def test_nginx_staples_a_good_response_signed_by_our_responder(
                ec.ECDSA(response.signature_hash_algorithm))
 
 
-def test_nginx_fetched_the_response_from_its_own_pki_server(
+def test_nginx_fetched_the_presigned_response_from_its_own_pki_server(
         front: NginxFront, stapled: bytes) -> None:
     """nginx asked its plain-HTTP PKI server (ssl_stapling_responder), not the
-    certificate's AIA URL through a resolver: its own GET is in its access log."""
+    certificate's AIA URL through a resolver, with the RFC 5019 GET (SHA-1 CertID,
+    no nonce) that pki.public_files names a pre-signed file by, and that file is
+    there: the answer needs no node."""
+    server = x509.load_pem_x509_certificate(
+        (front.home / "idp" / "tls" / "server.pem").read_bytes())
+    path = public_files.get_path(
+        public_files.ocsp_request(front.issuing, server.serial_number, "sha1"))
+    assert (front.home / "pki" / "public" / "ocsp" / path).is_file()
     log = (front.run_dir / "access.log").read_text(errors="replace")
-    fetches = [line for line in log.splitlines()
+    fetches = [unquote(line.split('"GET ', 1)[1].split(" ", 1)[0])
+               for line in log.splitlines()
                if line.startswith("127.0.0.1 ") and '"GET /ocsp/' in line and '" 200 ' in line]
-    assert fetches, log[-2000:]
+    assert "/ocsp/" + path in fetches, log[-2000:]
 
 
 def _key_hash(cert: x509.Certificate) -> bytes:
