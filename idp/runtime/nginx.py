@@ -197,8 +197,8 @@ def render(s: NginxSettings) -> str:
         ssl_prefer_server_ciphers off;
         ssl_session_timeout 1d;
         ssl_session_tickets off;
-        # OCSP stapling from our responder, through the PKI server below (see the
-        # module's docstring for why not the certificate's AIA URL or a file).
+        # OCSP stapling from our responder, fetched from the PKI server below
+        # (idp.runtime.nginx says why not the certificate's AIA URL or a file).
         ssl_stapling on;
         ssl_stapling_verify on;
         ssl_trusted_certificate {_q(s.trusted_certificate)};
