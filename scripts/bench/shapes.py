@@ -188,9 +188,9 @@ class Shape:
     name = ""
 
     def __init__(self, base: Path, *, workers: int = 0, threads: int = 0,
-                 keep: bool = False) -> None:
+                 keep: bool = False, home: Path | None = None) -> None:
         self.base = base
-        self.home = base / "home"
+        self.home = home or base / "home"  # ``home=base``: the folder is the home
         self.work = base / "work"  # the load clients' scratch files
         self.logs = base / "logs"
         self.keep = keep
@@ -265,8 +265,8 @@ class Serve(Shape):
     name = "serve"
 
     def __init__(self, base: Path, *, workers: int = 0, threads: int = 0,
-                 keep: bool = False) -> None:
-        super().__init__(base, workers=workers, threads=threads, keep=keep)
+                 keep: bool = False, home: Path | None = None) -> None:
+        super().__init__(base, workers=workers, threads=threads, keep=keep, home=home)
         port, pki = free_port(), free_port()
         self.issuer = f"https://127.0.0.1:{port}"
         self.pki_url = f"http://127.0.0.1:{pki}"
@@ -316,7 +316,7 @@ class Serve(Shape):
         return label(found)
 
     def describe(self) -> str:
-        return ("govtrust serve (TLS in gunicorn, IdP and PKI gunicorn, managed slapd, SQLite)")
+        return "govtrust serve (TLS in gunicorn, IdP and PKI gunicorn, managed slapd, SQLite)"
 
 
 class Production(Shape):
