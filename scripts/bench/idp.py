@@ -469,6 +469,7 @@ def main() -> None:
     if args.nodes < 1:
         parser.error("--nodes: at least 1")
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress in a log
+    shapes.exit_on_sigterm()
     levels = [int(c) for c in args.concurrency.split(",")]
     figures = set(args.figures.split(","))
     # What govtrust serve and govtrust node run: workers 0 = one per core they may use.

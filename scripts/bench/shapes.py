@@ -91,6 +91,16 @@ def wait_port(port: int, what: str, proc: subprocess.Popen[bytes],
     raise RuntimeError(f"{what} did not listen on {port} within {seconds:.0f} s")
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM ends the benchmark like Ctrl-C: through its ``finally`` and ``with``
+    blocks, so the shape is torn down (Python's default would just die, leaving
+    the servers, each in a session of its own, running)."""
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 # -- processes -----------------------------------------------------------------------------
 
 def process_table() -> dict[int, tuple[int, str]]:

@@ -612,6 +612,7 @@ def main() -> None:
         parser.error("--nodes: at least 1")
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress in a log
 
+    shapes.exit_on_sigterm()
     with shapes.shape(args.shape, args.home, nodes=args.nodes, keep=args.keep) as shape:
         reg = json.loads(shape.govtrust("--json", "client", "add", "--name", "soak",
                                         "--redirect-uri", REDIRECT, "--level", "2",
