@@ -3,6 +3,13 @@
 Appends are serialized through a one-row ``audit_head`` table: the append first
 updates that row (a write lock on SQLite, a row lock on PostgreSQL), so two
 concurrent appends can never chain onto the same predecessor.
+
+A writer that remembers the head it last committed (a :class:`ChainTip`) appends
+with one compare-and-set update of that row instead of bump, read and set: the
+update names the remembered ``(seq, hash)`` and writes the new head, and when
+another writer moved the head meanwhile it matches no row and the append falls
+back to reading the head under the lock. Either way the row lock is taken
+first, and nothing is chained onto a stale head.
 """
 
 from __future__ import annotations
@@ -73,30 +80,67 @@ def _utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
+# Statements built once and executed with parameters: SQLAlchemy caches them.
 _BUMP = update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq + 1)
 _HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
 _SET_HASH = update(audit_head).where(audit_head.c.id == 1).values(hash=bindparam("new_hash"))
+_MOVE_HEAD = update(audit_head).where(
+    audit_head.c.id == 1, audit_head.c.seq == bindparam("old_seq"),
+    audit_head.c.hash == bindparam("old_hash")).values(seq=bindparam("new_seq"),
+                                                       hash=bindparam("new_hash"))
+_INSERT = insert(audit_log)
+
+
+class ChainTip:
+    """The audit head this writer last committed, so that its next append can
+    move the head with one compare-and-set update instead of reading it.
+
+    A hint, never trusted: the update only matches while the stored head is still
+    the remembered one. Tell it only what a committed transaction wrote
+    (:meth:`committed`), never what a rolled-back one would have. Shared by
+    threads: a stale value after a race costs one fallback read, nothing more.
+    """
+
+    def __init__(self) -> None:
+        self.head: tuple[int, str] | None = None
+
+    def committed(self, record: AuditRecord) -> None:
+        self.head = (record.seq, record.hash)
 
 
 def append(session: Session | Connection, *, actor: str, action: str, target: str,
-           details: Mapping[str, str] | None = None, at: datetime | None = None) -> AuditRecord:
+           details: Mapping[str, str] | None = None, at: datetime | None = None,
+           tip: tuple[int, str] | None = None) -> AuditRecord:
     """Append one record inside the caller's transaction (so a certificate and
-    its audit record commit together)."""
+    its audit record commit together).
+
+    ``tip`` is the head the caller believes current (:attr:`ChainTip.head`): the
+    record is chained onto it if the stored head is still that one, else onto the
+    stored head, read under the row lock.
+    """
     details = {str(k): str(v) for k, v in (details or {}).items()}
     at = _utc(at) if at is not None else datetime.now(UTC)
-    # Take the lock first: bump seq, then read what we now own.
-    bumped = cast(CursorResult[Any], session.execute(_BUMP))
-    if bumped.rowcount != 1:
-        raise RuntimeError("audit_head row missing: the database is not migrated")
-    row = session.execute(_HEAD).one()
-    seq, prev = int(row.seq), str(row.hash)
-    digest = record_hash(seq, at, actor, action, target, details, prev)
-    # Statements built once and executed with parameters: SQLAlchemy caches them.
-    session.execute(insert(audit_log), {
+    digest = ""
+    if tip is not None:
+        seq, prev = tip[0] + 1, tip[1]
+        digest = record_hash(seq, at, actor, action, target, details, prev)
+        moved = cast(CursorResult[Any], session.execute(_MOVE_HEAD, {
+            "old_seq": tip[0], "old_hash": prev, "new_seq": seq, "new_hash": digest}))
+        if moved.rowcount != 1:
+            digest = ""  # another writer moved the head: read it, below
+    if not digest:
+        # Take the lock first: bump seq, then read what we now own.
+        bumped = cast(CursorResult[Any], session.execute(_BUMP))
+        if bumped.rowcount != 1:
+            raise RuntimeError("audit_head row missing: the database is not migrated")
+        row = session.execute(_HEAD).one()
+        seq, prev = int(row.seq), str(row.hash)
+        digest = record_hash(seq, at, actor, action, target, details, prev)
+        session.execute(_SET_HASH, {"new_hash": digest})
+    session.execute(_INSERT, {
         "seq": seq, "at": at, "actor": actor, "action": action, "target": target,
         "details": json.dumps(details, ensure_ascii=False, sort_keys=True),
         "prev_hash": prev, "hash": digest})
-    session.execute(_SET_HASH, {"new_hash": digest})
     return AuditRecord(seq, at, actor, action, target, details, prev, digest)
 
 

@@ -38,7 +38,7 @@ from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pki.audit_store import append
+from pki.audit_store import ChainTip, append
 from pki.errors import AlreadyRevoked, InvalidTransition, NotOnHold, UnknownSerial
 from pki.model import (
     AuditEntry,
@@ -138,6 +138,9 @@ def _audit(session: Session | Connection, audit: AuditEntry, at: datetime) -> No
            details=audit.details, at=at)
 
 
+_INSERT_CERTIFICATE = insert(certificates)
+
+
 def _record(row: object) -> CertificateRecord:
     r = row
     return CertificateRecord(
@@ -170,6 +173,7 @@ class SqlCertificateStore:
         if not isinstance(bind, Engine):
             raise TypeError("the session factory must be bound to an Engine")
         self._engine = bind
+        self._tip = ChainTip()  # the audit head this store last committed
 
     # -- CA certificates -------------------------------------------------------
     def add_ca(self, ca: CACertificate, audit: AuditEntry, at: datetime) -> None:
@@ -190,9 +194,10 @@ class SqlCertificateStore:
 
     # -- end-entity certificates ---------------------------------------------
     def add_certificate(self, rec: CertificateRecord, audit: AuditEntry) -> None:
-        # The hot path of issuance: a plain transaction, no ORM session.
+        # The hot path of issuance: a plain transaction, no ORM session, two
+        # inserts and one update of the audit head when this store wrote it last.
         with self._engine.begin() as s:
-            s.execute(insert(certificates), {
+            s.execute(_INSERT_CERTIFICATE, {
                 "serial": rec.serial, "owner_kind": rec.owner_kind.value,
                 "owner_uid": rec.owner_uid, "owner_entry_uuid": rec.owner_entry_uuid,
                 "profile": rec.profile, "subject": rec.subject, "not_before": rec.not_before,
@@ -201,7 +206,9 @@ class SqlCertificateStore:
                 "revoked_at": None, "reason": None, "invalidity_date": None,
                 "hardware_key": rec.hardware_key, "hierarchy": rec.hierarchy.value,
                 "der": rec.der})
-            _audit(s, audit, rec.issued_at)
+            record = append(s, actor=audit.actor, action=audit.action, target=audit.target,
+                            details=audit.details, at=rec.issued_at, tip=self._tip.head)
+        self._tip.committed(record)
 
     def get(self, serial: str) -> CertificateRecord | None:
         with self._sessions() as s:
