@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -25,6 +25,7 @@ from sqlalchemy import (
     Connection,
     CursorResult,
     DateTime,
+    Insert,
     Integer,
     MetaData,
     String,
@@ -108,6 +109,31 @@ class ChainTip:
         self.head = (record.seq, record.hash)
 
 
+def follow(head: tuple[int, str], *, actor: str, action: str, target: str,
+           details: Mapping[str, str] | None = None, at: datetime | None = None
+           ) -> AuditRecord:
+    """The record that comes after ``head`` (seq, hash): pure, nothing stored."""
+    details = {str(k): str(v) for k, v in (details or {}).items()}
+    at = _utc(at) if at is not None else datetime.now(UTC)
+    seq, prev = head[0] + 1, head[1]
+    return AuditRecord(seq, at, actor, action, target, details, prev,
+                       record_hash(seq, at, actor, action, target, details, prev))
+
+
+def head_move(record: AuditRecord) -> dict[str, object]:
+    """Parameters of the compare-and-set that makes ``record`` the head."""
+    return {"old_seq": record.seq - 1, "old_hash": record.prev_hash,
+            "new_seq": record.seq, "new_hash": record.hash}
+
+
+def log_row(record: AuditRecord) -> dict[str, object]:
+    """``record`` as a row of ``audit_log``."""
+    return {"seq": record.seq, "at": record.at, "actor": record.actor,
+            "action": record.action, "target": record.target,
+            "details": json.dumps(record.details, ensure_ascii=False, sort_keys=True),
+            "prev_hash": record.prev_hash, "hash": record.hash}
+
+
 def append(session: Session | Connection, *, actor: str, action: str, target: str,
            details: Mapping[str, str] | None = None, at: datetime | None = None,
            tip: tuple[int, str] | None = None) -> AuditRecord:
@@ -118,30 +144,46 @@ def append(session: Session | Connection, *, actor: str, action: str, target: st
     record is chained onto it if the stored head is still that one, else onto the
     stored head, read under the row lock.
     """
-    details = {str(k): str(v) for k, v in (details or {}).items()}
     at = _utc(at) if at is not None else datetime.now(UTC)
-    digest = ""
+    record = None
     if tip is not None:
-        seq, prev = tip[0] + 1, tip[1]
-        digest = record_hash(seq, at, actor, action, target, details, prev)
-        moved = cast(CursorResult[Any], session.execute(_MOVE_HEAD, {
-            "old_seq": tip[0], "old_hash": prev, "new_seq": seq, "new_hash": digest}))
+        record = follow(tip, actor=actor, action=action, target=target, details=details,
+                        at=at)
+        moved = cast(CursorResult[Any], session.execute(_MOVE_HEAD, head_move(record)))
         if moved.rowcount != 1:
-            digest = ""  # another writer moved the head: read it, below
-    if not digest:
+            record = None  # another writer moved the head: read it, below
+    if record is None:
         # Take the lock first: bump seq, then read what we now own.
         bumped = cast(CursorResult[Any], session.execute(_BUMP))
         if bumped.rowcount != 1:
             raise RuntimeError("audit_head row missing: the database is not migrated")
         row = session.execute(_HEAD).one()
-        seq, prev = int(row.seq), str(row.hash)
-        digest = record_hash(seq, at, actor, action, target, details, prev)
-        session.execute(_SET_HASH, {"new_hash": digest})
-    session.execute(_INSERT, {
-        "seq": seq, "at": at, "actor": actor, "action": action, "target": target,
-        "details": json.dumps(details, ensure_ascii=False, sort_keys=True),
-        "prev_hash": prev, "hash": digest})
-    return AuditRecord(seq, at, actor, action, target, details, prev, digest)
+        record = follow((int(row.seq) - 1, str(row.hash)), actor=actor, action=action,
+                        target=target, details=details, at=at)
+        session.execute(_SET_HASH, {"new_hash": record.hash})
+    session.execute(_INSERT, log_row(record))
+    return record
+
+
+def insert_with_append(table: Table, columns: Sequence[str]) -> Insert:
+    """One PostgreSQL statement that inserts a row of ``table`` and appends an
+    audit record, both only if the head is still the one the record follows.
+
+    Parameters: ``row_<column>`` for each of ``columns``, ``log_<column>`` for
+    :func:`log_row`, and :func:`head_move`. The head's compare-and-set is a
+    data-modifying CTE the two inserts select from: it moves the head and both
+    rows are written (the appended ``seq`` is returned), or the head had moved,
+    nothing is written and no row is returned (append in a transaction instead).
+    One statement is one transaction, and one round trip where a transaction of
+    three statements takes five.
+    """
+    moved = _MOVE_HEAD.returning(audit_head.c.seq).cte("moved")
+    row = insert(table).from_select(list(columns), select(
+        *[bindparam(f"row_{c}", type_=table.c[c].type) for c in columns]).select_from(moved))
+    log_columns = [c.name for c in audit_log.c]
+    return insert(audit_log).from_select(log_columns, select(
+        *[bindparam(f"log_{c}", type_=audit_log.c[c].type) for c in log_columns])
+        .select_from(moved)).add_cte(row.cte(f"{table.name}_row")).returning(audit_log.c.seq)
 
 
 def iter_records(session: Session, batch: int = 5000) -> Iterator[AuditRecord]:
