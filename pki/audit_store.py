@@ -85,11 +85,13 @@ def _utc(at: datetime) -> datetime:
 _BUMP = update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq + 1)
 _HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
 _SET_HASH = update(audit_head).where(audit_head.c.id == 1).values(hash=bindparam("new_hash"))
-_MOVE_HEAD = update(audit_head).where(
+# The compare-and-set of the head (parameters: head_move) and the record's insert
+# (log_row), for writers that run them on their own (pki.store's SQLite path).
+MOVE_HEAD = update(audit_head).where(
     audit_head.c.id == 1, audit_head.c.seq == bindparam("old_seq"),
     audit_head.c.hash == bindparam("old_hash")).values(seq=bindparam("new_seq"),
                                                        hash=bindparam("new_hash"))
-_INSERT = insert(audit_log)
+INSERT_RECORD = insert(audit_log)
 
 
 class ChainTip:
@@ -149,7 +151,7 @@ def append(session: Session | Connection, *, actor: str, action: str, target: st
     if tip is not None:
         record = follow(tip, actor=actor, action=action, target=target, details=details,
                         at=at)
-        moved = cast(CursorResult[Any], session.execute(_MOVE_HEAD, head_move(record)))
+        moved = cast(CursorResult[Any], session.execute(MOVE_HEAD, head_move(record)))
         if moved.rowcount != 1:
             record = None  # another writer moved the head: read it, below
     if record is None:
@@ -161,7 +163,7 @@ def append(session: Session | Connection, *, actor: str, action: str, target: st
         record = follow((int(row.seq) - 1, str(row.hash)), actor=actor, action=action,
                         target=target, details=details, at=at)
         session.execute(_SET_HASH, {"new_hash": record.hash})
-    session.execute(_INSERT, log_row(record))
+    session.execute(INSERT_RECORD, log_row(record))
     return record
 
 
@@ -177,7 +179,7 @@ def insert_with_append(table: Table, columns: Sequence[str]) -> Insert:
     One statement is one transaction, and one round trip where a transaction of
     three statements takes five.
     """
-    moved = _MOVE_HEAD.returning(audit_head.c.seq).cte("moved")
+    moved = MOVE_HEAD.returning(audit_head.c.seq).cte("moved")
     row = insert(table).from_select(list(columns), select(
         *[bindparam(f"row_{c}", type_=table.c[c].type) for c in columns]).select_from(moved))
     log_columns = [c.name for c in audit_log.c]

@@ -251,3 +251,37 @@ def test_a_certificate_that_cannot_be_recorded_leaves_no_audit_record(
         assert env.audit.verify().ok
     finally:
         env.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_the_hot_path_stores_rows_as_the_general_path_does(database_url: str, tmp_path: Path,
+                                                           person: Person) -> None:
+    """The first issuance after init goes the general way (the CRLs moved the head
+    since the OCSP responder's certificate), the next ones the hot path: their rows
+    must read and sort alike (SQLite keeps dates as text in SQLAlchemy's format)."""
+    import re
+
+    from sqlalchemy import text
+
+    env = build_env(tmp_path, database_url)
+    try:
+        records = [env.ca.issue_from_csr(person, "user-auth", make_csr()[0]).record
+                   for _ in range(3)]
+        assert env.ca.store._tip.head == env.audit.head()  # type: ignore[attr-defined]  # noqa: SLF001
+        shapes = set()
+        with env.engine.connect() as conn:
+            for rec in records:
+                row = conn.execute(text(
+                    "SELECT CAST(not_before AS TEXT), CAST(not_after AS TEXT), "
+                    "CAST(issued_at AS TEXT), CAST(status_changed_at AS TEXT), "
+                    "CAST(hardware_key AS TEXT), status, hierarchy, revoked_at, reason "
+                    "FROM certificates WHERE serial = :s"), {"s": rec.serial}).one()
+                at = conn.execute(text("SELECT CAST(at AS TEXT) FROM audit_log WHERE "
+                                       "target = :t"), {"t": f"cert:{rec.serial}"}).scalar_one()
+                shapes.add(re.sub(r"\d", "9", repr((tuple(row), at))))
+                assert env.ca.store.get(rec.serial) == rec.__class__(
+                    **{**rec.__dict__, "status_changed_at": rec.issued_at})
+        assert len(shapes) == 1, shapes
+        assert env.audit.verify().ok
+    finally:
+        env.engine.dispose()
