@@ -174,14 +174,22 @@ class _DriverStatement:
         if compiled.positiontup is None:
             raise TypeError(f"{dialect.name} does not take positional parameters")
         self.sql = compiled.string
-        self._compiled = compiled
-        self._binds = [(name, compiled.binds[name].type.dialect_impl(dialect)
-                        .bind_processor(dialect)) for name in compiled.positiontup]
+        # Per position: the value's name, a literal the statement itself holds
+        # (``id = 1``), and the type's bind processor.
+        self._binds: list[tuple[str, bool, Any, Any]] = []
+        for name in compiled.positiontup:
+            bind = compiled.binds[name]
+            literal = not bind.required and bind.callable is None and bind.value is not None
+            self._binds.append((bind.key, literal, bind.value,
+                                bind.type.dialect_impl(dialect).bind_processor(dialect)))
 
     def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
-        full = self._compiled.construct_params(dict(values)) or {}
-        return tuple(full[name] if process is None else process(full[name])
-                     for name, process in self._binds)
+        out = []
+        for key, literal, value, process in self._binds:
+            if not literal:
+                value = values[key]  # a KeyError names the value the caller forgot
+            out.append(value if process is None else process(value))
+        return tuple(out)
 
 
 def _record(row: object) -> CertificateRecord:
