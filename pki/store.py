@@ -9,6 +9,7 @@ revocations of one certificate record exactly one.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -305,7 +306,9 @@ class SqlCertificateStore:
                 cursor.execute(insert_record.sql, insert_record.parameters(log_row(record)))
                 raw.commit()
             except dialect.loaded_dbapi.Error as exc:
-                raw.rollback()
+                # A rollback that fails too leaves the pool to discard the connection.
+                with contextlib.suppress(dialect.loaded_dbapi.Error):
+                    raw.rollback()
                 # As Connection.execute would raise it (OperationalError: disk full, ...).
                 raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error,
                                           dialect=dialect) from exc
