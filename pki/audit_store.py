@@ -3,13 +3,20 @@
 Appends are serialized through a one-row ``audit_head`` table: the append first
 updates that row (a write lock on SQLite, a row lock on PostgreSQL), so two
 concurrent appends can never chain onto the same predecessor.
+
+A writer that remembers the head it last committed (a :class:`ChainTip`) appends
+with one compare-and-set update of that row instead of bump, read and set: the
+update names the remembered ``(seq, hash)`` and writes the new head, and when
+another writer moved the head meanwhile it matches no row and the append falls
+back to reading the head under the lock. Either way the row lock is taken
+first, and nothing is chained onto a stale head.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -18,6 +25,7 @@ from sqlalchemy import (
     Connection,
     CursorResult,
     DateTime,
+    Insert,
     Integer,
     MetaData,
     String,
@@ -73,31 +81,111 @@ def _utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
+# Statements built once and executed with parameters: SQLAlchemy caches them.
 _BUMP = update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq + 1)
 _HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
 _SET_HASH = update(audit_head).where(audit_head.c.id == 1).values(hash=bindparam("new_hash"))
+# The compare-and-set of the head (parameters: head_move) and the record's insert
+# (log_row), for writers that run them on their own (pki.store's SQLite path).
+MOVE_HEAD = update(audit_head).where(
+    audit_head.c.id == 1, audit_head.c.seq == bindparam("old_seq"),
+    audit_head.c.hash == bindparam("old_hash")).values(seq=bindparam("new_seq"),
+                                                       hash=bindparam("new_hash"))
+INSERT_RECORD = insert(audit_log)
+
+
+class ChainTip:
+    """The audit head this writer last committed, so that its next append can
+    move the head with one compare-and-set update instead of reading it.
+
+    A hint, never trusted: the update only matches while the stored head is still
+    the remembered one. Tell it only what a committed transaction wrote
+    (:meth:`committed`), never what a rolled-back one would have. Shared by
+    threads: a stale value after a race costs one fallback read, nothing more.
+    """
+
+    def __init__(self) -> None:
+        self.head: tuple[int, str] | None = None
+
+    def committed(self, record: AuditRecord) -> None:
+        self.head = (record.seq, record.hash)
+
+
+def follow(head: tuple[int, str], *, actor: str, action: str, target: str,
+           details: Mapping[str, str] | None = None, at: datetime | None = None
+           ) -> AuditRecord:
+    """The record that comes after ``head`` (seq, hash): pure, nothing stored."""
+    details = {str(k): str(v) for k, v in (details or {}).items()}
+    at = _utc(at) if at is not None else datetime.now(UTC)
+    seq, prev = head[0] + 1, head[1]
+    return AuditRecord(seq, at, actor, action, target, details, prev,
+                       record_hash(seq, at, actor, action, target, details, prev))
+
+
+def head_move(record: AuditRecord) -> dict[str, object]:
+    """Parameters of the compare-and-set that makes ``record`` the head."""
+    return {"old_seq": record.seq - 1, "old_hash": record.prev_hash,
+            "new_seq": record.seq, "new_hash": record.hash}
+
+
+def log_row(record: AuditRecord) -> dict[str, object]:
+    """``record`` as a row of ``audit_log``."""
+    return {"seq": record.seq, "at": record.at, "actor": record.actor,
+            "action": record.action, "target": record.target,
+            "details": json.dumps(record.details, ensure_ascii=False, sort_keys=True),
+            "prev_hash": record.prev_hash, "hash": record.hash}
 
 
 def append(session: Session | Connection, *, actor: str, action: str, target: str,
-           details: Mapping[str, str] | None = None, at: datetime | None = None) -> AuditRecord:
+           details: Mapping[str, str] | None = None, at: datetime | None = None,
+           tip: tuple[int, str] | None = None) -> AuditRecord:
     """Append one record inside the caller's transaction (so a certificate and
-    its audit record commit together)."""
-    details = {str(k): str(v) for k, v in (details or {}).items()}
+    its audit record commit together).
+
+    ``tip`` is the head the caller believes current (:attr:`ChainTip.head`): the
+    record is chained onto it if the stored head is still that one, else onto the
+    stored head, read under the row lock.
+    """
     at = _utc(at) if at is not None else datetime.now(UTC)
-    # Take the lock first: bump seq, then read what we now own.
-    bumped = cast(CursorResult[Any], session.execute(_BUMP))
-    if bumped.rowcount != 1:
-        raise RuntimeError("audit_head row missing: the database is not migrated")
-    row = session.execute(_HEAD).one()
-    seq, prev = int(row.seq), str(row.hash)
-    digest = record_hash(seq, at, actor, action, target, details, prev)
-    # Statements built once and executed with parameters: SQLAlchemy caches them.
-    session.execute(insert(audit_log), {
-        "seq": seq, "at": at, "actor": actor, "action": action, "target": target,
-        "details": json.dumps(details, ensure_ascii=False, sort_keys=True),
-        "prev_hash": prev, "hash": digest})
-    session.execute(_SET_HASH, {"new_hash": digest})
-    return AuditRecord(seq, at, actor, action, target, details, prev, digest)
+    record = None
+    if tip is not None:
+        record = follow(tip, actor=actor, action=action, target=target, details=details,
+                        at=at)
+        moved = cast(CursorResult[Any], session.execute(MOVE_HEAD, head_move(record)))
+        if moved.rowcount != 1:
+            record = None  # another writer moved the head: read it, below
+    if record is None:
+        # Take the lock first: bump seq, then read what we now own.
+        bumped = cast(CursorResult[Any], session.execute(_BUMP))
+        if bumped.rowcount != 1:
+            raise RuntimeError("audit_head row missing: the database is not migrated")
+        row = session.execute(_HEAD).one()
+        record = follow((int(row.seq) - 1, str(row.hash)), actor=actor, action=action,
+                        target=target, details=details, at=at)
+        session.execute(_SET_HASH, {"new_hash": record.hash})
+    session.execute(INSERT_RECORD, log_row(record))
+    return record
+
+
+def insert_with_append(table: Table, columns: Sequence[str]) -> Insert:
+    """One PostgreSQL statement that inserts a row of ``table`` and appends an
+    audit record, both only if the head is still the one the record follows.
+
+    Parameters: ``row_<column>`` for each of ``columns``, ``log_<column>`` for
+    :func:`log_row`, and :func:`head_move`. The head's compare-and-set is a
+    data-modifying CTE the two inserts select from: it moves the head and both
+    rows are written (the appended ``seq`` is returned), or the head had moved,
+    nothing is written and no row is returned (append in a transaction instead).
+    One statement is one transaction, and one round trip where a transaction of
+    three statements takes five.
+    """
+    moved = MOVE_HEAD.returning(audit_head.c.seq).cte("moved")
+    row = insert(table).from_select(list(columns), select(
+        *[bindparam(f"row_{c}", type_=table.c[c].type) for c in columns]).select_from(moved))
+    log_columns = [c.name for c in audit_log.c]
+    return insert(audit_log).from_select(log_columns, select(
+        *[bindparam(f"log_{c}", type_=audit_log.c[c].type) for c in log_columns])
+        .select_from(moved)).add_cte(row.cte(f"{table.name}_row")).returning(audit_log.c.seq)
 
 
 def iter_records(session: Session, batch: int = 5000) -> Iterator[AuditRecord]:

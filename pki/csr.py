@@ -88,7 +88,17 @@ def check_key(key: CertificatePublicKeyTypes, profile: Profile) -> tuple[KeyKind
 
 def check_csr(csr: x509.CertificateSigningRequest, profile: Profile) -> CheckedRequest:
     """A request for the default hierarchy (ECDSA, RSA, Ed25519); SM2 ones are refused."""
-    if sm2.request_is_sm2(csr.public_bytes(serialization.Encoding.DER)):
+    # A key pyca/cryptography loads is on a curve it knows, never sm2p256v1: with
+    # a signature other than SM3withSM2 that proves the request is not SM2, and
+    # spares every issuance a second parse of the DER (asn1crypto) to prove it.
+    loaded: CertificatePublicKeyTypes | None = None
+    key_error: Exception | None = None
+    try:
+        loaded = csr.public_key()
+    except Exception as exc:  # unsupported key types raise here; refused below, in order
+        key_error = exc
+    if (loaded is None or csr.signature_algorithm_oid.dotted_string == sm2.SM3_WITH_SM2_OID) \
+            and sm2.request_is_sm2(csr.public_bytes(serialization.Encoding.DER)):
         raise BadRequest("wrong_hierarchy", "an SM2 request: the SM2 hierarchy issues it "
                          "(cert issue --algorithm sm2)")
     # RFC 2986 §3: the signature proves possession of the private key.
@@ -98,10 +108,9 @@ def check_csr(csr: x509.CertificateSigningRequest, profile: Profile) -> CheckedR
         raise BadRequest("bad_signature", f"cannot check the signature: {exc}") from None
     if not ok:
         raise BadRequest("bad_signature", "the request's signature does not verify")
-    try:
-        key = csr.public_key()
-    except Exception as exc:
-        raise BadRequest("weak_key", f"unsupported public key: {exc}") from None
+    if key_error is not None:
+        raise BadRequest("weak_key", f"unsupported public key: {key_error}") from None
+    key = loaded
     if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey
                       | ed25519.Ed25519PublicKey):
         raise BadRequest("weak_key", f"unsupported key type {type(key).__name__}")

@@ -207,9 +207,9 @@ class Issuance(CAHierarchy):
         issuer = self.issuing_certificate
         now = self.now()
         serial = new_serial()
+        subject = subject_for(profile, self.settings, person=person, dns_names=dns_names)
         builder = end_entity_builder(
-            profile=profile, public_key=public_key, key_kind=key_kind,
-            subject=subject_for(profile, self.settings, person=person, dns_names=dns_names),
+            profile=profile, public_key=public_key, key_kind=key_kind, subject=subject,
             sans=general_names(profile, self.settings, person=person, dns_names=dns_names),
             issuer=issuer, settings=self.settings, now=now, serial=serial,
             hardware_key=hardware_key)
@@ -218,7 +218,8 @@ class Issuance(CAHierarchy):
         record = CertificateRecord(
             serial=serial_hex(serial), owner_kind=owner[0], owner_uid=owner[1],
             owner_entry_uuid=owner[2], profile=profile.name,
-            subject=cert.subject.rfc4514_string(), not_before=cert.not_valid_before_utc,
+            # The name as built: reading cert.subject back would decode it again.
+            subject=subject.rfc4514_string(), not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc, status=CertStatus.VALID, issued_at=now,
             der=der_bytes, hardware_key=hardware_key, hierarchy=self.name)
         # Recorded, with its audit record, before anyone sees it.

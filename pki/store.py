@@ -9,7 +9,8 @@ revocations of one certificate record exactly one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -34,11 +35,23 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection, CursorResult
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection, CursorResult, Dialect
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
 
-from pki.audit_store import append
+from pki.audit import AuditRecord
+from pki.audit_store import (
+    INSERT_RECORD,
+    MOVE_HEAD,
+    ChainTip,
+    append,
+    follow,
+    head_move,
+    insert_with_append,
+    log_row,
+)
 from pki.errors import AlreadyRevoked, InvalidTransition, NotOnHold, UnknownSerial
 from pki.model import (
     AuditEntry,
@@ -138,6 +151,48 @@ def _audit(session: Session | Connection, audit: AuditEntry, at: datetime) -> No
            details=audit.details, at=at)
 
 
+# What a new certificate's row sets (the revocation columns stay NULL).
+_NEW_CERTIFICATE = [c.name for c in certificates.c
+                    if c.name not in ("revoked_at", "reason", "invalidity_date")]
+_INSERT_CERTIFICATE = insert(certificates)
+_INSERT_CERTIFICATE_AND_APPEND = insert_with_append(certificates, _NEW_CERTIFICATE)
+
+
+class _DriverStatement:
+    """A Core statement compiled once for SQLite and run on the driver's cursor.
+
+    Issuance records a certificate with three small statements, and on SQLite
+    SQLAlchemy's work around each execution (connection and transaction objects,
+    cache lookup, parameter processing, result set-up) costs more than SQLite's
+    own. The statement is still Core, compiled by SQLAlchemy for the dialect with
+    its bind processors (dates stored as SQLAlchemy stores them): the rows are
+    those ``Connection.execute`` would write.
+    """
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect,
+                 columns: list[str] | None = None) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=columns))
+        if compiled.positiontup is None:
+            raise TypeError(f"{dialect.name} does not take positional parameters")
+        self.sql = compiled.string
+        # Per position: the value's name, a literal the statement itself holds
+        # (``id = 1``), and the type's bind processor.
+        self._binds: list[tuple[str, bool, Any, Any]] = []
+        for name in compiled.positiontup:
+            bind = compiled.binds[name]
+            literal = not bind.required and bind.callable is None and bind.value is not None
+            self._binds.append((bind.key, literal, bind.value,
+                                bind.type.dialect_impl(dialect).bind_processor(dialect)))
+
+    def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        out = []
+        for key, literal, value, process in self._binds:
+            if not literal:
+                value = values[key]  # a KeyError names the value the caller forgot
+            out.append(value if process is None else process(value))
+        return tuple(out)
+
+
 def _record(row: object) -> CertificateRecord:
     r = row
     return CertificateRecord(
@@ -170,6 +225,16 @@ class SqlCertificateStore:
         if not isinstance(bind, Engine):
             raise TypeError("the session factory must be bound to an Engine")
         self._engine = bind
+        self._tip = ChainTip()  # the audit head this store last committed
+        dialect = bind.dialect
+        # PostgreSQL records an issuance in one autocommitted statement; SQLite in a
+        # transaction of three statements run on the driver's cursor.
+        self._one_statement = (bind.execution_options(isolation_level="AUTOCOMMIT")
+                               if dialect.name == "postgresql" else None)
+        self._driver = ((_DriverStatement(_INSERT_CERTIFICATE, dialect, _NEW_CERTIFICATE),
+                         _DriverStatement(MOVE_HEAD, dialect),
+                         _DriverStatement(INSERT_RECORD, dialect))
+                        if dialect.name == "sqlite" else None)
 
     # -- CA certificates -------------------------------------------------------
     def add_ca(self, ca: CACertificate, audit: AuditEntry, at: datetime) -> None:
@@ -190,18 +255,68 @@ class SqlCertificateStore:
 
     # -- end-entity certificates ---------------------------------------------
     def add_certificate(self, rec: CertificateRecord, audit: AuditEntry) -> None:
-        # The hot path of issuance: a plain transaction, no ORM session.
+        # The hot path of issuance. With the audit head this store wrote last, the
+        # certificate and its record go in at once (one statement on PostgreSQL,
+        # three on SQLite's cursor); if another writer moved the head meanwhile,
+        # nothing is written and they go in the general way, in a transaction that
+        # reads the head under its lock.
+        row = {"serial": rec.serial, "owner_kind": rec.owner_kind.value,
+               "owner_uid": rec.owner_uid, "owner_entry_uuid": rec.owner_entry_uuid,
+               "profile": rec.profile, "subject": rec.subject, "not_before": rec.not_before,
+               "not_after": rec.not_after, "status": rec.status.value,
+               "issued_at": rec.issued_at, "status_changed_at": rec.issued_at,
+               "hardware_key": rec.hardware_key, "hierarchy": rec.hierarchy.value,
+               "der": rec.der}
+        tip = self._tip.head
+        if tip is not None:
+            record = follow(tip, actor=audit.actor, action=audit.action, target=audit.target,
+                            details=audit.details, at=rec.issued_at)
+            if self._add_following(row, record):
+                self._tip.committed(record)
+                return
         with self._engine.begin() as s:
-            s.execute(insert(certificates), {
-                "serial": rec.serial, "owner_kind": rec.owner_kind.value,
-                "owner_uid": rec.owner_uid, "owner_entry_uuid": rec.owner_entry_uuid,
-                "profile": rec.profile, "subject": rec.subject, "not_before": rec.not_before,
-                "not_after": rec.not_after, "status": rec.status.value,
-                "issued_at": rec.issued_at, "status_changed_at": rec.issued_at,
-                "revoked_at": None, "reason": None, "invalidity_date": None,
-                "hardware_key": rec.hardware_key, "hierarchy": rec.hierarchy.value,
-                "der": rec.der})
-            _audit(s, audit, rec.issued_at)
+            s.execute(_INSERT_CERTIFICATE, row)
+            record = append(s, actor=audit.actor, action=audit.action, target=audit.target,
+                            details=audit.details, at=rec.issued_at)
+        self._tip.committed(record)
+
+    def _add_following(self, row: dict[str, Any], record: AuditRecord) -> bool:
+        """Insert ``row`` and ``record`` if the head is still the one ``record``
+        follows; False (nothing written) if it moved or no fast path is known."""
+        if self._one_statement is not None:
+            params: dict[str, object] = {f"row_{k}": v for k, v in row.items()}
+            params.update({f"log_{k}": v for k, v in log_row(record).items()})
+            params.update(head_move(record))
+            with self._one_statement.connect() as conn:
+                return conn.execute(_INSERT_CERTIFICATE_AND_APPEND,
+                                    params).first() is not None
+        if self._driver is None:
+            return False
+        new_row, move_head, insert_record = self._driver
+        dialect = self._engine.dialect
+        raw = self._engine.raw_connection()  # from the pool, with its pragmas
+        try:
+            cursor = raw.cursor()
+            try:
+                cursor.execute(new_row.sql, new_row.parameters(row))
+                moved = cursor.execute(move_head.sql, move_head.parameters(head_move(record)))
+                if moved.rowcount != 1:
+                    raw.rollback()
+                    return False
+                cursor.execute(insert_record.sql, insert_record.parameters(log_row(record)))
+                raw.commit()
+            except dialect.loaded_dbapi.Error as exc:
+                # A rollback that fails too leaves the pool to discard the connection.
+                with contextlib.suppress(dialect.loaded_dbapi.Error):
+                    raw.rollback()
+                # As Connection.execute would raise it (OperationalError: disk full, ...).
+                raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error,
+                                          dialect=dialect) from exc
+            finally:
+                cursor.close()
+            return True
+        finally:
+            raw.close()
 
     def get(self, serial: str) -> CertificateRecord | None:
         with self._sessions() as s:

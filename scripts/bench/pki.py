@@ -2,8 +2,11 @@
 """Benchmark the CA, each figure beside its baseline measured in the same run.
 
 - issuance: certificates/s from CSRs, recorded in the database with their audit
-  record (SQLite WAL file), beside building and signing the same certificate in
-  memory with pyca/cryptography alone; and their ratio.
+  record, on SQLite (WAL file; ``issuance_durable``) and on PostgreSQL (a
+  throwaway cluster with the product's durable settings, its folder beside the
+  SQLite file; ``issuance_durable_postgresql``), beside building and signing the
+  same certificate in memory with pyca/cryptography alone; and their ratios.
+  ``--db sqlite|postgresql|both`` (default both, PostgreSQL when installed).
 - OCSP: responses/s over HTTP on loopback (gunicorn workers, ``wrk`` with a POST
   script; cached no-nonce responses and fresh nonce responses), beside
   ``openssl ocsp`` as a responder on the same index of certificates, which runs
@@ -24,6 +27,7 @@
 Prints ``name: value unit`` lines.
 
     scripts/bench/pki.py [--issue 2000] [--dual 300] [--duration 5] [--crl-entries 1000000]
+                         [--db both|sqlite|postgresql]
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -105,8 +110,8 @@ def person(i: int) -> Person:
                   email=f"user{i:07d}@beijing.gov.cn")
 
 
-def make_ca(folder: Path) -> tuple[CertificateAuthority, str]:
-    url = f"sqlite:///{folder / 'govtrust.db'}"
+def make_ca(folder: Path, url: str | None = None) -> tuple[CertificateAuthority, str]:
+    url = url or f"sqlite:///{folder / 'govtrust.db'}"
     engine = make_engine(url)
     upgrade(engine)
     sessions = session_factory(engine)
@@ -151,25 +156,29 @@ def bench_dual(ca: CertificateAuthority, url: str, folder: Path, n: int, rounds:
 
 
 # -- issuance ------------------------------------------------------------------------------
-def bench_issuance(ca: CertificateAuthority, n: int, rounds: int = 3) -> None:
-    """Alternate rounds of both, best of each: the machine may be shared."""
+def bench_issuance(cas: dict[str, CertificateAuthority], n: int, rounds: int = 3) -> None:
+    """Alternate rounds of each database and the bare build+sign, best of each: the
+    machine may be shared. ``cas`` maps a database name to an authority on it."""
     keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(50)]
     csrs = [x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
             .sign(keys[i % 50], hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
             for i in range(n)]
     p = person(0)
     profile = profiles()["user-auth"]
-    issuer = ca.issuing_certificate
-    signer = ca.issuing_signer()
+    first = next(iter(cas.values()))
+    issuer = first.issuing_certificate
+    signer = first.issuing_signer()
     assert isinstance(signer, SoftwareSigner)
     per_round = max(1, n // rounds)
-    durable = bare = 0.0
+    durable = dict.fromkeys(cas, 0.0)
+    bare = 0.0
     for r in range(rounds):
         batch = csrs[r * per_round:(r + 1) * per_round]
-        start = time.perf_counter()
-        for csr in batch:
-            ca.issue_from_csr(p, "user-auth", csr, actor="bench")
-        durable = max(durable, len(batch) / (time.perf_counter() - start))
+        for db, ca in cas.items():
+            start = time.perf_counter()
+            for csr in batch:
+                ca.issue_from_csr(p, "user-auth", csr, actor="bench")
+            durable[db] = max(durable[db], len(batch) / (time.perf_counter() - start))
 
         start = time.perf_counter()
         for csr in batch:
@@ -178,16 +187,34 @@ def bench_issuance(ca: CertificateAuthority, n: int, rounds: int = 3) -> None:
             now = datetime.now(UTC)
             builder = end_entity_builder(
                 profile=profile, public_key=req.public_key(),  # type: ignore[arg-type]
-                key_kind=KeyKind.EC, subject=subject_for(profile, ca.settings, person=p),
-                sans=general_names(profile, ca.settings, person=p, dns_names=()),
-                issuer=issuer, settings=ca.settings, now=now, serial=new_serial())
+                key_kind=KeyKind.EC, subject=subject_for(profile, first.settings, person=p),
+                sans=general_names(profile, first.settings, person=p, dns_names=()),
+                issuer=issuer, settings=first.settings, now=now, serial=new_serial())
             builder.sign(signer.private_key, hashes.SHA256()).public_bytes(
                 serialization.Encoding.DER)
         bare = max(bare, len(batch) / (time.perf_counter() - start))
     check_csr(parse_csr(csrs[0], 65536), profile)
-    out("issuance_durable", durable, "certs/s")
+    suffix = {"sqlite": "", "postgresql": "_postgresql"}
+    for db, rate in durable.items():
+        out(f"issuance_durable{suffix[db]}", rate, "certs/s")
     out("issuance_bare_cryptography", bare, "certs/s")
-    out("issuance_ratio", durable / bare, "x")
+    for db, rate in durable.items():
+        out(f"issuance_ratio{suffix[db]}", rate / bare, "x")
+
+
+@contextlib.contextmanager
+def postgres_ca(base: Path | None, folder: Path) -> Iterator[CertificateAuthority]:
+    """An authority on a throwaway PostgreSQL cluster (tests/fixtures/postgres.py),
+    with the server's durable defaults (fsync, synchronous_commit on)."""
+    from tests.fixtures.postgres import PostgresCluster
+
+    cluster = PostgresCluster(base=base, settings=())
+    cluster.start()
+    try:
+        ca, _ = make_ca(folder, cluster.create_database())
+        yield ca
+    finally:
+        cluster.stop()
 
 
 # -- OCSP ------------------------------------------------------------------------------------
@@ -530,14 +557,28 @@ def main() -> None:
     parser.add_argument("--crl-entries", type=int, default=1_000_000)
     parser.add_argument("--skip", action="append", default=[],
                         choices=["issuance", "dual", "ocsp", "crl", "sm2"])
+    parser.add_argument("--db", choices=["both", "sqlite", "postgresql"], default="both",
+                        help="databases for the issuance figures (both: PostgreSQL too "
+                             "when its binaries are installed)")
     args = parser.parse_args()
     base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
-    with tempfile.TemporaryDirectory(prefix="govtrust-pki-bench-", dir=base) as tmp:
+    with tempfile.TemporaryDirectory(prefix="govtrust-pki-bench-", dir=base) as tmp, \
+            contextlib.ExitStack() as stack:
         folder = Path(tmp)
         (folder / "ca").mkdir()
         ca, url = make_ca(folder / "ca")
         if "issuance" not in args.skip:
-            bench_issuance(ca, args.issue)
+            from tests.fixtures.postgres import PG_BIN
+
+            cas: dict[str, CertificateAuthority] = {}
+            if args.db != "postgresql":
+                cas["sqlite"] = ca
+            if args.db == "postgresql" or (args.db == "both" and (PG_BIN / "initdb").exists()):
+                (folder / "pg").mkdir()
+                cas["postgresql"] = stack.enter_context(postgres_ca(base, folder / "pg"))
+            elif args.db == "both":
+                print("issuance_durable_postgresql: skipped (PostgreSQL not installed)")
+            bench_issuance(cas, args.issue)
         else:
             ca.issue_from_csr(person(0), "user-auth", x509.CertificateSigningRequestBuilder()
                               .subject_name(x509.Name([])).sign(

@@ -4,7 +4,8 @@ process of its own, so a test can SIGKILL it or give it its own SoftHSM2 token.
 ``python -m tests.pki.durability_child init HOME``: migrate and create the CA.
 ``... work HOME SEED N``: issue N certificates (revoking every third one just
 issued), printing ``issued SERIAL`` only after issue returned and ``revoked
-SERIAL`` only after revoke returned, flushed: what a client was told.
+SERIAL`` only after revoke returned, each line in one flushed write: what a
+client was told.
 ``... token-removed HOME TOKENDIR``: issue and pre-sign an OCSP answer, remove
 the token's folder, then report as JSON what the CA does without its key.
 
@@ -46,16 +47,23 @@ def init(home: Path) -> None:
     s.close()
 
 
+def tell(line: str) -> None:
+    # One write per line: print() writes its pieces one by one when the output is
+    # unbuffered (PYTHONUNBUFFERED), and a SIGKILL between them would cut a line.
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def work(home: Path, seed: str, count: int) -> None:
     s = services(home)
     ca = s.ca
     person = make_person(f"u{seed}")
     for i in range(count):
         issued = ca.issue_from_csr(person, "user-auth", make_csr()[0], actor=f"w{seed}")
-        print("issued", issued.record.serial, flush=True)
+        tell(f"issued {issued.record.serial}")
         if i % 3 == 2:
             ca.revoke(issued.record.serial, "superseded", actor=f"w{seed}", refresh=False)
-            print("revoked", issued.record.serial, flush=True)
+            tell(f"revoked {issued.record.serial}")
 
 
 def _outcome(fn: object) -> str:

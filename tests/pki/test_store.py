@@ -8,9 +8,10 @@ import pytest
 from cryptography import x509
 
 from directory.model import Person
+from pki.authority import CertificateAuthority
 from pki.errors import AlreadyRevoked, InvalidTransition
 from pki.model import CertStatus, RevocationReason
-from tests.fixtures.pki import build_env, make_csr
+from tests.fixtures.pki import CAEnv, build_env, make_csr
 
 
 @pytest.mark.postgres
@@ -126,6 +127,161 @@ def test_racing_revocations_record_exactly_one(database_url: str, tmp_path: Path
             t.join(30)
         assert sorted(outcomes) == ["already"] * 3 + ["revoked"]
         assert env.counts() == (before[0], before[1] + 1)
+        assert env.audit.verify().ok
+    finally:
+        env.engine.dispose()
+
+
+# -- the issuance hot path: the remembered audit head, one statement on PostgreSQL ----
+
+def _second_authority(env: CAEnv, folder: Path) -> CertificateAuthority:
+    """Another node's authority over the same database and keys: its own store,
+    so its own remembered audit head."""
+    from idp.runtime.db import make_engine, session_factory
+    from pki.audit_store import AuditLog
+    from pki.authority import CertificateAuthority
+    from pki.keys import FileKeyStore
+    from pki.model import CASettings
+    from pki.publish import RecordingPublisher
+    from pki.store import SqlCertificateStore
+
+    engine = make_engine(env.engine.url.render_as_string(hide_password=False))
+    sessions = session_factory(engine)
+    return CertificateAuthority(SqlCertificateStore(sessions),
+                                FileKeyStore(folder / "keys", b"test passphrase, not a secret"),
+                                CASettings(), publisher=RecordingPublisher(),
+                                audit=AuditLog(sessions))
+
+
+def _issue_records(env: CAEnv) -> tuple[set[str], list[str]]:
+    from sqlalchemy import text
+
+    with env.engine.connect() as conn:
+        serials = set(conn.execute(text("SELECT serial FROM certificates")).scalars())
+        audited = list(conn.execute(text(
+            "SELECT target FROM audit_log WHERE action = 'cert.issue'")).scalars())
+    return serials, audited
+
+
+@pytest.mark.postgres
+def test_two_nodes_interleaving_issuance_keep_one_chain(database_url: str, tmp_path: Path,
+                                                        person: Person) -> None:
+    """Each node's remembered head goes stale whenever the other appends: every
+    issuance must then chain onto the stored head, never onto its stale one."""
+    env = build_env(tmp_path, database_url)
+    other = _second_authority(env, tmp_path)
+    try:
+        issued = []
+        for i in range(6):
+            ca = env.ca if i % 3 else other
+            issued.append(ca.issue_from_csr(person, "user-auth", make_csr()[0]).record.serial)
+            if i == 3:  # another kind of writer moves the head too
+                env.ca.revoke(issued[0], "superseded", refresh=False)
+        serials, audited = _issue_records(env)
+        assert set(issued) <= serials
+        assert len(audited) == len(set(audited))
+        assert {f"cert:{s}" for s in serials} <= set(audited)
+        report = env.audit.verify()
+        assert report.ok, report
+    finally:
+        other.store._engine.dispose()  # type: ignore[attr-defined]  # noqa: SLF001
+        env.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_concurrent_issuers_on_two_nodes_fork_nothing(database_url: str, tmp_path: Path,
+                                                      person: Person) -> None:
+    import threading
+
+    env = build_env(tmp_path, database_url)
+    other = _second_authority(env, tmp_path)
+    returned: list[str] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def issue(ca: CertificateAuthority) -> None:
+        barrier.wait()
+        try:
+            for _ in range(8):
+                returned.append(ca.issue_from_csr(person, "user-auth",
+                                                  make_csr()[0]).record.serial)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=issue, args=(ca,))
+                   for ca in (env.ca, env.ca, other, other)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not errors, errors
+        serials, audited = _issue_records(env)
+        assert len(returned) == 32 and set(returned) <= serials
+        assert len(audited) == len(set(audited))
+        assert {f"cert:{s}" for s in returned} <= set(audited)
+        assert env.audit.verify().ok
+    finally:
+        other.store._engine.dispose()  # type: ignore[attr-defined]  # noqa: SLF001
+        env.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_certificate_that_cannot_be_recorded_leaves_no_audit_record(
+        database_url: str, tmp_path: Path, person: Person) -> None:
+    """A taken serial fails the insert: nothing of it is stored, the audit head
+    does not move, and the next issuance chains on as before."""
+    from dataclasses import replace
+
+    from sqlalchemy.exc import IntegrityError
+
+    from pki.model import AuditEntry
+
+    env = build_env(tmp_path, database_url)
+    try:
+        first = env.ca.issue_from_csr(person, "user-auth", make_csr()[0]).record
+        before, head = env.counts(), env.audit.head()
+        again = replace(first, der=b"another")
+        for _ in range(2):  # with the head remembered, and after a fallback
+            with pytest.raises(IntegrityError):
+                env.ca.store.add_certificate(again, AuditEntry("test", "cert.issue",
+                                                               f"cert:{first.serial}", {}))
+            assert env.counts() == before and env.audit.head() == head
+        env.ca.issue_from_csr(person, "user-auth", make_csr()[0])
+        assert env.audit.verify().ok
+    finally:
+        env.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_the_hot_path_stores_rows_as_the_general_path_does(database_url: str, tmp_path: Path,
+                                                           person: Person) -> None:
+    """The first issuance after init goes the general way (the CRLs moved the head
+    since the OCSP responder's certificate), the next ones the hot path: their rows
+    must read and sort alike (SQLite keeps dates as text in SQLAlchemy's format)."""
+    import re
+
+    from sqlalchemy import text
+
+    env = build_env(tmp_path, database_url)
+    try:
+        records = [env.ca.issue_from_csr(person, "user-auth", make_csr()[0]).record
+                   for _ in range(3)]
+        assert env.ca.store._tip.head == env.audit.head()  # type: ignore[attr-defined]  # noqa: SLF001
+        shapes = set()
+        with env.engine.connect() as conn:
+            for rec in records:
+                row = conn.execute(text(
+                    "SELECT CAST(not_before AS TEXT), CAST(not_after AS TEXT), "
+                    "CAST(issued_at AS TEXT), CAST(status_changed_at AS TEXT), "
+                    "CAST(hardware_key AS TEXT), status, hierarchy, revoked_at, reason "
+                    "FROM certificates WHERE serial = :s"), {"s": rec.serial}).one()
+                at = conn.execute(text("SELECT CAST(at AS TEXT) FROM audit_log WHERE "
+                                       "target = :t"), {"t": f"cert:{rec.serial}"}).scalar_one()
+                shapes.add(re.sub(r"\d", "9", repr((tuple(row), at))))
+                assert env.ca.store.get(rec.serial) == rec.__class__(
+                    **{**rec.__dict__, "status_changed_at": rec.issued_at})
+        assert len(shapes) == 1, shapes
         assert env.audit.verify().ok
     finally:
         env.engine.dispose()
