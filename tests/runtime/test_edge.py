@@ -107,3 +107,17 @@ def test_discovery_stays_cacheable(app: Flask) -> None:
     resp = app.test_client().get("/.well-known/openid-configuration")
     assert resp.headers.getlist("Cache-Control") == ["public, max-age=300"]
     assert resp.headers["X-Frame-Options"] == "DENY"
+
+
+def test_flask_cookie_session_is_never_opened_and_refuses_writes(app: Flask) -> None:
+    from flask import session
+
+    @app.get("/test-session")
+    def write() -> str:
+        session["uid"] = "zhangwei"
+        return "written"
+
+    with pytest.raises(RuntimeError, match="secret key"):  # app.testing: raised here
+        app.test_client().get("/test-session")
+    resp = app.test_client().get("/.well-known/openid-configuration")
+    assert "Set-Cookie" not in resp.headers
