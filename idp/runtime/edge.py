@@ -12,8 +12,8 @@ wrapper and one look at its status and headers:
 
 Why not Flask hooks and gunicorn's access log: hooks miss the fast path and cost
 a Flask call each, and gunicorn formats its access line for every request even
-into ``/dev/null`` (~50 µs a request of a 2-core machine's CPU in issue 11's
-measurements, more than the whole id-timing-log layer here).
+into ``/dev/null`` (23 µs of CPU a call on its own; the IdP's workers used ~50 µs
+less per ``/healthz`` without it, under load) — more than this whole layer costs.
 """
 
 from __future__ import annotations
