@@ -1,8 +1,9 @@
 """The app factories: the IdP's and the PKI's WSGI apps built from the composition root.
 
 ``idp.web.app.build_app`` serves the provider; the console mounts on it with the
-services it administers. Both apps get request ids (``idp.runtime.logs``) and
-``/metrics`` (``idp.runtime.metrics``); on PostgreSQL the process listens for
+services it administers. Both apps get request ids, timing and the optional access
+log from one WSGI layer (``idp.runtime.edge``) and ``/metrics``
+(``idp.runtime.metrics``); on PostgreSQL the process listens for
 other nodes' changes (``idp.runtime.changes``). Nothing is built at import time.
 """
 
@@ -14,7 +15,7 @@ from flask import Response, jsonify
 from flask import request as req
 
 from idp.console import init_app as init_console
-from idp.runtime import db_faults, logs, metrics
+from idp.runtime import db_faults, edge, metrics
 from idp.runtime.config import time_zone
 from idp.web.app import build_app
 from idp.web.kit import API_PATHS, api_error, page_error
@@ -52,7 +53,7 @@ def _operations(app: Flask, services: Services, name: str) -> None:
     metrics.install(app, name, engine=services.engine,
                     allow=services.config.get("serve", "metrics_allow"),
                     oldest=lambda: services.event_dispatcher.oldest_undelivered())
-    logs.install(app)
+    edge.wrap(app, name, access_log=bool(services.config.get("serve", "access_log")))
     services.start_change_listener()
     # a failover's faults not already answered by the web edge's 503 handler
     # (a read-only standby, SQLSTATE 25006): 503 with Retry-After, never a 500

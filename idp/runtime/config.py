@@ -121,6 +121,10 @@ def default_sections(home: Path) -> dict[str, dict[str, Any]]:
         "serve": {
             # "text" or "json" (one object a line, with the request id).
             "log_format": "text",
+            # One line per request on the govtrust.access logger (in log_format,
+            # with the request id), written by idp.runtime.edge; gunicorn's own
+            # access log stays off.
+            "access_log": False,
             # Who may read /metrics on the IdP and PKI apps (addresses or networks,
             # as seen by the app: behind nginx, nginx's address).
             "metrics_allow": ["127.0.0.1", "::1"],

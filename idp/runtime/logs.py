@@ -6,6 +6,11 @@ there is one), for a log shipper. The request id is the ``X-Request-ID`` header
 nginx passes through (accepted only when short and made of safe characters, so
 a client cannot forge log lines or grow them), else a fresh one; the response
 echoes it, so a user's report, nginx's access log and ours meet on one value.
+
+``[serve] access_log = true`` adds one line per request on the ``govtrust.access``
+logger (in JSON, its fields under ``"http"``), written by the WSGI layer
+(``idp.runtime.edge``) with the same request id: the path without its query
+string, which may carry a token hint or a code.
 """
 
 from __future__ import annotations
@@ -15,14 +20,12 @@ import logging
 import re
 import sys
 import uuid
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TextIO
-
-if TYPE_CHECKING:
-    from flask import Flask, Response
+from typing import Any, TextIO
 
 REQUEST_ID_HEADER = "X-Request-ID"
+ACCESS_LOGGER = "govtrust.access"
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _request_id: ContextVar[str | None] = ContextVar("govtrust_request_id", default=None)
 
@@ -37,6 +40,16 @@ def request_id_from(header: str | None) -> str:
 def current_request_id() -> str | None:
     """The id of the request this thread is answering (None outside one)."""
     return _request_id.get()
+
+
+def bind_request_id(rid: str) -> Token[str | None]:
+    """From now on this thread's records carry ``rid``; give the token to
+    :func:`unbind_request_id` when the request is answered."""
+    return _request_id.set(rid)
+
+
+def unbind_request_id(token: Token[str | None]) -> None:
+    _request_id.reset(token)
 
 
 class _RequestId(logging.Filter):
@@ -59,6 +72,9 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
+        http: dict[str, Any] | None = getattr(record, "http", None)
+        if http is not None:  # an access-log line (idp.runtime.edge)
+            out["http"] = http
         return json.dumps(out, ensure_ascii=False)
 
 
@@ -79,24 +95,3 @@ def configure(log_format: str, stream: TextIO | None = None,
     root.addHandler(handler)
     root.setLevel(level)
     return handler
-
-
-def install(app: Flask) -> None:
-    """Give every request of ``app`` an id (logged with each record, echoed in
-    the ``X-Request-ID`` response header)."""
-    from flask import request
-
-    @app.before_request
-    def _take_id() -> None:
-        _request_id.set(request_id_from(request.headers.get(REQUEST_ID_HEADER)))
-
-    @app.after_request
-    def _echo_id(response: Response) -> Response:
-        # An earlier hook may have answered before _take_id ran.
-        rid = _request_id.get() or request_id_from(request.headers.get(REQUEST_ID_HEADER))
-        response.headers[REQUEST_ID_HEADER] = rid
-        return response
-
-    @app.teardown_request
-    def _drop_id(_exc: BaseException | None) -> None:
-        _request_id.set(None)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -217,8 +216,10 @@ def exposition(oldest: OldestUndelivered) -> tuple[bytes, str]:
 
 def install(app: Flask, name: str, *, engine: Engine, allow: Iterable[str],
             oldest: OldestUndelivered) -> None:
-    """Time every request of ``app`` (``idp`` or ``pki``), count OCSP answers and
-    ``engine``'s audit records, and serve ``/metrics`` to the ``allow`` networks."""
+    """Label ``app``'s requests (``idp`` or ``pki``) by URL rule, count OCSP answers
+    and ``engine``'s audit records, and serve ``/metrics`` to the ``allow`` networks.
+    The timing itself is taken by the WSGI layer (``idp.runtime.edge``), which calls
+    :func:`observe` once per request."""
     from flask import Response, abort, request
 
     _metrics()
@@ -227,41 +228,12 @@ def install(app: Flask, name: str, *, engine: Engine, allow: Iterable[str],
 
     @app.after_request
     def _route(response: Response) -> Response:
-        # The WSGI wrapper below times the request; Flask knows the route.
+        # The WSGI layer times the request; Flask knows the route.
         request.environ[_ROUTE] = (request.url_rule.rule if request.url_rule is not None
                                    else "unmatched")
         if name == "pki" and response.mimetype == OCSP_TYPE and not response.direct_passthrough:
             _metrics().ocsp.labels(status=_ocsp_status(response.get_data())).inc()
         return response
-
-    inner = app.wsgi_app
-
-    def timed(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        # A WSGI wrapper, because the PKI app answers POST /ocsp before Flask
-        # (pki.http's fast path), where no Flask hook runs.
-        started = time.perf_counter()
-        status: list[str] = []
-
-        def capture(code: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
-            status.append(code.split(" ", 1)[0])
-            return start_response(code, headers, *exc)
-
-        body = inner(environ, capture)
-        route = environ.get(_ROUTE)
-        if route is None:  # not through Flask: the fast path
-            path = str(environ.get("PATH_INFO", ""))
-            # Never the raw path as a label: a scan would grow the series without end.
-            route = path.rstrip("/") if path.rstrip("/") in ("/ocsp", "/ocsp/sm2") \
-                else "unmatched"
-            if name == "pki" and isinstance(body, list):
-                _metrics().ocsp.labels(status=_ocsp_status(b"".join(body))).inc()
-        method = str(environ.get("REQUEST_METHOD", ""))
-        _metrics().requests.labels(
-            app=name, route=str(route), method=method if method in _METHODS else "other",
-            status=status[0] if status else "?").observe(time.perf_counter() - started)
-        return body
-
-    app.wsgi_app = timed  # type: ignore[method-assign]
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -270,3 +242,21 @@ def install(app: Flask, name: str, *, engine: Engine, allow: Iterable[str],
         body, content_type = exposition(oldest)
         return Response(body, content_type=content_type,
                         headers={"Cache-Control": "no-store"})
+
+
+def observe(name: str, environ: dict[str, Any], status: str, seconds: float,
+            body: Iterable[bytes]) -> None:
+    """Record one answered request of app ``name``: ``status`` is the code ("200",
+    or "?" when the app never started a response), ``body`` what the app returned."""
+    route = environ.get(_ROUTE)
+    if route is None:  # not through Flask: the PKI's OCSP fast path (pki.http)
+        path = str(environ.get("PATH_INFO", ""))
+        # Never the raw path as a label: a scan would grow the series without end.
+        route = path.rstrip("/") if path.rstrip("/") in ("/ocsp", "/ocsp/sm2") \
+            else "unmatched"
+        if name == "pki" and isinstance(body, list):
+            _metrics().ocsp.labels(status=_ocsp_status(b"".join(body))).inc()
+    method = str(environ.get("REQUEST_METHOD", ""))
+    _metrics().requests.labels(
+        app=name, route=str(route), method=method if method in _METHODS else "other",
+        status=status).observe(seconds)

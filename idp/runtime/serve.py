@@ -283,11 +283,12 @@ class Supervisor:
                   tls: tuple[Path, Path, Path] | None) -> None:
         # gthread workers keep connections alive: with sync workers every request
         # paid a new TCP (and TLS) handshake, six times slower in scripts/bench/idp.py.
+        # No --access-logfile: gunicorn would format a line for every request, even
+        # into /dev/null; the apps write their own ([serve] access_log, idp.runtime.edge).
         cmd = [sys.executable, "-m", "gunicorn", factory, "--bind", listen,
                "--workers", str(workers), "--worker-class", "gthread",
                "--threads", str(max(1, threads)), "--keep-alive", "15", "--timeout", "60",
-               "--graceful-timeout", "5", "--log-level", "warning", "--access-logfile", "-"
-               if os.environ.get("GOVTRUST_ACCESS_LOG") else "/dev/null"]
+               "--graceful-timeout", "5", "--log-level", "warning"]
         if tls is not None:
             cmd += tls_arguments(*tls)
         env = dict(os.environ, GOVTRUST_HOME=str(self.config.home))

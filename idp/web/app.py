@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flask import Flask
+from flask.sessions import NullSession, SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
 from idp.web import login_views, oidc_views, password_views
@@ -23,7 +24,23 @@ from idp.web.kit import (
 )
 
 if TYPE_CHECKING:
+    from flask import Request
+
     from idp.oidc.provider import Provider
+
+
+class NoFlaskSession(SecureCookieSessionInterface):
+    """Flask's cookie session, never used here: the SSO session is our own cookie
+    (``idp.login.sessions``) and CSRF tokens are HMACs of a seed cookie (``kit``).
+
+    Flask would still open a session for every request and, without a secret key,
+    build a fresh refusing ``NullSession`` each time; one shared instance does the
+    same (any write raises) without the per-request work."""
+
+    _none = NullSession()
+
+    def open_session(self, app: Flask, request: Request) -> NullSession:
+        return self._none
 
 
 def build_app(provider: Provider) -> Flask:
@@ -33,6 +50,7 @@ def build_app(provider: Provider) -> Flask:
     app.config["MAX_FORM_MEMORY_SIZE"] = MAX_BODY
     app.config["JSON_AS_ASCII"] = False
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.session_interface = NoFlaskSession()
     app.extensions[PROVIDER_EXTENSION] = provider
     app.register_blueprint(oidc_views.bp)
     app.register_blueprint(login_views.bp)

@@ -105,7 +105,7 @@ class Bare:
                     "bare_token:create_app()", "--bind", f"127.0.0.1:{port}",
                     "--workers", str(workers), "--worker-class", "gthread",
                     "--threads", str(threads), "--keep-alive", "15", "--timeout", "60",
-                    "--log-level", "warning", "--access-logfile", "/dev/null"]
+                    "--log-level", "warning"]  # no access log, as serve runs ours
         if tls:
             cert, key, chain = tls
             self.cmd += ["--certfile", str(cert), "--keyfile", str(key), "--ca-certs",
