@@ -8,10 +8,18 @@ the certificate's status changes, the responder certificate is renewed, or it
 nears its nextUpdate; a request with a nonce is signed fresh so the nonce can
 be echoed (RFC 6960 §4.4.1).
 
-The reused responses live in a least-recently-used cache of a fixed number of
-entries, and only for serials this CA issued: anyone may ask about any serial,
-so caching the "unknown" answers would let a client grow the process without
-limit.
+With a status generation (a counter the store moves in the same transaction as
+every status change, ``pki.store``), a request already answered is one dictionary
+look-up: its exact bytes to the response bytes, checked against the generation
+read now, so a revocation committed by any process or node is seen by the next
+request. The statuses read are kept the same way, so a request with a nonce
+costs its parse and one signature, no status read. Without a generation source
+every request reads its status, as it always did.
+
+What is kept lives in least-recently-used caches of ``cache_size`` entries each
+(answers by request, pre-signed responses by serial, statuses by serial), and
+only for serials this CA issued: anyone may ask about any serial, so caching the
+"unknown" answers would let a client grow the process without limit.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
 
 from asn1crypto import ocsp as a_ocsp
 from asn1crypto import x509 as a_x509
@@ -83,6 +92,7 @@ class ParsedRequest:
 
 StatusLookup = Callable[[int], StatusInfo | None]
 Credentials = Callable[[], tuple[x509.Certificate, Signer]]
+Generation = Callable[[], int]
 
 
 @dataclass(frozen=True)
@@ -92,31 +102,53 @@ class _Presigned:
     response: bytes
 
 
-class _ResponseCache:
-    """Pre-signed responses by serial; the least recently used go past ``size``."""
+@dataclass(frozen=True)
+class _Answer:
+    """A pre-signed response to one exact request, and what it was built on."""
+
+    generation: int
+    responder_serial: int
+    refresh_at: datetime
+    response: bytes
+
+
+@dataclass(frozen=True)
+class _Known:
+    """A status as read at one status generation."""
+
+    generation: int
+    info: StatusInfo
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _LRU(Generic[K, V]):
+    """At most ``size`` entries; the least recently used go first."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._entries: OrderedDict[int, _Presigned] = OrderedDict()
+        self._entries: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
 
-    def get(self, serial: int) -> _Presigned | None:
+    def get(self, key: K) -> V | None:
         with self._lock:
-            hit = self._entries.get(serial)
+            hit = self._entries.get(key)
             if hit is not None:
-                self._entries.move_to_end(serial)
+                self._entries.move_to_end(key)
             return hit
 
-    def put(self, serial: int, entry: _Presigned) -> None:
+    def put(self, key: K, entry: V) -> None:
         if self._size == 0:
             return
         with self._lock:
-            self._entries[serial] = entry
-            self._entries.move_to_end(serial)
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)
 
@@ -200,7 +232,8 @@ class OCSPResponder:
     def __init__(self, issuer: x509.Certificate, status_of: StatusLookup,
                  credentials: Credentials, *, lifetime: timedelta = timedelta(hours=4),
                  cache_size: int = DEFAULT_CACHE_SIZE,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 generation: Generation | None = None) -> None:
         if isinstance(cache_size, bool) or not isinstance(cache_size, int):
             raise TypeError(f"cache_size must be an int, not {type(cache_size).__name__}")
         if cache_size < 0:
@@ -216,7 +249,10 @@ class OCSPResponder:
         self._issuer_hashes = {
             name: (fn(name_der).digest(), fn(key_bits).digest()) for name, fn in _HASHES.items()
         }
-        self._cache = _ResponseCache(cache_size)
+        self._generation = generation
+        self._cache: _LRU[int, _Presigned] = _LRU(cache_size)
+        self._answers: _LRU[bytes, _Answer] = _LRU(cache_size)
+        self._statuses: _LRU[int, _Known] = _LRU(cache_size)
         self._responder: tuple[int, bytes, bytes] | None = None
         self._lock = threading.Lock()
 
@@ -224,6 +260,16 @@ class OCSPResponder:
     def cached_responses(self) -> int:
         """How many pre-signed responses are held now (at most ``cache_size``)."""
         return len(self._cache)
+
+    @property
+    def cached_answers(self) -> int:
+        """How many answers are kept by their exact request (at most ``cache_size``)."""
+        return len(self._answers)
+
+    @property
+    def cached_statuses(self) -> int:
+        """How many statuses are kept by serial (at most ``cache_size``)."""
+        return len(self._statuses)
 
     # -- RFC 6960 §4.1.1 / §2.3 ---------------------------------------------
     def _check_issuer(self, cid: CertRef) -> None:
@@ -236,7 +282,17 @@ class OCSPResponder:
             raise OCSPRequestError("unauthorized", "request for a certificate of another issuer")
 
     def respond(self, data: bytes) -> bytes:
-        """The DER response to ``data``; never raises on bad input."""
+        """The DER response to ``data``; never raises on bad input.
+
+        Errors of the status store (the database away) do propagate: the web edge
+        answers them with tryLater and Retry-After.
+        """
+        try:
+            kept = self._kept(data)
+        except KeyStoreError:
+            return error_response("try_later")
+        if kept is not None:
+            return kept
         try:
             request = parse_request(data)
             for cid in request.cert_ids:
@@ -244,10 +300,19 @@ class OCSPResponder:
         except OCSPRequestError as exc:
             return error_response(exc.status)
         now = self._clock().replace(microsecond=0)
+        # Read before any status: what is read afterwards is at least this current.
+        generation = self._generation() if self._generation is not None else None
         try:
             if request.nonce is None and len(request.cert_ids) == 1:
-                return self._cached(request.cert_ids[0], now)
-            statuses = [self._status_of(c.serial) for c in request.cert_ids]
+                presigned = self._cached(request.cert_ids[0], now, generation)
+                if isinstance(presigned, bytes):
+                    return presigned
+                if generation is not None:
+                    responder_serial = int(presigned.key[-2], 16)  # see _cached's key
+                    self._answers.put(data, _Answer(generation, responder_serial,
+                                                    presigned.refresh_at, presigned.response))
+                return presigned.response
+            statuses = [self._status(c.serial, generation) for c in request.cert_ids]
             return self._sign(list(zip(request.cert_ids, statuses, strict=True)), now,
                               request.nonce)
         except KeyStoreError:
@@ -255,9 +320,36 @@ class OCSPResponder:
             # RFC 6960 §4.2.1 tryLater, nothing signed; pre-signed answers still go out.
             return error_response("try_later")
 
-    def _cached(self, cid: CertRef, now: datetime) -> bytes:
-        serial = cid.serial
+    def _kept(self, data: bytes) -> bytes | None:
+        """The answer kept for these exact request bytes, if still current."""
+        if self._generation is None:
+            return None
+        kept = self._answers.get(data)
+        if kept is None:
+            return None
+        # The generation is read now, after the request arrived: a revocation
+        # committed before it has moved the generation, so the kept answer is not used.
+        if self._clock() < kept.refresh_at and kept.generation == self._generation() \
+                and kept.responder_serial == self._credentials()[0].serial_number:
+            return kept.response
+        return None
+
+    def _status(self, serial: int, generation: int | None) -> StatusInfo | None:
+        """``serial``'s status, read again only when the generation has moved."""
+        if generation is not None:
+            known = self._statuses.get(serial)
+            if known is not None and known.generation == generation:
+                return known.info
         info = self._status_of(serial)
+        if info is not None and generation is not None:
+            self._statuses.put(serial, _Known(generation, info))
+        return info
+
+    def _cached(self, cid: CertRef, now: datetime, generation: int | None
+                ) -> _Presigned | bytes:
+        """The pre-signed response for ``cid``, or the bytes of one not to keep."""
+        serial = cid.serial
+        info = self._status(serial, generation)
         if info is None:
             # Never issued here: signed fresh and not kept (see the module docstring).
             return self._sign([(cid, None)], now, None)
@@ -268,7 +360,7 @@ class OCSPResponder:
         # Refresh once half the validity has passed (RFC 5019 §6: a fresh answer
         # well before nextUpdate).
         if hit is not None and hit.key == key and now < hit.refresh_at:
-            return hit.response
+            return hit
         try:
             response = self._sign([(cid, info)], now, None)
         except KeyStoreError:
@@ -276,8 +368,9 @@ class OCSPResponder:
             if hit is not None and hit.key == key and now < hit.refresh_at + self._lifetime / 2:
                 return hit.response
             raise
-        self._cache.put(serial, _Presigned(key, now + self._lifetime / 2, response))
-        return response
+        entry = _Presigned(key, now + self._lifetime / 2, response)
+        self._cache.put(serial, entry)
+        return entry
 
     def _responder_parts(self, cert: x509.Certificate) -> tuple[bytes, bytes]:
         """(SHA-1 of the responder's key bits, its certificate DER), per certificate."""

@@ -237,7 +237,7 @@ def install(app: Flask, name: str, *, engine: Engine, allow: Iterable[str],
     inner = app.wsgi_app
 
     def timed(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        # A WSGI wrapper, because the PKI app answers POST /ocsp before Flask
+        # A WSGI wrapper, because the PKI app answers OCSP before Flask
         # (pki.http's fast path), where no Flask hook runs.
         started = time.perf_counter()
         status: list[str] = []
@@ -251,8 +251,14 @@ def install(app: Flask, name: str, *, engine: Engine, allow: Iterable[str],
         if route is None:  # not through Flask: the fast path
             path = str(environ.get("PATH_INFO", ""))
             # Never the raw path as a label: a scan would grow the series without end.
-            route = path.rstrip("/") if path.rstrip("/") in ("/ocsp", "/ocsp/sm2") \
-                else "unmatched"
+            if path.rstrip("/") in ("/ocsp", "/ocsp/sm2"):
+                route = path.rstrip("/")
+            elif path.startswith("/ocsp/sm2/"):
+                route = "/ocsp/sm2/<path:encoded>"  # the Flask routes' names
+            elif path.startswith("/ocsp/"):
+                route = "/ocsp/<path:encoded>"
+            else:
+                route = "unmatched"
             if name == "pki" and isinstance(body, list):
                 _metrics().ocsp.labels(status=_ocsp_status(b"".join(body))).inc()
         method = str(environ.get("REQUEST_METHOD", ""))
