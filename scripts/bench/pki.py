@@ -29,6 +29,7 @@ Prints ``name: value unit`` lines.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import os
 import secrets
@@ -243,47 +244,185 @@ def write_index(db_url: str, path: Path) -> None:
     path.with_name(path.name + ".attr").write_text("unique_subject = no\n")
 
 
-def bench_ocsp(ca: CertificateAuthority, db_url: str, folder: Path, duration: int) -> None:
+# What each WSGI server the one-machine shape can run looks like on the command line
+# (`govtrust serve` runs the first; the others are measured beside it).
+OCSP_SERVERS = ("gthread", "sync", "granian")
+
+
+def start_pki_server(kind: str, port: int, env: dict[str, str], folder: Path,
+                     workers: int) -> subprocess.Popen[bytes]:
+    """The bench's PKI app (pki.http.create_app) under ``kind``, on 127.0.0.1:port."""
+    venv = ROOT / ".venv" / "bin"
+    if kind == "granian":
+        cmd = [str(venv / "granian"), "--interface", "wsgi", "--factory", "--workers",
+               str(workers), "--host", "127.0.0.1", "--port", str(port), "--no-ws",
+               "--log-level", "warning", "bench_pki_app:app"]
+    else:
+        cmd = [str(venv / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}",
+               "--log-level", "warning"]
+        if kind == "gthread":  # what `govtrust serve` ran: 4 threads, keep-alive
+            cmd += ["-k", "gthread", "--threads", "4", "--keep-alive", "15"]
+        cmd.append("bench_pki_app:app()")
+    return subprocess.Popen(cmd, env=env, cwd=folder)
+
+
+def wait_ready(base: str, deadline_s: float = 60) -> None:
+    """Ready when a worker has built its CA and answers, not when the port opens."""
+    deadline = time.time() + deadline_s
+    while time.time() < deadline:
+        try:
+            if requests.get(f"{base}/ca/root.der", timeout=5).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{base} did not answer within {deadline_s} s")
+
+
+def best_rate(url: str, script: Path, duration: int) -> float:
+    """Best of two runs: the machine may be shared."""
+    rates = [wrk_rate([], url, script, duration) for _ in range(2)]
+    best = max(rates)
+    if not best[0] or "Non-2xx" in best[1]:
+        print(f"{url}: {best[1][-500:]}", file=sys.stderr)
+    return best[0]
+
+
+def ratio(name: str, ours: float, theirs: float) -> None:
+    if ours and theirs:
+        out(name, ours / theirs, "x")
+
+
+def lua_get(path: Path) -> Path:
+    path.write_text('wrk.method = "GET"\n')
+    return path
+
+
+def bench_ocsp(ca: CertificateAuthority, db_url: str, folder: Path, duration: int,
+               shapes: list[str], servers: list[str]) -> None:
+    """Both deployment shapes beside ``openssl ocsp`` measured in the same run.
+
+    one machine: the PKI app under each of ``servers`` (POST, the way relying
+    parties ask: a pre-signed answer and a nonce answer signed fresh);
+    production: a real nginx with the configuration `govtrust deploy nginx`
+    renders (idp.runtime.nginx.render), the exported public files, one node (the
+    first of ``servers``) behind it: GET of a pre-signed answer, and POST with
+    a nonce, which nginx hands to the node.
+    """
     if not shutil.which("wrk"):
         print("ocsp: skipped (wrk not installed)")
         return
     issued = ca.find(uid=person(0).uid, limit=1)[0]
     cert = x509.load_der_x509_certificate(issued.der)
     issuer = ca.issuing_certificate
-    plain = lua_post(folder / "plain.lua", ocsp_request(cert, issuer, nonce=False))
+    plain_der = ocsp_request(cert, issuer, nonce=False)
+    plain = lua_post(folder / "plain.lua", plain_der)
     with_nonce = lua_post(folder / "nonce.lua", ocsp_request(cert, issuer, nonce=True))
+    get = lua_get(folder / "get.lua")
+    get_path = "/" + base64.b64encode(plain_der).decode("ascii")
     (folder / "bench_pki_app.py").write_text(WSGI)
-    port = free_port()
     env = {**os.environ, "BENCH_DB": db_url, "BENCH_KEYS": str(folder / "keys"),
            "BENCH_PASS": PASSPHRASE, "PYTHONPATH": f"{folder}:{ROOT}"}
     workers = max(2, os.cpu_count() or 2)
-    server = subprocess.Popen([str(ROOT / ".venv" / "bin" / "gunicorn"), "-w", str(workers),
-                               "-b", f"127.0.0.1:{port}", "--log-level", "warning",
-                               "bench_pki_app:app()"], env=env, cwd=folder)
-    try:
-        url = f"http://127.0.0.1:{port}/ocsp"
-        # Ready when a worker has built its CA and answers, not when the port opens.
-        deadline = time.time() + 60
-        while time.time() < deadline:
+    theirs = openssl_ocsp_rates(ca, db_url, folder, duration, workers, get_path)
+    if "one-machine" in shapes:
+        for kind in servers:
+            port = free_port()
+            server = start_pki_server(kind, port, env, folder, workers)
             try:
-                if requests.get(f"http://127.0.0.1:{port}/ca/root.der", timeout=5).ok:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        wrk_rate([], url, plain, 2)  # every worker up, caches warm
-        # Best of two runs each: the machine may be shared.
-        ours_cached, log1 = max(wrk_rate([], url, plain, duration) for _ in range(2))
-        ours_nonce, log2 = max(wrk_rate([], url, with_nonce, duration) for _ in range(2))
-        if not (ours_cached and ours_nonce):
-            print(log1, log2, file=sys.stderr)
-    finally:
-        server.terminate()
-        server.wait(10)
-    out("ocsp_http_govtrust_cached", ours_cached, "responses/s")
-    out("ocsp_http_govtrust_nonce", ours_nonce, "responses/s")
+                url = f"http://127.0.0.1:{port}/ocsp"
+                wait_ready(f"http://127.0.0.1:{port}")
+                wrk_rate([], url, plain, 1)  # every worker up, caches warm
+                cached = best_rate(url, plain, duration)
+                nonce = best_rate(url, with_nonce, duration)
+            finally:
+                server.terminate()
+                server.wait(10)
+            # The historical names are the figures of what `govtrust serve` runs.
+            name = "ocsp_http_govtrust" if kind == servers[0] else f"ocsp_http_{kind}"
+            out(f"{name}_cached", cached, "responses/s")
+            out(f"{name}_nonce", nonce, "responses/s")
+            ratio(f"{name}_ratio_cached_vs_openssl", cached, theirs.get("plain", 0.0))
+            ratio(f"{name}_ratio_nonce_vs_openssl", nonce, theirs.get("nonce", 0.0))
+    out("ocsp_http_openssl_no_nonce", theirs.get("plain", 0.0), "responses/s")
+    out("ocsp_http_openssl_nonce", theirs.get("nonce", 0.0), "responses/s")
+    out("ocsp_http_openssl_get", theirs.get("get", 0.0), "responses/s")
+    if "production" in shapes:
+        bench_ocsp_production(ca, folder, env, duration, workers, servers[0], get_path,
+                              get, with_nonce, theirs)
 
-    # openssl ocsp on the same index, same responder key and certificate.
+
+def bench_ocsp_production(ca: CertificateAuthority, folder: Path, env: dict[str, str],
+                          duration: int, workers: int, server_kind: str, get_path: str,
+                          get: Path, with_nonce: Path, theirs: dict[str, float]) -> None:
+    from idp.runtime.nginx import NginxSettings, Upstream, render
+    from pki import public_files
+
+    if not shutil.which("nginx"):
+        print("ocsp_production: skipped (nginx not installed)")
+        return
+    public = folder / "public"
+    report = public_files.export([(ca, ca.responder)], ca.find(limit=100_000), public,
+                                 datetime.now(UTC), version="bench")
+    assert (public / "ocsp" / get_path.lstrip("/")).is_file(), "no pre-signed file"
+    out("ocsp_production_files", report.ocsp_files, "files")
+    # nginx's TLS server (the IdP side) needs a certificate; the bench never uses it.
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    tls = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+           .public_key(key.public_key()).serial_number(new_serial())
+           .not_valid_before(now).not_valid_after(now + timedelta(days=1))
+           .sign(key, hashes.SHA256()))
+    (folder / "tls.pem").write_bytes(tls.public_bytes(serialization.Encoding.PEM))
+    (folder / "tls.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    run = folder / "nginx"
+    for sub in ("", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (run / sub).mkdir(parents=True, exist_ok=True)
+    node_port, pki_port, tls_port = free_port(), free_port(), free_port()
+    settings = NginxSettings(
+        nodes=(Upstream("127.0.0.1", node_port),), idp_listen=f"127.0.0.1:{tls_port}",
+        pki_listen=f"127.0.0.1:{pki_port}", server_name="127.0.0.1",
+        certificate=folder / "tls.pem", certificate_key=folder / "tls.key",
+        public_root=public, full=True, run_dir=run,
+        user="root" if os.geteuid() == 0 else None)
+    (folder / "nginx.conf").write_text(render(settings))
+    node = start_pki_server(server_kind, node_port, env, folder, workers)
+    nginx = subprocess.Popen(["nginx", "-e", str(run / "startup.log"), "-c",
+                              str(folder / "nginx.conf"), "-g", "daemon off;"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{pki_port}"
+        wait_ready(f"http://127.0.0.1:{node_port}")
+        wait_ready(base)
+        answer = requests.get(base + "/ocsp" + get_path, timeout=5)
+        assert answer.ok and "max-age" in answer.headers.get("Cache-Control", ""), \
+            "the GET was not answered from nginx's files"
+        wrk_rate([], base + "/ocsp", with_nonce, 1)  # the node's workers warm
+        got = best_rate(base + "/ocsp" + get_path, get, duration)
+        nonce = best_rate(base + "/ocsp", with_nonce, duration)
+    finally:
+        nginx.send_signal(signal.SIGQUIT)
+        node.terminate()
+        for proc in (nginx, node):
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    out("ocsp_production_nginx_get_presigned", got, "responses/s")
+    ratio("ocsp_production_ratio_get_vs_openssl_get", got, theirs.get("get", 0.0))
+    out("ocsp_production_node_post_nonce", nonce, "responses/s")
+    ratio("ocsp_production_ratio_nonce_vs_openssl", nonce, theirs.get("nonce", 0.0))
+
+
+def openssl_ocsp_rates(ca: CertificateAuthority, db_url: str, folder: Path, duration: int,
+                       workers: int, get_path: str) -> dict[str, float]:
+    """``openssl ocsp`` on the same index, responder key and certificate: POST
+    without and with a nonce, and the RFC 6960 A.1 GET of the no-nonce request."""
+    issuer = ca.issuing_certificate
     write_index(db_url, folder / "index.txt")
     rcert, rsigner = ca.ocsp_credentials()
     assert isinstance(rsigner, SoftwareSigner)
@@ -294,19 +433,25 @@ def bench_ocsp(ca: CertificateAuthority, db_url: str, folder: Path, duration: in
     (folder / "issuing.pem").write_bytes(issuer.public_bytes(serialization.Encoding.PEM))
     script = folder / "openssl_ocsp.sh"
     # Started afresh for each run: when wrk stops, the half-sent requests it leaves
-    # behind make the responder give up, so a second run would find nobody.
+    # behind make the responder give up, so a second run would find nobody. The
+    # GET is checked once with curl: a "successful" answer, or no GET figure.
     script.write_text(f"""set -e
 ip link set lo up
 cd {folder}
 port=8888
-for s in plain nonce plain nonce; do
+for s in plain nonce get plain nonce get; do
   port=$((port + 1))
   openssl ocsp -index index.txt -CA issuing.pem -rsigner ocsp.pem -rkey ocsp.key \\
     -port $port -multi {workers} -nmin 240 > openssl_ocsp_$s.log 2>&1 &
   pid=$!
   # A probe connection would be a malformed request, which ends the responder: wait.
   sleep 1
-  timeout {duration + 20} wrk -t2 -c16 -d{duration}s -s $s.lua http://127.0.0.1:$port/ \\
+  url=http://127.0.0.1:$port/
+  if [ $s = get ]; then
+    url=http://127.0.0.1:$port{get_path}
+    curl -s -o get.der $url || true
+  fi
+  timeout {duration + 20} wrk -t2 -c16 -d{duration}s -s $s.lua $url \\
     | grep Requests/sec | sed "s/^/$s /" || true
   pkill -P $pid || true
   kill $pid || true
@@ -326,20 +471,20 @@ done
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGKILL)
         child.wait()
-    proc = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
-    rates = {}
-    for line in proc.stdout.splitlines():
+    rates: dict[str, float] = {}
+    for line in stdout.splitlines():
         kind, _, value = line.split()
         rates[kind] = max(rates.get(kind, 0.0), float(value))
-    if len(rates) < 2:
+    answer = folder / "get.der"
+    if answer.is_file() and answer.stat().st_size:
+        status = ocsp.load_der_ocsp_response(answer.read_bytes()).response_status
+        if status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
+            print(f"ocsp_openssl_get: answered {status.name}: no GET figure", file=sys.stderr)
+            rates.pop("get", None)
+    if len(rates) < 3:
         logs = " | ".join(p.read_text()[-300:] for p in folder.glob("openssl_ocsp_*.log"))
-        print(f"ocsp_openssl: incomplete: {proc.stderr.strip()[:300]} {logs}", file=sys.stderr)
-    out("ocsp_http_openssl_no_nonce", rates.get("plain", 0.0), "responses/s")
-    out("ocsp_http_openssl_nonce", rates.get("nonce", 0.0), "responses/s")
-    if rates.get("plain"):
-        out("ocsp_ratio_cached_vs_openssl", ours_cached / rates["plain"], "x")
-    if rates.get("nonce"):
-        out("ocsp_ratio_nonce_vs_openssl", ours_nonce / rates["nonce"], "x")
+        print(f"ocsp_openssl: incomplete: {stderr.strip()[:300]} {logs}", file=sys.stderr)
+    return rates
 
 
 # -- a CRL of a million entries -------------------------------------------------------------
@@ -366,7 +511,8 @@ def bench_crl(entries: int, folder: Path) -> None:
                    "not_after": end_at, "status": "revoked", "issued_at": at,
                    "status_changed_at": at, "revoked_at": at,
                    "reason": "keyCompromise" if i % 2 else "superseded",
-                   "invalidity_date": None, "hardware_key": 0, "der": b"-"}
+                   "invalidity_date": None, "hardware_key": 0, "hierarchy": "ecdsa",
+                   "der": b"-"}
             batch.append(tuple(row[c] for c in cols))
             if len(batch) == 50_000:
                 cur.executemany(sql, batch)
@@ -530,6 +676,11 @@ def main() -> None:
     parser.add_argument("--crl-entries", type=int, default=1_000_000)
     parser.add_argument("--skip", action="append", default=[],
                         choices=["issuance", "dual", "ocsp", "crl", "sm2"])
+    parser.add_argument("--shape", action="append", choices=["one-machine", "production"],
+                        help="OCSP deployment shape(s) to measure (default: both)")
+    parser.add_argument("--ocsp-server", action="append", choices=list(OCSP_SERVERS),
+                        help="WSGI server(s) of the one-machine shape; the first is also the "
+                             "production node (default: gthread, what `govtrust serve` runs)")
     args = parser.parse_args()
     base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
     with tempfile.TemporaryDirectory(prefix="govtrust-pki-bench-", dir=base) as tmp:
@@ -546,7 +697,9 @@ def main() -> None:
         if "dual" not in args.skip:
             bench_dual(ca, url, folder / "ca", args.dual)
         if "ocsp" not in args.skip:
-            bench_ocsp(ca, url, folder / "ca", args.duration)
+            bench_ocsp(ca, url, folder / "ca", args.duration,
+                       args.shape or ["one-machine", "production"],
+                       args.ocsp_server or [OCSP_SERVERS[0]])
         if "crl" not in args.skip:
             (folder / "crl").mkdir()
             bench_crl(args.crl_entries, folder / "crl")
