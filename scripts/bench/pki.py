@@ -4,10 +4,18 @@
 - issuance: certificates/s from CSRs, recorded in the database with their audit
   record (SQLite WAL file), beside building and signing the same certificate in
   memory with pyca/cryptography alone; and their ratio.
-- OCSP: responses/s over HTTP on loopback (gunicorn workers, ``wrk`` with a POST
-  script; cached no-nonce responses and fresh nonce responses), beside
-  ``openssl ocsp`` as a responder on the same index of certificates, which runs
-  with its ``wrk`` inside a private network namespace (``unshare -n``).
+- OCSP, in both deployment shapes (``--shape``), beside ``openssl ocsp`` as a
+  responder on the same index of certificates with the same key, which runs with
+  its ``wrk`` inside a private network namespace (``unshare -n``): POST without
+  and with a nonce, and the RFC 6960 A.1 GET of the no-nonce request.
+  one-machine: responses/s over HTTP on loopback from the PKI app under granian
+  as ``govtrust serve`` runs it (``--ocsp-server gthread --ocsp-server sync`` add
+  gunicorn's worker models beside it), POST of a kept answer and POST with a
+  nonce (signed fresh); production: a real nginx with the configuration
+  ``govtrust deploy nginx`` renders, the exported public files and one node
+  (gunicorn gthread, as ``govtrust node``) behind it: GET of a pre-signed answer
+  (nginx's static file) and POST with a nonce (the node). Each with its ratio to
+  the matching openssl figure.
 - escrowed dual issuance: pairs/s of a user-sign certificate from a CSR plus an
   escrowed user-encrypt certificate (the KMC generates the key, seals it under
   its KEK, records it, the CA issues, the key goes out wrapped to the signing
@@ -24,6 +32,7 @@
 Prints ``name: value unit`` lines.
 
     scripts/bench/pki.py [--issue 2000] [--dual 300] [--duration 5] [--crl-entries 1000000]
+        [--skip PART] [--shape one-machine|production] [--ocsp-server granian|gthread|sync]
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ from sqlalchemy import select  # noqa: E402
 
 from directory.model import Person  # noqa: E402
 from idp.runtime.db import make_engine, session_factory, upgrade  # noqa: E402
+from idp.runtime.serve import granian_command  # noqa: E402
 from pki.audit_store import AuditLog  # noqa: E402
 from pki.authority import CertificateAuthority  # noqa: E402
 from pki.certs import end_entity_builder, general_names, new_serial, subject_for  # noqa: E402
@@ -244,9 +254,11 @@ def write_index(db_url: str, path: Path) -> None:
     path.with_name(path.name + ".attr").write_text("unique_subject = no\n")
 
 
-# What each WSGI server the one-machine shape can run looks like on the command line
-# (`govtrust serve` runs the first; the others are measured beside it).
-OCSP_SERVERS = ("gthread", "sync", "granian")
+# The WSGI servers the one-machine shape can be measured under: `govtrust serve`
+# runs the first (idp.runtime.serve.granian_command); the others are for comparison.
+OCSP_SERVERS = ("granian", "gthread", "sync")
+# What `govtrust node` runs behind nginx (idp.runtime.node): gunicorn, gthread.
+NODE_SERVER = "gthread"
 
 
 def start_pki_server(kind: str, port: int, env: dict[str, str], folder: Path,
@@ -254,13 +266,11 @@ def start_pki_server(kind: str, port: int, env: dict[str, str], folder: Path,
     """The bench's PKI app (pki.http.create_app) under ``kind``, on 127.0.0.1:port."""
     venv = ROOT / ".venv" / "bin"
     if kind == "granian":
-        cmd = [str(venv / "granian"), "--interface", "wsgi", "--factory", "--workers",
-               str(workers), "--host", "127.0.0.1", "--port", str(port), "--no-ws",
-               "--log-level", "warning", "bench_pki_app:app"]
+        cmd = granian_command("bench_pki_app:app", f"127.0.0.1:{port}", workers, 4)
     else:
         cmd = [str(venv / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}",
                "--log-level", "warning"]
-        if kind == "gthread":  # what `govtrust serve` ran: 4 threads, keep-alive
+        if kind == "gthread":  # what `govtrust node` runs: 4 threads, keep-alive
             cmd += ["-k", "gthread", "--threads", "4", "--keep-alive", "15"]
         cmd.append("bench_pki_app:app()")
     return subprocess.Popen(cmd, env=env, cwd=folder)
@@ -305,9 +315,9 @@ def bench_ocsp(ca: CertificateAuthority, db_url: str, folder: Path, duration: in
     one machine: the PKI app under each of ``servers`` (POST, the way relying
     parties ask: a pre-signed answer and a nonce answer signed fresh);
     production: a real nginx with the configuration `govtrust deploy nginx`
-    renders (idp.runtime.nginx.render), the exported public files, one node (the
-    first of ``servers``) behind it: GET of a pre-signed answer, and POST with
-    a nonce, which nginx hands to the node.
+    renders (idp.runtime.nginx.render), the exported public files, one node
+    (gunicorn gthread, as `govtrust node`) behind it: GET of a pre-signed answer,
+    and POST with a nonce, which nginx hands to the node.
     """
     if not shutil.which("wrk"):
         print("ocsp: skipped (wrk not installed)")
@@ -348,7 +358,7 @@ def bench_ocsp(ca: CertificateAuthority, db_url: str, folder: Path, duration: in
     out("ocsp_http_openssl_nonce", theirs.get("nonce", 0.0), "responses/s")
     out("ocsp_http_openssl_get", theirs.get("get", 0.0), "responses/s")
     if "production" in shapes:
-        bench_ocsp_production(ca, folder, env, duration, workers, servers[0], get_path,
+        bench_ocsp_production(ca, folder, env, duration, workers, NODE_SERVER, get_path,
                               get, with_nonce, theirs)
 
 
@@ -679,8 +689,8 @@ def main() -> None:
     parser.add_argument("--shape", action="append", choices=["one-machine", "production"],
                         help="OCSP deployment shape(s) to measure (default: both)")
     parser.add_argument("--ocsp-server", action="append", choices=list(OCSP_SERVERS),
-                        help="WSGI server(s) of the one-machine shape; the first is also the "
-                             "production node (default: gthread, what `govtrust serve` runs)")
+                        help="WSGI server(s) of the one-machine shape (default: granian, "
+                             "what `govtrust serve` runs)")
     args = parser.parse_args()
     base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
     with tempfile.TemporaryDirectory(prefix="govtrust-pki-bench-", dir=base) as tmp:
