@@ -55,6 +55,11 @@ DEFAULT_CACHE_SIZE = 10_000
 
 _HASH_OIDS = {"sha1": "1.3.14.3.2.26", "sha256": "2.16.840.1.101.3.4.2.1",
               "sha384": "2.16.840.1.101.3.4.2.2", "sha512": "2.16.840.1.101.3.4.2.3"}
+# Constant parts of every request and response, encoded once.
+_HASH_ALGORITHM_DER = {name: der.sequence(der.oid(dotted), b"\x05\x00")
+                       for name, dotted in _HASH_OIDS.items()}
+_BASIC_OID_DER = der.oid(OID_PKIX_OCSP_BASIC)
+_NONCE_OID_DER = der.oid(OID_NONCE)
 _HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha384": hashlib.sha384,
            "sha512": hashlib.sha512}
 
@@ -220,9 +225,8 @@ def _parse_single(data: bytes) -> ParsedRequest | None:
     if algorithm not in _HASHES:
         return None
     _check_nonce(nonce)
-    cid = der.sequence(der.sequence(der.oid(_HASH_OIDS[algorithm]), b"\x05\x00"),
-                       der.octet_string(name_hash), der.octet_string(key_hash),
-                       der.integer(serial))
+    cid = der.sequence(_HASH_ALGORITHM_DER[algorithm], der.octet_string(name_hash),
+                       der.octet_string(key_hash), der.integer(serial))
     return ParsedRequest((CertRef(cid, algorithm, name_hash, key_hash, serial),), nonce)
 
 
@@ -254,6 +258,7 @@ class OCSPResponder:
         self._answers: _LRU[bytes, _Answer] = _LRU(cache_size)
         self._statuses: _LRU[int, _Known] = _LRU(cache_size)
         self._responder: tuple[int, bytes, bytes] | None = None
+        self._time_parts: tuple[datetime, bytes, bytes] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -373,43 +378,49 @@ class OCSPResponder:
         return entry
 
     def _responder_parts(self, cert: x509.Certificate) -> tuple[bytes, bytes]:
-        """(SHA-1 of the responder's key bits, its certificate DER), per certificate."""
+        """The responder's parts of every response, encoded once per certificate:
+        its ResponderID byKey ([2], RFC 6960 §4.2.2.3: the SHA-1 of its key bits) and
+        the ``certs [0]`` field holding its certificate (§4.2.1)."""
         with self._lock:
             if self._responder is None or self._responder[0] != cert.serial_number:
                 cert_der = cert.public_bytes(serialization.Encoding.DER)
-                key_hash = a_x509.Certificate.load(cert_der).public_key.sha1
-                self._responder = (cert.serial_number, bytes(key_hash), cert_der)
+                key_hash = bytes(a_x509.Certificate.load(cert_der).public_key.sha1)
+                self._responder = (cert.serial_number,
+                                   der.explicit(2, der.octet_string(key_hash)),
+                                   der.explicit(0, der.sequence(cert_der)))
             return self._responder[1], self._responder[2]
+
+    def _times(self, now: datetime) -> tuple[bytes, bytes]:
+        """(GeneralizedTime of ``now``, of ``now`` + lifetime), kept for the second."""
+        held = self._time_parts
+        if held is None or held[0] != now:
+            held = (now, der.generalized_time(now),
+                    der.explicit(0, der.generalized_time(now + self._lifetime)))
+            self._time_parts = held
+        return held[1], held[2]
 
     def _sign(self, items: list[tuple[CertRef, StatusInfo | None]], now: datetime,
               nonce: bytes | None) -> bytes:
         cert, signer = self._credentials()
-        key_hash, cert_der = self._responder_parts(cert)
+        responder_id, certs = self._responder_parts(cert)
+        produced, next_update = self._times(now)
         # RFC 6960 §4.2.1 ResponseData, DER-encoded directly (version v1 is DEFAULT).
-        singles = b"".join(der.sequence(
-            cid.der, _cert_status(info), der.generalized_time(now),
-            der.explicit(0, der.generalized_time(now + self._lifetime)))
-            for cid, info in items)
+        singles = b"".join(der.sequence(cid.der, _cert_status(info), produced, next_update)
+                           for cid, info in items)
         extensions = b""
         if nonce is not None:
             # RFC 8954 §2.1: the extnValue holds the nonce as an OCTET STRING.
-            extensions = der.tlv(0xA1, der.sequence(
-                der.extension(OID_NONCE, der.octet_string(nonce))))
-        tbs = der.sequence(
-            # RFC 6960 §4.2.2.3: byKey [2], the SHA-1 of the responder's key bits.
-            der.explicit(2, der.octet_string(key_hash)),
-            der.generalized_time(now),
-            der.tlv(0x30, singles),
-            extensions)
+            extensions = der.tlv(0xA1, der.sequence(der.sequence(
+                _NONCE_OID_DER, der.octet_string(der.octet_string(nonce)))))
+        tbs = der.sequence(responder_id, produced, der.tlv(0x30, singles), extensions)
         # RFC 6960 §4.2.1: BasicOCSPResponse and OCSPResponse assembled as DER
         # directly; the responder certificate goes in as it is (re-encoding it
         # through asn1crypto on every response costs more than the signature).
         basic = der.sequence(tbs, signer.algorithm.signature_algorithm_der,
-                             der.bit_string(signer.sign(tbs)),
-                             der.explicit(0, der.sequence(cert_der)))
+                             der.bit_string(signer.sign(tbs)), certs)
         return der.sequence(
-            der.enumerated(0),  # successful
-            der.explicit(0, der.sequence(der.oid(OID_PKIX_OCSP_BASIC), der.octet_string(basic))))
+            b"\x0a\x01\x00",  # responseStatus ENUMERATED successful (0)
+            der.explicit(0, der.sequence(_BASIC_OID_DER, der.octet_string(basic))))
 
 
 def _cert_status(info: StatusInfo | None) -> bytes:
