@@ -359,13 +359,14 @@ def bench_ocsp(ca: CertificateAuthority, db_url: str, folder: Path, duration: in
     out("ocsp_http_openssl_get", theirs.get("get", 0.0), "responses/s")
     if "production" in shapes:
         bench_ocsp_production(ca, folder, env, duration, workers, NODE_SERVER, get_path,
-                              get, with_nonce, theirs)
+                              get, plain, with_nonce, theirs)
 
 
 def bench_ocsp_production(ca: CertificateAuthority, folder: Path, env: dict[str, str],
                           duration: int, workers: int, server_kind: str, get_path: str,
-                          get: Path, with_nonce: Path, theirs: dict[str, float]) -> None:
-    from idp.runtime.nginx import NginxSettings, Upstream, render
+                          get: Path, plain: Path, with_nonce: Path,
+                          theirs: dict[str, float]) -> None:
+    from idp.runtime.nginx import NJS_MODULE, NginxSettings, Upstream, ocsp_post_js, render
     from pki import public_files
 
     if not shutil.which("nginx"):
@@ -392,12 +393,16 @@ def bench_ocsp_production(ca: CertificateAuthority, folder: Path, env: dict[str,
     for sub in ("", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (run / sub).mkdir(parents=True, exist_ok=True)
     node_port, pki_port, tls_port = free_port(), free_port(), free_port()
+    script = None
+    if NJS_MODULE.is_file():  # as `govtrust deploy nginx` does: POST from the files too
+        script = run / "govtrust_ocsp.js"
+        script.write_text(ocsp_post_js(public))
     settings = NginxSettings(
         nodes=(Upstream("127.0.0.1", node_port),), idp_listen=f"127.0.0.1:{tls_port}",
         pki_listen=f"127.0.0.1:{pki_port}", server_name="127.0.0.1",
         certificate=folder / "tls.pem", certificate_key=folder / "tls.key",
         public_root=public, full=True, run_dir=run,
-        user="root" if os.geteuid() == 0 else None)
+        user="root" if os.geteuid() == 0 else None, ocsp_post_js=script)
     (folder / "nginx.conf").write_text(render(settings))
     node = start_pki_server(server_kind, node_port, env, folder, workers)
     nginx = subprocess.Popen(["nginx", "-e", str(run / "startup.log"), "-c",
@@ -410,8 +415,12 @@ def bench_ocsp_production(ca: CertificateAuthority, folder: Path, env: dict[str,
         answer = requests.get(base + "/ocsp" + get_path, timeout=5)
         assert answer.ok and "max-age" in answer.headers.get("Cache-Control", ""), \
             "the GET was not answered from nginx's files"
+        posted = requests.post(base + "/ocsp", data=base64.b64decode(get_path.lstrip("/")),
+                               headers={"Content-Type": "application/ocsp-request"}, timeout=5)
+        from_file = posted.content == answer.content
         wrk_rate([], base + "/ocsp", with_nonce, 1)  # the node's workers warm
         got = best_rate(base + "/ocsp" + get_path, get, duration)
+        post = best_rate(base + "/ocsp", plain, duration)
         nonce = best_rate(base + "/ocsp", with_nonce, duration)
     finally:
         nginx.send_signal(signal.SIGQUIT)
@@ -424,6 +433,10 @@ def bench_ocsp_production(ca: CertificateAuthority, folder: Path, env: dict[str,
                 proc.wait()
     out("ocsp_production_nginx_get_presigned", got, "responses/s")
     ratio("ocsp_production_ratio_get_vs_openssl_get", got, theirs.get("get", 0.0))
+    # From nginx's file (njs) when the module is there, else from the node.
+    where = "nginx" if from_file else "node"
+    out(f"ocsp_production_{where}_post_presigned", post, "responses/s")
+    ratio(f"ocsp_production_ratio_{where}_post_vs_openssl", post, theirs.get("plain", 0.0))
     out("ocsp_production_node_post_nonce", nonce, "responses/s")
     ratio("ocsp_production_ratio_nonce_vs_openssl", nonce, theirs.get("nonce", 0.0))
 

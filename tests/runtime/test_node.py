@@ -14,7 +14,13 @@ from click.testing import CliRunner
 
 from idp.runtime.cli import cli
 from idp.runtime.config import write_config
-from idp.runtime.nginx import NginxConfigError, NginxSettings, Upstream, render
+from idp.runtime.nginx import (
+    NginxConfigError,
+    NginxSettings,
+    Upstream,
+    ocsp_post_js,
+    render,
+)
 from idp.runtime.node import NodeRefused, check_database, safe_url
 from tests.fixtures.postgres import PostgresCluster, free_port
 
@@ -116,7 +122,21 @@ def test_nginx_config_has_the_security_settings(tmp_path: Path) -> None:
     assert "non_idempotent" not in text  # a POST already sent is never replayed
 
 
-def test_nginx_config_checks_with_nginx_t(tmp_path: Path) -> None:
+def test_nginx_answers_ocsp_post_from_files_only_with_the_njs_script(tmp_path: Path) -> None:
+    plain = render(_settings(tmp_path))
+    assert "js_" not in plain and "try_files /nonexistent @node;" in plain
+    script = tmp_path / "govtrust_ocsp.js"
+    text = render(_settings(tmp_path, ocsp_post_js=script))
+    assert f'js_import govtrust_ocsp from "{script}";' in text
+    assert "js_content govtrust_ocsp.post;" in text
+    js = ocsp_post_js(tmp_path / "public")
+    # The folder is a JSON string literal; the body is only base64-encoded, never parsed.
+    assert f'const FOLDER = "{tmp_path / "public" / "ocsp"}/";' in js
+    assert "toString('base64')" in js and "internalRedirect('@node')" in js
+
+
+@pytest.mark.parametrize("njs", [False, True], ids=["files-for-get", "files-for-post-too"])
+def test_nginx_config_checks_with_nginx_t(tmp_path: Path, njs: bool) -> None:
     """The whole file passes ``nginx -t`` (with a real key pair in place)."""
     from datetime import UTC, datetime, timedelta
 
@@ -139,7 +159,12 @@ def test_nginx_config_checks_with_nginx_t(tmp_path: Path) -> None:
     for sub in ("", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (run / sub).mkdir(exist_ok=True)
     conf = tmp_path / "nginx.conf"
-    conf.write_text(render(_settings(tmp_path, full=True, run_dir=run)), encoding="utf-8")
+    script = None
+    if njs:
+        script = tmp_path / "govtrust_ocsp.js"
+        script.write_text(ocsp_post_js(tmp_path / "public"), encoding="utf-8")
+    conf.write_text(render(_settings(tmp_path, full=True, run_dir=run, ocsp_post_js=script)),
+                    encoding="utf-8")
     done = subprocess.run(["nginx", "-t", "-e", str(run / "startup.log"), "-c", str(conf)],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
