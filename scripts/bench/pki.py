@@ -13,9 +13,10 @@
   gunicorn's worker models beside it), POST of a kept answer and POST with a
   nonce (signed fresh); production: a real nginx with the configuration
   ``govtrust deploy nginx`` renders, the exported public files and one node
-  (gunicorn gthread, as ``govtrust node``) behind it: GET of a pre-signed answer
-  (nginx's static file) and POST with a nonce (the node). Each with its ratio to
-  the matching openssl figure.
+  (granian, as ``govtrust node``) behind it: GET of a pre-signed answer (nginx's
+  static file), POST of the same request (the file again, through nginx's njs
+  script when installed) and POST with a nonce (the node). Each with its ratio
+  to the matching openssl figure.
 - escrowed dual issuance: pairs/s of a user-sign certificate from a CSR plus an
   escrowed user-encrypt certificate (the KMC generates the key, seals it under
   its KEK, records it, the CA issues, the key goes out wrapped to the signing
@@ -257,8 +258,8 @@ def write_index(db_url: str, path: Path) -> None:
 # The WSGI servers the one-machine shape can be measured under: `govtrust serve`
 # runs the first (idp.runtime.serve.granian_command); the others are for comparison.
 OCSP_SERVERS = ("granian", "gthread", "sync")
-# What `govtrust node` runs behind nginx (idp.runtime.node): gunicorn, gthread.
-NODE_SERVER = "gthread"
+# What `govtrust node` runs behind nginx (idp.runtime.node).
+NODE_SERVER = "granian"
 
 
 def start_pki_server(kind: str, port: int, env: dict[str, str], folder: Path,
@@ -270,7 +271,7 @@ def start_pki_server(kind: str, port: int, env: dict[str, str], folder: Path,
     else:
         cmd = [str(venv / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}",
                "--log-level", "warning"]
-        if kind == "gthread":  # what `govtrust node` runs: 4 threads, keep-alive
+        if kind == "gthread":  # 4 threads and keep-alive, as the IdP runs
             cmd += ["-k", "gthread", "--threads", "4", "--keep-alive", "15"]
         cmd.append("bench_pki_app:app()")
     return subprocess.Popen(cmd, env=env, cwd=folder)
@@ -316,8 +317,9 @@ def bench_ocsp(ca: CertificateAuthority, db_url: str, folder: Path, duration: in
     parties ask: a pre-signed answer and a nonce answer signed fresh);
     production: a real nginx with the configuration `govtrust deploy nginx`
     renders (idp.runtime.nginx.render), the exported public files, one node
-    (gunicorn gthread, as `govtrust node`) behind it: GET of a pre-signed answer,
-    and POST with a nonce, which nginx hands to the node.
+    (granian, as `govtrust node`) behind it: GET of a pre-signed answer, POST of
+    the same request (nginx's njs script, when installed) and POST with a nonce,
+    which nginx hands to the node.
     """
     if not shutil.which("wrk"):
         print("ocsp: skipped (wrk not installed)")
