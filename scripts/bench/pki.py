@@ -50,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -290,9 +291,13 @@ def wait_ready(base: str, deadline_s: float = 60) -> None:
     raise RuntimeError(f"{base} did not answer within {deadline_s} s")
 
 
-def best_rate(url: str, script: Path, duration: int) -> float:
-    """Best of two runs: the machine may be shared."""
-    rates = [wrk_rate([], url, script, duration) for _ in range(2)]
+# Rounds of each measurement, openssl's and ours in turn; the best of each is kept.
+ROUNDS = 2
+
+
+def best_rate(url: str, script: Path, duration: int, runs: int = 2) -> float:
+    """Best of ``runs`` runs: the machine may be shared."""
+    rates = [wrk_rate([], url, script, duration) for _ in range(runs)]
     best = max(rates)
     if not best[0] or "Non-2xx" in best[1]:
         print(f"{url}: {best[1][-500:]}", file=sys.stderr)
@@ -336,17 +341,30 @@ def bench_ocsp(ca: CertificateAuthority, db_url: str, folder: Path, duration: in
     env = {**os.environ, "BENCH_DB": db_url, "BENCH_KEYS": str(folder / "keys"),
            "BENCH_PASS": PASSPHRASE, "PYTHONPATH": f"{folder}:{ROOT}"}
     workers = max(2, os.cpu_count() or 2)
-    theirs = openssl_ocsp_rates(ca, db_url, folder, duration, workers, get_path)
+    prepare_openssl(ca, db_url, folder)
+    overall: dict[str, float] = {}
+
+    def yardstick(kinds: list[str], into: dict[str, float]) -> None:
+        for kind, rate in openssl_rates(folder, duration, workers, get_path, kinds).items():
+            into[kind] = max(into.get(kind, 0.0), rate)
+            overall[kind] = max(overall.get(kind, 0.0), rate)
+
     if "one-machine" in shapes:
         for kind in servers:
             port = free_port()
             server = start_pki_server(kind, port, env, folder, workers)
+            theirs: dict[str, float] = {}
+            cached = nonce = 0.0
             try:
                 url = f"http://127.0.0.1:{port}/ocsp"
                 wait_ready(f"http://127.0.0.1:{port}")
                 wrk_rate([], url, plain, 1)  # every worker up, caches warm
-                cached = best_rate(url, plain, duration)
-                nonce = best_rate(url, with_nonce, duration)
+                # Rounds of openssl then ours, best of each: on a shared machine the
+                # yardstick is measured beside the figure it divides.
+                for _ in range(ROUNDS):
+                    yardstick(["plain", "nonce"], theirs)
+                    cached = max(cached, best_rate(url, plain, duration, runs=1))
+                    nonce = max(nonce, best_rate(url, with_nonce, duration, runs=1))
             finally:
                 server.terminate()
                 server.wait(10)
@@ -356,18 +374,20 @@ def bench_ocsp(ca: CertificateAuthority, db_url: str, folder: Path, duration: in
             out(f"{name}_nonce", nonce, "responses/s")
             ratio(f"{name}_ratio_cached_vs_openssl", cached, theirs.get("plain", 0.0))
             ratio(f"{name}_ratio_nonce_vs_openssl", nonce, theirs.get("nonce", 0.0))
-    out("ocsp_http_openssl_no_nonce", theirs.get("plain", 0.0), "responses/s")
-    out("ocsp_http_openssl_nonce", theirs.get("nonce", 0.0), "responses/s")
-    out("ocsp_http_openssl_get", theirs.get("get", 0.0), "responses/s")
     if "production" in shapes:
         bench_ocsp_production(ca, folder, env, duration, workers, NODE_SERVER, get_path,
-                              get, plain, with_nonce, theirs)
+                              get, plain, with_nonce, yardstick)
+    # The best openssl figure of any round (each ratio above used its own rounds').
+    out("ocsp_http_openssl_no_nonce", overall.get("plain", 0.0), "responses/s")
+    out("ocsp_http_openssl_nonce", overall.get("nonce", 0.0), "responses/s")
+    if "production" in shapes:
+        out("ocsp_http_openssl_get", overall.get("get", 0.0), "responses/s")
 
 
 def bench_ocsp_production(ca: CertificateAuthority, folder: Path, env: dict[str, str],
                           duration: int, workers: int, server_kind: str, get_path: str,
                           get: Path, plain: Path, with_nonce: Path,
-                          theirs: dict[str, float]) -> None:
+                          yardstick: Callable[[list[str], dict[str, float]], None]) -> None:
     from idp.runtime.nginx import NJS_MODULE, NginxSettings, Upstream, ocsp_post_js, render
     from pki import public_files
 
@@ -421,9 +441,13 @@ def bench_ocsp_production(ca: CertificateAuthority, folder: Path, env: dict[str,
                                headers={"Content-Type": "application/ocsp-request"}, timeout=5)
         from_file = posted.content == answer.content
         wrk_rate([], base + "/ocsp", with_nonce, 1)  # the node's workers warm
-        got = best_rate(base + "/ocsp" + get_path, get, duration)
-        post = best_rate(base + "/ocsp", plain, duration)
-        nonce = best_rate(base + "/ocsp", with_nonce, duration)
+        theirs: dict[str, float] = {}
+        got = post = nonce = 0.0
+        for _ in range(ROUNDS):
+            yardstick(["get", "plain", "nonce"], theirs)
+            got = max(got, best_rate(base + "/ocsp" + get_path, get, duration, runs=1))
+            post = max(post, best_rate(base + "/ocsp", plain, duration, runs=1))
+            nonce = max(nonce, best_rate(base + "/ocsp", with_nonce, duration, runs=1))
     finally:
         nginx.send_signal(signal.SIGQUIT)
         node.terminate()
@@ -443,10 +467,8 @@ def bench_ocsp_production(ca: CertificateAuthority, folder: Path, env: dict[str,
     ratio("ocsp_production_ratio_nonce_vs_openssl", nonce, theirs.get("nonce", 0.0))
 
 
-def openssl_ocsp_rates(ca: CertificateAuthority, db_url: str, folder: Path, duration: int,
-                       workers: int, get_path: str) -> dict[str, float]:
-    """``openssl ocsp`` on the same index, responder key and certificate: POST
-    without and with a nonce, and the RFC 6960 A.1 GET of the no-nonce request."""
+def prepare_openssl(ca: CertificateAuthority, db_url: str, folder: Path) -> None:
+    """``openssl ocsp``'s files: the same index, responder key and certificate."""
     issuer = ca.issuing_certificate
     write_index(db_url, folder / "index.txt")
     rcert, rsigner = ca.ocsp_credentials()
@@ -456,6 +478,12 @@ def openssl_ocsp_rates(ca: CertificateAuthority, db_url: str, folder: Path, dura
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
     (folder / "issuing.pem").write_bytes(issuer.public_bytes(serialization.Encoding.PEM))
+
+
+def openssl_rates(folder: Path, duration: int, workers: int, get_path: str,
+                  kinds: list[str]) -> dict[str, float]:
+    """``openssl ocsp -multi`` answering each of ``kinds`` once: ``plain`` (POST, no
+    nonce), ``nonce`` (POST with one), ``get`` (the RFC 6960 A.1 GET of ``plain``)."""
     script = folder / "openssl_ocsp.sh"
     # Started afresh for each run: when wrk stops, the half-sent requests it leaves
     # behind make the responder give up, so a second run would find nobody. The
@@ -464,7 +492,7 @@ def openssl_ocsp_rates(ca: CertificateAuthority, db_url: str, folder: Path, dura
 ip link set lo up
 cd {folder}
 port=8888
-for s in plain nonce get plain nonce get; do
+for s in {" ".join(kinds)}; do
   port=$((port + 1))
   openssl ocsp -index index.txt -CA issuing.pem -rsigner ocsp.pem -rkey ocsp.key \\
     -port $port -multi {workers} -nmin 240 > openssl_ocsp_$s.log 2>&1 &
@@ -489,7 +517,7 @@ done
     child = subprocess.Popen(["unshare", "-n", "bash", str(script)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        stdout, stderr = child.communicate(timeout=8 * duration + 120)
+        stdout, stderr = child.communicate(timeout=len(kinds) * (duration + 25) + 30)
     except subprocess.TimeoutExpired:
         stdout, stderr = "", "openssl ocsp run timed out"
     finally:
@@ -506,7 +534,7 @@ done
         if status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
             print(f"ocsp_openssl_get: answered {status.name}: no GET figure", file=sys.stderr)
             rates.pop("get", None)
-    if len(rates) < 3:
+    if len(rates) < len(kinds):
         logs = " | ".join(p.read_text()[-300:] for p in folder.glob("openssl_ocsp_*.log"))
         print(f"ocsp_openssl: incomplete: {stderr.strip()[:300]} {logs}", file=sys.stderr)
     return rates
