@@ -135,8 +135,12 @@ def init(services: Services, demo: bool, offline_root: Path | None,
         from pki.ceremony_cli import read_passphrase
 
         medium = OfflineRoot(offline_root, read_passphrase(root_passphrase_file))
+    # Under --json, stdout is the one JSON document; progress goes to stderr.
+    def progress(line: str) -> None:
+        click.echo(line, err=services.json)
+
     try:
-        report = initialize(services, demo=demo, echo=click.echo, offline_root=medium)
+        report = initialize(services, demo=demo, echo=progress, offline_root=medium)
     except PKIError as exc:
         raise click.ClickException(str(exc)) from None
     emit(services, report, "\n".join(f"{k}: {v}" for k, v in report.items()))

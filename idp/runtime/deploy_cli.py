@@ -79,7 +79,7 @@ def deploy_nginx(services: Services, nodes: tuple[str, ...], out: Path | None,
             f"nginx reaches the nodes from {source}, which is not in [idp] trusted_proxies "
             f"(now {list(config.get('idp', 'trusted_proxies'))}): add it, or the IdP will "
             "ignore the forwarded client certificate and address")
-    cert, key, _bundle = services.tls_server_files()
+    cert, key, bundle = services.tls_server_files()
     services.export_public_files()
     run = (run_dir or config.home / "nginx").resolve()
     if not snippet:
@@ -100,6 +100,7 @@ def deploy_nginx(services: Services, nodes: tuple[str, ...], out: Path | None,
             pki_listen=pki_listen or str(config.get("pki", "listen")),
             server_name=urlsplit(str(config.get("idp", "issuer"))).hostname or "_",
             certificate=cert, certificate_key=key, public_root=services.public_folder,
+            trusted_certificate=bundle,
             client_cert_header=str(config.get("certauth", "header")),
             proxy_bind=proxy_address, full=not snippet, run_dir=None if snippet else run,
             user=user, ocsp_post_js=script)

@@ -24,6 +24,31 @@ freshness as the GET answer; anything else is handed to a node unchanged.
 TLS follows Mozilla's "intermediate" profile (TLS 1.2 and 1.3, AEAD ciphers with
 forward secrecy, no session tickets) and HSTS. :func:`render` is pure: settings in,
 text out.
+
+The TLS server staples an OCSP response for its own certificate from our
+responder (``ssl_stapling`` with ``ssl_stapling_verify`` against the CA bundle),
+fetched by nginx from its own PKI server on loopback
+(``ssl_stapling_responder``, :func:`stapling_responder`). Why that, and not the
+alternatives:
+
+- the certificate's AIA OCSP URL is ``[pki] public_url``, a public host name the
+  front may neither resolve (nginx needs a ``resolver`` for it, and a DNS server
+  it can reach) nor reach (hairpin through the public address); an IP literal
+  needs no resolver, and the loopback hop cannot fail while nginx runs;
+- ``ssl_stapling_file`` (a pre-signed DER file) is read once, when nginx starts
+  or reloads, and then stapled as it is even past its nextUpdate (four hours):
+  every refresh by the duties would need a reload of every front, which nothing
+  in a front does. With a responder URL nginx fetches the response itself and
+  refreshes it before it expires (nginx 1.22: within an hour, and by nextUpdate
+  minus five minutes);
+- the response nginx fetches is the pre-signed file ``pki.public_files`` writes
+  for the certificate (its GET request is the RFC 5019 form those files are
+  named by: SHA-1 CertID, no nonce), and a node's answer when the file is not
+  there yet, so stapling works with every node down as long as the files are
+  fresh.
+
+nginx fetches the response on the first handshake after start and staples it
+from the next one on, per worker process.
 """
 
 from __future__ import annotations
@@ -144,6 +169,7 @@ class NginxSettings:
     certificate: Path  # chain PEM
     certificate_key: Path
     public_root: Path  # pki.public_files output
+    trusted_certificate: Path  # CA bundle (issuing + root): verifies the stapled response
     client_cert_header: str = "X-SSL-Client-Cert"
     proxy_bind: str | None = None  # the source address nodes see (in trusted_proxies)
     # A whole nginx.conf (for `nginx -c`), or only the http-context part for
@@ -164,6 +190,15 @@ class NginxSettings:
             raise NginxConfigError("header", f"not a header name: {self.client_cert_header!r}")
         if self.full and self.run_dir is None:
             raise NginxConfigError("run_dir", "a full configuration needs a run folder")
+
+
+def stapling_responder(pki_listen: str) -> str:
+    """The URL nginx asks for the OCSP response it staples: its own PKI server,
+    reached on loopback when that server listens on every address."""
+    listen = Upstream.parse(pki_listen)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "*": "127.0.0.1"}.get(listen.host,
+                                                                       listen.host)
+    return f"http://{Upstream(host, listen.port)}/ocsp"
 
 
 def _q(value: object) -> str:
@@ -235,6 +270,12 @@ def render(s: NginxSettings) -> str:
         ssl_prefer_server_ciphers off;
         ssl_session_timeout 1d;
         ssl_session_tickets off;
+        # OCSP stapling from our responder, fetched from the PKI server below
+        # (idp.runtime.nginx says why not the certificate's AIA URL or a file).
+        ssl_stapling on;
+        ssl_stapling_verify on;
+        ssl_trusted_certificate {_q(s.trusted_certificate)};
+        ssl_stapling_responder {stapling_responder(s.pki_listen)};
         # Ask for a certificate, check nothing: the IdP checks it (idp.login.certificate).
         ssl_verify_client optional_no_ca;
         ssl_verify_depth 4;

@@ -1,26 +1,40 @@
 #!/usr/bin/env python3
-"""Benchmark the IdP as ``govtrust serve`` runs it (TLS, gunicorn workers, managed
-slapd), on loopback, beside Keycloak's published sizing and the LemonLDAP::NG peer.
+"""Benchmark the IdP in both deployment shapes, on loopback, beside a bare endpoint,
+Keycloak's published sizing and the LemonLDAP::NG peer.
 
-Figures, each at 1 and 16 concurrent clients with p50/p99 latency:
+Shapes (``--shape``, default ``both``, one after the other; scripts/bench/shapes.py
+brings each up and down):
+
+- ``serve``: ``govtrust serve`` as shipped (TLS in gunicorn, the IdP's and PKI's
+  gunicorn, managed slapd, SQLite);
+- ``production``: the topology of docs/production.md on one machine: nginx from
+  ``govtrust deploy nginx`` terminating TLS in front of ``--nodes`` ``govtrust node``
+  processes (default 1: the machine has 2 cores, shared with the load client) on
+  one PostgreSQL 15, with an external slapd.
+
+Figures, per shape, each at 1 and 16 concurrent clients with p50/p99 latency:
 client-credentials grants/s and introspections/s (wrk, HTTP keep-alive),
 refresh grants/s and full password logins/s (Python ``requests`` worker
 processes; a login is authorize -> login form -> POST credentials -> authorize
 -> code -> token, cookies and all, the ID token checked for the nonce).
 
-    scripts/bench/idp.py [--duration 10] [--peer] [--home /dev/shm/govtrust-bench]
+    scripts/bench/idp.py [--shape serve|production|both] [--nodes 1] [--duration 10]
+                         [--peer] [--home /dev/shm/govtrust-bench] [--keep]
                          [--figures client_credentials,introspection,refresh,login]
 
-The yardstick, measured in the same run: ``bare_token.py`` (a bare Flask
-client-credentials endpoint: constant-time secret check, one ES256 JWT, one SQLite
-insert) under gunicorn with the same worker settings, over plain HTTP (``bare``)
-and over the same TLS as ours (``bare_tls``); every figure is also printed as a
-fraction of ``bare`` at the same concurrency (``name_vs_bare: 0.NN ratio``). After
-the load, the resident memory of ``govtrust serve`` (RSS and PSS summed over its
-processes) is printed beside Keycloak's published 1,250 MB per pod.
+The yardstick, measured in each shape's run, the same for both: ``bare_token.py``
+(a bare Flask client-credentials endpoint: constant-time secret check, one ES256
+JWT, one SQLite insert) under gunicorn with the same worker settings, over plain
+HTTP (``bare``) and over gunicorn's TLS with our settings (``bare_tls``), before
+and after that shape's figures at each concurrency; every figure is also printed
+as a fraction of ``bare`` at the same concurrency (``SHAPE_name_C_vs_bare: 0.NN
+ratio``). After the load, the resident memory of the shape's server processes
+(RSS and PSS summed per group) is printed beside Keycloak's published 1,250 MB
+per pod; for production that includes nginx and PostgreSQL.
 
-``--peer`` also runs ../shared/peers/lemonldap (setup.sh, bench.sh, stop.sh) on
-ports that do not clash with ours, in a tmpfs work dir, and prints the ratios.
+``--peer`` also runs ../shared/peers/lemonldap (setup.sh, bench.sh, stop.sh) once,
+after the shapes, on ports that do not clash with ours, in a tmpfs work dir, and
+prints its ratio to each shape.
 """
 
 from __future__ import annotations
@@ -34,8 +48,8 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -43,11 +57,13 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
-# This checkout's code, whatever the (possibly shared) .venv's editable install
-# points at: the same interpreter, with ROOT first on the path (PYTHONPATH below).
-GOVTRUST = [str(ROOT / ".venv" / "bin" / "python"), "-c",
-            "from idp.runtime.cli import main; main()"]
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # loaded by path from soak.py, flame.py, cli.py, dr.py
+    sys.path.insert(0, str(HERE))
+import shapes  # noqa: E402  (scripts/bench/shapes.py)
+
+ROOT = shapes.ROOT
+GOVTRUST = shapes.GOVTRUST
 # ../shared/peers beside the main checkout; a worktree sits one level deeper.
 PEER = next((p / "shared" / "peers" / "lemonldap" for p in ROOT.parents
              if (p / "shared" / "peers" / "lemonldap").is_dir()),
@@ -56,12 +72,7 @@ KEYCLOAK_PER_VCPU = {"client_credentials": 120.0, "refresh": 120.0, "login": 15.
 KEYCLOAK_POD_MB = 1250  # Keycloak's published sizing: memory per pod
 CONFIGURED_THREADS = 4  # idp/runtime/config.py's [idp] threads default
 REDIRECT = "http://127.0.0.1:9/cb"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+free_port = shapes.free_port
 
 
 def pct(values: list[float], q: float) -> float:
@@ -73,56 +84,12 @@ def pct(values: list[float], q: float) -> float:
 
 # -- the server ------------------------------------------------------------------------
 
-class Server:
+class Server(shapes.Serve):
+    """The serve shape with its home at ``home`` itself, started and stopped by hand
+    (``start()``, ``stop()``): what scripts/bench/cli.py and flame.py use."""
+
     def __init__(self, home: Path, threads: int = 0, workers: int = 0) -> None:
-        self.home = home
-        port = free_port()
-        self.issuer = f"https://127.0.0.1:{port}"
-        pki = free_port()
-        self.env = dict(os.environ, GOVTRUST_HOME=str(home), PYTHONPATH=str(ROOT),
-                        GOVTRUST_IDP_LISTEN=f"127.0.0.1:{port}", GOVTRUST_IDP_ISSUER=self.issuer,
-                        GOVTRUST_PKI_LISTEN=f"127.0.0.1:{pki}",
-                        GOVTRUST_PKI_PUBLIC_URL=f"http://127.0.0.1:{pki}",
-                        GOVTRUST_DIRECTORY_URIS=f"ldap://127.0.0.1:{free_port()}")
-        if threads:  # else [idp] threads as configured (gthread workers, HTTP keep-alive)
-            self.env["GOVTRUST_IDP_THREADS"] = str(threads)
-        if workers:  # else [idp] workers as configured (one per core)
-            self.env["GOVTRUST_IDP_WORKERS"] = str(workers)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.ca = str(home / "idp" / "tls" / "ca.pem")
-
-    def govtrust(self, *args: str) -> str:
-        out = subprocess.run([*GOVTRUST, *args], env=self.env, check=True,
-                             capture_output=True, text=True, timeout=300)
-        return out.stdout
-
-    def start(self) -> None:
-        if self.home.exists():
-            shutil.rmtree(self.home)
-        self.govtrust("init", "--demo")
-        self.proc = subprocess.Popen([*GOVTRUST, "serve"], env=self.env, start_new_session=True,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                requests.get(self.issuer + "/.well-known/openid-configuration", verify=self.ca,
-                             timeout=2).raise_for_status()
-                return
-            except requests.RequestException:
-                time.sleep(0.3)
-        raise RuntimeError("govtrust serve did not come up")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-
-    def people(self) -> list[tuple[str, str]]:
-        text = (self.home / "demo-accounts.txt").read_text(encoding="utf-8")
-        return re.findall(r"civil servant: (\S+) / (\S+)", text)
+        super().__init__(home, workers=workers, threads=threads, keep=True, home=home)
 
 
 class Bare:
@@ -177,30 +144,23 @@ class Bare:
 
 # -- resident memory ------------------------------------------------------------------------
 
-def session_memory(sid: int, home: Path) -> dict[str, dict[str, float]]:
-    """RSS and PSS (MB) summed over the processes of session ``sid`` (what
-    ``govtrust serve`` started) and any naming ``home`` (the managed slapd), grouped:
-    the IdP's gunicorn (master and workers), the PKI's, slapd, the supervisor.
+def shape_memory(shape: shapes.Shape) -> dict[str, dict[str, float]]:
+    """RSS and PSS (MB) summed over the server processes of ``shape``, grouped
+    (``shapes.group_of``): for serve the IdP's gunicorn (master and workers), the
+    PKI's, slapd, the supervisor; for production the nodes' gunicorn, their
+    supervisors, nginx, slapd, PostgreSQL (postmaster and backends).
     PSS counts a page shared by n processes as 1/n in each, so its sum is what the
     processes really hold together; the RSS sum counts shared pages (forked code)
     once per process."""
     groups: dict[str, dict[str, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
+    for role, pid in shape.processes().items():
         try:
-            stat = (entry / "stat").read_text()
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if int(stat.rsplit(")", 1)[1].split()[3]) != sid and str(home) not in cmd:
-                continue
-            rollup = (entry / "smaps_rollup").read_text()
-        except (OSError, ValueError, IndexError):
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
             continue  # gone meanwhile, or not ours to read
         kb = {k: float(v.split()[0]) for k, _, v in
               (line.partition(":") for line in rollup.splitlines()[1:]) if k in ("Rss", "Pss")}
-        group = ("idp_workers" if "idp_app" in cmd else "pki_workers" if "pki_app" in cmd
-                 else "slapd" if "slapd" in cmd else "supervisor")
-        g = groups.setdefault(group, {"processes": 0, "rss": 0.0, "pss": 0.0})
+        g = groups.setdefault(shapes.group_of(role), {"processes": 0, "rss": 0.0, "pss": 0.0})
         g["processes"] += 1
         g["rss"] += kb.get("Rss", 0.0) / 1024
         g["pss"] += kb.get("Pss", 0.0) / 1024
@@ -348,15 +308,157 @@ def run_peer(duration: float) -> dict[str, float]:
     return figures
 
 
+# -- one shape ----------------------------------------------------------------------------
+
+Figures = dict[str, dict[int, dict[str, float]]]
+
+
+def measure(shape: shapes.Shape, args: argparse.Namespace, levels: list[int],
+            figures: set[str], workers: int, threads: int
+            ) -> tuple[Figures, dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """Bring ``shape`` up, measure the yardstick and our figures at each concurrency,
+    the memory before and after the load; bring it down. (figures, memory, before)."""
+    ours: Figures = {}
+    memory: dict[str, dict[str, float]] = {}
+    at_start: dict[str, dict[str, float]] = {}
+    bares: list[Bare] = []
+    with shape:
+        reg = json.loads(shape.govtrust("--json", "client", "add", "--name", "bench",
+                                        "--redirect-uri", REDIRECT, "--level", "2",
+                                        "--first-party"))
+        conf = {"issuer": shape.issuer, "ca": shape.ca, "client_id": reg["client_id"],
+                "secret": reg["client_secret"], "people": shape.people()}
+        auth = (reg["client_id"], reg["client_secret"])
+        token = requests.post(shape.issuer + "/token", data={"grant_type": "client_credentials"},
+                              auth=auth, verify=shape.ca).json()["access_token"]
+        work = shape.work
+        tls_dir = shape.home / "idp" / "tls"
+        bare = Bare(shape.base / "bare", workers, threads, None)
+        bare_tls = Bare(shape.base / "bare-tls", workers, threads,
+                        (tls_dir / "server.pem", tls_dir / "server.key", tls_dir / "ca.pem"))
+        bares += [bare, bare_tls]
+        try:
+            for b in bares:
+                b.start(*auth)
+            at_start = shape_memory(shape)
+            for c in levels:
+                # The yardstick just before ours, at the same concurrency, same load client.
+                ours.setdefault("bare", {})[c] = wrk_load(
+                    bare.url, "grant_type=client_credentials", auth, c, args.duration, work)
+                ours.setdefault("bare_tls", {})[c] = wrk_load(
+                    bare_tls.url, "grant_type=client_credentials", auth, c, args.duration, work)
+                if "client_credentials" in figures:
+                    ours.setdefault("client_credentials", {})[c] = wrk_load(
+                        shape.issuer + "/token", "grant_type=client_credentials", auth, c,
+                        args.duration, work)
+                if "introspection" in figures:
+                    ours.setdefault("introspection", {})[c] = wrk_load(
+                        shape.issuer + "/introspect", f"token={token}", auth, c,
+                        args.duration, work)
+                if "refresh" in figures:
+                    ours.setdefault("refresh", {})[c] = python_load("refresh", conf, c,
+                                                                    args.duration)
+                if "login" in figures:
+                    ours.setdefault("login", {})[c] = python_load("login", conf, c,
+                                                                  args.duration)
+                # And again after ours: on a shared machine the load of others drifts
+                # within a run; the yardstick is the mean of before and after, and
+                # their spread says how far to trust a ratio.
+                after = wrk_load(bare.url, "grant_type=client_credentials", auth, c,
+                                 args.duration, work)
+                before = ours["bare"][c]
+                ours.setdefault("bare_after", {})[c] = after
+                ours["bare"][c] = {**before, "rate": (before["rate"] + after["rate"]) / 2,
+                                   "spread": abs(before["rate"] - after["rate"])
+                                   / max(before["rate"], after["rate"], 1e-9)}
+            if "login" in figures and 4 not in levels:
+                ours["login"][4] = python_load("login", conf, 4, args.duration)
+        finally:
+            for b in bares:
+                b.stop()
+        time.sleep(2)  # steady state: the load has ended, the workers are idle
+        memory = shape_memory(shape)
+    return ours, memory, at_start
+
+
+def report(shape: shapes.Shape, args: argparse.Namespace, ours: Figures,
+           memory: dict[str, dict[str, float]], at_start: dict[str, dict[str, float]],
+           workers: int, threads: int) -> None:
+    cores = os.cpu_count() or 1
+    n = shape.name
+    mode = (f"{args.workers or 'configured'} x {args.threads or 'configured'} threads"
+            if args.threads or args.workers else "as configured")
+    print(f"\n== shape {n}: {shape.describe()}")
+    print(f"GovTrust IdP ({n}, workers {mode}, {cores} cores; load client on the same cores)")
+    print(f"{'shape':10} {'figure':22} {'conc':>4} {'per s':>9} {'per core':>9} {'p50 ms':>8}"
+          f" {'p99 ms':>8} {'errors':>6}  Keycloak/vCPU")
+    for name, by_c in ours.items():
+        for c, f in sorted(by_c.items()):
+            kc = KEYCLOAK_PER_VCPU.get(name)
+            print(f"{n:10} {name:22} {c:>4} {f['rate']:>9.1f} {f['rate'] / cores:>9.1f} "
+                  f"{f['p50']:>8.2f} {f['p99']:>8.2f} {int(f['errors']):>6}  "
+                  f"{'' if kc is None else f'{kc:.0f}'}")
+    print(f"\nThe yardstick (bare_token.py, gunicorn {workers} x {threads} threads gthread, "
+          "plain HTTP; bare_tls: the same behind gunicorn TLS with our settings), "
+          f"measured in the {n} run:")
+    for c, f in sorted(ours.get("bare", {}).items()):
+        print(f"{n}_bare_{c}_spread: {f['spread']:.2f} ratio (|before - after| / max; "
+              "bare above is their mean)")
+    for name, by_c in ours.items():
+        for c, f in sorted(by_c.items()):
+            base = ours["bare"].get(c, {}).get("rate")
+            if base and name not in ("bare", "bare_after"):
+                print(f"{n}_{name}_{c}_vs_bare: {f['rate'] / base:.2f} ratio")
+    print(f"\nResident memory of the {n} shape's server processes after the load (idle), "
+          f"beside Keycloak's {KEYCLOAK_POD_MB} MB per pod:")
+    for group, g in sorted(memory.items()):
+        start = at_start.get(group, {})
+        print(f"{n}_memory_{group}: {g['rss']:.0f} MB rss, {g['pss']:.0f} MB pss, "
+              f"{int(g['processes'])} processes (before the load: "
+              f"{start.get('rss', 0):.0f} MB rss, {start.get('pss', 0):.0f} MB pss)")
+    total_rss = sum(g["rss"] for g in memory.values())
+    total_pss = sum(g["pss"] for g in memory.values())
+    print(f"{n}_memory_total: {total_rss:.0f} MB rss, {total_pss:.0f} MB pss "
+          f"({total_pss / KEYCLOAK_POD_MB:.2f} of a Keycloak pod by pss)")
+
+
+def report_peer(peer: dict[str, float], runs: dict[str, Figures]) -> None:
+    print("\nLemonLDAP::NG 2.16 peer, same machine, same run (bench.sh), "
+          "once, beside each shape:")
+    pairs = [("client_credentials", 16, "token_client_credentials"),
+             ("login", 1, "authcode_login_1w"), ("login", 4, "authcode_login_4w")]
+    for n, ours in runs.items():
+        for name, c, key in pairs:
+            theirs = peer.get(key)
+            mine = ours.get(name, {}).get(c, {}).get("rate")
+            if theirs and mine:
+                print(f"{n:10} {name:22} {c:>4}  ours {mine:9.1f}/s  theirs {theirs:9.1f}/s  "
+                      f"ratio {mine / theirs:5.2f}x")
+                print(f"{n}_{name}_{c}_vs_peer: {mine / theirs:.2f} ratio")
+        base = ours.get("bare", {}).get(16, {}).get("rate")
+        if base and peer.get("token_client_credentials"):
+            # The peer runs as its scripts run it (nginx, plain HTTP), as bare does.
+            print(f"{n}_peer_client_credentials_16_vs_bare: "
+                  f"{peer['token_client_credentials'] / base:.2f} ratio")
+    print(json.dumps(peer, indent=None))
+
+
 # -- main ----------------------------------------------------------------------------------
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--home", type=Path, default=Path("/dev/shm/govtrust-bench"))
+    parser.add_argument("--shape", choices=[*shapes.SHAPES, "both"], default="both",
+                        help="serve (govtrust serve), production (nginx -> govtrust node on "
+                             "PostgreSQL) or both, one after the other (default)")
+    parser.add_argument("--nodes", type=int, default=1,
+                        help="production: govtrust node processes behind nginx (default 1: "
+                             "2 cores, shared with the load client)")
+    parser.add_argument("--home", type=Path, default=Path("/dev/shm/govtrust-bench"),
+                        help="bench folder (each shape in SHAPE/ under it)")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--concurrency", default="1,16")
     parser.add_argument("--peer", action="store_true", help="also run the LemonLDAP::NG peer")
-    parser.add_argument("--keep", action="store_true", help="keep the bench home afterwards")
+    parser.add_argument("--keep", action="store_true", help="keep the bench folder afterwards")
     parser.add_argument("--threads", type=int, default=0,
                         help="gunicorn threads per worker (default: as configured)")
     parser.add_argument("--workers", type=int, default=0,
@@ -364,131 +466,29 @@ def main() -> None:
     parser.add_argument("--figures", default="client_credentials,introspection,refresh,login",
                         help="which of our figures to measure (comma-separated)")
     args = parser.parse_args()
+    if args.nodes < 1:
+        parser.error("--nodes: at least 1")
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress in a log
+    shapes.exit_on_sigterm()
     levels = [int(c) for c in args.concurrency.split(",")]
     figures = set(args.figures.split(","))
-    cores = os.cpu_count() or 1
-    # What govtrust serve runs: [idp] workers 0 = one per core it may use.
+    # What govtrust serve and govtrust node run: workers 0 = one per core they may use.
     workers = args.workers or len(os.sched_getaffinity(0))
     threads = args.threads or CONFIGURED_THREADS
-
-    server = Server(args.home, args.threads, args.workers)
-    ours: dict[str, dict[int, dict[str, float]]] = {}
-    memory: dict[str, dict[str, float]] = {}
-    at_start: dict[str, dict[str, float]] = {}
-    bares: list[Bare] = []
+    names = list(shapes.SHAPES) if args.shape == "both" else [args.shape]
+    runs: dict[str, Figures] = {}
     try:
-        server.start()
-        reg = json.loads(server.govtrust("--json", "client", "add", "--name", "bench",
-                                         "--redirect-uri", REDIRECT, "--level", "2",
-                                         "--first-party"))
-        conf = {"issuer": server.issuer, "ca": server.ca, "client_id": reg["client_id"],
-                "secret": reg["client_secret"], "people": server.people()}
-        auth = (reg["client_id"], reg["client_secret"])
-        token = requests.post(server.issuer + "/token", data={"grant_type": "client_credentials"},
-                              auth=auth, verify=server.ca).json()["access_token"]
-        work = args.home / "bench"
-        work.mkdir(exist_ok=True)
-        tls_dir = args.home / "idp" / "tls"
-        bare = Bare(args.home / "bare", workers, threads, None)
-        bare_tls = Bare(args.home / "bare-tls", workers, threads,
-                        (tls_dir / "server.pem", tls_dir / "server.key", tls_dir / "ca.pem"))
-        bares += [bare, bare_tls]
-        for b in bares:
-            b.start(*auth)
-        at_start = session_memory(server.proc.pid, args.home) if server.proc else {}
-        for c in levels:
-            # The yardstick just before ours, at the same concurrency, same load client.
-            ours.setdefault("bare", {})[c] = wrk_load(
-                bare.url, "grant_type=client_credentials", auth, c, args.duration, work)
-            ours.setdefault("bare_tls", {})[c] = wrk_load(
-                bare_tls.url, "grant_type=client_credentials", auth, c, args.duration, work)
-            if "client_credentials" in figures:
-                ours.setdefault("client_credentials", {})[c] = wrk_load(
-                    server.issuer + "/token", "grant_type=client_credentials", auth, c,
-                    args.duration, work)
-            if "introspection" in figures:
-                ours.setdefault("introspection", {})[c] = wrk_load(
-                    server.issuer + "/introspect", f"token={token}", auth, c, args.duration,
-                    work)
-            if "refresh" in figures:
-                ours.setdefault("refresh", {})[c] = python_load("refresh", conf, c,
-                                                                args.duration)
-            if "login" in figures:
-                ours.setdefault("login", {})[c] = python_load("login", conf, c, args.duration)
-            # And again after ours: on a shared machine the load of others drifts
-            # within a run; the yardstick is the mean of before and after, and
-            # their spread says how far to trust a ratio.
-            after = wrk_load(bare.url, "grant_type=client_credentials", auth, c,
-                             args.duration, work)
-            before = ours["bare"][c]
-            ours.setdefault("bare_after", {})[c] = after
-            ours["bare"][c] = {**before, "rate": (before["rate"] + after["rate"]) / 2,
-                               "spread": abs(before["rate"] - after["rate"])
-                               / max(before["rate"], after["rate"])}
-        if "login" in figures and 4 not in levels:
-            ours["login"][4] = python_load("login", conf, 4, args.duration)
-        for b in bares:
-            b.stop()
-        time.sleep(2)  # steady state: the load has ended, the workers are idle
-        assert server.proc is not None
-        memory = session_memory(server.proc.pid, args.home)
+        for name in names:
+            shape = shapes.shape(name, args.home / name, nodes=args.nodes,
+                                 workers=args.workers, threads=args.threads, keep=args.keep)
+            ours, memory, at_start = measure(shape, args, levels, figures, workers, threads)
+            runs[name] = ours
+            report(shape, args, ours, memory, at_start, workers, threads)
     finally:
-        for b in bares:
-            b.stop()
-        server.stop()
         if not args.keep:
             shutil.rmtree(args.home, ignore_errors=True)
-
-    mode = (f"{args.workers or 'configured'} x {args.threads or 'configured'} threads"
-            if args.threads or args.workers else "as configured")
-    print(f"GovTrust IdP (govtrust serve, TLS, workers {mode}, {cores} cores; "
-          "load client on the same cores)")
-    print(f"{'figure':22} {'conc':>4} {'per s':>9} {'per core':>9} {'p50 ms':>8} {'p99 ms':>8}"
-          f" {'errors':>6}  Keycloak/vCPU")
-    for name, by_c in ours.items():
-        for c, f in sorted(by_c.items()):
-            kc = KEYCLOAK_PER_VCPU.get(name)
-            print(f"{name:22} {c:>4} {f['rate']:>9.1f} {f['rate'] / cores:>9.1f} "
-                  f"{f['p50']:>8.2f} {f['p99']:>8.2f} {int(f['errors']):>6}  "
-                  f"{'' if kc is None else f'{kc:.0f}'}")
-    print(f"\nThe yardstick (bare_token.py, gunicorn {workers} x {threads} threads gthread, "
-          "plain HTTP; bare_tls: the same behind our TLS settings), same run:")
-    for c, f in sorted(ours["bare"].items()):
-        print(f"bare_{c}_spread: {f['spread']:.2f} ratio (|before - after| / max; "
-              "bare above is their mean)")
-    for name, by_c in ours.items():
-        for c, f in sorted(by_c.items()):
-            base = ours["bare"].get(c, {}).get("rate")
-            if base and name not in ("bare", "bare_after"):
-                print(f"{name}_{c}_vs_bare: {f['rate'] / base:.2f} ratio")
-    print(f"\nResident memory of govtrust serve after the load (idle), "
-          f"beside Keycloak's {KEYCLOAK_POD_MB} MB per pod:")
-    for group, g in sorted(memory.items()):
-        start = at_start.get(group, {})
-        print(f"memory_{group}: {g['rss']:.0f} MB rss, {g['pss']:.0f} MB pss, "
-              f"{int(g['processes'])} processes (before the load: "
-              f"{start.get('rss', 0):.0f} MB rss, {start.get('pss', 0):.0f} MB pss)")
-    total_rss = sum(g["rss"] for g in memory.values())
-    total_pss = sum(g["pss"] for g in memory.values())
-    print(f"memory_total: {total_rss:.0f} MB rss, {total_pss:.0f} MB pss "
-          f"({total_pss / KEYCLOAK_POD_MB:.2f} of a Keycloak pod by pss)")
     if args.peer:
-        peer = run_peer(args.duration)
-        print("\nLemonLDAP::NG 2.16 peer, same machine, same run (bench.sh):")
-        pairs = [("client_credentials", 16, "token_client_credentials"),
-                 ("login", 1, "authcode_login_1w"), ("login", 4, "authcode_login_4w")]
-        for name, c, key in pairs:
-            theirs = peer.get(key)
-            mine = ours.get(name, {}).get(c, {}).get("rate")
-            if theirs and mine:
-                print(f"{name:22} {c:>4}  ours {mine:9.1f}/s  theirs {theirs:9.1f}/s  "
-                      f"ratio {mine / theirs:5.2f}x")
-        base = ours["bare"].get(16, {}).get("rate")
-        if base and peer.get("token_client_credentials"):
-            # The peer runs as its scripts run it (nginx, plain HTTP), as bare does.
-            print(f"peer_client_credentials_16_vs_bare: "
-                  f"{peer['token_client_credentials'] / base:.2f} ratio")
-        print(json.dumps(peer, indent=None))
+        report_peer(run_peer(args.duration), runs)
 
 
 if __name__ == "__main__":

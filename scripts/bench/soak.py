@@ -1,15 +1,26 @@
 #!/usr/bin/env python3
-"""Soak ``govtrust serve``: measure its capacity for a mix of real traffic, then
+"""Soak a deployment shape: measure its capacity for a mix of real traffic, then
 drive that mix at ~80% of it for minutes, and watch what drifts or leaks.
 
-    scripts/bench/soak.py [--minutes 10] [--capacity-seconds 30] [--load 0.8]
-                          [--clients 8] [--home /dev/shm/govtrust-soak] [--keep]
+    scripts/bench/soak.py [--shape serve|production] [--nodes 1] [--minutes 10]
+                          [--capacity-seconds 30] [--load 0.8] [--clients 8]
+                          [--home /dev/shm/govtrust-soak] [--keep]
 
-The server is started here, in a temporary home made by ``govtrust init --demo``,
-on free loopback ports (``GOVTRUST_*``), as ``scripts/bench/idp.py`` does (its
-``Server`` and ``login_once`` are reused). At set-up, ``govtrust cert issue`` gives
-a ``user-auth`` certificate to the administrator ``secadmin`` and to four civil
-servants (keys made here, CSRs); an OIDC client is registered.
+The shape (scripts/bench/shapes.py) is brought up here, in a fresh home made by
+``govtrust init --demo``, on free loopback ports, and down at the end:
+
+- ``serve`` (default): ``govtrust serve`` as shipped (TLS in gunicorn, the IdP's
+  and PKI's gunicorn, managed slapd, SQLite);
+- ``production``: the same mix through nginx (``govtrust deploy nginx``: TLS, the
+  client certificate forwarded to the nodes in ``[certauth] header``) to
+  ``--nodes`` ``govtrust node`` processes (default 1: two cores, shared with the
+  load clients) on one PostgreSQL 15, with an external slapd; the PKI's URLs in
+  the certificates are nginx's (CA certificates, CRLs and pre-signed OCSP GET
+  answers from its static files, the rest from a node).
+
+At set-up, ``govtrust cert issue`` gives a ``user-auth`` certificate to the
+administrator ``secadmin`` and to four civil servants (keys made here, CSRs); an
+OIDC client is registered.
 
 The mix (one *operation* each; weights in ``MIX``): password logins (authorize ->
 form -> POST /login -> authorize -> code -> token, the ID token's nonce checked),
@@ -30,11 +41,15 @@ of the one before (a late client starts at once and the delay is counted as
 
 Printed per minute and in total (``name: value unit``): requests, ``soak_5xx``,
 other errors by kind, p50/p99 per endpoint with the drift (last minute / first),
-resident memory (VmRSS) and open descriptors of each process of ``govtrust
-serve`` (growth from the first to the last minute), the outbox lag (from the
-IdP's /metrics), and ``soak_audit_missing``: logins, issuances and revocations
-that succeeded minus the audit records found for them in the database afterwards.
-Loopback only; it stops by itself after the minutes asked for.
+resident memory (VmRSS) and open descriptors of each server process of the shape
+(growth from the first to the last minute): for serve the supervisor, the IdP's
+and PKI's gunicorn masters and workers, slapd; for production each node's
+supervisor, gunicorn master and workers, nginx's master and workers, slapd, the
+postmaster and its backends (summed, as ``postgres_backends[all]``: the pools
+open and close them), the outbox lag (from the IdP's /metrics), and
+``soak_audit_missing``: logins, issuances and revocations that succeeded minus
+the audit records found for them in the shape's database (SQLite or PostgreSQL)
+afterwards. Loopback only; it stops by itself after the minutes asked for.
 """
 
 from __future__ import annotations
@@ -50,8 +65,6 @@ import os
 import random
 import re
 import secrets
-import shutil
-import sqlite3
 import statistics
 import sys
 import time
@@ -67,6 +80,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+from sqlalchemy import create_engine, text
 
 HERE = Path(__file__).resolve().parent
 # scripts/bench/idp.py, by path: as ``idp`` it would shadow the product's package.
@@ -75,6 +89,7 @@ assert _spec is not None and _spec.loader is not None
 bench = importlib.util.module_from_spec(_spec)
 sys.modules["bench_idp"] = bench
 _spec.loader.exec_module(bench)
+shapes = bench.shapes  # scripts/bench/shapes.py, on the path idp.py set
 
 REDIRECT = bench.REDIRECT
 CERT_PEOPLE = 4  # civil servants given a certificate at set-up
@@ -108,13 +123,6 @@ def issue_certificate(server: Any, uid: str, folder: Path) -> tuple[str, str]:
     server.govtrust("cert", "issue", "--uid", uid, "--profile", "user-auth",
                     "--csr", str(folder / f"{uid}.csr"), "--out", str(folder / f"{uid}.pem"))
     return str(folder / f"{uid}.pem"), str(key_path)
-
-
-def admin_password(home: Path) -> tuple[str, str]:
-    text = (home / "demo-accounts.txt").read_text(encoding="utf-8")
-    m = re.search(r"administrator \(security-admins\): (\S+) / (\S+)", text)
-    assert m, "no administrator in demo-accounts.txt"
-    return m.group(1), m.group(2)
 
 
 # -- one client ----------------------------------------------------------------------------
@@ -498,46 +506,6 @@ def drive(conf: dict[str, Any], clients: int, mode: str, seconds: float,
 
 # -- what the server holds -----------------------------------------------------------------
 
-def server_processes(root: int) -> dict[str, int]:
-    """Role -> pid of ``govtrust serve`` (``root``) and every process below it: the
-    gunicorn masters and workers of the IdP and PKI apps (each in its own session),
-    the managed slapd."""
-    parent: dict[int, int] = {}
-    cmds: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmds[int(entry.name)] = (entry / "cmdline").read_bytes().replace(
-                b"\0", b" ").decode(errors="replace")
-            parent[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    ours = {root}
-    grew = True
-    while grew:
-        below = {p for p, pp in parent.items() if pp in ours} - ours
-        grew = bool(below)
-        ours |= below
-    roles: dict[str, int] = {}
-    counts: Counter[str] = Counter()
-    for pid in sorted(ours):
-        cmd = cmds.get(pid, "")
-        app = "idp" if "idp_app" in cmd else "pki" if "pki_app" in cmd else None
-        if pid == root:
-            role = "serve"
-        elif app:
-            role = f"{app}_master" if parent.get(pid) == root else f"{app}_worker"
-        elif "slapd" in cmd:
-            role = "slapd"
-        else:
-            role = "other"
-        counts[role] += 1
-        roles[f"{role}{counts[role]}"] = pid
-    return roles
-
-
 def proc_usage(pid: int) -> tuple[float, int] | None:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
@@ -551,8 +519,8 @@ def proc_usage(pid: int) -> tuple[float, int] | None:
 class Sampler:
     """Every ``SAMPLE_EVERY`` s: RSS and descriptors of each server process, outbox lag."""
 
-    def __init__(self, server: Any, session: requests.Session) -> None:
-        self.server = server
+    def __init__(self, shape: Any, session: requests.Session) -> None:
+        self.shape = shape
         self.session = session
         self.samples: list[tuple[float, dict[str, tuple[float, int]], float]] = []
         self.last = 0.0
@@ -561,15 +529,20 @@ class Sampler:
         if time.time() - self.last < SAMPLE_EVERY:
             return
         self.last = time.time()
-        usage = {}
-        for role, pid in server_processes(self.server.proc.pid).items():
+        usage: dict[str, tuple[float, int]] = {}
+        for role, pid in self.shape.processes().items():
             u = proc_usage(pid)
-            if u is not None:
+            if u is None:
+                continue
+            if role.startswith("postgres_backend"):  # come and go with the pools: summed
+                rss, fds = usage.get("postgres_backends[all]", (0.0, 0))
+                usage["postgres_backends[all]"] = (rss + u[0], fds + u[1])
+            else:
                 usage[f"{role}[{pid}]"] = u
         lag = float("nan")
         try:
-            text = self.session.get(self.server.issuer + "/metrics", timeout=10).text
-            m = re.search(r"^govtrust_outbox_lag_seconds ([\d.e+-]+)$", text, re.M)
+            body = self.session.get(self.shape.issuer + "/metrics", timeout=10).text
+            m = re.search(r"^govtrust_outbox_lag_seconds ([\d.e+-]+)$", body, re.M)
             lag = float(m.group(1)) if m else lag
         except requests.RequestException:
             pass
@@ -578,15 +551,27 @@ class Sampler:
 
 # -- the audit log afterwards -------------------------------------------------------------
 
-def audit_since(db: Path, seq: int) -> list[tuple[str, str, str]]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-        return list(con.execute("SELECT action, target, details FROM audit_log WHERE seq > ?",
-                                (seq,)))
+def audit_since(database_url: str, seq: int) -> list[tuple[str, str, str]]:
+    """The audit records after ``seq``, from the shape's database (SQLite or
+    PostgreSQL): (action, target, details as JSON text)."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as con:
+            rows = con.execute(text("SELECT action, target, details FROM audit_log "
+                                    "WHERE seq > :seq"), {"seq": seq})
+            return [(a, t, d if isinstance(d, str) else json.dumps(d)) for a, t, d in rows]
+    finally:
+        engine.dispose()
 
 
-def audit_head(db: Path) -> int:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-        return int(con.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()[0])
+def audit_head(database_url: str) -> int:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as con:
+            return int(con.execute(text("SELECT coalesce(max(seq), 0) FROM audit_log")
+                                   ).scalar_one())
+    finally:
+        engine.dispose()
 
 
 # -- the report ----------------------------------------------------------------------------
@@ -609,27 +594,35 @@ def report(label: str, records: list[tuple[float, str, float, int]],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", choices=shapes.SHAPES, default="serve",
+                        help="serve (govtrust serve, default) or production (nginx -> "
+                             "govtrust node on PostgreSQL)")
+    parser.add_argument("--nodes", type=int, default=1,
+                        help="production: govtrust node processes behind nginx (default 1: "
+                             "2 cores, shared with the load clients)")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--capacity-seconds", type=float, default=30.0)
     parser.add_argument("--load", type=float, default=0.8, help="fraction of capacity")
     parser.add_argument("--clients", type=int, default=8, help="client processes")
-    parser.add_argument("--home", type=Path, default=Path("/dev/shm/govtrust-soak"))
-    parser.add_argument("--keep", action="store_true", help="keep the home afterwards")
+    parser.add_argument("--home", type=Path, default=Path("/dev/shm/govtrust-soak"),
+                        help="soak folder (the home, and for production PostgreSQL, in it)")
+    parser.add_argument("--keep", action="store_true", help="keep the folder afterwards")
     args = parser.parse_args()
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]  # progress in a log
+    if args.nodes < 1:
+        parser.error("--nodes: at least 1")
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress in a log
 
-    server = bench.Server(args.home)
-    try:
-        server.start()
-        reg = json.loads(server.govtrust("--json", "client", "add", "--name", "soak",
-                                         "--redirect-uri", REDIRECT, "--level", "2",
-                                         "--first-party"))
-        folder = args.home / "soak"
+    shapes.exit_on_sigterm()
+    with shapes.shape(args.shape, args.home, nodes=args.nodes, keep=args.keep) as shape:
+        reg = json.loads(shape.govtrust("--json", "client", "add", "--name", "soak",
+                                        "--redirect-uri", REDIRECT, "--level", "2",
+                                        "--first-party"))
+        folder = shape.work / "soak"
         folder.mkdir()
-        people = server.people()
-        admin = admin_password(args.home)
-        admin_cert = issue_certificate(server, admin[0], folder)
-        cert_people = [(uid, issue_certificate(server, uid, folder))
+        people = shape.people()
+        admin = shape.admin()
+        admin_cert = issue_certificate(shape, admin[0], folder)
+        cert_people = [(uid, issue_certificate(shape, uid, folder))
                        for uid, _ in people[:CERT_PEOPLE]]
         leaf = x509.load_pem_x509_certificate(Path(cert_people[0][1][0]).read_bytes())
         aia = leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
@@ -647,14 +640,15 @@ def main() -> None:
         except ValueError:
             issuing_der = x509.load_pem_x509_certificate(issuing.content).public_bytes(
                 serialization.Encoding.DER)
-        conf = {"issuer": server.issuer, "ca": server.ca, "client_id": reg["client_id"],
+        conf = {"issuer": shape.issuer, "ca": shape.ca, "client_id": reg["client_id"],
                 "secret": reg["client_secret"], "people": people, "admin": admin,
                 "admin_cert": admin_cert, "cert_people": cert_people,
                 "serials": [format(x509.load_pem_x509_certificate(
                     Path(c[0]).read_bytes()).serial_number, "x") for _, c in cert_people],
                 "issuing_ca": issuing_der, "ocsp_url": ocsp_url.rstrip("/"),
                 "crl_url": crl_url}
-        print(f"soak: govtrust serve at {server.issuer} (PKI {ocsp_url}); "
+        print(f"soak_shape: {shape.name} ({shape.describe()})")
+        print(f"soak: {shape.name} at {shape.issuer} (PKI {ocsp_url}); "
               f"{args.clients} client processes; {os.cpu_count()} cores shared with them")
 
         # 1. capacity: closed loop
@@ -670,12 +664,11 @@ def main() -> None:
         print(f"soak_rate: {rate:.1f} operations/s ({args.load:.0%} of capacity, open loop)")
 
         # 2. the soak
-        db = args.home / "govtrust.db"
-        seq0 = audit_head(db)
+        seq0 = audit_head(shape.database_url)
         metrics_session = requests.Session()
         metrics_session.trust_env = False
-        metrics_session.verify = server.ca
-        sampler = Sampler(server, metrics_session)
+        metrics_session.verify = shape.ca
+        sampler = Sampler(shape, metrics_session)
         seconds = args.minutes * 60
         # twice the clients, each a serial user agent: room for the open loop's
         # arrivals to overlap when one answer is slow
@@ -683,12 +676,8 @@ def main() -> None:
         time.sleep(3)  # the outbox delivers what the last revocations owed
         sampler.last = 0
         sampler.tick()
-        audit = audit_since(db, seq0)
+        audit = audit_since(shape.database_url, seq0)
         summarise(results, start, seconds, sampler, audit, rate)
-    finally:
-        server.stop()
-        if not args.keep:
-            shutil.rmtree(args.home, ignore_errors=True)
 
 
 def summarise(results: list[dict[str, Any]], start: float, seconds: float, sampler: Sampler,

@@ -51,8 +51,11 @@ def ok(env: dict[str, str], *args: str | Path) -> Any:
 
 def make_source(folder: Path, env: dict[str, str]) -> Source:
     home = folder / "source"
-    initialized = govtrust(env, "--home", home, "init", "--demo")
+    initialized = govtrust(env, "--json", "--home", home, "init", "--demo")
     assert initialized.exit_code == 0, initialized.output
+    # stdout is one JSON document under --json; the demo accounts go to stderr
+    assert json.loads(initialized.stdout)["home"] == str(home)
+    assert "Demo accounts" in initialized.stderr
     secret = folder / "passphrase"
     secret.write_text(PASSPHRASE + "\n", encoding="utf-8")
     archive = folder / "govtrust.backup"

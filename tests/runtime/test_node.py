@@ -20,6 +20,7 @@ from idp.runtime.nginx import (
     Upstream,
     ocsp_post_js,
     render,
+    stapling_responder,
 )
 from idp.runtime.node import NodeRefused, check_database, safe_url
 from tests.fixtures.postgres import PostgresCluster, free_port
@@ -106,7 +107,8 @@ def _settings(tmp_path: Path, **changes: object) -> NginxSettings:
         nodes=(Upstream.parse("127.0.0.1:8001"), Upstream.parse("[::1]:8002")),
         idp_listen="127.0.0.1:8443", pki_listen="127.0.0.1:8080", server_name="sso.gov.cn",
         certificate=tmp_path / "server.pem", certificate_key=tmp_path / "server.key",
-        public_root=tmp_path / "public", full=False)
+        public_root=tmp_path / "public", trusted_certificate=tmp_path / "server.pem",
+        full=False)
     values.update(changes)
     return NginxSettings(**values)  # type: ignore[arg-type]
 
@@ -120,6 +122,23 @@ def test_nginx_config_has_the_security_settings(tmp_path: Path) -> None:
                  "proxy_set_header X-Forwarded-Proto $scheme;"):
         assert line in text
     assert "non_idempotent" not in text  # a POST already sent is never replayed
+
+
+def test_nginx_config_staples_ocsp_from_its_own_pki_server(tmp_path: Path) -> None:
+    text = render(_settings(tmp_path))
+    for line in ("ssl_stapling on;", "ssl_stapling_verify on;",
+                 f'ssl_trusted_certificate "{tmp_path / "server.pem"}";',
+                 "ssl_stapling_responder http://127.0.0.1:8080/ocsp;"):
+        assert line in text
+    assert "resolver" not in text  # an IP literal: nothing to resolve
+
+
+@pytest.mark.parametrize(("listen", "url"), [
+    ("0.0.0.0:80", "http://127.0.0.1:80/ocsp"), ("[::]:80", "http://[::1]:80/ocsp"),
+    ("10.0.1.5:8080", "http://10.0.1.5:8080/ocsp"), ("[::1]:81", "http://[::1]:81/ocsp")])
+def test_stapling_responder_is_the_pki_server_on_loopback_when_it_listens_on_all(
+        listen: str, url: str) -> None:
+    assert stapling_responder(listen) == url
 
 
 def test_nginx_answers_ocsp_post_from_files_only_with_the_njs_script(tmp_path: Path) -> None:

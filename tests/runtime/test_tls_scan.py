@@ -2,35 +2,27 @@
 options of :func:`idp.runtime.serve.tls_arguments`), scanned by testssl.sh on a
 loopback port: TLS 1.2 and 1.3 only, no cipher suite outside Mozilla's
 "intermediate" profile, HSTS, no TLS compression, no insecure or
-client-initiated renegotiation."""
+client-initiated renegotiation. The scan and its checks are shared with nginx's
+front (``tests.fixtures.testssl``, tests/e2e/test_nginx_tls_scan.py)."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import socket
 import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from idp.runtime.serve import tls_arguments
-from idp.runtime.tls import INTERMEDIATE_CIPHERS
+from tests.fixtures import testssl
 from tests.fixtures.idp import FakeDirectory, make_services
 from tests.fixtures.postgres import free_port
 
-TESTSSL = shutil.which("testssl") or shutil.which("testssl.sh")
-pytestmark = pytest.mark.skipif(TESTSSL is None and not os.environ.get("CI"),
-                                reason="testssl.sh is not installed (scripts/setup installs it)")
-
-# testssl.sh names suites the OpenSSL way for TLS 1.2 and the IANA way for 1.3.
-TLS13_SUITES = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
-                "TLS_CHACHA20_POLY1305_SHA256"}
+pytestmark = testssl.needs_testssl
 
 
 @pytest.fixture(scope="module")
@@ -71,51 +63,25 @@ def https_front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def scan(https_front: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    assert TESTSSL is not None
-    out = tmp_path_factory.mktemp("testssl") / "scan.json"
-    # Only the checks the acceptance names: protocols (-p), each cipher per protocol
-    # (-E), headers for HSTS (-h), renegotiation (-R), CRIME/compression (-C).
-    subprocess.run([TESTSSL, "--quiet", "--color", "0", "--warnings", "off",
-                    "--sneaky", "--jsonfile", str(out), "-p", "-E", "-h", "-R", "-C",
-                    https_front], check=False, timeout=240, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    findings = json.loads(out.read_text())
-    return {f["id"]: f for f in findings}
+def scan(https_front: str, tmp_path_factory: pytest.TempPathFactory) -> testssl.Scan:
+    return testssl.run(https_front, tmp_path_factory.mktemp("testssl"), testssl.BASE_CHECKS)
 
 
-def offered(scan: dict[str, dict[str, Any]]) -> dict[str, str]:
-    return {f["id"]: f["finding"] for f in scan.values()}
+def test_only_tls12_and_tls13_are_offered(scan: testssl.Scan) -> None:
+    testssl.check_only_tls12_and_tls13(scan)
 
 
-def test_only_tls12_and_tls13_are_offered(scan: dict[str, dict[str, Any]]) -> None:
-    for old in ("SSLv2", "SSLv3", "TLS1", "TLS1_1"):
-        assert scan[old]["finding"].startswith("not offered"), scan[old]
-    assert scan["TLS1_2"]["finding"].startswith("offered"), scan["TLS1_2"]
-    assert scan["TLS1_3"]["finding"].startswith("offered"), scan["TLS1_3"]
+def test_every_cipher_suite_is_in_the_intermediate_profile(scan: testssl.Scan) -> None:
+    testssl.check_intermediate_ciphers(scan)
 
 
-def test_every_cipher_suite_is_in_the_intermediate_profile(
-        scan: dict[str, dict[str, Any]]) -> None:
-    allowed = set(INTERMEDIATE_CIPHERS.split(":")) | TLS13_SUITES
-    suites = [f["finding"] for key, f in scan.items() if key.startswith("cipher-tls1_")
-              or key.startswith("cipher_x")]
-    assert suites, sorted(scan)
-    # e.g. "TLS 1.2   xc02b   ECDHE-ECDSA-AES128-GCM-SHA256   ECDH 253   AESGCM   128
-    # TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": the fourth word is OpenSSL's name.
-    offered_names = {finding.split()[3] for finding in suites}
-    assert offered_names <= allowed, sorted(offered_names - allowed)
+def test_hsts_is_sent(scan: testssl.Scan) -> None:
+    testssl.check_hsts(scan)
 
 
-def test_hsts_is_sent(scan: dict[str, dict[str, Any]]) -> None:
-    assert scan["HSTS_time"]["severity"] == "OK", scan.get("HSTS_time")
+def test_no_tls_compression(scan: testssl.Scan) -> None:
+    testssl.check_no_compression(scan)
 
 
-def test_no_tls_compression(scan: dict[str, dict[str, Any]]) -> None:
-    assert scan["CRIME_TLS"]["severity"] == "OK", scan["CRIME_TLS"]
-
-
-def test_no_insecure_renegotiation(scan: dict[str, dict[str, Any]]) -> None:
-    assert scan["secure_renego"]["severity"] == "OK", scan["secure_renego"]
-    assert scan["secure_client_renego"]["severity"] in ("OK", "LOW"), \
-        scan["secure_client_renego"]
+def test_no_insecure_renegotiation(scan: testssl.Scan) -> None:
+    testssl.check_no_insecure_renegotiation(scan)
