@@ -423,7 +423,7 @@ def bench_ocsp_production(ca: CertificateAuthority, folder: Path, env: dict[str,
         nodes=(Upstream("127.0.0.1", node_port),), idp_listen=f"127.0.0.1:{tls_port}",
         pki_listen=f"127.0.0.1:{pki_port}", server_name="127.0.0.1",
         certificate=folder / "tls.pem", certificate_key=folder / "tls.key",
-        public_root=public, full=True, run_dir=run,
+        trusted_certificate=folder / "tls.pem", public_root=public, full=True, run_dir=run,
         user="root" if os.geteuid() == 0 else None, ocsp_post_js=script)
     (folder / "nginx.conf").write_text(render(settings))
     node = start_pki_server(server_kind, node_port, env, folder, workers)
