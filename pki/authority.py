@@ -265,7 +265,8 @@ class CertificateAuthority(Issuance, Revocation):
                     self.issuing_certificate, lambda serial: self.store.status(serial, name),
                     self.ocsp_credentials,
                     lifetime=self.settings.ocsp_response_lifetime,
-                    cache_size=self.settings.ocsp_cache_size, clock=self._clock)
+                    cache_size=self.settings.ocsp_cache_size, clock=self._clock,
+                    generation=self.store.status_generation)
             return self._responder
 
     # -- the scheduler's round ---------------------------------------------------

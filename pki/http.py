@@ -24,7 +24,7 @@ from pki.authority import ISSUING, ROOT, CertificateAuthority
 from pki.crl import CONTENT_TYPE as CRL_CONTENT_TYPE
 from pki.errors import KeyStoreError, NotInitialized
 from pki.model import CARole
-from pki.ocsp import MAX_REQUEST_BYTES, RESPONSE_CONTENT_TYPE, error_response
+from pki.ocsp import MAX_REQUEST_BYTES, RESPONSE_CONTENT_TYPE, OCSPResponder, error_response
 
 log = logging.getLogger(__name__)
 
@@ -157,15 +157,10 @@ def create_app(ca: CertificateAuthority,
         return _ocsp_get(encoded)
 
     def _ocsp_get(encoded: str, sm2: bool = False) -> Response:
-        # RFC 6960 Appendix A.1: GET {url}/{url-encoding of base-64 DER}.
-        text = unquote(encoded)
-        if len(text) > MAX_REQUEST_BYTES * 2:
+        data = decode_get(encoded)
+        if data is None:
             return Response(error_response("malformed_request"), status=414,
                             mimetype=RESPONSE_CONTENT_TYPE)
-        try:
-            data = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            return _ocsp(b"", sm2)
         return _ocsp(data, sm2)
 
     @app.errorhandler(413)
@@ -175,48 +170,102 @@ def create_app(ca: CertificateAuthority,
                             mimetype=RESPONSE_CONTENT_TYPE)
         return Response("request too large", status=413, mimetype="text/plain")
 
-    _ocsp_fast_path(app, ca)
+    app.wsgi_app = OCSPFastPath(app.wsgi_app, ca)  # type: ignore[method-assign]
     return app
 
 
-def _ocsp_fast_path(app: Flask, ca: CertificateAuthority) -> None:
-    """POST /ocsp straight to the responder, before Flask's routing and wrappers.
+def decode_get(encoded: str) -> bytes | None:
+    """The request bytes of an RFC 6960 Appendix A.1 GET ({url}/{url-encoding of
+    base-64 DER}); None when the path is too long to be one (answered 414).
 
-    The busiest endpoint by far gets the bytes in and out with nothing between;
-    its answers are the same as through the Flask route above.
+    Text that is not base64 gives no bytes, which the responder answers with
+    malformedRequest like any other bad request.
     """
-    inner = app.wsgi_app
-    fast_paths = {"/ocsp", "/ocsp/"} | ({"/ocsp/sm2", "/ocsp/sm2/"} if ca.settings.sm2
-                                        else set())
+    text = unquote(encoded)
+    if len(text) > MAX_REQUEST_BYTES * 2:
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
 
-    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO")
-        if environ.get("REQUEST_METHOD") != "POST" or path not in fast_paths:
-            return inner(environ, start_response)
-        responder = ca.sm2.responder if path in ("/ocsp/sm2", "/ocsp/sm2/") else ca.responder
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or -1)
-        except ValueError:
-            length = -1
+
+_TOO_LARGE = "413 Request Entity Too Large"
+_URI_TOO_LONG = "414 Request-URI Too Long"
+
+
+class OCSPFastPath:
+    """OCSP straight to the responder, in front of Flask's routing and wrappers.
+
+    The busiest endpoints by far, ``POST /ocsp`` and ``GET /ocsp/<base64>`` (and
+    the SM2 hierarchy's ``/ocsp/sm2``), get their bytes in and out with nothing
+    between; a request already answered is then one dictionary look-up in the
+    responder (``pki.ocsp``). The answers, status codes and headers are those of
+    the Flask routes in :func:`create_app`; everything else goes to ``inner``.
+    """
+
+    def __init__(self, inner: Callable[..., Iterable[bytes]], ca: CertificateAuthority
+                 ) -> None:
+        self.inner = inner
+        self._ca = ca
+        self._sm2 = ca.settings.sm2
+        self._posts = {"/ocsp", "/ocsp/"} | ({"/ocsp/sm2", "/ocsp/sm2/"} if self._sm2
+                                             else set())
+
+    def _route(self, environ: dict[str, Any]) -> tuple[OCSPResponder, bytes | None] | None:
+        """(responder, request bytes) for an OCSP request, else None (Flask's).
+
+        The bytes are None when the request is too large to be one.
+        """
+        method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO") or ""
+        if method == "POST" and path in self._posts:
+            responder = self._ca.sm2.responder if path.startswith("/ocsp/sm2") \
+                else self._ca.responder
+            return responder, _read_body(environ)
+        if method == "GET" and path.startswith("/ocsp/") and path.isascii():
+            encoded = path[len("/ocsp/"):]
+            responder = self._ca.responder
+            if self._sm2 and encoded.startswith("sm2/"):
+                encoded = encoded[len("sm2/"):]
+                responder = self._ca.sm2.responder
+            if not encoded:
+                return None  # Flask's 404, 405 or redirect, as before
+            return responder, decode_get(encoded)
+        return None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        routed = self._route(environ)
+        if routed is None:
+            return self.inner(environ, start_response)
+        responder, data = routed
         status = "200 OK"
-        if length > MAX_REQUEST_BYTES:
-            body, status = error_response("malformed_request"), "413 Request Entity Too Large"
+        if data is None:
+            body = error_response("malformed_request")
+            status = _TOO_LARGE if environ.get("REQUEST_METHOD") == "POST" else _URI_TOO_LONG
         else:
-            data = environ["wsgi.input"].read(length if length >= 0 else MAX_REQUEST_BYTES + 1)
-            if len(data) > MAX_REQUEST_BYTES:
-                body, status = error_response("malformed_request"), \
-                    "413 Request Entity Too Large"
-            else:
-                try:
-                    body = responder.respond(data)
-                except UNAVAILABLE as exc:
-                    log.warning("answering 503: %s", type(exc).__name__)
-                    resp = unavailable_response(error_response("try_later"),
-                                                RESPONSE_CONTENT_TYPE)
-                    return resp(environ, start_response)
+            try:
+                body = responder.respond(data)
+            except UNAVAILABLE as exc:
+                log.warning("answering 503: %s", type(exc).__name__)
+                body, status = error_response("try_later"), "503 Service Unavailable"
+                start_response(status, [("Content-Type", RESPONSE_CONTENT_TYPE),
+                                        ("Content-Length", str(len(body))),
+                                        ("Retry-After", RETRY_AFTER)])
+                return [body]
         start_response(status, [("Content-Type", RESPONSE_CONTENT_TYPE),
                                 ("Content-Length", str(len(body))),
                                 ("Cache-Control", "no-cache")])
         return [body]
 
-    app.wsgi_app = wsgi  # type: ignore[method-assign]
+
+def _read_body(environ: dict[str, Any]) -> bytes | None:
+    """The POST body, or None when it is larger than any OCSP request we answer."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or -1)
+    except ValueError:
+        length = -1
+    if length > MAX_REQUEST_BYTES:
+        return None  # refused before reading it
+    data: bytes = environ["wsgi.input"].read(length if length >= 0 else MAX_REQUEST_BYTES + 1)
+    return None if len(data) > MAX_REQUEST_BYTES else data

@@ -74,6 +74,10 @@ class CertificateStore(Protocol):
     def status(self, serial: int, hierarchy: HierarchyName = HierarchyName.ECDSA
                ) -> StatusInfo | None: ...
 
+    def status_generation(self) -> int:
+        """A counter every status change moves in its transaction (``pki.ocsp``)."""
+        ...
+
     def find(self, *, uid: str | None = None, status: CertStatus | None = None,
              expiring_before: datetime | None = None, limit: int = 10_000
              ) -> list[CertificateRecord]: ...

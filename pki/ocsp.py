@@ -8,10 +8,18 @@ the certificate's status changes, the responder certificate is renewed, or it
 nears its nextUpdate; a request with a nonce is signed fresh so the nonce can
 be echoed (RFC 6960 §4.4.1).
 
-The reused responses live in a least-recently-used cache of a fixed number of
-entries, and only for serials this CA issued: anyone may ask about any serial,
-so caching the "unknown" answers would let a client grow the process without
-limit.
+With a status generation (a counter the store moves in the same transaction as
+every status change, ``pki.store``), a request already answered is one dictionary
+look-up: its exact bytes to the response bytes, checked against the generation
+read now, so a revocation committed by any process or node is seen by the next
+request. The statuses read are kept the same way, so a request with a nonce
+costs its parse and one signature, no status read. Without a generation source
+every request reads its status, as it always did.
+
+What is kept lives in least-recently-used caches of ``cache_size`` entries each
+(answers by request, pre-signed responses by serial, statuses by serial), and
+only for serials this CA issued: anyone may ask about any serial, so caching the
+"unknown" answers would let a client grow the process without limit.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
 
 from asn1crypto import ocsp as a_ocsp
 from asn1crypto import x509 as a_x509
@@ -46,6 +55,11 @@ DEFAULT_CACHE_SIZE = 10_000
 
 _HASH_OIDS = {"sha1": "1.3.14.3.2.26", "sha256": "2.16.840.1.101.3.4.2.1",
               "sha384": "2.16.840.1.101.3.4.2.2", "sha512": "2.16.840.1.101.3.4.2.3"}
+# Constant parts of every request and response, encoded once.
+_HASH_ALGORITHM_DER = {name: der.sequence(der.oid(dotted), b"\x05\x00")
+                       for name, dotted in _HASH_OIDS.items()}
+_BASIC_OID_DER = der.oid(OID_PKIX_OCSP_BASIC)
+_NONCE_OID_DER = der.oid(OID_NONCE)
 _HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha384": hashlib.sha384,
            "sha512": hashlib.sha512}
 
@@ -83,6 +97,7 @@ class ParsedRequest:
 
 StatusLookup = Callable[[int], StatusInfo | None]
 Credentials = Callable[[], tuple[x509.Certificate, Signer]]
+Generation = Callable[[], int]
 
 
 @dataclass(frozen=True)
@@ -92,31 +107,53 @@ class _Presigned:
     response: bytes
 
 
-class _ResponseCache:
-    """Pre-signed responses by serial; the least recently used go past ``size``."""
+@dataclass(frozen=True)
+class _Answer:
+    """A pre-signed response to one exact request, and what it was built on."""
+
+    generation: int
+    responder_serial: int
+    refresh_at: datetime
+    response: bytes
+
+
+@dataclass(frozen=True)
+class _Known:
+    """A status as read at one status generation."""
+
+    generation: int
+    info: StatusInfo
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _LRU(Generic[K, V]):
+    """At most ``size`` entries; the least recently used go first."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._entries: OrderedDict[int, _Presigned] = OrderedDict()
+        self._entries: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
 
-    def get(self, serial: int) -> _Presigned | None:
+    def get(self, key: K) -> V | None:
         with self._lock:
-            hit = self._entries.get(serial)
+            hit = self._entries.get(key)
             if hit is not None:
-                self._entries.move_to_end(serial)
+                self._entries.move_to_end(key)
             return hit
 
-    def put(self, serial: int, entry: _Presigned) -> None:
+    def put(self, key: K, entry: V) -> None:
         if self._size == 0:
             return
         with self._lock:
-            self._entries[serial] = entry
-            self._entries.move_to_end(serial)
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)
 
@@ -188,9 +225,8 @@ def _parse_single(data: bytes) -> ParsedRequest | None:
     if algorithm not in _HASHES:
         return None
     _check_nonce(nonce)
-    cid = der.sequence(der.sequence(der.oid(_HASH_OIDS[algorithm]), b"\x05\x00"),
-                       der.octet_string(name_hash), der.octet_string(key_hash),
-                       der.integer(serial))
+    cid = der.sequence(_HASH_ALGORITHM_DER[algorithm], der.octet_string(name_hash),
+                       der.octet_string(key_hash), der.integer(serial))
     return ParsedRequest((CertRef(cid, algorithm, name_hash, key_hash, serial),), nonce)
 
 
@@ -200,7 +236,8 @@ class OCSPResponder:
     def __init__(self, issuer: x509.Certificate, status_of: StatusLookup,
                  credentials: Credentials, *, lifetime: timedelta = timedelta(hours=4),
                  cache_size: int = DEFAULT_CACHE_SIZE,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 generation: Generation | None = None) -> None:
         if isinstance(cache_size, bool) or not isinstance(cache_size, int):
             raise TypeError(f"cache_size must be an int, not {type(cache_size).__name__}")
         if cache_size < 0:
@@ -216,14 +253,28 @@ class OCSPResponder:
         self._issuer_hashes = {
             name: (fn(name_der).digest(), fn(key_bits).digest()) for name, fn in _HASHES.items()
         }
-        self._cache = _ResponseCache(cache_size)
+        self._generation = generation
+        self._cache: _LRU[int, _Presigned] = _LRU(cache_size)
+        self._answers: _LRU[bytes, _Answer] = _LRU(cache_size)
+        self._statuses: _LRU[int, _Known] = _LRU(cache_size)
         self._responder: tuple[int, bytes, bytes] | None = None
+        self._time_parts: tuple[datetime, bytes, bytes] | None = None
         self._lock = threading.Lock()
 
     @property
     def cached_responses(self) -> int:
         """How many pre-signed responses are held now (at most ``cache_size``)."""
         return len(self._cache)
+
+    @property
+    def cached_answers(self) -> int:
+        """How many answers are kept by their exact request (at most ``cache_size``)."""
+        return len(self._answers)
+
+    @property
+    def cached_statuses(self) -> int:
+        """How many statuses are kept by serial (at most ``cache_size``)."""
+        return len(self._statuses)
 
     # -- RFC 6960 §4.1.1 / §2.3 ---------------------------------------------
     def _check_issuer(self, cid: CertRef) -> None:
@@ -236,7 +287,17 @@ class OCSPResponder:
             raise OCSPRequestError("unauthorized", "request for a certificate of another issuer")
 
     def respond(self, data: bytes) -> bytes:
-        """The DER response to ``data``; never raises on bad input."""
+        """The DER response to ``data``; never raises on bad input.
+
+        Errors of the status store (the database away) do propagate: the web edge
+        answers them with tryLater and Retry-After.
+        """
+        try:
+            kept = self._kept(data)
+        except KeyStoreError:
+            return error_response("try_later")
+        if kept is not None:
+            return kept
         try:
             request = parse_request(data)
             for cid in request.cert_ids:
@@ -244,10 +305,19 @@ class OCSPResponder:
         except OCSPRequestError as exc:
             return error_response(exc.status)
         now = self._clock().replace(microsecond=0)
+        # Read before any status: what is read afterwards is at least this current.
+        generation = self._generation() if self._generation is not None else None
         try:
             if request.nonce is None and len(request.cert_ids) == 1:
-                return self._cached(request.cert_ids[0], now)
-            statuses = [self._status_of(c.serial) for c in request.cert_ids]
+                presigned = self._cached(request.cert_ids[0], now, generation)
+                if isinstance(presigned, bytes):
+                    return presigned
+                if generation is not None:
+                    responder_serial = int(presigned.key[-2], 16)  # see _cached's key
+                    self._answers.put(data, _Answer(generation, responder_serial,
+                                                    presigned.refresh_at, presigned.response))
+                return presigned.response
+            statuses = [self._status(c.serial, generation) for c in request.cert_ids]
             return self._sign(list(zip(request.cert_ids, statuses, strict=True)), now,
                               request.nonce)
         except KeyStoreError:
@@ -255,9 +325,36 @@ class OCSPResponder:
             # RFC 6960 §4.2.1 tryLater, nothing signed; pre-signed answers still go out.
             return error_response("try_later")
 
-    def _cached(self, cid: CertRef, now: datetime) -> bytes:
-        serial = cid.serial
+    def _kept(self, data: bytes) -> bytes | None:
+        """The answer kept for these exact request bytes, if still current."""
+        if self._generation is None:
+            return None
+        kept = self._answers.get(data)
+        if kept is None:
+            return None
+        # The generation is read now, after the request arrived: a revocation
+        # committed before it has moved the generation, so the kept answer is not used.
+        if self._clock() < kept.refresh_at and kept.generation == self._generation() \
+                and kept.responder_serial == self._credentials()[0].serial_number:
+            return kept.response
+        return None
+
+    def _status(self, serial: int, generation: int | None) -> StatusInfo | None:
+        """``serial``'s status, read again only when the generation has moved."""
+        if generation is not None:
+            known = self._statuses.get(serial)
+            if known is not None and known.generation == generation:
+                return known.info
         info = self._status_of(serial)
+        if info is not None and generation is not None:
+            self._statuses.put(serial, _Known(generation, info))
+        return info
+
+    def _cached(self, cid: CertRef, now: datetime, generation: int | None
+                ) -> _Presigned | bytes:
+        """The pre-signed response for ``cid``, or the bytes of one not to keep."""
+        serial = cid.serial
+        info = self._status(serial, generation)
         if info is None:
             # Never issued here: signed fresh and not kept (see the module docstring).
             return self._sign([(cid, None)], now, None)
@@ -268,7 +365,7 @@ class OCSPResponder:
         # Refresh once half the validity has passed (RFC 5019 §6: a fresh answer
         # well before nextUpdate).
         if hit is not None and hit.key == key and now < hit.refresh_at:
-            return hit.response
+            return hit
         try:
             response = self._sign([(cid, info)], now, None)
         except KeyStoreError:
@@ -276,47 +373,54 @@ class OCSPResponder:
             if hit is not None and hit.key == key and now < hit.refresh_at + self._lifetime / 2:
                 return hit.response
             raise
-        self._cache.put(serial, _Presigned(key, now + self._lifetime / 2, response))
-        return response
+        entry = _Presigned(key, now + self._lifetime / 2, response)
+        self._cache.put(serial, entry)
+        return entry
 
     def _responder_parts(self, cert: x509.Certificate) -> tuple[bytes, bytes]:
-        """(SHA-1 of the responder's key bits, its certificate DER), per certificate."""
+        """The responder's parts of every response, encoded once per certificate:
+        its ResponderID byKey ([2], RFC 6960 §4.2.2.3: the SHA-1 of its key bits) and
+        the ``certs [0]`` field holding its certificate (§4.2.1)."""
         with self._lock:
             if self._responder is None or self._responder[0] != cert.serial_number:
                 cert_der = cert.public_bytes(serialization.Encoding.DER)
-                key_hash = a_x509.Certificate.load(cert_der).public_key.sha1
-                self._responder = (cert.serial_number, bytes(key_hash), cert_der)
+                key_hash = bytes(a_x509.Certificate.load(cert_der).public_key.sha1)
+                self._responder = (cert.serial_number,
+                                   der.explicit(2, der.octet_string(key_hash)),
+                                   der.explicit(0, der.sequence(cert_der)))
             return self._responder[1], self._responder[2]
+
+    def _times(self, now: datetime) -> tuple[bytes, bytes]:
+        """(GeneralizedTime of ``now``, of ``now`` + lifetime), kept for the second."""
+        held = self._time_parts
+        if held is None or held[0] != now:
+            held = (now, der.generalized_time(now),
+                    der.explicit(0, der.generalized_time(now + self._lifetime)))
+            self._time_parts = held
+        return held[1], held[2]
 
     def _sign(self, items: list[tuple[CertRef, StatusInfo | None]], now: datetime,
               nonce: bytes | None) -> bytes:
         cert, signer = self._credentials()
-        key_hash, cert_der = self._responder_parts(cert)
+        responder_id, certs = self._responder_parts(cert)
+        produced, next_update = self._times(now)
         # RFC 6960 §4.2.1 ResponseData, DER-encoded directly (version v1 is DEFAULT).
-        singles = b"".join(der.sequence(
-            cid.der, _cert_status(info), der.generalized_time(now),
-            der.explicit(0, der.generalized_time(now + self._lifetime)))
-            for cid, info in items)
+        singles = b"".join(der.sequence(cid.der, _cert_status(info), produced, next_update)
+                           for cid, info in items)
         extensions = b""
         if nonce is not None:
             # RFC 8954 §2.1: the extnValue holds the nonce as an OCTET STRING.
-            extensions = der.tlv(0xA1, der.sequence(
-                der.extension(OID_NONCE, der.octet_string(nonce))))
-        tbs = der.sequence(
-            # RFC 6960 §4.2.2.3: byKey [2], the SHA-1 of the responder's key bits.
-            der.explicit(2, der.octet_string(key_hash)),
-            der.generalized_time(now),
-            der.tlv(0x30, singles),
-            extensions)
+            extensions = der.tlv(0xA1, der.sequence(der.sequence(
+                _NONCE_OID_DER, der.octet_string(der.octet_string(nonce)))))
+        tbs = der.sequence(responder_id, produced, der.tlv(0x30, singles), extensions)
         # RFC 6960 §4.2.1: BasicOCSPResponse and OCSPResponse assembled as DER
         # directly; the responder certificate goes in as it is (re-encoding it
         # through asn1crypto on every response costs more than the signature).
         basic = der.sequence(tbs, signer.algorithm.signature_algorithm_der,
-                             der.bit_string(signer.sign(tbs)),
-                             der.explicit(0, der.sequence(cert_der)))
+                             der.bit_string(signer.sign(tbs)), certs)
         return der.sequence(
-            der.enumerated(0),  # successful
-            der.explicit(0, der.sequence(der.oid(OID_PKIX_OCSP_BASIC), der.octet_string(basic))))
+            b"\x0a\x01\x00",  # responseStatus ENUMERATED successful (0)
+            der.explicit(0, der.sequence(_BASIC_OID_DER, der.octet_string(basic))))
 
 
 def _cert_status(info: StatusInfo | None) -> bytes:

@@ -2,8 +2,10 @@
 
 ``deploy nginx`` writes the nginx configuration (``idp.runtime.nginx``) for the
 nodes named on the command line, issuing nginx's server certificate from our CA
-when missing; ``deploy public`` writes the PKI's public files nginx serves
-(``pki.public_files``) now, instead of at the next round of background duties.
+when missing, and, with nginx's njs module, the script that answers ``POST
+/ocsp`` from the pre-signed files (in the run folder); ``deploy public`` writes
+the PKI's public files nginx serves (``pki.public_files``) now, instead of at the
+next round of background duties.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from urllib.parse import urlsplit
 
 import click
 
-from idp.runtime.nginx import NginxConfigError, NginxSettings, Upstream, render
+from idp.runtime.nginx import (
+    NJS_MODULE,
+    NginxConfigError,
+    NginxSettings,
+    Upstream,
+    ocsp_post_js,
+    render,
+)
 from idp.runtime.output import emit
 from idp.runtime.services import Services
 
@@ -47,10 +56,14 @@ def _require_home(services: Services) -> None:
 @click.option("--proxy-address", default=None,
               help="The address nginx connects to the nodes from (needed when a node is "
                    "not on loopback); it must be in [idp] trusted_proxies.")
+@click.option("--ocsp-post/--no-ocsp-post", default=None,
+              help="Answer POST /ocsp from the pre-signed files too (nginx's njs module; "
+                   "default: when libnginx-mod-http-js is installed).")
 @click.pass_obj
 def deploy_nginx(services: Services, nodes: tuple[str, ...], out: Path | None,
                  idp_listen: str | None, pki_listen: str | None, snippet: bool,
-                 run_dir: Path | None, user: str | None, proxy_address: str | None) -> None:
+                 run_dir: Path | None, user: str | None, proxy_address: str | None,
+                 ocsp_post: bool | None) -> None:
     """Write nginx's configuration: TLS for the IdP, static PKI files, the nodes."""
     _require_home(services)
     config = services.config
@@ -72,6 +85,14 @@ def deploy_nginx(services: Services, nodes: tuple[str, ...], out: Path | None,
     if not snippet:
         for sub in ("", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (run / sub).mkdir(parents=True, exist_ok=True)
+    if ocsp_post and not NJS_MODULE.is_file():
+        raise click.ClickException(f"--ocsp-post needs nginx's njs module ({NJS_MODULE}): "
+                                   "apt-get install libnginx-mod-http-js")
+    script = None
+    if ocsp_post or (ocsp_post is None and NJS_MODULE.is_file()):
+        script = run / "govtrust_ocsp.js"
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_text(ocsp_post_js(services.public_folder.resolve()), encoding="utf-8")
     try:
         settings = NginxSettings(
             nodes=upstreams,
@@ -82,7 +103,7 @@ def deploy_nginx(services: Services, nodes: tuple[str, ...], out: Path | None,
             trusted_certificate=bundle,
             client_cert_header=str(config.get("certauth", "header")),
             proxy_bind=proxy_address, full=not snippet, run_dir=None if snippet else run,
-            user=user)
+            user=user, ocsp_post_js=script)
         text = render(settings)
     except NginxConfigError as exc:
         raise click.ClickException(str(exc)) from None

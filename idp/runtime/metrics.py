@@ -252,8 +252,14 @@ def observe(name: str, environ: dict[str, Any], status: str, seconds: float,
     if route is None:  # not through Flask: the PKI's OCSP fast path (pki.http)
         path = str(environ.get("PATH_INFO", ""))
         # Never the raw path as a label: a scan would grow the series without end.
-        route = path.rstrip("/") if path.rstrip("/") in ("/ocsp", "/ocsp/sm2") \
-            else "unmatched"
+        if path.rstrip("/") in ("/ocsp", "/ocsp/sm2"):
+            route = path.rstrip("/")
+        elif path.startswith("/ocsp/sm2/"):
+            route = "/ocsp/sm2/<path:encoded>"  # the Flask routes' names
+        elif path.startswith("/ocsp/"):
+            route = "/ocsp/<path:encoded>"
+        else:
+            route = "unmatched"
         if name == "pki" and isinstance(body, list):
             _metrics().ocsp.labels(status=_ocsp_status(b"".join(body))).inc()
     method = str(environ.get("REQUEST_METHOD", ""))

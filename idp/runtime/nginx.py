@@ -15,7 +15,11 @@ RFC 6960 Appendix A distribution points are usually http:, and a relying party
 checking revocation cannot first check a TLS certificate's revocation): CA
 certificates, CRLs and pre-signed OCSP responses are static files from
 ``home/pki/public`` (``pki.public_files``), with caching headers; anything not
-there (a fresh serial, a request with a nonce, POST) goes to a node.
+there (a fresh serial, a request with a nonce) goes to a node. With Debian's njs
+module (``libnginx-mod-http-js``, which ``scripts/setup`` installs), a ``POST
+/ocsp`` whose body is exactly a request that has a pre-signed file is answered
+from that file as well (:data:`OCSP_POST_JS`): the same file, so the same
+freshness as the GET answer; anything else is handed to a node unchanged.
 
 TLS follows Mozilla's "intermediate" profile (TLS 1.2 and 1.3, AEAD ciphers with
 forward secrecy, no session tickets) and HSTS. :func:`render` is pure: settings in,
@@ -50,6 +54,7 @@ from the next one on, per worker process.
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +73,54 @@ FAIL_TIMEOUT = "10s"
 CA_MAX_AGE = 86400
 CRL_MAX_AGE = 300
 OCSP_MAX_AGE = 300
+# Debian's njs module (libnginx-mod-http-js) and the name the script is imported as.
+NJS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
+NJS_IMPORT = "govtrust_ocsp"
+# pki.ocsp.MAX_REQUEST_BYTES: a larger body is no request we answer.
+_OCSP_MAX_REQUEST = 8192
+
+# POST /ocsp answered from the pre-signed files when the body is exactly the
+# request a file was written for (pki.public_files: the file's name is the
+# base64 of the request's DER, the GET path). The body is never interpreted,
+# only encoded: base64 has no "." so the name cannot leave the folder, and a
+# name that is a folder or no file at all goes to a node, like everything else.
+OCSP_POST_JS = """// Written by `govtrust deploy nginx` (idp/runtime/nginx.py); regenerate it.
+import fs from 'fs';
+
+const FOLDER = %(folder)s;
+const MAX_REQUEST = %(max)d;
+// The nonce extension's OID (RFC 8954): no file was written for a request with
+// one, and a missing file costs njs an exception, so such a body goes straight on.
+const NONCE_OID = Buffer.from([0x06, 0x09, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x02]);
+
+function post(r) {
+    const body = r.requestBuffer;
+    if (r.method === 'POST' && body && body.length > 0 && body.length <= MAX_REQUEST
+            && !body.includes(NONCE_OID)) {
+        let answer = null;
+        try {
+            answer = fs.readFileSync(FOLDER + body.toString('base64'));
+        } catch (e) {
+            answer = null;
+        }
+        if (answer !== null) {
+            r.headersOut['Content-Type'] = 'application/ocsp-response';
+            r.headersOut['Cache-Control'] = 'no-cache';
+            r.return(200, answer);
+            return;
+        }
+    }
+    r.internalRedirect('@node');
+}
+
+export default {post};
+"""
+
+
+def ocsp_post_js(public_root: Path) -> str:
+    """The njs script for :class:`NginxSettings` ``ocsp_post_js`` (see above)."""
+    return OCSP_POST_JS % {"folder": json.dumps(str(public_root / "ocsp") + "/"),
+                           "max": _OCSP_MAX_REQUEST}
 
 
 class NginxConfigError(ValueError):
@@ -124,6 +177,9 @@ class NginxSettings:
     full: bool = True
     run_dir: Path | None = None  # pid, logs and temporary files of a full configuration
     user: str | None = None
+    # The njs script (ocsp_post_js) that answers POST /ocsp from the files; None
+    # sends every POST to a node.
+    ocsp_post_js: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.nodes:
@@ -172,12 +228,29 @@ def _proxy(upstream: str) -> str:
 """
 
 
+def _ocsp_post(s: NginxSettings) -> str:
+    if s.ocsp_post_js is None:
+        return """        location = /ocsp {
+            try_files /nonexistent @node;
+        }
+"""
+    # The body stays in memory (client_max_body_size is 16k) for the script to read;
+    # it goes on to the node as it came when there is no file.
+    return f"""        location = /ocsp {{
+            client_body_buffer_size 16k;
+            js_content {NJS_IMPORT}.post;
+        }}
+"""
+
+
 def render(s: NginxSettings) -> str:
     """The configuration text."""
     header = s.client_cert_header
     servers = "\n".join(
         f"        server {n} max_fails={MAX_FAILS} fail_timeout={FAIL_TIMEOUT};" for n in s.nodes)
     bind = f"    proxy_bind {s.proxy_bind};\n" if s.proxy_bind else ""
+    js_import = (f"    js_import {NJS_IMPORT} from {_q(s.ocsp_post_js)};\n"
+                 if s.ocsp_post_js is not None else "")
     http = f"""    # Written by `govtrust deploy nginx`; regenerate rather than edit.
     upstream govtrust_nodes {{
 {servers}
@@ -218,7 +291,7 @@ def render(s: NginxSettings) -> str:
         }}
     }}
 
-    # The PKI's public service (internet side): CA certificates, CRLs, OCSP, plain HTTP.
+{js_import}    # The PKI's public service (internet side): CA certificates, CRLs, OCSP, plain HTTP.
     server {{
         listen {s.pki_listen};
         server_name {s.server_name};
@@ -245,10 +318,7 @@ def render(s: NginxSettings) -> str:
             error_page 405 = @node;
             try_files $uri @node;
         }}
-        location = /ocsp {{
-            try_files /nonexistent @node;
-        }}
-        location @node {{
+{_ocsp_post(s)}        location @node {{
 {_proxy("govtrust_nodes")}        }}
         location / {{
             return 404;
@@ -260,6 +330,8 @@ def render(s: NginxSettings) -> str:
     assert s.run_dir is not None
     run = s.run_dir
     user = f"user {s.user};\n" if s.user else ""
+    if s.ocsp_post_js is not None:  # a snippet relies on Debian's modules-enabled
+        user += f"load_module {_q(NJS_MODULE)};\n"
     return f"""{user}worker_processes auto;
 pid {_q(run / "nginx.pid")};
 error_log {_q(run / "error.log")} warn;

@@ -1,7 +1,8 @@
 """``govtrust node``: one stateless web node of a deployment with several.
 
 A node runs only the web apps — the IdP and the PKI's public service, one
-gunicorn on one plain-HTTP port (``idp.runtime.wsgi:node_app``) — behind nginx,
+granian (WSGI, as ``govtrust serve`` runs the PKI's service) on one plain-HTTP port
+(``idp.runtime.wsgi:node_app``) — behind nginx,
 which terminates TLS and forwards the client certificate (``govtrust deploy
 nginx``). It runs no managed slapd (it uses ``[directory] uris``) and no TLS.
 
@@ -11,8 +12,9 @@ write to (a read-only standby), and says why. Every request's state lives in
 the database: SSO sessions, codes, tokens, throttle counters, OTP secrets and
 the audit chain. What a worker keeps in memory is a cache of shared state —
 clients, IdP signing keys, the OCSP responder certificate, pre-signed OCSP
-responses (keyed by the certificate's status, re-read on every request) — and a
-change made through one node reaches the others through PostgreSQL LISTEN/NOTIFY
+responses (each checked on every request against the status generation, which
+every revocation moves in its transaction, so a revocation is seen at once) — and
+a change made through one node reaches the others through PostgreSQL LISTEN/NOTIFY
 (``idp.runtime.changes``) within a second.
 
 Background duties (CRL and OCSP refresh, outbox, logout retries, key rotation)
@@ -86,7 +88,7 @@ def check_database(url: str) -> None:
 
 
 class Node(Supervisor):
-    """One gunicorn with the node app; supervised like ``govtrust serve``'s children."""
+    """One granian with the node app; supervised like ``govtrust serve``'s children."""
 
     def __init__(self, services: Services, listen: str, workers: int, threads: int, *,
                  echo: Callable[[str], None] = click.echo) -> None:
@@ -96,8 +98,8 @@ class Node(Supervisor):
         self.threads = threads
 
     def start(self) -> dict[str, str]:
-        self._gunicorn("node", "idp.runtime.wsgi:node_app()", self.listen, self.workers,
-                       self.threads, None)
+        self._granian("node", "idp.runtime.wsgi:node_app", self.listen, self.workers,
+                      self.threads)
         self._wait_for_port(self.listen)
         return {"node": f"http://{self.listen}"}
 
@@ -110,7 +112,7 @@ class Node(Supervisor):
 @click.option("--listen", default=DEFAULT_LISTEN, show_default=True,
               help="HOST:PORT of this node's plain-HTTP port (loopback or a private address).")
 @click.option("--workers", type=click.IntRange(0), default=0,
-              help="gunicorn workers (0 = one per core).")
+              help="Worker processes (0 = one per core).")
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="Threads per worker (default [idp] threads).")
 @click.pass_obj

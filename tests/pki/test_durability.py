@@ -152,11 +152,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 def fill(folder: Path) -> Path:
     ballast = folder / "ballast"
-    with ballast.open("wb") as handle:
+    # Unbuffered: a buffered file keeps the tail of a short write and raises
+    # ENOSPC again when it is closed, depending on how much room was left.
+    with ballast.open("wb", buffering=0) as handle:
         try:
             while True:
                 handle.write(b"\0" * 65536)
-                handle.flush()
         except OSError:
             pass
     return ballast

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from idp.runtime.app import create_pki_app
 from idp.runtime.metrics import allowed
+from idp.runtime.serve import granian_command
 from idp.runtime.services import Services
 from pki.publish import RecordingPublisher
 from tests.fixtures.idp import PASSWORD, login
@@ -152,9 +152,9 @@ def test_bad_metrics_allow_entry_is_refused_at_load(tmp_path: object) -> None:
         Config.load(Path(str(tmp_path)), environ={"GOVTRUST_SERVE_METRICS_ALLOW": "10.0.0.0/33"})
 
 
-def test_gunicorn_workers_add_up_in_multiprocess_mode(services: Services,
-                                                      tmp_path: Path) -> None:
-    """The PKI app under gunicorn with three workers and PROMETHEUS_MULTIPROC_DIR,
+def test_pki_workers_add_up_in_multiprocess_mode(services: Services,
+                                                 tmp_path: Path) -> None:
+    """The PKI app under granian with three workers and PROMETHEUS_MULTIPROC_DIR,
     as ``govtrust serve`` runs it: one scrape counts every worker's answers."""
     import requests
 
@@ -166,8 +166,7 @@ def test_gunicorn_workers_add_up_in_multiprocess_mode(services: Services,
     folder.mkdir()
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "idp.runtime.wsgi:pki_app()", "--bind",
-         f"127.0.0.1:{port}", "--workers", "3", "--worker-class", "sync"],
+        granian_command("idp.runtime.wsgi:pki_app", f"127.0.0.1:{port}", 3, 1),
         env={**os.environ, "GOVTRUST_HOME": str(services.config.home),
              "GOVTRUST_IDP_ISSUER": str(services.config.get("idp", "issuer")),
              "PROMETHEUS_MULTIPROC_DIR": str(folder)},

@@ -18,6 +18,7 @@ from idp.runtime.nginx import (
     NginxConfigError,
     NginxSettings,
     Upstream,
+    ocsp_post_js,
     render,
     stapling_responder,
 )
@@ -140,7 +141,21 @@ def test_stapling_responder_is_the_pki_server_on_loopback_when_it_listens_on_all
     assert stapling_responder(listen) == url
 
 
-def test_nginx_config_checks_with_nginx_t(tmp_path: Path) -> None:
+def test_nginx_answers_ocsp_post_from_files_only_with_the_njs_script(tmp_path: Path) -> None:
+    plain = render(_settings(tmp_path))
+    assert "js_" not in plain and "try_files /nonexistent @node;" in plain
+    script = tmp_path / "govtrust_ocsp.js"
+    text = render(_settings(tmp_path, ocsp_post_js=script))
+    assert f'js_import govtrust_ocsp from "{script}";' in text
+    assert "js_content govtrust_ocsp.post;" in text
+    js = ocsp_post_js(tmp_path / "public")
+    # The folder is a JSON string literal; the body is only base64-encoded, never parsed.
+    assert f'const FOLDER = "{tmp_path / "public" / "ocsp"}/";' in js
+    assert "toString('base64')" in js and "internalRedirect('@node')" in js
+
+
+@pytest.mark.parametrize("njs", [False, True], ids=["files-for-get", "files-for-post-too"])
+def test_nginx_config_checks_with_nginx_t(tmp_path: Path, njs: bool) -> None:
     """The whole file passes ``nginx -t`` (with a real key pair in place)."""
     from datetime import UTC, datetime, timedelta
 
@@ -163,7 +178,12 @@ def test_nginx_config_checks_with_nginx_t(tmp_path: Path) -> None:
     for sub in ("", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (run / sub).mkdir(exist_ok=True)
     conf = tmp_path / "nginx.conf"
-    conf.write_text(render(_settings(tmp_path, full=True, run_dir=run)), encoding="utf-8")
+    script = None
+    if njs:
+        script = tmp_path / "govtrust_ocsp.js"
+        script.write_text(ocsp_post_js(tmp_path / "public"), encoding="utf-8")
+    conf.write_text(render(_settings(tmp_path, full=True, run_dir=run, ocsp_post_js=script)),
+                    encoding="utf-8")
     done = subprocess.run(["nginx", "-t", "-e", str(run / "startup.log"), "-c", str(conf)],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
