@@ -191,16 +191,17 @@ def token() -> Response:
         return bad
     address = client_address()
     client_id = _client_id_of_request()
-    if p.throttle.blocked(("token-addr:" + address, TOKEN_PER_ADDRESS),
-                          ("token-client:" + client_id if client_id else "", TOKEN_PER_CLIENT)):
+    checks = (("token-addr:" + address, TOKEN_PER_ADDRESS),
+              ("token-client:" + client_id if client_id else "", TOKEN_PER_CLIENT))
+    # Read before anything is consumed or signed (idp.login.throttle says why the
+    # read stays even for a right secret).
+    if p.throttle.blocked(*checks):
         resp = api_error("slow_down", "too many failed requests; retry later", 429)
         resp.headers["Retry-After"] = "60"
         return resp
     resp = p.server.create_token_response()
     if resp.status_code >= 400:
-        p.throttle.failed("token-addr:" + address, TOKEN_PER_ADDRESS)
-        if client_id:
-            p.throttle.failed("token-client:" + client_id, TOKEN_PER_CLIENT)
+        p.throttle.failed(*checks)  # one write transaction for both
     return resp
 
 
