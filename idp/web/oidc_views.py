@@ -230,15 +230,12 @@ def userinfo() -> Response:
         resp = api_error("invalid_token", "the access token is not valid", 401)
         resp.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         return resp
-    claims, rec = found
+    rec, ctx = found.record, found.context
     if "openid" not in rec.scope.split():
         resp = api_error("insufficient_scope", "the openid scope is required", 403)
         resp.headers["WWW-Authenticate"] = 'Bearer error="insufficient_scope", scope="openid"'
         return resp
-    ctx = p.tokens.context(rec.family)
-    if ctx is None:
-        return api_error("invalid_token", "the grant was revoked", 401)
-    if ctx.auth_time is None:
+    if ctx is None or ctx.auth_time is None:
         # A client-credentials token: the app acting for itself, no person behind
         # it (OIDC Core 5.3 returns claims about the End-User).
         resp = api_error("invalid_token", "the access token does not stand for a person", 401)
