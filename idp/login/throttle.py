@@ -20,12 +20,13 @@ counted in one write transaction.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy import Engine, Select, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -44,9 +45,13 @@ TOKEN_PER_CLIENT = Limit(60, 60)
 TOKEN_PER_ADDRESS = Limit(120, 60)
 
 
-_WINDOWS = select(throttle_windows.c.key, throttle_windows.c.window,
+@functools.cache
+def _windows(keys: int) -> Select[Any]:
+    """The read of ``keys`` keys' windows, built once per number of keys (one
+    bound value per key: cheaper to run than an expanding IN)."""
+    return select(throttle_windows.c.key, throttle_windows.c.window,
                   throttle_windows.c.count.label("failures")).where(
-    throttle_windows.c.key.in_(bindparam("keys", expanding=True)))
+        throttle_windows.c.key.in_([bindparam(f"k{i}") for i in range(keys)]))
 
 
 class Throttle:
@@ -64,7 +69,8 @@ class Throttle:
         if not limits:
             return False
         with self._engine.connect() as conn:
-            rows = conn.execute(_WINDOWS, {"keys": list(limits)}).all()
+            rows = conn.execute(_windows(len(limits)),
+                                {f"k{i}": key for i, key in enumerate(limits)}).all()
         return any(row.window == self._window(limits[row.key])
                    and row.failures >= limits[row.key].failures for row in rows)
 
