@@ -92,7 +92,7 @@ auth_codes = Table(
 )
 
 # Refresh tokens (access tokens are self-contained JWTs and are not stored; rows of
-# kind "access" were written before migration 0012 and removed by it).
+# kind "access" were written before migration 0013 and removed by it).
 tokens = Table(
     "oauth_tokens",
     metadata,

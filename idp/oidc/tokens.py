@@ -21,7 +21,7 @@ The family travels inside the ``jti``: ``<family>.<random>`` for a person's gran
 never one). The jti rather than a claim of our own because it must be unique
 anyway, it is signed, resource servers treat it as opaque (RFC 9068 section 2.2),
 and a family id grants nothing outside the IdP. A jti of any other shape, such as a
-token signed before migration 0012, is inactive.
+token signed before migration 0013, is inactive.
 
 Refresh tokens are opaque, stored as SHA-256 digests, and rotate on every use
 (RFC 9700 section 4.14.2) in one write transaction that starts with the

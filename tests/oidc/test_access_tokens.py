@@ -188,7 +188,7 @@ def test_rotated_secret_leaves_tokens_active(world: World) -> None:
 
 
 def test_jti_without_a_family_is_inactive(world: World) -> None:
-    """A token we signed whose jti names no family (as before migration 0012)."""
+    """A token we signed whose jti names no family (as before migration 0013)."""
     keys = world.services.provider.keys
     now = int(time.time())
     client_id = world.app.client.client_id

@@ -9,8 +9,8 @@ Access tokens signed before this revision carry a jti that names no grant family
 they are inactive from now on (at most one access-token lifetime, 10 minutes, is cut
 short; their apps refresh, and refresh tokens are kept).
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
