@@ -64,8 +64,7 @@ def password_change(who: Viewer) -> Response:
                      form.get("new", ""), form.get("repeat", ""))
     if refused is not None:
         if refused.reason is Refusal.WRONG_OLD:
-            for key, limit in keys:
-                provider.throttle.failed(key, limit)
+            provider.throttle.failed(*keys)
         _audit(who, "console", "refused", refused.reason.value)
         return render("console/password.html", who, status=400,
                       result=explain(refused, current_lang()))

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc import jwk, jwt
 from joserfc.errors import JoseError
+from joserfc.jws import JWSRegistry
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,6 +36,8 @@ NEXT, ACTIVE, RETIRED = "next", "active", "retired"
 RETIRED_KEEP = timedelta(hours=1)
 CACHE_SECONDS = 30.0
 MIN_RELOAD_SECONDS = 1.0
+# One registry per algorithm, built once: joserfc builds one per call otherwise.
+_REGISTRIES = {alg: JWSRegistry(algorithms=[alg]) for alg in ALGS}
 
 
 class InvalidToken(ValueError):
@@ -174,7 +177,8 @@ class KeyStore:
             if signer is None:
                 raise NoSigningKey(alg)
         kid, key = signer
-        return jwt.encode({"alg": alg, "kid": kid, "typ": typ}, claims, key, algorithms=[alg])
+        return jwt.encode({"alg": alg, "kid": kid, "typ": typ}, claims, key,
+                          registry=_REGISTRIES[alg])
 
     def verify(self, token: str, *, typ: str | None = None) -> tuple[dict[str, Any],
                                                                      dict[str, Any]]:
@@ -198,7 +202,7 @@ class KeyStore:
         if typ is not None and str(header.get("typ", "")).lower() != typ:
             raise InvalidToken("wrong token type")
         try:
-            decoded = jwt.decode(token, found[1], algorithms=[alg])
+            decoded = jwt.decode(token, found[1], registry=_REGISTRIES[alg])
         except (JoseError, ValueError) as exc:
             raise InvalidToken(type(exc).__name__) from None
         return dict(decoded.header), dict(decoded.claims)

@@ -26,7 +26,12 @@ from urllib.parse import unquote
 
 from authlib.common.encoding import urlsafe_b64encode
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749 import InvalidClientError, InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749 import (
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+)
 from authlib.oauth2.rfc6749 import grants as rfc6749_grants
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
@@ -42,8 +47,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from idp.login.sessions import SessionStore, SsoSession
 from idp.oidc.clients import SCOPES, Client, ClientRepository
 from idp.oidc.params import check_authorization_request
-from idp.oidc.tables import auth_codes, rowcount, used_assertions
-from idp.oidc.tokens import AuthContext, TokenRecord, TokenService, digest
+from idp.oidc.tables import auth_codes, grants, rowcount, used_assertions
+from idp.oidc.tokens import (
+    GRANT_COLUMNS,
+    AuthContext,
+    RefreshRefusal,
+    Rotation,
+    TokenRecord,
+    TokenService,
+    context_of,
+    digest,
+)
 
 CODE_TTL = 60
 
@@ -63,6 +77,7 @@ class CodeRecord:
     auth_time: int | None
     acr: str | None
     amr: tuple[str, ...]
+    context: AuthContext
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri
@@ -147,8 +162,10 @@ class AuthorizationCodeGrant(rfc6749_grants.AuthorizationCodeGrant):
         if not code or len(code) > 256:
             return None
         core = _core(self)
-        with core.sessions() as s:
-            row = s.execute(select(auth_codes).where(
+        with core.sessions() as s:  # the code and its grant: one read
+            row = s.execute(select(auth_codes, grants.c.scope, grants.c.revoked_at,
+                                   *GRANT_COLUMNS).join(
+                grants, grants.c.family == auth_codes.c.family).where(
                 auth_codes.c.code_hash == digest(code))).first()
         if row is None or row.client_id != client.client_id:
             return None
@@ -156,14 +173,12 @@ class AuthorizationCodeGrant(rfc6749_grants.AuthorizationCodeGrant):
             # RFC 6749 section 4.1.2: a code used twice revokes what it issued.
             core.tokens.revoke_family(row.family)
             return None
-        if row.expires_at <= time.time():
+        if row.expires_at <= time.time() or row.revoked_at is not None:
             return None
-        ctx = core.tokens.context(row.family)
-        if ctx is None:
-            return None
+        ctx = context_of(row.family, row)
         return CodeRecord(row.code_hash, row.family, row.client_id, row.redirect_uri,
-                          _scope_of(core, row.family), row.nonce, row.code_challenge,
-                          row.code_challenge_method, ctx.auth_time, ctx.acr, ctx.amr)
+                          row.scope, row.nonce, row.code_challenge,
+                          row.code_challenge_method, ctx.auth_time, ctx.acr, ctx.amr, ctx)
 
     def create_token_response(self) -> Any:
         code: CodeRecord = self.request.authorization_code
@@ -181,15 +196,9 @@ class AuthorizationCodeGrant(rfc6749_grants.AuthorizationCodeGrant):
         """Consumed in ``create_token_response``; the row stays to detect replay."""
 
     def authenticate_user(self, authorization_code: CodeRecord) -> AuthContext | None:
-        return _core(self).tokens.context(authorization_code.family)
-
-
-def _scope_of(core: Core, family: str) -> str:
-    from idp.oidc.tables import grants
-
-    with core.sessions() as s:
-        row = s.execute(select(grants.c.scope).where(grants.c.family == family)).first()
-    return "" if row is None else str(row.scope)
+        # Read with the code; a revocation racing the exchange still ends what is
+        # issued, since every token of the family is checked against the grant row.
+        return authorization_code.context
 
 
 class OpenIDCode(oidc_grants.OpenIDCode):
@@ -223,35 +232,42 @@ class OpenIDCode(oidc_grants.OpenIDCode):
 
 
 class RefreshTokenGrant(rfc6749_grants.RefreshTokenGrant):
+    """Refresh with rotation (RFC 9700 section 4.14.2). The token is used up while
+    the request is validated, in one write transaction (``TokenService.rotate_refresh``):
+    authlib's separate look-up, check, issue and revoke steps would be four."""
+
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post",
                                    "private_key_jwt", "none"]
     INCLUDE_NEW_REFRESH_TOKEN = True
 
-    def authenticate_refresh_token(self, refresh_token: str) -> TokenRecord | None:
-        tokens = _core(self).tokens
-        rec = tokens.find_refresh(refresh_token)
-        if rec is None:
-            return None
-        if rec.rotated:
-            tokens.revoke_family(rec.family)  # a rotated token came back: reuse
-            return None
-        if rec.revoked or rec.is_expired():
-            return None
-        return rec
-
-    def create_token_response(self) -> Any:
-        rec: TokenRecord = self.request.refresh_token
-        tokens = _core(self).tokens
-        if not tokens.consume_refresh(rec):
-            tokens.revoke_family(rec.family)
+    def validate_token_request(self) -> None:
+        client = self._validate_request_client()
+        self.request.client = client
+        value = self.request.form.get("refresh_token")
+        if value is None:
+            raise InvalidRequestError("Missing 'refresh_token' in request.")
+        result = _core(self).tokens.rotate_refresh(value, client.client_id,
+                                                   self.request.payload.scope)
+        if result is RefreshRefusal.SCOPE:
+            raise InvalidScopeError()
+        if result is RefreshRefusal.REUSED:
             raise InvalidGrantError("The refresh token was already used.")
-        return super().create_token_response()
+        if isinstance(result, RefreshRefusal):
+            raise InvalidGrantError()
+        self.request.refresh_token = result
 
-    def authenticate_user(self, refresh_token: TokenRecord) -> AuthContext | None:
-        return _core(self).tokens.context(refresh_token.family)
+    def authenticate_user(self, refresh_token: Rotation) -> AuthContext | None:
+        return refresh_token.context
 
-    def revoke_old_credential(self, refresh_token: TokenRecord) -> None:
-        """Already consumed atomically in ``create_token_response``."""
+    def issue_token(self, user: AuthContext, refresh_token: Rotation) -> dict[str, Any]:
+        tokens = _core(self).tokens
+        token = tokens.access_response(self.request.client, user.subject, user,
+                                       refresh_token.scope)
+        token["refresh_token"] = refresh_token.refresh_token  # recorded by the rotation
+        return token
+
+    def revoke_old_credential(self, refresh_token: Rotation) -> None:
+        """Already rotated, atomically, in ``validate_token_request``."""
 
 
 class ClientCredentialsGrant(rfc6749_grants.ClientCredentialsGrant):
@@ -323,7 +339,7 @@ class Revocation(RevocationEndpoint):
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
-        return _core(self).tokens.find_any(token_string, token_type_hint)
+        return _core(self).tokens.find_to_revoke(token_string, token_type_hint)
 
     def revoke_token(self, token: TokenRecord, request: Any) -> None:
         _core(self).tokens.revoke(token)

@@ -91,12 +91,14 @@ auth_codes = Table(
     Column("used_at", Integer, nullable=True),
 )
 
+# Refresh tokens (access tokens are self-contained JWTs and are not stored; rows of
+# kind "access" were written before migration 0013 and removed by it).
 tokens = Table(
     "oauth_tokens",
     metadata,
-    # jti for access tokens, SHA-256 of the value for refresh tokens
+    # SHA-256 of the refresh token's value
     Column("token_id", String(64), primary_key=True),
-    Column("kind", String(8), nullable=False),  # access | refresh
+    Column("kind", String(8), nullable=False),  # refresh
     Column("family", String(64), nullable=False, index=True),
     Column("client_id", String(64), nullable=False),
     Column("scope", Text, nullable=False),
@@ -104,6 +106,16 @@ tokens = Table(
     Column("expires_at", Integer, nullable=False),
     Column("rotated_at", Integer, nullable=True),
     Column("revoked_at", Integer, nullable=True),
+)
+
+# RFC 7009: access tokens revoked one by one, by jti, kept until they would have
+# expired anyway (then purged by the token-cleanup duty). Tokens of a revoked grant
+# family need no row here: the family's revoked_at covers them.
+revoked_access = Table(
+    "oauth_revoked_access",
+    metadata,
+    Column("jti", String(128), primary_key=True),
+    Column("expires_at", Integer, nullable=False, index=True),
 )
 
 consents = Table(

@@ -1,30 +1,59 @@
 """Tokens: RFC 9068 JWT access tokens, OIDC Core ID tokens, opaque refresh tokens.
 
-Access tokens are JWTs (``typ: at+jwt``, RFC 9068 section 2) whose ``jti`` is
-recorded, so introspection (RFC 7662) and revocation (RFC 7009) can answer for
-them. Refresh tokens are opaque, stored as SHA-256 digests, and rotate on every
-use (RFC 9700 section 4.14.2); presenting a rotated one revokes its whole grant
-family. A *grant* (family) is everything issued from one authorization code or
-one client-credentials request; it carries the claims snapshot taken at login.
+Access tokens are self-contained JWTs (``typ: at+jwt``, RFC 9068 section 2):
+issuing one writes nothing, so a client-credentials grant touches no table. Whether
+a token is still *active* (introspection, RFC 7662 section 2.2; ``/userinfo``) is
+its signature, ``iss`` and ``exp``, then one query, answering every revocation at
+once from rows all workers and nodes share, so a revocation is seen at once
+everywhere:
+
+- its ``jti`` is not in ``oauth_revoked_access`` (RFC 7009: one access token
+  revoked by itself; the row lives until the token would have expired, then the
+  ``token-cleanup`` duty purges it);
+- for a token of a person's grant, the grant family is not revoked (logout, a
+  replayed code or rotated refresh token, the person suspended or gone: each is one
+  UPDATE of ``oauth_grants.revoked_at``, which ends every access token of the family);
+- its client still exists (removing an app ends its tokens; rotating its secret
+  does not, as before: the secret authenticates the app, not its tokens).
+
+The family travels inside the ``jti``: ``<family>.<random>`` for a person's grant,
+``cc.<random>`` for client credentials (families are 32 hex digits, so ``cc`` is
+never one). The jti rather than a claim of our own because it must be unique
+anyway, it is signed, resource servers treat it as opaque (RFC 9068 section 2.2),
+and a family id grants nothing outside the IdP. A jti of any other shape, such as a
+token signed before migration 0013, is inactive.
+
+Refresh tokens are opaque, stored as SHA-256 digests, and rotate on every use
+(RFC 9700 section 4.14.2) in one write transaction that starts with the
+compare-and-set (``UPDATE ... WHERE rotated_at IS NULL ... RETURNING``), so of two
+racing uses exactly one wins; presenting a rotated one revokes its whole family. A
+*grant* (family) is everything issued from one authorization code; it carries the
+claims snapshot taken at login. A client-credentials request has no grant.
+
+The queries on the hot paths are built once and run on a plain connection: building
+a statement and an ORM session per request cost more than the query itself.
 """
 
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import json
 import secrets
+import string
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, exists, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.oidc.clients import Client
 from idp.oidc.keys import InvalidToken, KeyStore
-from idp.oidc.tables import grants, rowcount, tokens
+from idp.oidc.tables import grants, oauth_clients, revoked_access, rowcount, tokens
 
 ACCESS_TTL = 600
 ID_TOKEN_TTL = 600
@@ -32,6 +61,8 @@ REFRESH_TTL = 8 * 3600
 OFFLINE_REFRESH_TTL = 30 * 86400
 ACCESS, REFRESH = "access", "refresh"
 MAX_TOKEN = 8192
+CLIENT_CREDENTIALS = "cc"  # the jti prefix of a token with no grant family
+_HEX = frozenset(string.hexdigits.lower())
 
 
 def digest(value: str) -> str:
@@ -42,6 +73,26 @@ def half_hash(value: str) -> str:
     """``at_hash`` for ES256/RS256 (both SHA-256), OIDC Core 3.1.3.6."""
     d = hashlib.sha256(value.encode("ascii")).digest()
     return base64.urlsafe_b64encode(d[:16]).rstrip(b"=").decode("ascii")
+
+
+def new_jti(family: str | None) -> str:
+    """``<family>.<random>``, or ``cc.<random>`` for a token without a grant."""
+    return f"{family or CLIENT_CREDENTIALS}.{secrets.token_urlsafe(16)}"
+
+
+def family_of_jti(jti: object) -> str | None:
+    """The grant family a jti names; ``""`` for client credentials; None for any
+    jti we did not make this way (such a token is inactive)."""
+    if not isinstance(jti, str) or len(jti) > 128:
+        return None
+    prefix, dot, rest = jti.partition(".")
+    if not dot or not rest:
+        return None
+    if prefix == CLIENT_CREDENTIALS:
+        return ""
+    if len(prefix) == 32 and set(prefix) <= _HEX:
+        return prefix
+    return None
 
 
 def claims_for_scope(snapshot: Mapping[str, Any], scope: str) -> dict[str, Any]:
@@ -78,9 +129,17 @@ class AuthContext:
         return self.subject
 
 
+def context_of(family: str, row: Any) -> AuthContext:
+    """An ``AuthContext`` from a row carrying the ``oauth_grants`` columns."""
+    return AuthContext(subject=row.subject, family=family, sid=row.sid,
+                       auth_time=row.auth_time, acr=row.acr,
+                       amr=tuple((row.amr or "").split()), claims=json.loads(row.claims))
+
+
 @dataclass(frozen=True)
 class TokenRecord:
-    """A recorded access or refresh token (authlib's ``TokenMixin``)."""
+    """An access or refresh token as introspection and revocation see it
+    (authlib's ``TokenMixin``). Access tokens are described by their claims."""
 
     token_id: str
     kind: str
@@ -110,10 +169,65 @@ class TokenRecord:
         return self.revoked or self.rotated
 
 
+@dataclass(frozen=True)
+class ActiveAccess:
+    """An access token that is active now: its claims, its record, and the person's
+    grant (None for a client-credentials token: no person stands behind it)."""
+
+    claims: dict[str, Any]
+    record: TokenRecord
+    context: AuthContext | None
+
+
+class RefreshRefusal(enum.Enum):
+    """Why a refresh grant was refused (the grant maps each to an OAuth error)."""
+
+    UNKNOWN = "unknown"  # not ours, expired, revoked, another client's, grant ended
+    REUSED = "reused"  # already rotated: the whole family is revoked now
+    SCOPE = "scope"  # more scope than granted (RFC 6749 section 6): nothing changed
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """A refresh token used once: the old one's record, the grant, the new value."""
+
+    record: TokenRecord
+    context: AuthContext
+    refresh_token: str
+    scope: str  # what the new access token gets (the request's, else the grant's)
+
+
+# -- statements built once ----------------------------------------------------------
+GRANT_COLUMNS = (grants.c.subject, grants.c.sid, grants.c.claims, grants.c.auth_time,
+                  grants.c.acr, grants.c.amr)
+_JTI_REVOKED = exists().where(revoked_access.c.jti == bindparam("jti")).label("jti_revoked")
+# One round trip: the client row (absent: removed), the jti's own revocation and, for a
+# person's grant, the family (joined on the same client, so a family id cannot be
+# borrowed by another app's token).
+_CLIENT_TOKEN_STATUS = select(oauth_clients.c.client_id, _JTI_REVOKED).where(
+    oauth_clients.c.client_id == bindparam("client_id"))
+_GRANT_TOKEN_STATUS = (
+    select(oauth_clients.c.client_id, _JTI_REVOKED, grants.c.family, grants.c.revoked_at,
+           *GRANT_COLUMNS)
+    .select_from(oauth_clients.outerjoin(grants, and_(
+        grants.c.family == bindparam("family"),
+        grants.c.client_id == oauth_clients.c.client_id)))
+    .where(oauth_clients.c.client_id == bindparam("client_id")))
+_ROTATE = (update(tokens).where(
+    tokens.c.token_id == bindparam("b_token_id"), tokens.c.kind == REFRESH,
+    tokens.c.client_id == bindparam("b_client_id"), tokens.c.rotated_at.is_(None),
+    tokens.c.revoked_at.is_(None), tokens.c.expires_at > bindparam("b_now"))
+    .values(rotated_at=bindparam("b_now"))
+    .returning(tokens.c.family, tokens.c.scope, tokens.c.issued_at, tokens.c.expires_at))
+_GRANT = select(grants.c.revoked_at, *GRANT_COLUMNS).where(
+    grants.c.family == bindparam("family"))
+
+
 class TokenService:
     def __init__(self, sessions: sessionmaker[Session], keys: KeyStore, issuer: str,
                  clock: Callable[[], float] = time.time) -> None:
         self._sessions = sessions
+        self._engine: Engine = sessions.kw["bind"]
         self._keys = keys
         self.issuer = issuer
         self._clock = clock
@@ -126,36 +240,26 @@ class TokenService:
                   sid: str | None = None, claims: Mapping[str, Any] | None = None,
                   auth_time: int | None = None, acr: str | None = None,
                   amr: tuple[str, ...] = ()) -> str:
-        return self._insert_grant(s, secrets.token_hex(16), client_id=client_id,
-                                  subject=subject, scope=scope, sid=sid, claims=claims,
-                                  auth_time=auth_time, acr=acr, amr=amr)
-
-    def _insert_grant(self, s: Session, family: str, *, client_id: str, subject: str,
-                      scope: str, sid: str | None = None,
-                      claims: Mapping[str, Any] | None = None, auth_time: int | None = None,
-                      acr: str | None = None, amr: tuple[str, ...] = ()) -> str:
+        family = secrets.token_hex(16)
         s.execute(insert(grants).values(
             family=family, client_id=client_id, subject=subject, scope=scope, sid=sid,
             claims=json.dumps(dict(claims or {}), ensure_ascii=False), auth_time=auth_time,
             acr=acr, amr=" ".join(amr), created_at=self.now()))
         return family
 
-    def context(self, family: str) -> AuthContext | None:
-        with self._sessions() as s:
-            row = s.execute(select(grants).where(grants.c.family == family)).first()
-        if row is None or row.revoked_at is not None:
-            return None
-        return AuthContext(subject=row.subject, family=family, sid=row.sid,
-                           auth_time=row.auth_time, acr=row.acr,
-                           amr=tuple((row.amr or "").split()), claims=json.loads(row.claims))
-
     def revoke_family(self, family: str) -> None:
-        now = self.now()
-        with self._sessions.begin() as s:
-            s.execute(update(grants).where(grants.c.family == family, grants.c.revoked_at.is_(None))
-                      .values(revoked_at=now))
-            s.execute(update(tokens).where(tokens.c.family == family,
-                                           tokens.c.revoked_at.is_(None)).values(revoked_at=now))
+        with self._engine.begin() as conn:
+            self._revoke_family(conn, family, self.now())
+
+    @staticmethod
+    def _revoke_family(conn: Any, family: str, now: int) -> None:
+        # The grant row ends its access tokens; its refresh tokens are marked too.
+        conn.execute(update(grants).where(grants.c.family == family,
+                                          grants.c.revoked_at.is_(None))
+                     .values(revoked_at=now))
+        conn.execute(update(tokens).where(tokens.c.family == family,
+                                          tokens.c.revoked_at.is_(None))
+                     .values(revoked_at=now))
 
     def revoke_subject(self, subject: str) -> int:
         """Revoke every grant of ``subject`` (a person who was suspended or left)."""
@@ -169,53 +273,48 @@ class TokenService:
     # -- issuing ----------------------------------------------------------------
     def issue(self, *, client: Client, ctx: AuthContext, scope: str, grant_type: str,
               include_refresh_token: bool) -> dict[str, Any]:
-        """Sign an access token, mint a refresh token if asked, record both."""
-        out, rows = self._mint(client, ctx, scope, grant_type, include_refresh_token)
-        with self._sessions.begin() as s:  # signed before the write lock is taken
-            s.execute(insert(tokens), rows)
+        """Sign an access token; mint and record a refresh token if asked."""
+        out = self.access_response(client, ctx.subject, ctx, scope)
+        if include_refresh_token and grant_type != "client_credentials":
+            refresh, row = self._refresh_row(client.client_id, ctx.family, scope, self.now())
+            with self._engine.begin() as conn:
+                conn.execute(insert(tokens), [row])
+            out["refresh_token"] = refresh
         return out
 
     def issue_client_credentials(self, client: Client, scope: str) -> dict[str, Any]:
-        """RFC 6749 section 4.4: the app acts for itself; its grant and token are one write."""
-        ctx = AuthContext(subject=client.client_id, family=secrets.token_hex(16))
-        # Sign first, then write: the database's write lock (SQLite's is one per
-        # file) is held for the two inserts only, not for the signature too.
-        out, rows = self._mint(client, ctx, scope, "client_credentials", False)
-        with self._sessions.begin() as s:
-            self._insert_grant(s, ctx.family, client_id=client.client_id,
-                               subject=client.client_id, scope=scope)
-            s.execute(insert(tokens), rows)
-        return out
+        """RFC 6749 section 4.4: the app acts for itself. Nothing is written: the
+        token is checked against its client row and the revoked-jti table."""
+        return self.access_response(client, client.client_id, None, scope)
 
-    def _mint(self, client: Client, ctx: AuthContext, scope: str, grant_type: str,
-              include_refresh_token: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """The signed tokens and the rows that record them (written by the caller)."""
+    def access_response(self, client: Client, subject: str, ctx: AuthContext | None,
+                        scope: str) -> dict[str, Any]:
+        """A signed access token (RFC 9068) in a token response (RFC 6749 section 5.1)."""
         now = self.now()
-        jti = secrets.token_urlsafe(16)
         claims: dict[str, Any] = {
-            "iss": self.issuer, "sub": ctx.subject, "aud": client.client_id,
-            "client_id": client.client_id, "iat": now, "exp": now + ACCESS_TTL, "jti": jti,
-            "scope": scope,
+            "iss": self.issuer, "sub": subject, "aud": client.client_id,
+            "client_id": client.client_id, "iat": now, "exp": now + ACCESS_TTL,
+            "jti": new_jti(ctx.family if ctx is not None else None), "scope": scope,
         }
-        if ctx.auth_time is not None:
-            claims["auth_time"] = ctx.auth_time
-        if ctx.acr:
-            claims["acr"] = ctx.acr
-        if ctx.sid:
-            claims["sid"] = ctx.sid
+        if ctx is not None:
+            if ctx.auth_time is not None:
+                claims["auth_time"] = ctx.auth_time
+            if ctx.acr:
+                claims["acr"] = ctx.acr
+            if ctx.sid:
+                claims["sid"] = ctx.sid
         access = self._keys.sign(claims, typ="at+jwt")
-        out: dict[str, Any] = {"token_type": "Bearer", "access_token": access,
-                               "expires_in": ACCESS_TTL, "scope": scope}
-        rows = [dict(token_id=jti, kind=ACCESS, family=ctx.family, client_id=client.client_id,
-                     scope=scope, issued_at=now, expires_at=now + ACCESS_TTL)]
-        if include_refresh_token and grant_type != "client_credentials":
-            refresh = secrets.token_urlsafe(32)
-            ttl = OFFLINE_REFRESH_TTL if "offline_access" in scope.split() else REFRESH_TTL
-            rows.append(dict(token_id=digest(refresh), kind=REFRESH, family=ctx.family,
-                             client_id=client.client_id, scope=scope, issued_at=now,
-                             expires_at=now + ttl))
-            out["refresh_token"] = refresh
-        return out, rows
+        return {"token_type": "Bearer", "access_token": access, "expires_in": ACCESS_TTL,
+                "scope": scope}
+
+    @staticmethod
+    def _refresh_row(client_id: str, family: str, scope: str,
+                     now: int) -> tuple[str, dict[str, Any]]:
+        refresh = secrets.token_urlsafe(32)
+        ttl = OFFLINE_REFRESH_TTL if "offline_access" in scope.split() else REFRESH_TTL
+        return refresh, dict(token_id=digest(refresh), kind=REFRESH, family=family,
+                             client_id=client_id, scope=scope, issued_at=now,
+                             expires_at=now + ttl)
 
     def id_token(self, *, client: Client, ctx: AuthContext, scope: str, nonce: str | None,
                  access_token: str | None) -> str:
@@ -235,63 +334,140 @@ class TokenService:
         claims.update(claims_for_scope(ctx.claims, scope))
         return self._keys.sign(claims, alg=client.id_token_alg)
 
+    # -- refresh ------------------------------------------------------------------
+    def rotate_refresh(self, value: str, client_id: str,
+                       requested_scope: str | None) -> Rotation | RefreshRefusal:
+        """Use a refresh token once (RFC 6749 section 6, RFC 9700 section 4.14.2):
+        mark it rotated, read its grant and record its successor, in one write
+        transaction whose first statement is the compare-and-set, so the write lock
+        is taken first (SQLite cannot upgrade a read transaction that another writer
+        overtook) and two racing uses cannot both win. A rotated token presented
+        again revokes the family. The successor keeps the original scope (section 6:
+        "identical"); a narrower ``requested_scope`` applies to the access token."""
+        if not value or len(value) > MAX_TOKEN:
+            return RefreshRefusal.UNKNOWN
+        now = self.now()
+        token_id = digest(value)
+        with self._engine.connect() as conn:
+            row = conn.execute(_ROTATE, {"b_token_id": token_id, "b_client_id": client_id,
+                                         "b_now": now}).first()
+            if row is None:
+                old = conn.execute(select(tokens.c.family, tokens.c.kind, tokens.c.rotated_at)
+                                   .where(tokens.c.token_id == token_id)).first()
+                if old is not None and old.kind == REFRESH and old.rotated_at is not None:
+                    self._revoke_family(conn, old.family, now)  # reuse: RFC 9700 4.14.2
+                    conn.commit()
+                    return RefreshRefusal.REUSED
+                conn.rollback()
+                return RefreshRefusal.UNKNOWN
+            granted = set(row.scope.split())
+            if requested_scope and not set(requested_scope.split()) <= granted:
+                conn.rollback()
+                return RefreshRefusal.SCOPE
+            grant = conn.execute(_GRANT, {"family": row.family}).first()
+            if grant is None or grant.revoked_at is not None:
+                conn.rollback()
+                return RefreshRefusal.UNKNOWN
+            refresh, new_row = self._refresh_row(client_id, row.family, row.scope, now)
+            conn.execute(insert(tokens), [new_row])
+            conn.commit()
+        record = TokenRecord(token_id, REFRESH, row.family, client_id, row.scope,
+                             row.issued_at, row.expires_at, False, True, grant.subject, now)
+        return Rotation(record, context_of(row.family, grant), refresh,
+                        requested_scope or row.scope)
+
     # -- looking up ---------------------------------------------------------------
-    def _record(self, s: Session, token_id: str) -> TokenRecord | None:
-        row = s.execute(select(tokens, grants.c.subject).join(
-            grants, grants.c.family == tokens.c.family).where(tokens.c.token_id == token_id)
-        ).first()
+    def _refresh_record(self, value: str) -> TokenRecord | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(tokens, grants.c.subject).join(
+                grants, grants.c.family == tokens.c.family).where(
+                tokens.c.token_id == digest(value), tokens.c.kind == REFRESH)).first()
         if row is None:
             return None
         return TokenRecord(row.token_id, row.kind, row.family, row.client_id, row.scope,
                            row.issued_at, row.expires_at, row.revoked_at is not None,
                            row.rotated_at is not None, row.subject, self.now())
 
-    def find_refresh(self, value: str) -> TokenRecord | None:
-        if not value or len(value) > MAX_TOKEN:
-            return None
-        with self._sessions() as s:
-            rec = self._record(s, digest(value))
-        return rec if rec is not None and rec.kind == REFRESH else None
-
-    def consume_refresh(self, rec: TokenRecord) -> bool:
-        """Mark a refresh token used, atomically. False means it had already been
-        used (or revoked): the caller treats that as reuse and revokes the family."""
-        with self._sessions.begin() as s:
-            changed = rowcount(s.execute(update(tokens).where(
-                tokens.c.token_id == rec.token_id, tokens.c.rotated_at.is_(None),
-                tokens.c.revoked_at.is_(None)).values(rotated_at=self.now())))
-        return bool(changed)
-
-    def verify_access(self, value: str) -> tuple[dict[str, Any], TokenRecord] | None:
-        """A JWT access token that verifies, is recorded, unexpired and not revoked."""
+    def _access_claims(self, value: str) -> tuple[dict[str, Any], TokenRecord] | None:
+        """A JWT access token's claims and record, checked by signature and shape
+        only (``revoked`` is not known yet: False); None if it is not ours."""
         try:
             _, claims = self._keys.verify(value, typ="at+jwt")
         except InvalidToken:
             return None
-        jti = claims.get("jti")
-        if not isinstance(jti, str) or claims.get("iss") != self.issuer:
+        jti, sub, client_id = claims.get("jti"), claims.get("sub"), claims.get("client_id")
+        family = family_of_jti(jti)
+        iat, exp, scope = claims.get("iat"), claims.get("exp"), claims.get("scope", "")
+        if (family is None or claims.get("iss") != self.issuer or not isinstance(sub, str)
+                or not isinstance(client_id, str) or not isinstance(scope, str)
+                or not isinstance(iat, int) or not isinstance(exp, int)
+                or (family == "" and sub != client_id)):
             return None
-        with self._sessions() as s:
-            rec = self._record(s, jti)
-        if rec is None or rec.kind != ACCESS or rec.is_expired() or rec.is_revoked():
+        assert isinstance(jti, str)
+        return claims, TokenRecord(jti, ACCESS, family, client_id, scope, iat, exp,
+                                   False, False, sub, self.now())
+
+    def _access_status(self, claims: dict[str, Any], rec: TokenRecord,
+                       ) -> tuple[TokenRecord, AuthContext | None]:
+        """The one revocation query (see the module docstring)."""
+        with self._engine.connect() as conn:
+            if rec.family:
+                row = conn.execute(_GRANT_TOKEN_STATUS, {
+                    "jti": rec.token_id, "client_id": rec.client_id,
+                    "family": rec.family}).first()
+            else:
+                row = conn.execute(_CLIENT_TOKEN_STATUS, {
+                    "jti": rec.token_id, "client_id": rec.client_id}).first()
+        ctx = None
+        revoked = row is None or bool(row.jti_revoked)
+        if rec.family and not revoked:
+            assert row is not None
+            revoked = (row.family is None or row.revoked_at is not None
+                       or row.subject != rec.subject)
+            if not revoked:
+                ctx = context_of(rec.family, row)
+        if revoked:
+            rec = TokenRecord(rec.token_id, rec.kind, rec.family, rec.client_id, rec.scope,
+                              rec.issued_at, rec.expires_at, True, False, rec.subject,
+                              rec.now)
+        return rec, ctx
+
+    def verify_access(self, value: str) -> ActiveAccess | None:
+        """A JWT access token that verifies, is ours, unexpired and not revoked."""
+        found = self._access_claims(value)
+        if found is None or found[1].is_expired():
             return None
-        return claims, rec
+        claims, rec = found
+        rec, ctx = self._access_status(claims, rec)
+        if rec.is_revoked():
+            return None
+        return ActiveAccess(claims, rec, ctx)
+
+    def _is_access(self, value: str, hint: str | None) -> bool:
+        return value.count(".") == 2 and hint != REFRESH + "_token"
 
     def find_any(self, value: str, hint: str | None = None) -> TokenRecord | None:
-        """For introspection and revocation: an access JWT (verified) or a refresh token."""
+        """For introspection: an access JWT (verified, with its revocation status;
+        an expired one needs no query) or a refresh token."""
         if not value or len(value) > MAX_TOKEN:
             return None
-        if value.count(".") == 2 and hint != REFRESH + "_token":
-            try:
-                _, claims = self._keys.verify(value, typ="at+jwt")
-            except InvalidToken:
+        if self._is_access(value, hint):
+            found = self._access_claims(value)
+            if found is None:
                 return None
-            jti = claims.get("jti")
-            if not isinstance(jti, str):
-                return None
-            with self._sessions() as s:
-                return self._record(s, jti)
-        return self.find_refresh(value)
+            claims, rec = found
+            return rec if rec.is_expired() else self._access_status(claims, rec)[0]
+        return self._refresh_record(value)
+
+    def find_to_revoke(self, value: str, hint: str | None = None) -> TokenRecord | None:
+        """For revocation: the same, without the status query (revoking a token that
+        is already inactive changes nothing anyone can see)."""
+        if not value or len(value) > MAX_TOKEN:
+            return None
+        if self._is_access(value, hint):
+            found = self._access_claims(value)
+            return None if found is None else found[1]
+        return self._refresh_record(value)
 
     def revoke(self, rec: TokenRecord) -> None:
         """RFC 7009 section 2.1: revoking a refresh token also ends the access
@@ -299,20 +475,19 @@ class TokenService:
         if rec.kind == REFRESH:
             self.revoke_family(rec.family)
             return
-        with self._sessions.begin() as s:
-            s.execute(update(tokens).where(tokens.c.token_id == rec.token_id,
-                                           tokens.c.revoked_at.is_(None))
-                      .values(revoked_at=self.now()))
+        if rec.is_expired():
+            return  # inactive anyway; nothing to keep
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(insert(revoked_access).values(jti=rec.token_id,
+                                                           expires_at=rec.expires_at))
+        except IntegrityError:
+            pass  # revoked twice: the first row stands
 
-    def family_active(self, family: str) -> bool:
-        with self._sessions() as s:
-            row = s.execute(select(grants.c.revoked_at).where(grants.c.family == family)).first()
-        return row is not None and row.revoked_at is None
-
-    def active_tokens(self, family: str) -> int:
-        now = self.now()
-        with self._sessions() as s:
-            return len(s.execute(select(tokens.c.token_id).where(
-                tokens.c.family == family, tokens.c.revoked_at.is_(None),
-                or_(tokens.c.rotated_at.is_(None), tokens.c.kind == ACCESS),
-                tokens.c.expires_at > now)).all())
+    def purge_expired(self) -> int:
+        """Forget revoked access tokens that have expired (the token-cleanup duty):
+        their signature check alone refuses them now."""
+        with self._engine.begin() as conn:
+            result = conn.execute(delete(revoked_access).where(
+                revoked_access.c.expires_at <= self.now()))
+        return rowcount(result)

@@ -336,6 +336,7 @@ class Services:
             Duty("pki-refresh", lambda: self.ca.refresh_if_due(), 5.0),
             Duty("logout-retries", lambda: self.provider.logout.deliver_pending(), 1.0),
             Duty("key-rotation", self.rotate_keys_if_due, 60.0),
+            Duty("token-cleanup", lambda: self.provider.tokens.purge_expired(), 60.0),
         ], locks, on_change=duty_held)
 
     # -- changes seen everywhere at once ------------------------------------------------

@@ -361,8 +361,7 @@ def otp_submit() -> Response:
     _audit("idp.otp", sess.uid, {"result": out.result.value,
                                  "kind": "recovery" if recovery else "totp"})
     if not out.ok:
-        for key, limit in keys:
-            p.throttle.failed(key, limit)
+        p.throttle.failed(*keys)
         return again(_words(out.result.message_key), 401)
     cookie, stepped = _add_method(sess, out.method)
     return _continue(return_to, stepped, cookie)
@@ -466,8 +465,8 @@ def login_submit() -> Response:
     shown = (AuthResult.BAD_CREDENTIALS if outcome.result is AuthResult.LOCKED
              else outcome.result)
     if shown is AuthResult.BAD_CREDENTIALS:
-        p.throttle.failed("login-addr:" + address, LOGIN_PER_ADDRESS)
-        p.throttle.failed("login-uid:" + uid.lower(), LOGIN_PER_UID)
+        p.throttle.failed(("login-addr:" + address, LOGIN_PER_ADDRESS),
+                          ("login-uid:" + uid.lower(), LOGIN_PER_UID))
     # expired, or reset by an administrator: no session until it is changed
     if (change := password_views.begin(uid, outcome.result, return_to)) is not None:
         return change

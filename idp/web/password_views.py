@@ -117,8 +117,7 @@ def change_submit() -> Response:
                      form.get("repeat", ""))
     if refused is not None:
         if refused.reason is Refusal.WRONG_OLD:
-            for key, limit in keys:
-                p.throttle.failed(key, limit)
+            p.throttle.failed(*keys)
         _audit(uid, "refused", refused.reason.value)
         return again(explain(refused, page_lang()), 400)
     outcome = p.authenticator.authenticate(uid, form.get("new", ""))

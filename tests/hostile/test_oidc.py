@@ -22,6 +22,7 @@ from idp.login.tables import sso_sessions
 from idp.oidc.clients import validate_redirect_uri
 from idp.oidc.provider import Provider
 from idp.oidc.tables import auth_codes, oauth_clients, tokens
+from idp.runtime.services import Services
 from tests.fixtures.idp import (
     REDIRECT,
     Registered,
@@ -371,9 +372,17 @@ def test_oversized_body_at_token_endpoint(rp: FlaskClient, confidential: Registe
     assert count(provider, tokens) == 0
 
 
-def test_failures_are_throttled_per_client(rp: FlaskClient, confidential: Registered) -> None:
-    from idp.login.throttle import TOKEN_PER_CLIENT
+def test_failures_are_throttled_per_client(rp: FlaskClient, confidential: Registered,
+                                           provider: Provider, services: Services) -> None:
+    import time
 
+    from idp.login.throttle import TOKEN_PER_CLIENT, Throttle
+
+    # The throttle's window must not roll over between the failures: its clock
+    # stands still mid-window (tests/oidc/test_client_auth_throttle.py does the same).
+    window = TOKEN_PER_CLIENT.window_seconds
+    middle = time.time() // window * window + window / 2
+    provider.throttle = Throttle(services.sessions, clock=lambda: middle)
     wrong = Registered(confidential.client, "nope")
     for _ in range(TOKEN_PER_CLIENT.failures):
         assert token_request(rp, wrong, grant_type="client_credentials")[0] == 401

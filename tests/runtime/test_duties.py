@@ -21,7 +21,7 @@ from idp.runtime.duties import Duties, Duty, LocalLocks
 from idp.runtime.pglisten import AdvisoryLocks, lock_key
 from tests.fixtures.postgres import PostgresCluster
 
-NAMES = ("outbox", "pki-refresh", "logout-retries", "key-rotation")
+NAMES = ("outbox", "pki-refresh", "logout-retries", "key-rotation", "token-cleanup")
 
 
 @pytest.fixture
