@@ -227,8 +227,9 @@ def forwarded(data: bytes) -> None:
 # -- the IdP over HTTP: JWTs, logout hints, login forms --------------------------------------
 
 class FuzzClock:
-    """The IdP's throttle clock in a fuzz run: real time, one window later every
-    ``per_window`` requests.
+    """The IdP's throttle clock in a fuzz run: the time it was made, one window
+    later every ``per_window`` requests (whatever the wall clock does, so a run's
+    throttle answers depend on its inputs only).
 
     A fuzzer sends tens of thousands of failures a minute from one address and
     one client, so on the real clock the throttle (60 failed /token requests a
@@ -241,12 +242,18 @@ class FuzzClock:
     def __init__(self, per_window: int = 64, window_seconds: int = 60) -> None:
         self.per_window, self.window_seconds = per_window, window_seconds
         self.requests = 0
+        self.started = time.time()
 
     def tick(self) -> None:
         self.requests += 1
 
+    def next_window(self) -> None:
+        """Skip to the start of the next window (a test that counts from zero)."""
+        self.requests = (self.requests // self.per_window + 1) * self.per_window
+
     def now(self) -> float:
-        return time.time() + (self.requests // self.per_window) * self.window_seconds
+        window = max(self.requests - 1, 0) // self.per_window  # request n is in window (n-1)//64
+        return self.started + window * self.window_seconds
 
 
 # What each HTTP target's requests were answered, by "METHOD path status": how
