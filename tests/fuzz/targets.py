@@ -234,10 +234,10 @@ class FuzzClock:
     A fuzzer sends tens of thousands of failures a minute from one address and
     one client, so on the real clock the throttle (60 failed /token requests a
     minute per client, 10 logins per uid) answers 429 to nearly every input before
-    the code under test is reached: a 50,000-input run of client_assertion parsed
-    about a hundred assertions. Moving to a fresh window every ``per_window``
-    requests keeps both paths in every window: the parser for the first ones, the
-    throttle's refusal once the limit is reached."""
+    the code under test is reached: a 50,000-input run of client_assertion (71 s)
+    had at most 60 assertions a minute checked, under 200 in all. Moving to a fresh
+    window every ``per_window`` requests keeps both paths in every window: the
+    parser for the first ones, the throttle's refusal once the limit is reached."""
 
     def __init__(self, per_window: int = 64, window_seconds: int = 60) -> None:
         self.per_window, self.window_seconds = per_window, window_seconds
