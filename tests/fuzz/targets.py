@@ -17,9 +17,12 @@ these targets fuzz form and token handling, not LDAP).
 from __future__ import annotations
 
 import base64
+import collections
 import functools
 import json
+import re
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,13 +36,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp as x509_ocsp
-from flask.testing import FlaskClient
 
 from directory.csvimport import Parsed, parse_csv
 from directory.ldif import parse_ldif
 from idp.errors import InvalidClientMetadata
 from idp.login.certificate import CertificateRefused, load_certificate
 from idp.login.forwarded import TrustedProxies, client_address, forwarded_certificate
+from idp.login.sessions import COOKIE_NAME
 from idp.oidc import params
 from idp.oidc.clients import redirect_uri_matches, validate_redirect_uri
 from idp.oidc.keys import InvalidToken
@@ -50,6 +53,7 @@ from pki import der, sm2
 from pki.errors import BadRequest, OCSPRequestError
 from pki.ocsp import ParsedRequest, parse_request
 from policies.profiles import load_profile
+from tests.fuzz.wsgi import Answer, Caller
 
 Target = Callable[[bytes], None]
 
@@ -222,17 +226,56 @@ def forwarded(data: bytes) -> None:
 
 # -- the IdP over HTTP: JWTs, logout hints, login forms --------------------------------------
 
+class FuzzClock:
+    """The IdP's throttle clock in a fuzz run: the time it was made, one window
+    later every ``per_window`` requests (whatever the wall clock does, so a run's
+    throttle answers depend on its inputs only).
+
+    A fuzzer sends tens of thousands of failures a minute from one address and
+    one client, so on the real clock the throttle (60 failed /token requests a
+    minute per client, 10 logins per uid) answers 429 to nearly every input before
+    the code under test is reached: a 50,000-input run of client_assertion (71 s)
+    had at most 60 assertions a minute checked, under 200 in all. Moving to a fresh
+    window every ``per_window`` requests keeps both paths in every window: the
+    parser for the first ones, the throttle's refusal once the limit is reached."""
+
+    def __init__(self, per_window: int = 64, window_seconds: int = 60) -> None:
+        self.per_window, self.window_seconds = per_window, window_seconds
+        self.requests = 0
+        self.started = time.time()
+
+    def tick(self) -> None:
+        self.requests += 1
+
+    def next_window(self) -> None:
+        """Skip to the start of the next window (a test that counts from zero)."""
+        self.requests = (self.requests // self.per_window + 1) * self.per_window
+
+    def now(self) -> float:
+        window = max(self.requests - 1, 0) // self.per_window  # request n is in window (n-1)//64
+        return self.started + window * self.window_seconds
+
+
+# What each HTTP target's requests were answered, by "METHOD path status": how
+# much of a run reached the code under test rather than a throttle or a redirect.
+STATUSES: collections.Counter[str] = collections.Counter()
+
+
 @dataclass
 class _Idp:
     services: Any
-    client: FlaskClient
+    caller: Caller
+    clock: FuzzClock
     client_id: str
     confidential_id: str
     secret: str
+    signed_expired: bytes  # an assertion signed with the client's key, expired
+    csrf: str = ""
 
 
 @functools.cache
 def _idp() -> _Idp:
+    from idp.login.throttle import Throttle
     from idp.oidc.clients import build_client
     from idp.runtime.app import create_app
     from tests.fixtures.idp import ISSUER, PASSWORD, REDIRECT, ZHANG, FakeDirectory, make_services
@@ -240,6 +283,8 @@ def _idp() -> _Idp:
     home = Path(tempfile.mkdtemp(prefix="govtrust-fuzz-idp-"))
     services = make_services(home / "home", ISSUER,
                              FakeDirectory({"zhangwei": (PASSWORD, ZHANG)}))
+    clock = FuzzClock()
+    services.provider.throttle = Throttle(services.sessions, clock=clock.now)
     import jwt as pyjwt
 
     jwk_key = ec.generate_private_key(ec.SECP256R1())
@@ -250,15 +295,23 @@ def _idp() -> _Idp:
         jwks=json.dumps({"keys": [public_jwk]})))
     confidential, secret = services.provider.clients.add(build_client(
         name="fuzz-secret", redirect_uris=[REDIRECT], level=2, first_party=True))
+    now = int(time.time())
+    expired = pyjwt.encode({"iss": client.client_id, "sub": client.client_id,
+                            "aud": f"{ISSUER}/token", "jti": "fuzz-seed",
+                            "iat": now - 7200, "exp": now - 3600}, jwk_key,
+                           algorithm="ES256")
     app = create_app(services)
-    app.testing = True
-    return _Idp(services, app.test_client(), client.client_id, confidential.client_id,
-                str(secret))
+    app.testing = True  # an exception escapes to the target instead of becoming a 500
+    return _Idp(services, Caller(app), clock, client.client_id, confidential.client_id,
+                str(secret), expired.encode())
 
 
-def _no_5xx(status: int, what: str) -> None:
-    if status >= 500:
-        raise Crash(f"{what} answered {status}")
+def _answer(caller: Caller, what: str, answer: Answer) -> Answer:
+    """Counts the answer and raises ``Crash`` on a 5xx."""
+    STATUSES[f"{what} {answer.status}"] += 1
+    if answer.status >= 500:
+        raise Crash(f"{what} answered {answer.status}")
+    return answer
 
 
 def id_token_hint(data: bytes) -> None:
@@ -286,60 +339,85 @@ def id_token_hint(data: bytes) -> None:
 def client_assertion(data: bytes) -> None:
     """POST /token with a fuzzed private_key_jwt assertion: 4xx, never 5xx."""
     idp = _idp()
-    resp = idp.client.post("/token", data={
+    idp.clock.tick()
+    resp = _answer(idp.caller, "POST /token", idp.caller.post("/token", {
         "grant_type": "client_credentials", "client_id": idp.client_id,
         "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        "client_assertion": _text(data)})
-    _no_5xx(resp.status_code, "/token")
-    if resp.status_code == 200:
+        "client_assertion": _text(data)}))
+    if resp.status == 200:
         raise Crash("a fuzzed client assertion was accepted")
 
 
+_CSRF_FIELD = re.compile(rb'name="csrf" value="([0-9a-f]{64})"')
+# In login_form's input, this CSRF field stands for the page's real token, so that
+# the POSTs reach the password and code checks; any other value is sent as is.
+REAL_CSRF = "token"
+_ADDRESSES = 4096  # login_form's client addresses (198.18.0.0/15, RFC 2544), in turn
+
+
 def login_form(data: bytes) -> None:
-    """The login pages' forms and queries (Flask test client): never a 5xx."""
+    """The login pages' forms and queries: GET /login, POST /login (a session when
+    the password is right), POST /login/otp (the code check, with that session),
+    GET /authorize with the whole input as its query. Never a 5xx, never a redirect
+    off-site."""
     idp = _idp()
     uid, password, csrf, ret, lang = (_text(p) for p in _split(data, 5))
-    browser = idp.client
-    resp = browser.get("/login", query_string={"return": ret, "login_hint": uid, "lang": lang})
-    _no_5xx(resp.status_code, "GET /login")
-    resp = browser.post("/login", data={"uid": uid, "password": password, "csrf": csrf,
-                                        "return": ret})
-    _no_5xx(resp.status_code, "POST /login")
-    if resp.status_code == 302 and not resp.headers.get("Location", "/").startswith(
+    browser = idp.caller
+    idp.clock.tick()
+    n = idp.clock.requests % _ADDRESSES
+    browser.remote_addr = f"198.18.{n >> 8}.{n & 255}"
+    page = _answer(browser, "GET /login", browser.get(
+        "/login", {"return": ret, "login_hint": uid, "lang": lang}))
+    if (found := _CSRF_FIELD.search(page.body)) is not None:
+        idp.csrf = found.group(1).decode()
+    sent = idp.csrf if csrf == REAL_CSRF else csrf
+    resp = _answer(browser, "POST /login", browser.post(
+        "/login", {"uid": uid, "password": password, "csrf": sent, "return": ret}))
+    if resp.status == 302 and not resp.header("Location", "/").startswith(
             ("/", "http://127.0.0.1:9443/")):
-        raise Crash(f"login redirected off-site: {resp.headers['Location']!r}")
-    resp = browser.post("/login/otp", data={"code": password, "csrf": csrf, "return": ret})
-    _no_5xx(resp.status_code, "POST /login/otp")
-    resp = browser.get("/authorize?" + quote(_text(data), safe="=&"))
-    _no_5xx(resp.status_code, "GET /authorize")
-    browser.delete_cookie("govtrust_sso")
+        raise Crash(f"login redirected off-site: {resp.header('Location')!r}")
+    _answer(browser, "POST /login/otp", browser.post(
+        "/login/otp", {"code": password, "csrf": sent, "return": ret}))
+    _answer(browser, "GET /authorize", browser.get(
+        "/authorize", quote(_text(data), safe="=&")))
+    browser.cookies.pop(COOKIE_NAME, None)
 
 
 # -- PKI over HTTP: OCSP POST and GET ---------------------------------------------------------
 
+@dataclass
+class _Pki:
+    caller: Caller
+    issued_request: bytes  # an OCSP request for a certificate this CA issued
+
+
 @functools.cache
-def _pki() -> FlaskClient:
+def _pki() -> _Pki:
     from pki.http import create_app
-    from tests.fixtures.pki import build_env
+    from pki.model import CARole
+    from tests.fixtures.pki import build_env, make_csr, make_person
 
     folder = Path(tempfile.mkdtemp(prefix="govtrust-fuzz-pki-"))
     env = build_env(folder, f"sqlite:///{folder / 'govtrust.db'}")
+    issued = env.ca.issue_from_csr(make_person(), "user-auth", make_csr()[0])
+    cert = issued.certificate
+    issuer = env.ca.certificate(env.ca.settings.role(CARole.ISSUING))
+    request = (x509_ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1())
+               .add_extension(x509.OCSPNonce(b"fedcba9876543210"), False)
+               .build().public_bytes(serialization.Encoding.DER))
     app = create_app(env.ca)
     app.testing = True
-    return app.test_client()
+    return _Pki(Caller(app), request)
 
 
 def ocsp_http(data: bytes) -> None:
     """pki.http: OCSP over POST and over GET (RFC 6960 Appendix A): an OCSP
     response (an error status for garbage), never a 5xx."""
-    client = _pki()
-    resp = client.post("/ocsp", data=data,
-                       headers={"Content-Type": "application/ocsp-request"})
-    _no_5xx(resp.status_code, "POST /ocsp")
+    caller = _pki().caller
+    _answer(caller, "POST /ocsp", caller.post("/ocsp", data, "application/ocsp-request"))
     encoded = quote(base64.b64encode(data).decode(), safe="")
-    for path in (f"/ocsp/{encoded}", "/ocsp/" + quote(_text(data), safe="/")):
-        resp = client.get(path)
-        _no_5xx(resp.status_code, f"GET {path[:40]}")
+    _answer(caller, "GET /ocsp/<base64>", caller.get(f"/ocsp/{encoded}"))
+    _answer(caller, "GET /ocsp/<text>", caller.get("/ocsp/" + quote(_text(data), safe="/")))
 
 
 TARGETS: dict[str, Target] = {
@@ -398,7 +476,7 @@ def seeds(name: str) -> list[bytes]:
     table: dict[str, list[bytes]] = {
         "csr": [csr_der, csr_pem],
         "ocsp_request": [_sample_ocsp()],
-        "ocsp_http": [_sample_ocsp()],
+        "ocsp_http": [_sample_ocsp(), _pki().issued_request],
         "der": [csr_der, _sample_certificate().public_bytes(serialization.Encoding.DER)],
         "csv_import": [(header + "zhangwei,张伟,市财政局/预算处,科长,zw@beijing.gov.cn,"
                         "13800138000,E001,internal,财务审核组\n").encode()],
@@ -411,7 +489,11 @@ def seeds(name: str) -> list[bytes]:
         "forwarded": [b"10.0.0.7\x00203.0.113.9, 10.0.0.8\x00"
                       + quote(cert_pem.decode()).encode()],
         "id_token_hint": [b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"],
-        "client_assertion": [b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"],
-        "login_form": [b"zhangwei\x00Corr3ct-horse-battery\x00token\x00/console/\x00en"],
+        "client_assertion": [b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln",
+                             _idp().signed_expired],
+        "login_form": [b"zhangwei\x00Corr3ct-horse-battery\x00token\x00/console/\x00en",
+                       b"zhangwei\x00wrong\x00token\x00/authorize?client_id=x&scope=openid"
+                       b"\x00zh",
+                       b"nobody\x00Corr3ct-horse-battery\x00csrf\x00/\x00"],
     }
     return table[name]

@@ -126,3 +126,40 @@ def test_ldif_dn_given_as_a_url_is_an_error_not_a_crash() -> None:
     parsed = parse_ldif(b"dn:< file:///etc/passwd\nuid: zhangwei\n\n")
     assert not parsed.rows
     assert parsed.errors and "dn:<" in parsed.errors[0][1]
+
+
+# -- the HTTP targets reach the code they fuzz ----------------------------------------------
+
+def test_client_assertion_target_reaches_the_assertion_check_past_the_throttle() -> None:
+    # On the real clock the throttle (60 failed /token requests a minute per client)
+    # answered 429 to nearly every input of a long run, before the assertion was
+    # read. The fuzz clock moves a window every 64 requests: the assertion check is
+    # reached, and the throttle's refusal still comes in every window.
+    idp = targets._idp()
+    idp.clock.next_window()
+    targets.STATUSES.clear()
+    expired = idp.signed_expired
+    for _ in range(3 * idp.clock.per_window):
+        targets.client_assertion(expired)
+    refused = targets.STATUSES["POST /token 429"]
+    assert refused == 3 * (idp.clock.per_window - 60)
+    assert targets.STATUSES["POST /token 400"] == 3 * 60
+
+
+def test_login_form_target_logs_in_and_reaches_the_code_check() -> None:
+    # The fuzzed CSRF field never matched the page's token, so POST /login never got
+    # past the CSRF check, and POST /login/otp never had a session to check a code
+    # for. The seed's CSRF field "token" now stands for the page's real token.
+    idp = targets._idp()
+    idp.clock.next_window()
+    targets.STATUSES.clear()
+    targets.login_form(targets.seeds("login_form")[0])
+    assert targets.STATUSES["POST /login 302"] == 1
+    assert targets.STATUSES["POST /login/otp 401"] == 1
+    assert targets.COOKIE_NAME not in idp.caller.cookies  # the next input starts logged out
+
+
+def test_ocsp_http_target_has_a_request_for_a_certificate_the_ca_issued() -> None:
+    targets.STATUSES.clear()
+    targets.ocsp_http(targets._pki().issued_request)
+    assert targets.STATUSES["POST /ocsp 200"] == 1
