@@ -173,7 +173,9 @@ def main() -> None:
                      str(ROOT / ".venv" / "bin" / "python"), __file__, "--label", args.label,
                      "--child-issuance", str(args.issue)],
                     capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-                rate = spy_run.stdout.strip().splitlines()[-1] if spy_run.stdout.strip() else "?"
+                # py-spy writes its own lines to the same stdout: the child's is a number.
+                rate = next((line for line in reversed(spy_run.stdout.splitlines())
+                             if line.replace(".", "", 1).isdigit()), "?")
                 print(f"flame_issuance_{args.label}: {rate} per s while profiled ({svg.name})")
                 continue
             master = masters["pki" if path == "ocsp" else "idp"]
