@@ -357,6 +357,10 @@ class Supervisor:
         # The duties run here: what they audit (revocations on departure) counts too.
         metrics.watch_audit(services.engine)
         urls: dict[str, str] = {}
+        # The children write to the same stdout and stderr: what this process has
+        # printed (the demo's accounts) goes out first, not when its buffer fills.
+        sys.stdout.flush()
+        sys.stderr.flush()
         settings = self.config.directory_settings()
         if settings.managed:
             slapd = services.slapd
