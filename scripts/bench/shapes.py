@@ -37,6 +37,7 @@ import signal
 import socket
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from pathlib import Path
 from types import TracebackType
@@ -192,7 +193,7 @@ def group_of(role: str) -> str:
 
 # -- the shapes ----------------------------------------------------------------------------
 
-class Shape:
+class Shape(ABC):
     """What both shapes share: a bench folder, a home in it, the ``govtrust`` command."""
 
     name = ""
@@ -239,18 +240,21 @@ class Shape:
         for folder in (self.base, self.work, self.logs):
             folder.mkdir(parents=True)
 
+    @abstractmethod
     def start(self) -> None:
-        raise NotImplementedError
+        """Each shape brings itself up and down (Serve, Production)."""
 
+    @abstractmethod
     def stop(self) -> None:
-        raise NotImplementedError
+        """Each shape brings itself up and down (Serve, Production)."""
 
+    @abstractmethod
     def processes(self) -> dict[str, int]:
         """Role -> pid of every server process of this shape (``idp_worker1``...)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def describe(self) -> str:
-        raise NotImplementedError
+        """One line naming what runs in this shape."""
 
     def __enter__(self) -> Shape:
         try:
