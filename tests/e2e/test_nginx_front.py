@@ -37,6 +37,7 @@ from tests.e2e.test_strong_login import (
 from tests.e2e.test_workers import REDIRECT, login_code
 from tests.fixtures.http import wait_for_http
 from tests.fixtures.postgres import PostgresCluster, free_port
+from tests.fixtures.servers import stop_process
 
 pytestmark = pytest.mark.slapd
 
@@ -73,16 +74,6 @@ def _kill_node(proc: subprocess.Popen[bytes], listen: str) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"node {listen} still answers after its supervisor was killed")
-
-
-def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -133,9 +124,9 @@ def front(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresCluster) -
                     {k: f"http://{v}" for k, v in urls.items()}, app)
     finally:
         if nginx is not None:
-            _stop(nginx, signal.SIGQUIT)
+            stop_process(nginx, signal.SIGQUIT)
         for proc in nodes.values():
-            _stop(proc)
+            stop_process(proc)
         services.slapd.stop()
         services.close()
 

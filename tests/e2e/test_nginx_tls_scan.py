@@ -37,6 +37,7 @@ from tests.fixtures import testssl
 from tests.fixtures.http import wait_for_http
 from tests.fixtures.idp import FakeDirectory, make_services
 from tests.fixtures.postgres import PostgresCluster, free_port
+from tests.fixtures.servers import stop_process
 
 pytestmark = testssl.needs_testssl
 
@@ -48,16 +49,6 @@ class NginxFront:
     run_dir: Path
     ocsp_signer: x509.Certificate  # our delegated OCSP responder's certificate
     issuing: x509.Certificate
-
-
-def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +95,8 @@ def front(tmp_path_factory: pytest.TempPathFactory,
         yield NginxFront(f"127.0.0.1:{tls_port}", home, run_dir, ocsp_signer, issuing)
     finally:
         if nginx is not None:
-            _stop(nginx, signal.SIGQUIT)
-        _stop(node)
+            stop_process(nginx, signal.SIGQUIT)
+        stop_process(node)
 
 
 # -- the stapled OCSP response ---------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +15,6 @@ from flask import Flask
 from idp.runtime import edge, logs
 from idp.runtime.config import Config
 from tests.fixtures.idp import Registered
-
-
-@pytest.fixture
-def json_lines() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = logs.configure("json", stream)
-    try:
-        yield stream
-    finally:
-        logging.getLogger().removeHandler(handler)
 
 
 def _access_lines(stream: io.StringIO) -> list[dict[str, Any]]:

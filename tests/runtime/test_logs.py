@@ -6,23 +6,12 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 from flask import Flask
 
 from idp.runtime import logs
 from idp.runtime.config import Config, ConfigError
-
-
-@pytest.fixture
-def json_lines() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = logs.configure("json", stream)
-    try:
-        yield stream
-    finally:
-        logging.getLogger().removeHandler(handler)
 
 
 def _records(stream: io.StringIO) -> list[dict[str, object]]:
