@@ -188,3 +188,49 @@ def test_a_batch_after_a_directory_restart_runs_on_a_fresh_connection(tmp_path: 
             assert conn.whoami_s()
     finally:
         server.stop()
+
+
+def _count_ldap_operations(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count every request python-ldap sends (on any connection, pooled or not): a
+    spy on the real client, the real slapd still answers each one."""
+    import ldap.ldapobject
+
+    counts: dict[str, int] = {}
+    cls = ldap.ldapobject.SimpleLDAPObject
+    for name in ("simple_bind", "search_ext", "modify_ext", "compare_ext", "add_ext",
+                 "delete_ext", "rename", "passwd", "extop"):
+        original = getattr(cls, name)
+
+        def spy(self: object, *args: object, _name: str = name, _original: object = original,
+                **kwargs: object) -> object:
+            counts[_name] = counts.get(_name, 0) + 1
+            return _original(self, *args, **kwargs)  # type: ignore[operator]
+
+        monkeypatch.setattr(cls, name, spy)
+    return counts
+
+
+def test_a_password_login_is_one_search_and_one_bind(
+        directory_service: DirectoryService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a login costs the directory (issue 11): one indexed search for the entry
+    and one bind as the person, the only Argon2 verification. No second bind, no
+    rebind of GovTrust's own DN (its hash is Argon2 too), no modify, no compare."""
+    svc = directory_service
+    svc.ensure_department("市公安局")
+    svc.add_person(uid="fangyu", name="方宇", department="市公安局", password=PASSWORD)
+    assert svc.authenticate("fangyu", PASSWORD).ok  # both pools hold a connection now
+    counts = _count_ldap_operations(monkeypatch)
+    assert svc.authenticate("fangyu", PASSWORD).ok
+    assert counts == {"search_ext": 1, "simple_bind": 1}
+    counts.clear()
+    assert svc.authenticate("fangyu", "Not-the-password-9").result is AuthResult.BAD_CREDENTIALS
+    assert counts == {"search_ext": 1, "simple_bind": 1}
+    counts.clear()
+    # After a failure slapd's ppolicy clears pwdFailureTime itself on the next good bind.
+    assert svc.authenticate("fangyu", PASSWORD).ok
+    assert counts == {"search_ext": 1, "simple_bind": 1}
+    counts.clear()
+    # An unknown uid costs the same bind (a wrong password and a stranger look alike).
+    assert svc.authenticate("nobody", PASSWORD).result is AuthResult.BAD_CREDENTIALS
+    assert counts == {"search_ext": 1, "simple_bind": 1}
+
