@@ -11,6 +11,7 @@ from directory import entries, pwhash
 from directory.gateway import LdapGateway
 from directory.model import AuthResult
 from directory.service import DirectoryService
+from directory.slapd import ManagedSlapd
 from policies.passwords import load_policy
 from tests.fixtures.slapd import make_slapd
 
@@ -234,3 +235,62 @@ def test_a_password_login_is_one_search_and_one_bind(
     assert svc.authenticate("nobody", PASSWORD).result is AuthResult.BAD_CREDENTIALS
     assert counts == {"search_ext": 1, "simple_bind": 1}
 
+
+def test_binds_past_the_slots_wait_and_then_count_as_unavailable(
+        slapd: ManagedSlapd, directory_service: DirectoryService,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``concurrent_binds`` caps the Argon2 verifications one process has in flight:
+    a bind that finds every slot taken for ``timeout`` seconds is not sent, and the
+    login is "unavailable" (a 503 with Retry-After at the web edge, which counts only
+    a wrong password against the throttle): no ppolicy failure, no success."""
+    svc = directory_service
+    svc.ensure_department("市公安局")
+    svc.add_person(uid="qinfang", name="秦芳", department="市公安局", password=PASSWORD)
+    settings = dataclasses.replace(slapd.settings, concurrent_binds=1, timeout=0.2)
+    gw = LdapGateway(settings)
+    try:
+        assert gw.authenticate("qinfang", PASSWORD).ok
+        slots = gw.pool._bind_slots
+        assert slots is not None
+        assert slots.acquire(blocking=False)  # another thread's bind, still in slapd
+        counts = _count_ldap_operations(monkeypatch)
+        try:
+            assert gw.authenticate("qinfang", PASSWORD).result is AuthResult.UNAVAILABLE
+            assert gw.authenticate("qinfang", "Wrong-password-7").result is AuthResult.UNAVAILABLE
+            assert counts.get("simple_bind", 0) == 0
+        finally:
+            slots.release()
+        assert gw.authenticate("qinfang", PASSWORD).ok  # the slot is free again
+        # Nothing was counted against the person while the binds waited.
+        attrs = gw.read(gw.person_dn("qinfang"), ["pwdFailureTime"]) or {}
+        assert "pwdFailureTime" not in attrs
+    finally:
+        gw.close()
+
+
+def test_bind_slots_are_per_process_after_a_fork(
+        slapd: ManagedSlapd, directory_service: DirectoryService) -> None:
+    """A pre-forking server forks after the gateway was built: the child's binds do
+    not wait for a slot the parent holds."""
+    import os
+
+    svc = directory_service
+    svc.ensure_department("市公安局")
+    svc.add_person(uid="yaolan", name="姚兰", department="市公安局", password=PASSWORD)
+    gw = LdapGateway(dataclasses.replace(slapd.settings, concurrent_binds=1, timeout=0.2))
+    slots = gw.pool._bind_slots
+    assert slots is not None and slots.acquire(blocking=False)  # held in the parent
+    try:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                if gw.authenticate("yaolan", PASSWORD).ok:
+                    code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        slots.release()
+        gw.close()
