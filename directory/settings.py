@@ -18,6 +18,9 @@ class DirectorySettings:
     managed: bool = True
     data_dir: Path = Path("slapd")
     timeout: float = 5.0
+    # People's binds one process may have in flight at once (0: no limit); the rest
+    # wait their turn for at most ``timeout`` seconds (see ``directory.connections``).
+    concurrent_binds: int = 0
     # OID arc for the govPerson schema (a private enterprise number arc).
     oid_arc: str = "1.3.6.1.4.1.61000.1"
     # The domain of UPNs (uid@realm) and default e-mail addresses.

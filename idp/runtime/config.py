@@ -69,6 +69,10 @@ def default_sections(home: Path) -> dict[str, dict[str, Any]]:
             "oid_arc": "1.3.6.1.4.1.61000.1",
             "realm": "beijing.gov.cn",
             "timeout": 5.0,
+            # People's binds (each an Argon2id check in slapd) one process sends at
+            # once; the rest wait up to `timeout`, then the login is a 503. 0: no
+            # limit. docs/benchmarks.md (issue 11, logins) has what a cap did.
+            "concurrent_binds": 0,
         },
         "pki": {
             "public_url": "http://127.0.0.1:8080",
@@ -343,6 +347,13 @@ class Config:
         """``[idp] trusted_proxies``, parsed (checked when the configuration loaded)."""
         return TrustedProxies.parse(self.get("idp", "trusted_proxies"))
 
+    def concurrent_binds(self) -> int:
+        """``[directory] concurrent_binds``: 0 (no limit) or a cap per process."""
+        value = int(self.get("directory", "concurrent_binds"))
+        if value < 0:
+            raise ConfigError("[directory] concurrent_binds", "0 (no limit) or more")
+        return value
+
     def directory_settings(self) -> DirectorySettings:
         d = self.sections["directory"]
         return DirectorySettings(
@@ -353,6 +364,7 @@ class Config:
             managed=bool(d["managed"]),
             data_dir=self.home / "slapd",
             timeout=float(d["timeout"]),
+            concurrent_binds=self.concurrent_binds(),
             oid_arc=str(d["oid_arc"]),
             realm=str(d["realm"]),
         )

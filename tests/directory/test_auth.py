@@ -11,6 +11,7 @@ from directory import entries, pwhash
 from directory.gateway import LdapGateway
 from directory.model import AuthResult
 from directory.service import DirectoryService
+from directory.slapd import ManagedSlapd
 from policies.passwords import load_policy
 from tests.fixtures.slapd import make_slapd
 
@@ -188,3 +189,108 @@ def test_a_batch_after_a_directory_restart_runs_on_a_fresh_connection(tmp_path: 
             assert conn.whoami_s()
     finally:
         server.stop()
+
+
+def _count_ldap_operations(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count every request python-ldap sends (on any connection, pooled or not): a
+    spy on the real client, the real slapd still answers each one."""
+    import ldap.ldapobject
+
+    counts: dict[str, int] = {}
+    cls = ldap.ldapobject.SimpleLDAPObject
+    for name in ("simple_bind", "search_ext", "modify_ext", "compare_ext", "add_ext",
+                 "delete_ext", "rename", "passwd", "extop"):
+        original = getattr(cls, name)
+
+        def spy(self: object, *args: object, _name: str = name, _original: object = original,
+                **kwargs: object) -> object:
+            counts[_name] = counts.get(_name, 0) + 1
+            return _original(self, *args, **kwargs)  # type: ignore[operator]
+
+        monkeypatch.setattr(cls, name, spy)
+    return counts
+
+
+def test_a_password_login_is_one_search_and_one_bind(
+        directory_service: DirectoryService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a login costs the directory (issue 11): one indexed search for the entry
+    and one bind as the person, the only Argon2 verification. No second bind, no
+    rebind of GovTrust's own DN (its hash is Argon2 too), no modify, no compare."""
+    svc = directory_service
+    svc.ensure_department("市公安局")
+    svc.add_person(uid="fangyu", name="方宇", department="市公安局", password=PASSWORD)
+    assert svc.authenticate("fangyu", PASSWORD).ok  # both pools hold a connection now
+    counts = _count_ldap_operations(monkeypatch)
+    assert svc.authenticate("fangyu", PASSWORD).ok
+    assert counts == {"search_ext": 1, "simple_bind": 1}
+    counts.clear()
+    assert svc.authenticate("fangyu", "Not-the-password-9").result is AuthResult.BAD_CREDENTIALS
+    assert counts == {"search_ext": 1, "simple_bind": 1}
+    counts.clear()
+    # After a failure slapd's ppolicy clears pwdFailureTime itself on the next good bind.
+    assert svc.authenticate("fangyu", PASSWORD).ok
+    assert counts == {"search_ext": 1, "simple_bind": 1}
+    counts.clear()
+    # An unknown uid costs the same bind (a wrong password and a stranger look alike).
+    assert svc.authenticate("nobody", PASSWORD).result is AuthResult.BAD_CREDENTIALS
+    assert counts == {"search_ext": 1, "simple_bind": 1}
+
+
+def test_binds_past_the_slots_wait_and_then_count_as_unavailable(
+        slapd: ManagedSlapd, directory_service: DirectoryService,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``concurrent_binds`` caps the Argon2 verifications one process has in flight:
+    a bind that finds every slot taken for ``timeout`` seconds is not sent, and the
+    login is "unavailable" (a 503 with Retry-After at the web edge, which counts only
+    a wrong password against the throttle): no ppolicy failure, no success."""
+    svc = directory_service
+    svc.ensure_department("市公安局")
+    svc.add_person(uid="qinfang", name="秦芳", department="市公安局", password=PASSWORD)
+    settings = dataclasses.replace(slapd.settings, concurrent_binds=1, timeout=0.2)
+    gw = LdapGateway(settings)
+    try:
+        assert gw.authenticate("qinfang", PASSWORD).ok
+        slots = gw.pool._bind_slots
+        assert slots is not None
+        assert slots.acquire(blocking=False)  # another thread's bind, still in slapd
+        counts = _count_ldap_operations(monkeypatch)
+        try:
+            assert gw.authenticate("qinfang", PASSWORD).result is AuthResult.UNAVAILABLE
+            assert gw.authenticate("qinfang", "Wrong-password-7").result is AuthResult.UNAVAILABLE
+            assert counts.get("simple_bind", 0) == 0
+        finally:
+            slots.release()
+        assert gw.authenticate("qinfang", PASSWORD).ok  # the slot is free again
+        # Nothing was counted against the person while the binds waited.
+        attrs = gw.read(gw.person_dn("qinfang"), ["pwdFailureTime"]) or {}
+        assert "pwdFailureTime" not in attrs
+    finally:
+        gw.close()
+
+
+def test_bind_slots_are_per_process_after_a_fork(
+        slapd: ManagedSlapd, directory_service: DirectoryService) -> None:
+    """A pre-forking server forks after the gateway was built: the child's binds do
+    not wait for a slot the parent holds."""
+    import os
+
+    svc = directory_service
+    svc.ensure_department("市公安局")
+    svc.add_person(uid="yaolan", name="姚兰", department="市公安局", password=PASSWORD)
+    gw = LdapGateway(dataclasses.replace(slapd.settings, concurrent_binds=1, timeout=0.2))
+    slots = gw.pool._bind_slots
+    assert slots is not None and slots.acquire(blocking=False)  # held in the parent
+    try:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                if gw.authenticate("yaolan", PASSWORD).ok:
+                    code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        slots.release()
+        gw.close()

@@ -270,3 +270,13 @@ def test_ascii_environment_numbers_are_accepted(tmp_path: Path, var: str, value:
     section, key = var.removeprefix("GOVTRUST_").lower().split("_", 1)
     got = Config.load(tmp_path, environ={var: value}).get(section, key)
     assert got == want and type(got) is type(want)
+
+
+def test_concurrent_binds_default_to_no_limit_and_refuse_a_negative(tmp_path: Path) -> None:
+    assert Config.load(tmp_path, environ={}).concurrent_binds() == 0
+    two = Config.load(tmp_path, environ={"GOVTRUST_DIRECTORY_CONCURRENT_BINDS": "2"})
+    assert two.concurrent_binds() == 2
+    (tmp_path / "govtrust.toml").write_text("[directory]\nconcurrent_binds = -1\n")
+    negative = Config.load(tmp_path, environ={})
+    with pytest.raises(ConfigError, match="concurrent_binds"):
+        negative.concurrent_binds()
