@@ -305,10 +305,15 @@ class Supervisor:
         # paid a new TCP (and TLS) handshake, six times slower in scripts/bench/idp.py.
         # No --access-logfile: gunicorn would format a line for every request, even
         # into /dev/null; the apps write their own ([serve] access_log, idp.runtime.edge).
+        # --reuse-port: each worker listens on a socket of its own (SO_REUSEPORT) and
+        # the kernel spreads new connections over them. On the one shared socket,
+        # whichever worker woke first accepted a whole burst of connections, and kept
+        # them alive: in scripts/bench/idp.py all 16 of the load client's went to one
+        # worker (one process, one core), and introspection fell to 0.10x bare.
         cmd = [sys.executable, "-m", "gunicorn", factory, "--bind", listen,
                "--workers", str(workers), "--worker-class", "gthread",
                "--threads", str(max(1, threads)), "--keep-alive", "15", "--timeout", "60",
-               "--graceful-timeout", "5", "--log-level", "warning"]
+               "--graceful-timeout", "5", "--log-level", "warning", "--reuse-port"]
         if tls is not None:
             cmd += tls_arguments(*tls)
         env = dict(os.environ, GOVTRUST_HOME=str(self.config.home))
