@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from idp.runtime.config import Config, ConfigError
-from idp.runtime.serve import Children, GaveUp, ProcessChild, RestartPolicy
+from idp.runtime.serve import Children, GaveUp, ProcessChild, RestartPolicy, refuse_taken
 from tests.fixtures.served import DemoHome, Served
 
 pytestmark = pytest.mark.slapd
@@ -214,3 +214,20 @@ def test_bad_restart_settings_are_refused(tmp_path: Path, key: str, value: float
     with pytest.raises(ConfigError) as refused:
         RestartPolicy.from_config(Config.load(tmp_path, environ={}))
     assert refused.value.key == f"[serve] {key}" and words in refused.value.reason
+
+
+def test_a_listened_address_is_refused_even_beside_reuse_port() -> None:
+    """A gunicorn worker's socket (SO_REUSEPORT) would let a second IdP bind beside
+    it; serve refuses the address instead, as the shared socket's bind failed."""
+    import socket
+
+    import click
+
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        with pytest.raises(click.ClickException, match="in use"):
+            refuse_taken(listen)
+    refuse_taken(listen)  # closed: free again
