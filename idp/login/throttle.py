@@ -12,15 +12,15 @@ must get nothing even when a guess is right, or the difference between "blocked"
 and "token" would tell the guesser which guess was right. Skipping the read for
 callers that authenticate would be exactly that oracle; an in-process memory of
 "not blocked" would be one too, for as long as it lasted, on every other worker and
-node. So the read is made cheap instead: one statement built once, on a plain
-connection (building the statement and an ORM session per request cost several
-times the query), and the failures of one request (address and client) are
-counted in one write transaction.
+node. So the read is made cheap instead: one statement built once, run on SQLite's
+own connection of the thread (``idp.login.tables.HotRead``: building the
+statement and an ORM session per request cost several times the query, and
+SQLAlchemy's execution around it still ten times), and the failures of one
+request (address and client) are counted in one write transaction.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +30,7 @@ from sqlalchemy import Engine, Select, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from idp.login.tables import rowcount, throttle_windows
+from idp.login.tables import HotRead, rowcount, throttle_windows
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,9 @@ TOKEN_PER_CLIENT = Limit(60, 60)
 TOKEN_PER_ADDRESS = Limit(120, 60)
 
 
-@functools.cache
 def _windows(keys: int) -> Select[Any]:
-    """The read of ``keys`` keys' windows, built once per number of keys (one
-    bound value per key: cheaper to run than an expanding IN)."""
+    """The read of ``keys`` keys' windows (one bound value per key: cheaper to run
+    than an expanding IN)."""
     return select(throttle_windows.c.key, throttle_windows.c.window,
                   throttle_windows.c.count.label("failures")).where(
         throttle_windows.c.key.in_([bindparam(f"k{i}") for i in range(keys)]))
@@ -59,6 +58,14 @@ class Throttle:
                  clock: Callable[[], float] = time.time) -> None:
         self._engine: Engine = sessions.kw["bind"]
         self._clock = clock
+        # Built once per number of keys (the token endpoints read two, logins two).
+        self._reads: dict[int, HotRead] = {}
+
+    def _read(self, keys: int) -> HotRead:
+        read = self._reads.get(keys)
+        if read is None:
+            read = self._reads.setdefault(keys, HotRead(self._engine, _windows(keys)))
+        return read
 
     def _window(self, limit: Limit) -> int:
         return int(self._clock()) // limit.window_seconds
@@ -68,9 +75,7 @@ class Throttle:
         limits = {key[:300]: limit for key, limit in checks if key}
         if not limits:
             return False
-        with self._engine.connect() as conn:
-            rows = conn.execute(_windows(len(limits)),
-                                {f"k{i}": key for i, key in enumerate(limits)}).all()
+        rows = self._read(len(limits)).all({f"k{i}": key for i, key in enumerate(limits)})
         return any(row.window == self._window(limits[row.key])
                    and row.failures >= limits[row.key].failures for row in rows)
 

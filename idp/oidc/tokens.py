@@ -31,7 +31,9 @@ racing uses exactly one wins; presenting a rotated one revokes its whole family.
 claims snapshot taken at login. A client-credentials request has no grant.
 
 The queries on the hot paths are built once and run on a plain connection: building
-a statement and an ORM session per request cost more than the query itself.
+a statement and an ORM session per request cost more than the query itself. The
+revocation query runs as a ``HotRead`` (``idp.login.tables``): on SQLite, on the
+thread's own sqlite3 connection, each time a fresh read of what is committed.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from sqlalchemy import Engine, and_, bindparam, delete, exists, insert, select, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from idp.login.tables import HotRead
 from idp.oidc.clients import Client
 from idp.oidc.keys import InvalidToken, KeyStore
 from idp.oidc.tables import grants, oauth_clients, revoked_access, rowcount, tokens
@@ -231,6 +234,8 @@ class TokenService:
         self._keys = keys
         self.issuer = issuer
         self._clock = clock
+        self._client_status = HotRead(self._engine, _CLIENT_TOKEN_STATUS)
+        self._grant_status = HotRead(self._engine, _GRANT_TOKEN_STATUS)
 
     def now(self) -> int:
         return int(self._clock())
@@ -410,14 +415,12 @@ class TokenService:
     def _access_status(self, claims: dict[str, Any], rec: TokenRecord,
                        ) -> tuple[TokenRecord, AuthContext | None]:
         """The one revocation query (see the module docstring)."""
-        with self._engine.connect() as conn:
-            if rec.family:
-                row = conn.execute(_GRANT_TOKEN_STATUS, {
-                    "jti": rec.token_id, "client_id": rec.client_id,
-                    "family": rec.family}).first()
-            else:
-                row = conn.execute(_CLIENT_TOKEN_STATUS, {
-                    "jti": rec.token_id, "client_id": rec.client_id}).first()
+        if rec.family:
+            rows = self._grant_status.all({"jti": rec.token_id, "client_id": rec.client_id,
+                                           "family": rec.family})
+        else:
+            rows = self._client_status.all({"jti": rec.token_id, "client_id": rec.client_id})
+        row = rows[0] if rows else None  # at most one: client_id is the primary key
         ctx = None
         revoked = row is None or bool(row.jti_revoked)
         if rec.family and not revoked:

@@ -60,6 +60,24 @@ def _host_port(listen: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+def refuse_taken(listen: str) -> None:
+    """Refuse to serve on ``listen`` when a socket is listening there already.
+
+    The IdP's gunicorn runs with ``--reuse-port``, which lets a second server of the
+    same user bind the same address beside the first and take a share of its
+    connections; without it that bind failed. A plain bind (SO_REUSEADDR, so only
+    a listening socket counts, not connections in TIME_WAIT) keeps the refusal."""
+    import socket
+
+    host, port = _host_port(listen)
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        socket.create_server((host, port), family=family).close()
+    except OSError as exc:
+        raise click.ClickException(f"{listen} is in use: {exc.strerror}") from None
+
+
 class Child(Protocol):
     """A process serve keeps alive."""
 
@@ -305,10 +323,15 @@ class Supervisor:
         # paid a new TCP (and TLS) handshake, six times slower in scripts/bench/idp.py.
         # No --access-logfile: gunicorn would format a line for every request, even
         # into /dev/null; the apps write their own ([serve] access_log, idp.runtime.edge).
+        # --reuse-port: each worker listens on a socket of its own (SO_REUSEPORT) and
+        # the kernel spreads new connections over them. On the one shared socket,
+        # whichever worker woke first accepted a whole burst of connections, and kept
+        # them alive: in scripts/bench/idp.py all 16 of the load client's went to one
+        # worker (one process, one core), and introspection fell to 0.10x bare.
         cmd = [sys.executable, "-m", "gunicorn", factory, "--bind", listen,
                "--workers", str(workers), "--worker-class", "gthread",
                "--threads", str(max(1, threads)), "--keep-alive", "15", "--timeout", "60",
-               "--graceful-timeout", "5", "--log-level", "warning"]
+               "--graceful-timeout", "5", "--log-level", "warning", "--reuse-port"]
         if tls is not None:
             cmd += tls_arguments(*tls)
         env = dict(os.environ, GOVTRUST_HOME=str(self.config.home))
@@ -378,6 +401,7 @@ class Supervisor:
         idp_listen = str(self.config.get("idp", "listen"))
         workers = int(self.config.get("idp", "workers")) or _cores()
         threads = int(self.config.get("idp", "threads"))
+        refuse_taken(idp_listen)
         self._gunicorn("idp", "idp.runtime.wsgi:idp_app()", idp_listen, workers, threads, tls)
         urls["idp"] = str(self.config.get("idp", "issuer"))
         urls["console"] = urls["idp"].rstrip("/") + "/console/"

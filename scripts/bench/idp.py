@@ -51,6 +51,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -167,6 +169,45 @@ def shape_memory(shape: shapes.Shape) -> dict[str, dict[str, float]]:
     return groups
 
 
+# -- CPU per request ----------------------------------------------------------------------
+
+WORKER_GROUPS = ("idp_workers", "node_workers")  # the processes that answer our requests
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """user + system CPU seconds so far of each role's process (/proc/PID/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for role, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        out[role] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def with_cpu(shape: shapes.Shape, run: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """``run()``'s figure, plus the CPU the shape's server processes spent per
+    request meanwhile (``cpu_us``: all of them, slapd and PostgreSQL included;
+    ``worker_cpu_us``: the IdP's worker processes) and the busiest worker's share
+    of the workers' CPU (``busiest_worker``: 0.50 is an even split between two;
+    1.00 means one process answered everything, as when every kept-alive
+    connection of the load client was accepted by the same worker). On a shared
+    machine the rates move with the others' load; CPU per request much less."""
+    procs = shape.processes()
+    before = cpu_seconds(procs)
+    figure = run()
+    spent = {role: cpu - before[role] for role, cpu in cpu_seconds(procs).items()
+             if role in before}
+    workers = [v for role, v in spent.items() if shapes.group_of(role) in WORKER_GROUPS]
+    n = max(figure.get("requests", 0.0), 1.0)
+    figure["cpu_us"] = sum(spent.values()) / n * 1e6
+    figure["worker_cpu_us"] = sum(workers) / n * 1e6
+    figure["busiest_worker"] = max(workers) / sum(workers) if sum(workers) > 0 else float("nan")
+    return figure
+
+
 # -- one login, one refresh ----------------------------------------------------------------
 
 def login_once(s: requests.Session, issuer: str, ca: str, client_id: str, secret: str,
@@ -255,7 +296,7 @@ def python_load(kind: str, conf: dict[str, Any], concurrency: int,
         p.join()
     lat = [v for r in results for v in r[0]]
     errors = sum(r[1] for r in results)
-    return {"rate": len(lat) / duration,
+    return {"rate": len(lat) / duration, "requests": float(len(lat)),
             "p50": pct(lat, 0.50), "p99": pct(lat, 0.99), "errors": float(errors)}
 
 
@@ -280,8 +321,10 @@ def wrk_load(url: str, body: str, auth: tuple[str, str], concurrency: int,
         return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    done = re.search(r"(\d+) requests in", out)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     return {"rate": rate, "p50": ms("50%"), "p99": ms("99%"),
+            "requests": float(done.group(1)) if done else rate * duration,
             "errors": float(non2xx.group(1)) if non2xx else 0.0}
 
 
@@ -348,19 +391,19 @@ def measure(shape: shapes.Shape, args: argparse.Namespace, levels: list[int],
                 ours.setdefault("bare_tls", {})[c] = wrk_load(
                     bare_tls.url, "grant_type=client_credentials", auth, c, args.duration, work)
                 if "client_credentials" in figures:
-                    ours.setdefault("client_credentials", {})[c] = wrk_load(
-                        shape.issuer + "/token", "grant_type=client_credentials", auth, c,
-                        args.duration, work)
+                    ours.setdefault("client_credentials", {})[c] = with_cpu(shape, partial(
+                        wrk_load, shape.issuer + "/token", "grant_type=client_credentials",
+                        auth, c, args.duration, work))
                 if "introspection" in figures:
-                    ours.setdefault("introspection", {})[c] = wrk_load(
-                        shape.issuer + "/introspect", f"token={token}", auth, c,
-                        args.duration, work)
+                    ours.setdefault("introspection", {})[c] = with_cpu(shape, partial(
+                        wrk_load, shape.issuer + "/introspect", f"token={token}", auth, c,
+                        args.duration, work))
                 if "refresh" in figures:
-                    ours.setdefault("refresh", {})[c] = python_load("refresh", conf, c,
-                                                                    args.duration)
+                    ours.setdefault("refresh", {})[c] = with_cpu(shape, partial(
+                        python_load, "refresh", conf, c, args.duration))
                 if "login" in figures:
-                    ours.setdefault("login", {})[c] = python_load("login", conf, c,
-                                                                  args.duration)
+                    ours.setdefault("login", {})[c] = with_cpu(shape, partial(
+                        python_load, "login", conf, c, args.duration))
                 # And again after ours: on a shared machine the load of others drifts
                 # within a run; the yardstick is the mean of before and after, and
                 # their spread says how far to trust a ratio.
@@ -409,6 +452,14 @@ def report(shape: shapes.Shape, args: argparse.Namespace, ours: Figures,
             base = ours["bare"].get(c, {}).get("rate")
             if base and name not in ("bare", "bare_after"):
                 print(f"{n}_{name}_{c}_vs_bare: {f['rate'] / base:.2f} ratio")
+    print(f"\nCPU of the {n} shape's server processes per request (/proc/PID/stat before "
+          "and after each figure), and the busiest IdP worker's share of the workers' CPU:")
+    for name, by_c in ours.items():
+        for c, f in sorted(by_c.items()):
+            if "cpu_us" in f:
+                print(f"{n}_{name}_{c}_cpu: {f['cpu_us']:.0f} us per request "
+                      f"(IdP workers {f['worker_cpu_us']:.0f}; busiest worker "
+                      f"{f['busiest_worker']:.2f} of theirs)")
     print(f"\nResident memory of the {n} shape's server processes after the load (idle), "
           f"beside Keycloak's {KEYCLOAK_POD_MB} MB per pod:")
     for group, g in sorted(memory.items()):

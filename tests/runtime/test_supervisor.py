@@ -10,16 +10,19 @@ order, and the last one makes serve give up.
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from idp.runtime.config import Config, ConfigError
-from idp.runtime.serve import Children, GaveUp, ProcessChild, RestartPolicy
+from idp.runtime.serve import Children, GaveUp, ProcessChild, RestartPolicy, refuse_taken
 from tests.fixtures.served import DemoHome, Served
 
 pytestmark = pytest.mark.slapd
@@ -78,6 +81,25 @@ def _login_works(served: Served, uid: str, password: str) -> bool:
         return served.login(uid, password, timeout=5).status_code == 302
     except Exception:
         return False
+
+
+def _listening_pids(port: int) -> list[int]:
+    """The process of each listening TCP socket on ``port`` (one entry per socket)."""
+    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True,
+                         text=True, check=True).stdout
+    return [int(pid) for pid in re.findall(r"pid=(\d+)", out)]
+
+
+def test_each_idp_worker_listens_on_a_socket_of_its_own(served: Served) -> None:
+    """``--reuse-port``: the kernel spreads new connections over the workers' own
+    sockets; on one shared socket the first worker awake took a whole burst of
+    kept-alive connections (scripts/bench/idp.py saw all 16 on one worker)."""
+    master = _child(served, "wsgi:idp_app")
+    workers = _children_of(master)
+    assert len(workers) >= 1
+    pids = _listening_pids(int(urlsplit(served.issuer).port or 443))
+    assert sorted(pids) == sorted(workers), (pids, workers, master)
+    assert served.client_credentials().status_code == 200
 
 
 def test_killed_managed_slapd_is_restarted_and_logins_work_again(
@@ -192,3 +214,20 @@ def test_bad_restart_settings_are_refused(tmp_path: Path, key: str, value: float
     with pytest.raises(ConfigError) as refused:
         RestartPolicy.from_config(Config.load(tmp_path, environ={}))
     assert refused.value.key == f"[serve] {key}" and words in refused.value.reason
+
+
+def test_a_listened_address_is_refused_even_beside_reuse_port() -> None:
+    """A gunicorn worker's socket (SO_REUSEPORT) would let a second IdP bind beside
+    it; serve refuses the address instead, as the shared socket's bind failed."""
+    import socket
+
+    import click
+
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        with pytest.raises(click.ClickException, match="in use"):
+            refuse_taken(listen)
+    refuse_taken(listen)  # closed: free again

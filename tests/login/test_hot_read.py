@@ -1,0 +1,61 @@
+"""``HotRead``, the reads on every token request, on a real SQLite file (its own
+sqlite3 connection per thread) and a real PostgreSQL (the pool): each read sees
+what another connection committed after the read before it on the same thread,
+so a revocation or a counted failure is seen at once."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import Engine, bindparam, delete, insert, select, update
+from sqlalchemy.sql import Executable
+
+from idp.login.tables import HotRead, throttle_windows
+
+pytestmark = pytest.mark.postgres
+
+_ONE = select(throttle_windows.c.key, throttle_windows.c.count.label("failures")).where(
+    throttle_windows.c.key == bindparam("key"))
+_SOME = select(throttle_windows.c.key, throttle_windows.c.count).where(
+    throttle_windows.c.key.in_([bindparam("a"), bindparam("b")])).order_by(
+    throttle_windows.c.key)
+
+
+def _write(engine: Engine, statement: Executable) -> None:
+    with engine.begin() as conn:
+        conn.execute(statement)
+
+
+def test_a_read_sees_each_later_commit(migrated_engine: Engine) -> None:
+    read = HotRead(migrated_engine, _ONE)
+    assert read.all({"key": "k"}) == []
+    _write(migrated_engine, insert(throttle_windows).values(key="k", window=1, count=1))
+    assert [(r.key, r.failures) for r in read.all({"key": "k"})] == [("k", 1)]
+    _write(migrated_engine, update(throttle_windows).values(count=2))
+    assert read.all({"key": "k"})[0].failures == 2
+    _write(migrated_engine, delete(throttle_windows))
+    assert read.all({"key": "k"}) == []
+
+
+def test_several_rows_and_parameters_in_place(migrated_engine: Engine) -> None:
+    _write(migrated_engine, insert(throttle_windows).values(
+        [{"key": k, "window": 1, "count": n} for k, n in (("a", 1), ("b", 2), ("c", 3))]))
+    read = HotRead(migrated_engine, _SOME)
+    assert [(r.key, r.count) for r in read.all({"a": "c", "b": "a"})] == [("a", 1), ("c", 3)]
+
+
+def test_each_thread_reads_what_is_committed(migrated_engine: Engine) -> None:
+    read = HotRead(migrated_engine, _ONE)
+    assert read.all({"key": "t"}) == []  # this thread's connection, read once
+    seen: list[int] = []
+
+    def other() -> None:
+        seen.extend(r.failures for r in read.all({"key": "t"}))
+
+    _write(migrated_engine, insert(throttle_windows).values(key="t", window=1, count=7))
+    worker = threading.Thread(target=other)
+    worker.start()
+    worker.join()
+    assert seen == [7]
+    assert read.all({"key": "t"})[0].failures == 7
