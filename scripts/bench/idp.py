@@ -96,7 +96,9 @@ class Server(shapes.Serve):
 
 class Bare:
     """``bare_token.py`` under gunicorn, with the worker settings ``govtrust serve``
-    gives ours (``idp/runtime/serve.py``: gthread, keep-alive 15)."""
+    gives ours (``idp/runtime/serve.py``: gthread, keep-alive 15, a listening socket
+    per worker with ``--reuse-port``, so that neither side gets the uneven split of
+    one shared socket and the ratio compares the endpoints, not the luck of accept)."""
 
     def __init__(self, folder: Path, workers: int, threads: int,
                  tls: tuple[Path, Path, Path] | None) -> None:
@@ -107,7 +109,7 @@ class Bare:
                     "bare_token:create_app()", "--bind", f"127.0.0.1:{port}",
                     "--workers", str(workers), "--worker-class", "gthread",
                     "--threads", str(threads), "--keep-alive", "15", "--timeout", "60",
-                    "--log-level", "warning"]  # no access log, as serve runs ours
+                    "--log-level", "warning", "--reuse-port"]  # no access log, as ours
         if tls:
             cert, key, chain = tls
             self.cmd += ["--certfile", str(cert), "--keyfile", str(key), "--ca-certs",
