@@ -55,6 +55,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from idp.login.tables import HotRead
 from idp.oidc.clients import Client
+from idp.oidc.driver import CoreTransaction, DriverStatement, DriverTransaction
 from idp.oidc.keys import InvalidToken, KeyStore
 from idp.oidc.tables import grants, oauth_clients, revoked_access, rowcount, tokens
 
@@ -224,6 +225,41 @@ _ROTATE = (update(tokens).where(
     .returning(tokens.c.family, tokens.c.scope, tokens.c.issued_at, tokens.c.expires_at))
 _GRANT = select(grants.c.revoked_at, *GRANT_COLUMNS).where(
     grants.c.family == bindparam("family"))
+_REFRESH_COLUMNS = ["token_id", "kind", "family", "client_id", "scope", "issued_at",
+                    "expires_at"]
+_INSERT_REFRESH = insert(tokens)
+_OLD_TOKEN = select(tokens.c.family, tokens.c.kind, tokens.c.rotated_at).where(
+    tokens.c.token_id == bindparam("token_id"))
+_REVOKE_GRANT = update(grants).where(grants.c.family == bindparam("b_family"),
+                                     grants.c.revoked_at.is_(None)).values(
+    revoked_at=bindparam("b_now"))
+_REVOKE_TOKENS = update(tokens).where(tokens.c.family == bindparam("b_family"),
+                                      tokens.c.revoked_at.is_(None)).values(
+    revoked_at=bindparam("b_now"))
+
+
+@dataclass(frozen=True)
+class _RotationSql:
+    """The statements of a rotation: Core ones for ``CoreTransaction``, or the same
+    compiled for SQLite's cursor (``DriverTransaction``)."""
+
+    rotate: Any
+    grant: Any
+    insert: Any
+    old: Any
+    revoke_grant: Any
+    revoke_tokens: Any
+
+
+_CORE_ROTATION = _RotationSql(_ROTATE, _GRANT, _INSERT_REFRESH, _OLD_TOKEN, _REVOKE_GRANT,
+                              _REVOKE_TOKENS)
+
+
+def _driver_rotation() -> _RotationSql:
+    return _RotationSql(DriverStatement(_ROTATE), DriverStatement(_GRANT),
+                        DriverStatement(_INSERT_REFRESH, _REFRESH_COLUMNS),
+                        DriverStatement(_OLD_TOKEN), DriverStatement(_REVOKE_GRANT),
+                        DriverStatement(_REVOKE_TOKENS))
 
 
 class TokenService:
@@ -236,6 +272,15 @@ class TokenService:
         self._clock = clock
         self._client_status = HotRead(self._engine, _CLIENT_TOKEN_STATUS)
         self._grant_status = HotRead(self._engine, _GRANT_TOKEN_STATUS)
+        # A SQLite file: the rotation runs on the driver's cursor (idp.oidc.driver).
+        database = self._engine.url.database
+        self._rotation = (_driver_rotation() if self._engine.dialect.name == "sqlite"
+                          and database and database != ":memory:" else None)
+
+    def _transaction(self) -> DriverTransaction | CoreTransaction:
+        if self._rotation is not None:
+            return DriverTransaction(self._engine)
+        return CoreTransaction(self._engine)
 
     def now(self) -> int:
         return int(self._clock())
@@ -259,12 +304,9 @@ class TokenService:
     @staticmethod
     def _revoke_family(conn: Any, family: str, now: int) -> None:
         # The grant row ends its access tokens; its refresh tokens are marked too.
-        conn.execute(update(grants).where(grants.c.family == family,
-                                          grants.c.revoked_at.is_(None))
-                     .values(revoked_at=now))
-        conn.execute(update(tokens).where(tokens.c.family == family,
-                                          tokens.c.revoked_at.is_(None))
-                     .values(revoked_at=now))
+        values = {"b_family": family, "b_now": now}
+        conn.execute(_REVOKE_GRANT, values)
+        conn.execute(_REVOKE_TOKENS, values)
 
     def revoke_subject(self, subject: str) -> int:
         """Revoke every grant of ``subject`` (a person who was suspended or left)."""
@@ -316,10 +358,14 @@ class TokenService:
     def _refresh_row(client_id: str, family: str, scope: str,
                      now: int) -> tuple[str, dict[str, Any]]:
         refresh = secrets.token_urlsafe(32)
+        return refresh, TokenService._refresh_values(refresh, client_id, family, scope, now)
+
+    @staticmethod
+    def _refresh_values(refresh: str, client_id: str, family: str, scope: str,
+                        now: int) -> dict[str, Any]:
         ttl = OFFLINE_REFRESH_TTL if "offline_access" in scope.split() else REFRESH_TTL
-        return refresh, dict(token_id=digest(refresh), kind=REFRESH, family=family,
-                             client_id=client_id, scope=scope, issued_at=now,
-                             expires_at=now + ttl)
+        return dict(token_id=digest(refresh), kind=REFRESH, family=family,
+                    client_id=client_id, scope=scope, issued_at=now, expires_at=now + ttl)
 
     def id_token(self, *, client: Client, ctx: AuthContext, scope: str, nonce: str | None,
                  access_token: str | None) -> str:
@@ -353,29 +399,32 @@ class TokenService:
             return RefreshRefusal.UNKNOWN
         now = self.now()
         token_id = digest(value)
-        with self._engine.connect() as conn:
-            row = conn.execute(_ROTATE, {"b_token_id": token_id, "b_client_id": client_id,
-                                         "b_now": now}).first()
+        refresh = secrets.token_urlsafe(32)  # drawn before the write lock is taken
+        sql = self._rotation or _CORE_ROTATION
+        with self._transaction() as txn:
+            row = txn.first(sql.rotate, {"b_token_id": token_id, "b_client_id": client_id,
+                                         "b_now": now})
             if row is None:
-                old = conn.execute(select(tokens.c.family, tokens.c.kind, tokens.c.rotated_at)
-                                   .where(tokens.c.token_id == token_id)).first()
+                old = txn.first(sql.old, {"token_id": token_id})
                 if old is not None and old.kind == REFRESH and old.rotated_at is not None:
-                    self._revoke_family(conn, old.family, now)  # reuse: RFC 9700 4.14.2
-                    conn.commit()
+                    # reuse: RFC 9700 section 4.14.2
+                    values = {"b_family": old.family, "b_now": now}
+                    txn.run(sql.revoke_grant, values)
+                    txn.run(sql.revoke_tokens, values)
+                    txn.commit()
                     return RefreshRefusal.REUSED
-                conn.rollback()
+                txn.rollback()
                 return RefreshRefusal.UNKNOWN
-            granted = set(row.scope.split())
-            if requested_scope and not set(requested_scope.split()) <= granted:
-                conn.rollback()
+            if requested_scope and not set(requested_scope.split()) <= set(row.scope.split()):
+                txn.rollback()
                 return RefreshRefusal.SCOPE
-            grant = conn.execute(_GRANT, {"family": row.family}).first()
+            grant = txn.first(sql.grant, {"family": row.family})
             if grant is None or grant.revoked_at is not None:
-                conn.rollback()
+                txn.rollback()
                 return RefreshRefusal.UNKNOWN
-            refresh, new_row = self._refresh_row(client_id, row.family, row.scope, now)
-            conn.execute(insert(tokens), [new_row])
-            conn.commit()
+            txn.run(sql.insert, self._refresh_values(refresh, client_id, row.family,
+                                                     row.scope, now))
+            txn.commit()
         record = TokenRecord(token_id, REFRESH, row.family, client_id, row.scope,
                              row.issued_at, row.expires_at, False, True, grant.subject, now)
         return Rotation(record, context_of(row.family, grant), refresh,

@@ -16,11 +16,13 @@ Figures, per shape, each at 1 and 16 concurrent clients with p50/p99 latency:
 client-credentials grants/s and introspections/s (wrk, HTTP keep-alive),
 refresh grants/s and full password logins/s (Python ``requests`` worker
 processes; a login is authorize -> login form -> POST credentials -> authorize
--> code -> token, cookies and all, the ID token checked for the nonce).
+-> code -> token, cookies and all, the ID token checked for the nonce), and
+refresh grants/s again under wrk (``refresh_wrk``: the same load client as
+``bare``; the Python one costs the shared cores more than the server does).
 
     scripts/bench/idp.py [--shape serve|production|both] [--nodes 1] [--duration 10]
                          [--peer] [--home /dev/shm/govtrust-bench] [--keep]
-                         [--figures client_credentials,introspection,refresh,login]
+                         [--figures client_credentials,introspection,refresh,refresh_wrk,login]
 
 The yardstick, measured in each shape's run, the same for both: ``bare_token.py``
 (a bare Flask client-credentials endpoint: constant-time secret check, one ES256
@@ -70,7 +72,8 @@ GOVTRUST = shapes.GOVTRUST
 PEER = next((p / "shared" / "peers" / "lemonldap" for p in ROOT.parents
              if (p / "shared" / "peers" / "lemonldap").is_dir()),
             ROOT.parent / "shared" / "peers" / "lemonldap")
-KEYCLOAK_PER_VCPU = {"client_credentials": 120.0, "refresh": 120.0, "login": 15.0}
+KEYCLOAK_PER_VCPU = {"client_credentials": 120.0, "refresh": 120.0, "refresh_wrk": 120.0,
+                     "login": 15.0}
 KEYCLOAK_POD_MB = 1250  # Keycloak's published sizing: memory per pod
 CONFIGURED_THREADS = 4  # idp/runtime/config.py's [idp] threads default
 REDIRECT = "http://127.0.0.1:9/cb"
@@ -303,14 +306,16 @@ def python_load(kind: str, conf: dict[str, Any], concurrency: int,
 
 
 def wrk_load(url: str, body: str, auth: tuple[str, str], concurrency: int,
-             duration: float, work: Path) -> dict[str, float]:
-    basic = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-    script = work / f"post-{secrets.token_hex(4)}.lua"
-    script.write_text(
-        'wrk.method = "POST"\n'
-        f'wrk.body = "{body}"\n'
-        'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
-        f'wrk.headers["Authorization"] = "Basic {basic}"\n', encoding="utf-8")
+             duration: float, work: Path, script: Path | None = None) -> dict[str, float]:
+    """wrk POSTing ``body`` with HTTP Basic ``auth`` (or running ``script``)."""
+    if script is None:
+        basic = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        script = work / f"post-{secrets.token_hex(4)}.lua"
+        script.write_text(
+            'wrk.method = "POST"\n'
+            f'wrk.body = "{body}"\n'
+            'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
+            f'wrk.headers["Authorization"] = "Basic {basic}"\n', encoding="utf-8")
     threads = 1 if concurrency == 1 else 2
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{int(duration)}s",
                           "--latency", "-s", str(script), url],
@@ -328,6 +333,58 @@ def wrk_load(url: str, body: str, auth: tuple[str, str], concurrency: int,
     return {"rate": rate, "p50": ms("50%"), "p99": ms("99%"),
             "requests": float(done.group(1)) if done else rate * duration,
             "errors": float(non2xx.group(1)) if non2xx else 0.0}
+
+
+# Refresh grants driven by wrk, as bare and the client-credentials grants are: each
+# connection has one request in flight, so a thread's pool of refresh tokens (one per
+# connection) never runs dry; a response's successor goes back into the pool, a failed
+# request's token is lost (and counted among the errors). wrk builds one request on
+# its first thread before the run (to count what a request pipelines): that thread's
+# pool ends with a placeholder for it, taken first.
+REFRESH_LUA = """
+local pools = {}
+local next_thread = 0
+function setup(thread)
+  thread:set("pool", pools[next_thread + 1])
+  next_thread = next_thread + 1
+end
+function init(args)
+  tokens = {}
+  for t in string.gmatch(pool, "[^ ]+") do tokens[#tokens + 1] = t end
+end
+function request()
+  local t = table.remove(tokens) or "none"
+  return wrk.format("POST", nil, {["Content-Type"] = "application/x-www-form-urlencoded",
+                                  ["Authorization"] = "Basic BASIC"},
+                    "grant_type=refresh_token&refresh_token=" .. t)
+end
+function response(status, headers, body)
+  local t = string.match(body, '"refresh_token": *"([^"]+)"')
+  if t then tokens[#tokens + 1] = t end
+end
+"""
+
+
+def wrk_refresh(conf: dict[str, Any], concurrency: int, duration: float,
+                work: Path) -> dict[str, float]:
+    """Refresh grants/s under wrk (HTTP keep-alive), one person's grant per connection,
+    each logged in first (as the Python load client does)."""
+    threads = 1 if concurrency == 1 else 2
+    people = conf["people"]
+    s = requests.Session()
+    tokens = [login_once(s, conf["issuer"], conf["ca"], conf["client_id"], conf["secret"],
+                         *people[i % len(people)])["refresh_token"]
+              for i in range(concurrency)]
+    per = concurrency // threads
+    pools = ", ".join('"' + " ".join(tokens[t * per:(t + 1) * per]
+                                     + (["placeholder"] if t == 0 else [])) + '"'
+                      for t in range(threads))
+    basic = base64.b64encode(f"{conf['client_id']}:{conf['secret']}".encode()).decode()
+    script = work / f"refresh-{secrets.token_hex(4)}.lua"
+    script.write_text(REFRESH_LUA.replace("BASIC", basic).replace(
+        "local pools = {}", "local pools = {" + pools + "}"), encoding="utf-8")
+    return wrk_load(conf["issuer"] + "/token", "", ("", ""), concurrency, duration, work,
+                    script=script)
 
 
 # -- the peer ------------------------------------------------------------------------------
@@ -403,6 +460,9 @@ def measure(shape: shapes.Shape, args: argparse.Namespace, levels: list[int],
                 if "refresh" in figures:
                     ours.setdefault("refresh", {})[c] = with_cpu(shape, partial(
                         python_load, "refresh", conf, c, args.duration))
+                if "refresh_wrk" in figures:
+                    ours.setdefault("refresh_wrk", {})[c] = with_cpu(shape, partial(
+                        wrk_refresh, conf, c, args.duration, work))
                 if "login" in figures:
                     ours.setdefault("login", {})[c] = with_cpu(shape, partial(
                         python_load, "login", conf, c, args.duration))
@@ -516,7 +576,8 @@ def main() -> None:
                         help="gunicorn threads per worker (default: as configured)")
     parser.add_argument("--workers", type=int, default=0,
                         help="gunicorn worker processes (default: as configured)")
-    parser.add_argument("--figures", default="client_credentials,introspection,refresh,login",
+    parser.add_argument("--figures",
+                        default="client_credentials,introspection,refresh,refresh_wrk,login",
                         help="which of our figures to measure (comma-separated)")
     args = parser.parse_args()
     if args.nodes < 1:

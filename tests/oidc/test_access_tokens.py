@@ -18,7 +18,7 @@ from sqlalchemy import func, insert, select
 
 from idp.oidc.clients import build_client
 from idp.oidc.tables import grants, revoked_access, tokens
-from idp.oidc.tokens import family_of_jti
+from idp.oidc.tokens import OFFLINE_REFRESH_TTL, digest, family_of_jti
 from idp.runtime.app import create_app
 from idp.runtime.services import Services
 from tests.fixtures.idp import (
@@ -256,3 +256,45 @@ def test_racing_refreshes_one_wins_and_the_family_ends(world: World) -> None:
     ("0123.x", None), (7, None), ("cc." + "x" * 200, None)])
 def test_family_of_jti(jti: object, family: str | None) -> None:
     assert family_of_jti(jti) == family
+
+
+def test_rotation_records_the_successor_in_its_transaction(world: World) -> None:
+    """On SQLite the rotation runs on the driver's cursor (idp.oidc.driver), on
+    PostgreSQL through SQLAlchemy: the rows are the same either way."""
+    service = world.services.provider.tokens
+    on_sqlite = service._engine.dialect.name == "sqlite"
+    assert (service._rotation is not None) == on_sqlite
+    first = world.login("openid profile offline_access")
+    status, second = token_request(world.rp, world.app, grant_type="refresh_token",
+                                   refresh_token=first["refresh_token"])
+    assert status == 200
+    with world.services.provider.db() as s:
+        old = s.execute(select(tokens).where(
+            tokens.c.token_id == digest(first["refresh_token"]))).one()
+        new = s.execute(select(tokens).where(
+            tokens.c.token_id == digest(str(second["refresh_token"])))).one()
+    assert old.rotated_at is not None and old.revoked_at is None
+    assert (new.kind, new.family, new.client_id, new.scope) == (
+        "refresh", old.family, old.client_id, "openid profile offline_access")
+    assert new.rotated_at is None and new.revoked_at is None
+    assert new.expires_at - new.issued_at == OFFLINE_REFRESH_TTL
+    assert new.issued_at == old.rotated_at
+
+
+def test_refresh_of_an_ended_grant_rotates_nothing(world: World) -> None:
+    """The grant revoked (logout, a suspended person): the compare-and-set is rolled
+    back with the refusal, so the token is neither rotated nor succeeded."""
+    first = world.login()
+    service = world.services.provider.tokens
+    with world.services.provider.db() as s:
+        family = s.execute(select(tokens.c.family)).scalar_one()
+    service.revoke_family(family)
+    with world.services.provider.db() as s:  # revoked with the family, not rotated
+        s.execute(tokens.update().values(revoked_at=None))
+        s.commit()
+    status, body = token_request(world.rp, world.app, grant_type="refresh_token",
+                                 refresh_token=first["refresh_token"])
+    assert status == 400 and body["error"] == "invalid_grant"
+    assert world.count(tokens) == 1
+    with world.services.provider.db() as s:
+        assert s.execute(select(tokens.c.rotated_at)).scalar_one() is None

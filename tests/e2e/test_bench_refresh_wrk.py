@@ -1,0 +1,53 @@
+"""scripts/bench/idp.py's ``refresh_wrk`` figure: wrk's Lua script keeps one live
+refresh token per connection, so every request of the run is a successful
+rotation (a lost or replayed token would show as 400s, and a replay would also
+revoke its family). On the serve shape, with real servers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.slapd]
+
+
+def _load() -> ModuleType:
+    # By path: scripts/bench is no package. Its idp.py puts its folder first on
+    # sys.path to import shapes.py; taken out again, or it would shadow our idp.
+    here = str(ROOT / "scripts" / "bench")
+    added = here not in sys.path
+    spec = importlib.util.spec_from_file_location("bench_idp", Path(here) / "idp.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_idp"] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if added and here in sys.path:
+            sys.path.remove(here)
+    return module
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_every_wrk_refresh_rotates_a_live_token(concurrency: int) -> None:
+    bench = _load()
+    base = Path("/dev/shm") / f"govtrust-test-refresh-wrk-{os.getpid()}"
+    with bench.shapes.shape("serve", base) as shape:
+        reg = json.loads(shape.govtrust("--json", "client", "add", "--name", "wrk",
+                                        "--redirect-uri", bench.REDIRECT, "--level", "2",
+                                        "--first-party"))
+        conf = {"issuer": shape.issuer, "ca": shape.ca, "client_id": reg["client_id"],
+                "secret": reg["client_secret"], "people": shape.people()}
+        result = bench.wrk_refresh(conf, concurrency, 1, shape.work)
+    assert result["errors"] == 0
+    assert result["rate"] > 0
