@@ -10,12 +10,18 @@ update names the remembered ``(seq, hash)`` and writes the new head, and when
 another writer moved the head meanwhile it matches no row and the append falls
 back to reading the head under the lock. Either way the row lock is taken
 first, and nothing is chained onto a stale head.
+
+Every writer of one database in a process shares one tip (:meth:`ChainTip.of`):
+the CA store, the KMC store and the audit sink append to the same chain, and a
+tip of its own per writer would be stale after any other writer's append (each
+CA issuance after a KMC escrow record used to miss its compare-and-set).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -25,6 +31,7 @@ from sqlalchemy import (
     Connection,
     CursorResult,
     DateTime,
+    Engine,
     Insert,
     Integer,
     MetaData,
@@ -104,8 +111,21 @@ class ChainTip:
     threads: a stale value after a race costs one fallback read, nothing more.
     """
 
+    _shared: dict[object, ChainTip] = {}
+    _shared_lock = threading.Lock()
+
     def __init__(self) -> None:
         self.head: tuple[int, str] | None = None
+
+    @classmethod
+    def of(cls, engine: Engine) -> ChainTip:
+        """The tip every writer of ``engine``'s database in this process shares
+        (keyed by the URL: two engines on one database share it too)."""
+        with cls._shared_lock:
+            tip = cls._shared.get(engine.url)
+            if tip is None:
+                tip = cls._shared[engine.url] = cls()
+            return tip
 
     def committed(self, record: AuditRecord) -> None:
         self.head = (record.seq, record.hash)
@@ -205,16 +225,36 @@ def iter_records(session: Session, batch: int = 5000) -> Iterator[AuditRecord]:
             last = r.seq
 
 
+def bound_engine(sessions: sessionmaker[Session]) -> Engine:
+    bind = sessions.kw.get("bind")
+    if not isinstance(bind, Engine):
+        raise TypeError("the session factory must be bound to an Engine")
+    return bind
+
+
+def append_committed(engine: Engine, *, actor: str, action: str, target: str,
+                     details: Mapping[str, str] | None = None, at: datetime | None = None
+                     ) -> AuditRecord:
+    """Append one record in a transaction of its own, onto the shared tip."""
+    tip = ChainTip.of(engine)
+    with engine.begin() as conn:
+        record = append(conn, actor=actor, action=action, target=target, details=details,
+                        at=at, tip=tip.head)
+    tip.committed(record)
+    return record
+
+
 class AuditLog:
     """The audit sink every package writes to (``directory.audit.AuditSink``)."""
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        self._engine = bound_engine(sessions)
 
     def record(self, *, actor: str, action: str, target: str,
                details: Mapping[str, str] | None = None) -> None:
-        with self._sessions.begin() as session:
-            append(session, actor=actor, action=action, target=target, details=details)
+        append_committed(self._engine, actor=actor, action=action, target=target,
+                         details=details)
 
     def head(self) -> tuple[int, str]:
         with self._sessions() as session:

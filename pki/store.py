@@ -161,9 +161,12 @@ def _must(at: datetime | None) -> datetime:
     return value
 
 
-def _audit(session: Session | Connection, audit: AuditEntry, at: datetime) -> None:
-    append(session, actor=audit.actor, action=audit.action, target=audit.target,
-           details=audit.details, at=at)
+def _audit(session: Session | Connection, audit: AuditEntry, at: datetime,
+           tip: ChainTip) -> AuditRecord:
+    """Append ``audit`` in the caller's transaction, onto ``tip`` if it is still the
+    head; tell ``tip`` the record only once that transaction has committed."""
+    return append(session, actor=audit.actor, action=audit.action, target=audit.target,
+                  details=audit.details, at=at, tip=tip.head)
 
 
 # What a new certificate's row sets (the revocation columns stay NULL).
@@ -249,7 +252,8 @@ class SqlCertificateStore:
         if not isinstance(bind, Engine):
             raise TypeError("the session factory must be bound to an Engine")
         self._engine = bind
-        self._tip = ChainTip()  # the audit head this store last committed
+        # The audit head last committed by any writer of this database here.
+        self._tip = ChainTip.of(bind)
         dialect = bind.dialect
         # PostgreSQL records an issuance in one autocommitted statement; SQLite in a
         # transaction of three statements run on the driver's cursor.
@@ -271,7 +275,8 @@ class SqlCertificateStore:
             s.execute(insert(ca_certificates).values(
                 role=ca.role.value, key_label=ca.key_label, serial=ca.serial,
                 not_before=ca.not_before, not_after=ca.not_after, created_at=at, der=ca.der))
-            _audit(s, audit, at)
+            record = _audit(s, audit, at, self._tip)
+        self._tip.committed(record)
 
     def current_ca(self, role: CARole) -> CACertificate | None:
         with self._sessions() as s:
@@ -406,6 +411,7 @@ class SqlCertificateStore:
                    to: CertStatus, at: datetime, reason: RevocationReason | None,
                    invalidity_date: datetime | None, audit: AuditEntry) -> CertificateRecord:
         """Move one certificate to ``to`` if its status is in ``allowed_from``."""
+        fresh: CertificateRecord | None = None
         with self._sessions.begin() as s:
             row = s.execute(select(certificates.c.status).where(certificates.c.serial == serial)
                             .with_for_update()).first()
@@ -426,12 +432,15 @@ class SqlCertificateStore:
                     .values(**values)))
                 if done.rowcount == 1:
                     _bump_generation(s)
-                    _audit(s, audit, at)
-                    fresh = s.execute(select(certificates)
-                                      .where(certificates.c.serial == serial)).one()
-                    return _record(fresh)
-                current = CertStatus(s.execute(select(certificates.c.status).where(
-                    certificates.c.serial == serial)).scalar_one())
+                    record = _audit(s, audit, at, self._tip)
+                    fresh = _record(s.execute(select(certificates)
+                                              .where(certificates.c.serial == serial)).one())
+                else:
+                    current = CertStatus(s.execute(select(certificates.c.status).where(
+                        certificates.c.serial == serial)).scalar_one())
+        if fresh is not None:
+            self._tip.committed(record)
+            return fresh
         if current is CertStatus.REVOKED and verb == "revoke":
             raise AlreadyRevoked(serial)
         if verb == "release":
@@ -486,7 +495,7 @@ class SqlCertificateStore:
                     issuer=issuer, number=crl.number, delta=crl.delta,
                     base_number=crl.base_number, this_update=crl.this_update,
                     next_update=crl.next_update, entries=crl.entries, der=crl.der))
-                _audit(s, audit, crl.this_update)
+                record = _audit(s, audit, crl.this_update, self._tip)
                 # Keep the last few of each kind; the newest is what is served.
                 keep = select(crls.c.id).where(crls.c.issuer == issuer,
                                                crls.c.delta == crl.delta) \
@@ -496,6 +505,7 @@ class SqlCertificateStore:
                                              crls.c.id.not_in(keep.scalar_subquery())))
         except IntegrityError:
             return False
+        self._tip.committed(record)
         return True
 
     def latest_crl(self, issuer: str, delta: bool) -> CRLRecord | None:
@@ -516,7 +526,8 @@ class SqlCertificateStore:
                 if name not in have:
                     s.execute(insert(approved_dns_names).values(app=app, dns_name=name,
                                                                 added_at=at))
-            _audit(s, audit, at)
+            record = _audit(s, audit, at, self._tip)
+        self._tip.committed(record)
 
     def approved_dns(self, app: str) -> frozenset[str]:
         with self._sessions() as s:
