@@ -115,7 +115,8 @@ class SqlEscrowStore:
             record = self._append(s, audit, rec.created_at)
         self._tip.committed(record)
 
-    def link_serial(self, key_id: str, serial: str, audit: AuditEntry, at: datetime) -> None:
+    def link_serial(self, key_id: str, serial: str, audit: AuditEntry, at: datetime,
+                    then: AuditEntry | None = None) -> None:
         with self._engine.begin() as s:
             done = cast("CursorResult[Any]", s.execute(
                 update(escrowed_keys).where(escrowed_keys.c.key_id == key_id,
@@ -124,6 +125,10 @@ class SqlEscrowStore:
             if done.rowcount != 1:
                 raise KmcRefused(KmcRefusal.NOT_ESCROWED, serial, "escrow row already linked")
             record = self._append(s, audit, at)
+            if then is not None:
+                record = append(s, actor=then.actor, action=then.action, target=then.target,
+                                details=then.details, at=at,
+                                tip=(record.seq, record.hash))
         self._tip.committed(record)
 
     def escrow(self, serial: str) -> EscrowRecord | None:

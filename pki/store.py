@@ -144,6 +144,7 @@ status_generation = Table(
 _GENERATION = select(status_generation.c.value).where(status_generation.c.id == 1)
 _GENERATION_SQL = "SELECT value FROM pki_status_generation WHERE id = 1"
 
+_GET = select(certificates).where(certificates.c.serial == bindparam("serial"))
 _STATUS = select(certificates.c.status, certificates.c.revoked_at, certificates.c.reason) \
     .where(certificates.c.serial == bindparam("serial"),
            certificates.c.hierarchy == bindparam("hierarchy"))
@@ -353,8 +354,9 @@ class SqlCertificateStore:
             raw.close()
 
     def get(self, serial: str) -> CertificateRecord | None:
-        with self._sessions() as s:
-            row = s.execute(select(certificates).where(certificates.c.serial == serial)).first()
+        # A plain connection: read before every key delivery and revocation.
+        with self._engine.connect() as conn:
+            row = conn.execute(_GET, {"serial": serial}).first()
         return None if row is None else _record(row)
 
     def status(self, serial: int, hierarchy: HierarchyName = HierarchyName.ECDSA
