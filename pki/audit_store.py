@@ -24,7 +24,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
     Column,
@@ -54,6 +54,9 @@ from pki.audit import (
     record_hash,
     verify_chain,
 )
+
+if TYPE_CHECKING:
+    from pki.model import AuditEntry
 
 metadata = MetaData()
 
@@ -185,6 +188,47 @@ def append(session: Session | Connection, *, actor: str, action: str, target: st
         session.execute(_SET_HASH, {"new_hash": record.hash})
     session.execute(INSERT_RECORD, log_row(record))
     return record
+
+
+# Takes the head's lock without moving it (a write on SQLite, a row lock on PostgreSQL).
+_LOCK_HEAD = update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq)
+
+
+def append_many(conn: Session | Connection, entries: Sequence[tuple[AuditEntry, datetime]],
+                tip: tuple[int, str] | None = None) -> list[AuditRecord]:
+    """Append ``entries`` (each with its time), in order, inside the caller's
+    transaction, with one move of the head: a compare-and-set from ``tip`` if the
+    stored head is still that one, else from the head read under its lock."""
+    if not entries:
+        return []
+
+    def chain(head: tuple[int, str]) -> list[AuditRecord]:
+        records = []
+        for entry, at in entries:
+            record = follow(head, actor=entry.actor, action=entry.action,
+                            target=entry.target, details=entry.details, at=at)
+            records.append(record)
+            head = (record.seq, record.hash)
+        return records
+
+    def move(records: list[AuditRecord]) -> bool:
+        first, last = records[0], records[-1]
+        done = cast(CursorResult[Any], conn.execute(MOVE_HEAD, {
+            "old_seq": first.seq - 1, "old_hash": first.prev_hash,
+            "new_seq": last.seq, "new_hash": last.hash}))
+        return done.rowcount == 1
+
+    records = chain(tip) if tip is not None else []
+    if not records or not move(records):
+        locked = cast(CursorResult[Any], conn.execute(_LOCK_HEAD))
+        if locked.rowcount != 1:
+            raise RuntimeError("audit_head row missing: the database is not migrated")
+        row = conn.execute(_HEAD).one()
+        records = chain((int(row.seq), str(row.hash)))
+        if not move(records):  # under the lock nobody else moves it
+            raise RuntimeError("audit head moved under its lock")
+    conn.execute(INSERT_RECORD, [log_row(r) for r in records])
+    return records
 
 
 def insert_with_append(table: Table, columns: Sequence[str]) -> Insert:

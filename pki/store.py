@@ -15,7 +15,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -53,12 +53,14 @@ from pki.audit_store import (
     MOVE_HEAD,
     ChainTip,
     append,
+    append_many,
     follow,
     head_move,
     insert_with_append,
     log_row,
 )
 from pki.errors import AlreadyRevoked, InvalidTransition, NotOnHold, UnknownSerial
+from pki.group_commit import GroupCommit
 from pki.model import (
     AuditEntry,
     CACertificate,
@@ -221,6 +223,17 @@ def _bump_generation(session: Session) -> None:
         session.execute(insert(status_generation).values(id=1, value=1))
 
 
+def _row(rec: CertificateRecord) -> dict[str, Any]:
+    """``rec`` as a new row of ``certificates``."""
+    return {"serial": rec.serial, "owner_kind": rec.owner_kind.value,
+            "owner_uid": rec.owner_uid, "owner_entry_uuid": rec.owner_entry_uuid,
+            "profile": rec.profile, "subject": rec.subject, "not_before": rec.not_before,
+            "not_after": rec.not_after, "status": rec.status.value,
+            "issued_at": rec.issued_at, "status_changed_at": rec.issued_at,
+            "hardware_key": rec.hardware_key, "hierarchy": rec.hierarchy.value,
+            "der": rec.der}
+
+
 def _record(row: object) -> CertificateRecord:
     r = row
     return CertificateRecord(
@@ -255,6 +268,10 @@ class SqlCertificateStore:
         self._engine = bind
         # The audit head last committed by any writer of this database here.
         self._tip = ChainTip.of(bind)
+        # Issuances that arrive while one is being committed go in its successor's
+        # transaction together (pki.group_commit): one commit for the lot.
+        self._issued: GroupCommit[tuple[CertificateRecord, AuditEntry]] = \
+            GroupCommit(self.add_certificates)
         dialect = bind.dialect
         # PostgreSQL records an issuance in one autocommitted statement; SQLite in a
         # transaction of three statements run on the driver's cursor.
@@ -290,18 +307,35 @@ class SqlCertificateStore:
 
     # -- end-entity certificates ---------------------------------------------
     def add_certificate(self, rec: CertificateRecord, audit: AuditEntry) -> None:
+        """Record ``rec`` with its audit record; return once both are committed.
+
+        Concurrent callers share a commit (``pki.group_commit``): each returns only
+        after the transaction holding its certificate commits, and if that
+        transaction fails, every caller in it gets the error and none of its
+        certificates is recorded.
+        """
+        self._issued.submit((rec, audit))
+
+    def add_certificates(self, items: Sequence[tuple[CertificateRecord, AuditEntry]]) -> None:
+        """Record ``items`` and their audit records, in this order, in one
+        transaction: all of them or, if it fails, none."""
+        if len(items) == 1:
+            self._add_one(*items[0])
+            return
+        rows = [_row(rec) for rec, _ in items]
+        with self._engine.begin() as conn:
+            conn.execute(_INSERT_CERTIFICATE, rows)
+            records = append_many(conn, [(audit, rec.issued_at) for rec, audit in items],
+                                  tip=self._tip.head)
+        self._tip.committed(records[-1])
+
+    def _add_one(self, rec: CertificateRecord, audit: AuditEntry) -> None:
         # The hot path of issuance. With the audit head this store wrote last, the
         # certificate and its record go in at once (one statement on PostgreSQL,
         # three on SQLite's cursor); if another writer moved the head meanwhile,
         # nothing is written and they go in the general way, in a transaction that
         # reads the head under its lock.
-        row = {"serial": rec.serial, "owner_kind": rec.owner_kind.value,
-               "owner_uid": rec.owner_uid, "owner_entry_uuid": rec.owner_entry_uuid,
-               "profile": rec.profile, "subject": rec.subject, "not_before": rec.not_before,
-               "not_after": rec.not_after, "status": rec.status.value,
-               "issued_at": rec.issued_at, "status_changed_at": rec.issued_at,
-               "hardware_key": rec.hardware_key, "hierarchy": rec.hierarchy.value,
-               "der": rec.der}
+        row = _row(rec)
         tip = self._tip.head
         if tip is not None:
             record = follow(tip, actor=audit.actor, action=audit.action, target=audit.target,
