@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
+    ARRAY,
     Column,
     Connection,
     CursorResult,
@@ -39,8 +40,10 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    func,
     insert,
     select,
+    true,
     update,
 )
 from sqlalchemy.orm import Session, sessionmaker
@@ -151,6 +154,26 @@ def head_move(record: AuditRecord) -> dict[str, object]:
             "new_seq": record.seq, "new_hash": record.hash}
 
 
+def follow_all(head: tuple[int, str], entries: Sequence[tuple[AuditEntry, datetime]]
+               ) -> list[AuditRecord]:
+    """The records of ``entries`` (each with its time) chained in order after
+    ``head``: pure, nothing stored."""
+    records = []
+    for entry, at in entries:
+        record = follow(head, actor=entry.actor, action=entry.action, target=entry.target,
+                        details=entry.details, at=at)
+        records.append(record)
+        head = (record.seq, record.hash)
+    return records
+
+
+def heads_move(records: Sequence[AuditRecord]) -> dict[str, object]:
+    """Parameters of the compare-and-set that makes the last of ``records`` (a run
+    chained in order) the head, from the first one's predecessor."""
+    return {"old_seq": records[0].seq - 1, "old_hash": records[0].prev_hash,
+            "new_seq": records[-1].seq, "new_hash": records[-1].hash}
+
+
 def log_row(record: AuditRecord) -> dict[str, object]:
     """``record`` as a row of ``audit_log``."""
     return {"seq": record.seq, "at": record.at, "actor": record.actor,
@@ -202,29 +225,17 @@ def append_many(conn: Session | Connection, entries: Sequence[tuple[AuditEntry, 
     if not entries:
         return []
 
-    def chain(head: tuple[int, str]) -> list[AuditRecord]:
-        records = []
-        for entry, at in entries:
-            record = follow(head, actor=entry.actor, action=entry.action,
-                            target=entry.target, details=entry.details, at=at)
-            records.append(record)
-            head = (record.seq, record.hash)
-        return records
-
     def move(records: list[AuditRecord]) -> bool:
-        first, last = records[0], records[-1]
-        done = cast(CursorResult[Any], conn.execute(MOVE_HEAD, {
-            "old_seq": first.seq - 1, "old_hash": first.prev_hash,
-            "new_seq": last.seq, "new_hash": last.hash}))
+        done = cast(CursorResult[Any], conn.execute(MOVE_HEAD, heads_move(records)))
         return done.rowcount == 1
 
-    records = chain(tip) if tip is not None else []
+    records = follow_all(tip, entries) if tip is not None else []
     if not records or not move(records):
         locked = cast(CursorResult[Any], conn.execute(_LOCK_HEAD))
         if locked.rowcount != 1:
             raise RuntimeError("audit_head row missing: the database is not migrated")
         row = conn.execute(_HEAD).one()
-        records = chain((int(row.seq), str(row.hash)))
+        records = follow_all((int(row.seq), str(row.hash)), entries)
         if not move(records):  # under the lock nobody else moves it
             raise RuntimeError("audit head moved under its lock")
     conn.execute(INSERT_RECORD, [log_row(r) for r in records])
@@ -250,6 +261,30 @@ def insert_with_append(table: Table, columns: Sequence[str]) -> Insert:
     return insert(audit_log).from_select(log_columns, select(
         *[bindparam(f"log_{c}", type_=audit_log.c[c].type) for c in log_columns])
         .select_from(moved)).add_cte(row.cte(f"{table.name}_row")).returning(audit_log.c.seq)
+
+
+def insert_many_with_append(table: Table, columns: Sequence[str]) -> Insert:
+    """:func:`insert_with_append` for several rows and records at once (PostgreSQL).
+
+    Parameters: ``rows_<column>`` and ``logs_<column>``, one array per column
+    (unnested into rows), and :func:`head_move`'s from the first record's
+    predecessor to the last record. Both inserts select from the head's
+    compare-and-set: every row and record is written, or none.
+    """
+    moved = MOVE_HEAD.returning(audit_head.c.seq).cte("moved")
+
+    def unnested(t: Table, prefix: str, names: Sequence[str]) -> Any:
+        return func.unnest(*[bindparam(f"{prefix}_{c}", type_=ARRAY(t.c[c].type))
+                             for c in names]).table_valued(*names).render_derived(name=prefix)
+
+    rows = unnested(table, "rows", columns)
+    row = insert(table).from_select(list(columns), select(
+        *[rows.c[c] for c in columns]).select_from(rows).join(moved, true()))
+    log_columns = [c.name for c in audit_log.c]
+    logs = unnested(audit_log, "logs", log_columns)
+    return insert(audit_log).from_select(log_columns, select(
+        *[logs.c[c] for c in log_columns]).select_from(logs).join(moved, true())
+        ).add_cte(row.cte(f"{table.name}_rows")).returning(audit_log.c.seq)
 
 
 def iter_records(session: Session, batch: int = 5000) -> Iterator[AuditRecord]:

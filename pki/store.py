@@ -55,7 +55,10 @@ from pki.audit_store import (
     append,
     append_many,
     follow,
+    follow_all,
     head_move,
+    heads_move,
+    insert_many_with_append,
     insert_with_append,
     log_row,
 )
@@ -177,6 +180,7 @@ _NEW_CERTIFICATE = [c.name for c in certificates.c
                     if c.name not in ("revoked_at", "reason", "invalidity_date")]
 _INSERT_CERTIFICATE = insert(certificates)
 _INSERT_CERTIFICATE_AND_APPEND = insert_with_append(certificates, _NEW_CERTIFICATE)
+_INSERT_CERTIFICATES_AND_APPEND = insert_many_with_append(certificates, _NEW_CERTIFICATE)
 
 
 class _DriverStatement:
@@ -323,10 +327,23 @@ class SqlCertificateStore:
             self._add_one(*items[0])
             return
         rows = [_row(rec) for rec, _ in items]
+        entries = [(audit, rec.issued_at) for rec, audit in items]
+        tip = self._tip.head
+        if self._one_statement is not None and tip is not None:
+            # PostgreSQL: the whole batch in one autocommitted statement, as for one.
+            records = follow_all(tip, entries)
+            params: dict[str, object] = {f"rows_{c}": [r[c] for r in rows]
+                                         for c in _NEW_CERTIFICATE}
+            logs = [log_row(r) for r in records]
+            params.update({f"logs_{c}": [log[c] for log in logs] for c in logs[0]})
+            params.update(heads_move(records))
+            with self._one_statement.connect() as conn:
+                if conn.execute(_INSERT_CERTIFICATES_AND_APPEND, params).first() is not None:
+                    self._tip.committed(records[-1])
+                    return
         with self._engine.begin() as conn:
             conn.execute(_INSERT_CERTIFICATE, rows)
-            records = append_many(conn, [(audit, rec.issued_at) for rec, audit in items],
-                                  tip=self._tip.head)
+            records = append_many(conn, entries, tip=tip)
         self._tip.committed(records[-1])
 
     def _add_one(self, rec: CertificateRecord, audit: AuditEntry) -> None:
