@@ -380,16 +380,21 @@ class SqlCertificateStore:
             return False
         new_row, move_head, insert_record = self._driver
         dialect = self._engine.dialect
+        # Every parameter (the record's JSON too) is made before the first
+        # statement takes SQLite's write lock, which is held until the commit.
+        row_params = new_row.parameters(row)
+        head_params = move_head.parameters(head_move(record))
+        record_params = insert_record.parameters(log_row(record))
         raw = self._engine.raw_connection()  # from the pool, with its pragmas
         try:
             cursor = raw.cursor()
             try:
-                cursor.execute(new_row.sql, new_row.parameters(row))
-                moved = cursor.execute(move_head.sql, move_head.parameters(head_move(record)))
+                cursor.execute(new_row.sql, row_params)
+                moved = cursor.execute(move_head.sql, head_params)
                 if moved.rowcount != 1:
                     raw.rollback()
                     return False
-                cursor.execute(insert_record.sql, insert_record.parameters(log_row(record)))
+                cursor.execute(insert_record.sql, record_params)
                 raw.commit()
             except dialect.loaded_dbapi.Error as exc:
                 # A rollback that fails too leaves the pool to discard the connection.
