@@ -137,6 +137,25 @@ class ChainTip:
         self.head = (record.seq, record.hash)
 
 
+_unseen: dict[object, list[Callable[[Sequence[AuditRecord]], None]]] = {}
+_unseen_lock = threading.Lock()
+
+
+def listen_unseen(engine: Engine, callback: Callable[[Sequence[AuditRecord]], None]) -> None:
+    """Tell ``callback`` of audit records committed to ``engine``'s database by a
+    path SQLAlchemy's execute and commit events do not see (the issuance hot paths:
+    SQLite's driver cursor, PostgreSQL's one autocommitted statement). Records
+    appended any other way are seen by those events, and never announced here."""
+    with _unseen_lock:
+        _unseen.setdefault(engine.url, []).append(callback)
+
+
+def announce_unseen(engine: Engine, records: Sequence[AuditRecord]) -> None:
+    """Called by such a path once its transaction has committed."""
+    for callback in _unseen.get(engine.url, ()):
+        callback(records)
+
+
 def follow(head: tuple[int, str], *, actor: str, action: str, target: str,
            details: Mapping[str, str] | None = None, at: datetime | None = None
            ) -> AuditRecord:

@@ -52,6 +52,7 @@ from pki.audit_store import (
     INSERT_RECORD,
     MOVE_HEAD,
     ChainTip,
+    announce_unseen,
     append,
     append_many,
     follow,
@@ -340,6 +341,7 @@ class SqlCertificateStore:
             with self._one_statement.connect() as conn:
                 if conn.execute(_INSERT_CERTIFICATES_AND_APPEND, params).first() is not None:
                     self._tip.committed(records[-1])
+                    announce_unseen(self._engine, records)
                     return
         with self._engine.begin() as conn:
             conn.execute(_INSERT_CERTIFICATE, rows)
@@ -359,6 +361,7 @@ class SqlCertificateStore:
                             details=audit.details, at=rec.issued_at)
             if self._add_following(row, record):
                 self._tip.committed(record)
+                announce_unseen(self._engine, [record])
                 return
         with self._engine.begin() as s:
             s.execute(_INSERT_CERTIFICATE, row)
