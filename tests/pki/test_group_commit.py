@@ -52,7 +52,9 @@ def items(template: CertificateRecord, n: int) -> list[Item]:
     for _ in range(n):
         serial = format(new_serial(), "x")
         out.append((dataclasses.replace(template, serial=serial),
-                    AuditEntry("test", "cert.issue", f"cert:{serial}", {"serial": serial})))
+                    AuditEntry("test", "cert.issue", f"cert:{serial}", {
+                        "serial": serial, "profile": template.profile,
+                        "hierarchy": template.hierarchy.value})))
     return out
 
 
@@ -212,3 +214,29 @@ def test_concurrent_issuances_are_each_recorded_once_on_a_verifiable_chain(
     targets = audit_targets(env)
     assert all(targets.count(f"cert:{s}") == 1 for s in serials)
     assert env.audit.verify().ok
+
+
+def test_issuances_on_every_path_are_counted_once_by_the_metrics(env: CAEnv) -> None:
+    """The hot paths write outside SQLAlchemy's events and announce what they
+    committed; the general and batch paths are seen by the events. Each
+    issuance is counted once whichever path it took."""
+    from prometheus_client import REGISTRY
+
+    from idp.runtime.metrics import watch_audit
+
+    watch_audit(env.engine)
+    labels = {"profile": "user-auth", "hierarchy": "ecdsa"}
+
+    def issued() -> float:
+        return REGISTRY.get_sample_value("govtrust_certificates_issued_total", labels) or 0.0
+
+    before = issued()
+    template = env.ca.issue_from_csr(person_of(env), "user-auth", make_csr()[0]).record
+    env.ca.issue_from_csr(person_of(env), "user-auth", make_csr()[0])  # the hot path
+    store = store_of(env)
+    store.add_certificates(items(template, 3))  # a batch onto the tip
+    ChainTip.of(env.engine).head = (1, GENESIS)
+    store.add_certificates(items(template, 2))  # a batch after a missed compare-and-set
+    ChainTip.of(env.engine).head = (1, GENESIS)
+    env.ca.issue_from_csr(person_of(env), "user-auth", make_csr()[0])  # the general path
+    assert issued() == before + 8
