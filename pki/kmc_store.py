@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     func,
     insert,
     select,
@@ -78,6 +79,13 @@ recovery_approvals = Table(
 )
 
 
+# Built once (issuance runs them on every escrowed pair): SQLAlchemy caches them.
+_INSERT_ESCROW = insert(escrowed_keys)
+_LINK = update(escrowed_keys).where(
+    escrowed_keys.c.key_id == bindparam("the_key_id"), escrowed_keys.c.serial.is_(None)
+).values(serial=bindparam("the_serial"))
+
+
 def _utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
@@ -108,10 +116,11 @@ class SqlEscrowStore:
 
     def add_escrow(self, rec: EscrowRecord, audit: AuditEntry) -> None:
         with self._engine.begin() as s:
-            s.execute(insert(escrowed_keys).values(
-                key_id=rec.key_id, serial=rec.serial, owner_uid=rec.owner_uid,
-                owner_entry_uuid=rec.owner_entry_uuid, algorithm=rec.algorithm,
-                kek_label=rec.kek_label, sealed=rec.sealed, created_at=rec.created_at))
+            s.execute(_INSERT_ESCROW, {
+                "key_id": rec.key_id, "serial": rec.serial, "owner_uid": rec.owner_uid,
+                "owner_entry_uuid": rec.owner_entry_uuid, "algorithm": rec.algorithm,
+                "kek_label": rec.kek_label, "sealed": rec.sealed,
+                "created_at": rec.created_at})
             record = self._append(s, audit, rec.created_at)
         self._tip.committed(record)
 
@@ -119,9 +128,7 @@ class SqlEscrowStore:
                     then: AuditEntry | None = None) -> None:
         with self._engine.begin() as s:
             done = cast("CursorResult[Any]", s.execute(
-                update(escrowed_keys).where(escrowed_keys.c.key_id == key_id,
-                                            escrowed_keys.c.serial.is_(None))
-                .values(serial=serial)))
+                _LINK, {"the_key_id": key_id, "the_serial": serial}))
             if done.rowcount != 1:
                 raise KmcRefused(KmcRefusal.NOT_ESCROWED, serial, "escrow row already linked")
             record = self._append(s, audit, at)
