@@ -10,21 +10,29 @@ update names the remembered ``(seq, hash)`` and writes the new head, and when
 another writer moved the head meanwhile it matches no row and the append falls
 back to reading the head under the lock. Either way the row lock is taken
 first, and nothing is chained onto a stale head.
+
+Every writer of one database in a process shares one tip (:meth:`ChainTip.of`):
+the CA store, the KMC store and the audit sink append to the same chain, and a
+tip of its own per writer would be stale after any other writer's append (each
+CA issuance after a KMC escrow record used to miss its compare-and-set).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
+    ARRAY,
     Column,
     Connection,
     CursorResult,
     DateTime,
+    Engine,
     Insert,
     Integer,
     MetaData,
@@ -32,8 +40,10 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    func,
     insert,
     select,
+    true,
     update,
 )
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,6 +57,9 @@ from pki.audit import (
     record_hash,
     verify_chain,
 )
+
+if TYPE_CHECKING:
+    from pki.model import AuditEntry
 
 metadata = MetaData()
 
@@ -104,11 +117,43 @@ class ChainTip:
     threads: a stale value after a race costs one fallback read, nothing more.
     """
 
+    _shared: dict[object, ChainTip] = {}
+    _shared_lock = threading.Lock()
+
     def __init__(self) -> None:
         self.head: tuple[int, str] | None = None
 
+    @classmethod
+    def of(cls, engine: Engine) -> ChainTip:
+        """The tip every writer of ``engine``'s database in this process shares
+        (keyed by the URL: two engines on one database share it too)."""
+        with cls._shared_lock:
+            tip = cls._shared.get(engine.url)
+            if tip is None:
+                tip = cls._shared[engine.url] = cls()
+            return tip
+
     def committed(self, record: AuditRecord) -> None:
         self.head = (record.seq, record.hash)
+
+
+_unseen: dict[object, list[Callable[[Sequence[AuditRecord]], None]]] = {}
+_unseen_lock = threading.Lock()
+
+
+def listen_unseen(engine: Engine, callback: Callable[[Sequence[AuditRecord]], None]) -> None:
+    """Tell ``callback`` of audit records committed to ``engine``'s database by a
+    path SQLAlchemy's execute and commit events do not see (the issuance hot paths:
+    SQLite's driver cursor, PostgreSQL's one autocommitted statement). Records
+    appended any other way are seen by those events, and never announced here."""
+    with _unseen_lock:
+        _unseen.setdefault(engine.url, []).append(callback)
+
+
+def announce_unseen(engine: Engine, records: Sequence[AuditRecord]) -> None:
+    """Called by such a path once its transaction has committed."""
+    for callback in _unseen.get(engine.url, ()):
+        callback(records)
 
 
 def follow(head: tuple[int, str], *, actor: str, action: str, target: str,
@@ -126,6 +171,26 @@ def head_move(record: AuditRecord) -> dict[str, object]:
     """Parameters of the compare-and-set that makes ``record`` the head."""
     return {"old_seq": record.seq - 1, "old_hash": record.prev_hash,
             "new_seq": record.seq, "new_hash": record.hash}
+
+
+def follow_all(head: tuple[int, str], entries: Sequence[tuple[AuditEntry, datetime]]
+               ) -> list[AuditRecord]:
+    """The records of ``entries`` (each with its time) chained in order after
+    ``head``: pure, nothing stored."""
+    records = []
+    for entry, at in entries:
+        record = follow(head, actor=entry.actor, action=entry.action, target=entry.target,
+                        details=entry.details, at=at)
+        records.append(record)
+        head = (record.seq, record.hash)
+    return records
+
+
+def heads_move(records: Sequence[AuditRecord]) -> dict[str, object]:
+    """Parameters of the compare-and-set that makes the last of ``records`` (a run
+    chained in order) the head, from the first one's predecessor."""
+    return {"old_seq": records[0].seq - 1, "old_hash": records[0].prev_hash,
+            "new_seq": records[-1].seq, "new_hash": records[-1].hash}
 
 
 def log_row(record: AuditRecord) -> dict[str, object]:
@@ -167,6 +232,35 @@ def append(session: Session | Connection, *, actor: str, action: str, target: st
     return record
 
 
+# Takes the head's lock without moving it (a write on SQLite, a row lock on PostgreSQL).
+_LOCK_HEAD = update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq)
+
+
+def append_many(conn: Session | Connection, entries: Sequence[tuple[AuditEntry, datetime]],
+                tip: tuple[int, str] | None = None) -> list[AuditRecord]:
+    """Append ``entries`` (each with its time), in order, inside the caller's
+    transaction, with one move of the head: a compare-and-set from ``tip`` if the
+    stored head is still that one, else from the head read under its lock."""
+    if not entries:
+        return []
+
+    def move(records: list[AuditRecord]) -> bool:
+        done = cast(CursorResult[Any], conn.execute(MOVE_HEAD, heads_move(records)))
+        return done.rowcount == 1
+
+    records = follow_all(tip, entries) if tip is not None else []
+    if not records or not move(records):
+        locked = cast(CursorResult[Any], conn.execute(_LOCK_HEAD))
+        if locked.rowcount != 1:
+            raise RuntimeError("audit_head row missing: the database is not migrated")
+        row = conn.execute(_HEAD).one()
+        records = follow_all((int(row.seq), str(row.hash)), entries)
+        if not move(records):  # under the lock nobody else moves it
+            raise RuntimeError("audit head moved under its lock")
+    conn.execute(INSERT_RECORD, [log_row(r) for r in records])
+    return records
+
+
 def insert_with_append(table: Table, columns: Sequence[str]) -> Insert:
     """One PostgreSQL statement that inserts a row of ``table`` and appends an
     audit record, both only if the head is still the one the record follows.
@@ -188,6 +282,30 @@ def insert_with_append(table: Table, columns: Sequence[str]) -> Insert:
         .select_from(moved)).add_cte(row.cte(f"{table.name}_row")).returning(audit_log.c.seq)
 
 
+def insert_many_with_append(table: Table, columns: Sequence[str]) -> Insert:
+    """:func:`insert_with_append` for several rows and records at once (PostgreSQL).
+
+    Parameters: ``rows_<column>`` and ``logs_<column>``, one array per column
+    (unnested into rows), and :func:`head_move`'s from the first record's
+    predecessor to the last record. Both inserts select from the head's
+    compare-and-set: every row and record is written, or none.
+    """
+    moved = MOVE_HEAD.returning(audit_head.c.seq).cte("moved")
+
+    def unnested(t: Table, prefix: str, names: Sequence[str]) -> Any:
+        return func.unnest(*[bindparam(f"{prefix}_{c}", type_=ARRAY(t.c[c].type))
+                             for c in names]).table_valued(*names).render_derived(name=prefix)
+
+    rows = unnested(table, "rows", columns)
+    row = insert(table).from_select(list(columns), select(
+        *[rows.c[c] for c in columns]).select_from(rows).join(moved, true()))
+    log_columns = [c.name for c in audit_log.c]
+    logs = unnested(audit_log, "logs", log_columns)
+    return insert(audit_log).from_select(log_columns, select(
+        *[logs.c[c] for c in log_columns]).select_from(logs).join(moved, true())
+        ).add_cte(row.cte(f"{table.name}_rows")).returning(audit_log.c.seq)
+
+
 def iter_records(session: Session, batch: int = 5000) -> Iterator[AuditRecord]:
     last = 0
     while True:
@@ -205,16 +323,36 @@ def iter_records(session: Session, batch: int = 5000) -> Iterator[AuditRecord]:
             last = r.seq
 
 
+def bound_engine(sessions: sessionmaker[Session]) -> Engine:
+    bind = sessions.kw.get("bind")
+    if not isinstance(bind, Engine):
+        raise TypeError("the session factory must be bound to an Engine")
+    return bind
+
+
+def append_committed(engine: Engine, *, actor: str, action: str, target: str,
+                     details: Mapping[str, str] | None = None, at: datetime | None = None
+                     ) -> AuditRecord:
+    """Append one record in a transaction of its own, onto the shared tip."""
+    tip = ChainTip.of(engine)
+    with engine.begin() as conn:
+        record = append(conn, actor=actor, action=action, target=target, details=details,
+                        at=at, tip=tip.head)
+    tip.committed(record)
+    return record
+
+
 class AuditLog:
     """The audit sink every package writes to (``directory.audit.AuditSink``)."""
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        self._engine = bound_engine(sessions)
 
     def record(self, *, actor: str, action: str, target: str,
                details: Mapping[str, str] | None = None) -> None:
-        with self._sessions.begin() as session:
-            append(session, actor=actor, action=action, target=target, details=details)
+        append_committed(self._engine, actor=actor, action=action, target=target,
+                         details=details)
 
     def head(self) -> tuple[int, str]:
         with self._sessions() as session:

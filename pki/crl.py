@@ -34,12 +34,15 @@ def _reason_extension(reason: RevocationReason) -> bytes:
 # The few reason-code extensions there are, encoded once.
 _REASON_EXT = {r: _reason_extension(r) for r in RevocationReason}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SHORT = [bytes((n,)) for n in range(0x80)]
 
 
 def _time(at: datetime) -> bytes:
     # der.time without strftime: this runs once per entry of a million-entry CRL.
-    if at.tzinfo is not UTC:
-        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    # A naive time is UTC already (the store keeps UTC; SQLite hands it back naive):
+    # only its fields are read, so it is not copied to attach the zone.
+    if at.tzinfo is not None and at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
     if at.year < 2050:
         return b"\x17\x0d%02d%02d%02d%02d%02d%02dZ" % (
             at.year % 100, at.month, at.day, at.hour, at.minute, at.second)
@@ -57,10 +60,15 @@ def encode_entry(entry: RevokedEntry) -> bytes:
     if entry.invalidity_date is not None:
         # RFC 5280 §5.3.2: always GeneralizedTime.
         exts += der.extension(OID_INVALIDITY_DATE, der.generalized_time(entry.invalidity_date))
-    inner = b"\x02" + der.length(len(body)) + body + _time(entry.revoked_at)
+    # Every length of an ordinary entry is below 128, one octet (X.690 §8.1.3.4).
+    n = len(body)
+    inner = b"\x02" + (_SHORT[n] if n < 0x80 else der.length(n)) + body \
+        + _time(entry.revoked_at)
     if exts:
-        inner += b"\x30" + der.length(len(exts)) + exts
-    return b"\x30" + der.length(len(inner)) + inner
+        n = len(exts)
+        inner += b"\x30" + (_SHORT[n] if n < 0x80 else der.length(n)) + exts
+    n = len(inner)
+    return b"\x30" + (_SHORT[n] if n < 0x80 else der.length(n)) + inner
 
 
 def build_crl(*, issuer: x509.Certificate, signer: Signer, entries: Iterable[RevokedEntry],

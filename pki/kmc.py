@@ -145,7 +145,9 @@ class EscrowStore(Protocol):
     def add_escrow(self, rec: EscrowRecord, audit: AuditEntry) -> None: ...
 
     def link_serial(self, key_id: str, serial: str, audit: AuditEntry,
-                    at: datetime) -> None: ...
+                    at: datetime, then: AuditEntry | None = None) -> None:
+        """Link the escrow row to its certificate; ``then`` (the key's export at
+        issuance) is appended after ``audit`` in the same transaction."""
 
     def escrow(self, serial: str) -> EscrowRecord | None: ...
 
@@ -309,11 +311,19 @@ class KeyManagementCentre:
                 "owner": person.uid, "algorithm": algorithm, "kek": self.kek.label}))
         issued = issuer.issue_for_generated_key(person, profile_name, public, actor=actor)
         serial = issued.record.serial
-        self.store.link_serial(kid, serial, AuditEntry(actor, "kmc.escrowed", f"cert:{serial}", {
-            "serial": serial, "key_id": kid, "owner": person.uid}), self.now())
-        delivered = self._deliver(pkcs8, issued.certificate, serial, delivery, algorithm,
-                                  to=person.uid, purpose="issue", actor=actor)
-        return EscrowedIssue(issued, delivered)
+        escrowed = AuditEntry(actor, "kmc.escrowed", f"cert:{serial}", {
+            "serial": serial, "key_id": kid, "owner": person.uid})
+        try:
+            data = _package(pkcs8, issued.certificate, delivery, self.ca, algorithm)
+        except BaseException:
+            self.store.link_serial(kid, serial, escrowed, self.now())
+            raise
+        # The link and the export go on record in one transaction, still before the
+        # key is handed over (one commit where there were two).
+        fmt = _format(delivery, algorithm)
+        self.store.link_serial(kid, serial, escrowed, self.now(), then=self._exported(
+            serial, fmt, to=person.uid, purpose="issue", actor=actor))
+        return EscrowedIssue(issued, DeliveredKey(serial, fmt, data))
 
     # -- the owner's own key ---------------------------------------------------------
     def recover_own(self, person: Actor, serial: str, delivery: Delivery, *,
@@ -522,10 +532,15 @@ class KeyManagementCentre:
         data = _package(pkcs8, cert, delivery, self.ca, algorithm)
         fmt = _format(delivery, algorithm)
         # The export is on record before the key is handed over.
-        self.store.audit(AuditEntry(actor, "kmc.exported", f"cert:{serial}", {
-            "serial": serial, "to": to, "purpose": purpose, "format": fmt.value}),
-            self.now())
+        self.store.audit(self._exported(serial, fmt, to=to, purpose=purpose, actor=actor),
+                         self.now())
         return DeliveredKey(serial, fmt, data)
+
+    @staticmethod
+    def _exported(serial: str, fmt: DeliveryFormat, *, to: str, purpose: str,
+                  actor: str) -> AuditEntry:
+        return AuditEntry(actor, "kmc.exported", f"cert:{serial}", {
+            "serial": serial, "to": to, "purpose": purpose, "format": fmt.value})
 
 
 def _format(delivery: Delivery, algorithm: str) -> DeliveryFormat:

@@ -21,16 +21,18 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     func,
     insert,
     select,
     update,
 )
-from sqlalchemy.engine import CursorResult
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pki.audit_store import append
+from pki.audit import AuditRecord
+from pki.audit_store import ChainTip, append, append_committed, bound_engine
 from pki.errors import KmcRefusal, KmcRefused
 from pki.kmc import EscrowRecord, RecoveryRequest, RequestState
 from pki.model import AuditEntry
@@ -77,6 +79,13 @@ recovery_approvals = Table(
 )
 
 
+# Built once (issuance runs them on every escrowed pair): SQLAlchemy caches them.
+_INSERT_ESCROW = insert(escrowed_keys)
+_LINK = update(escrowed_keys).where(
+    escrowed_keys.c.key_id == bindparam("the_key_id"), escrowed_keys.c.serial.is_(None)
+).values(serial=bindparam("the_serial"))
+
+
 def _utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
@@ -91,31 +100,43 @@ class SqlEscrowStore:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        self._engine = bound_engine(sessions)
+        # Shared with the CA store and the audit sink of the same database: an
+        # escrow record appended here leaves the CA's next compare-and-set current.
+        self._tip = ChainTip.of(self._engine)
+
+    def _append(self, s: Session | Connection, audit: AuditEntry, at: datetime
+                ) -> AuditRecord:
+        return append(s, actor=audit.actor, action=audit.action, target=audit.target,
+                      details=audit.details, at=at, tip=self._tip.head)
 
     def audit(self, entry: AuditEntry, at: datetime) -> None:
-        with self._sessions.begin() as s:
-            append(s, actor=entry.actor, action=entry.action, target=entry.target,
-                   details=entry.details, at=at)
+        append_committed(self._engine, actor=entry.actor, action=entry.action,
+                         target=entry.target, details=entry.details, at=at)
 
     def add_escrow(self, rec: EscrowRecord, audit: AuditEntry) -> None:
-        with self._sessions.begin() as s:
-            s.execute(insert(escrowed_keys).values(
-                key_id=rec.key_id, serial=rec.serial, owner_uid=rec.owner_uid,
-                owner_entry_uuid=rec.owner_entry_uuid, algorithm=rec.algorithm,
-                kek_label=rec.kek_label, sealed=rec.sealed, created_at=rec.created_at))
-            append(s, actor=audit.actor, action=audit.action, target=audit.target,
-                   details=audit.details, at=rec.created_at)
+        with self._engine.begin() as s:
+            s.execute(_INSERT_ESCROW, {
+                "key_id": rec.key_id, "serial": rec.serial, "owner_uid": rec.owner_uid,
+                "owner_entry_uuid": rec.owner_entry_uuid, "algorithm": rec.algorithm,
+                "kek_label": rec.kek_label, "sealed": rec.sealed,
+                "created_at": rec.created_at})
+            record = self._append(s, audit, rec.created_at)
+        self._tip.committed(record)
 
-    def link_serial(self, key_id: str, serial: str, audit: AuditEntry, at: datetime) -> None:
-        with self._sessions.begin() as s:
+    def link_serial(self, key_id: str, serial: str, audit: AuditEntry, at: datetime,
+                    then: AuditEntry | None = None) -> None:
+        with self._engine.begin() as s:
             done = cast("CursorResult[Any]", s.execute(
-                update(escrowed_keys).where(escrowed_keys.c.key_id == key_id,
-                                            escrowed_keys.c.serial.is_(None))
-                .values(serial=serial)))
+                _LINK, {"the_key_id": key_id, "the_serial": serial}))
             if done.rowcount != 1:
                 raise KmcRefused(KmcRefusal.NOT_ESCROWED, serial, "escrow row already linked")
-            append(s, actor=audit.actor, action=audit.action, target=audit.target,
-                   details=audit.details, at=at)
+            record = self._append(s, audit, at)
+            if then is not None:
+                record = append(s, actor=then.actor, action=then.action, target=then.target,
+                                details=then.details, at=at,
+                                tip=(record.seq, record.hash))
+        self._tip.committed(record)
 
     def escrow(self, serial: str) -> EscrowRecord | None:
         with self._sessions() as s:
@@ -136,8 +157,8 @@ class SqlEscrowStore:
                 requester_uid=req.requester_uid, requester_entry_uuid=req.requester_entry_uuid,
                 reason=req.reason, required=req.required, state=req.state.value,
                 created_at=req.created_at, expires_at=req.expires_at, decided_at=None))
-            append(s, actor=audit.actor, action=audit.action, target=audit.target,
-                   details=audit.details, at=req.created_at)
+            record = self._append(s, audit, req.created_at)
+        self._tip.committed(record)
 
     def _load(self, s: Session, request_id: str) -> RecoveryRequest | None:
         row = s.execute(select(recovery_requests)
@@ -186,14 +207,16 @@ class SqlEscrowStore:
                                   ).scalar_one()
                 required = s.execute(select(recovery_requests.c.required)
                                      .where(recovery_requests.c.id == request_id)).scalar_one()
-                append(s, actor=audit.actor, action=audit.action, target=audit.target,
-                       details={**audit.details, "approvals": str(count)}, at=at)
+                record = self._append(s, AuditEntry(audit.actor, audit.action, audit.target,
+                                                    {**audit.details, "approvals": str(count)}),
+                                      at)
                 if count >= required:
                     s.execute(update(recovery_requests)
                               .where(recovery_requests.c.id == request_id)
                               .values(state=RequestState.APPROVED.value, decided_at=at))
         except IntegrityError:
             raise KmcRefused(KmcRefusal.ALREADY_APPROVED) from None
+        self._tip.committed(record)
         with self._sessions() as s:
             fresh = self._load(s, request_id)
         assert fresh is not None
@@ -208,6 +231,6 @@ class SqlEscrowStore:
                 .values(state=RequestState.DELIVERED.value, decided_at=at)))
             if done.rowcount != 1:
                 return False
-            append(s, actor=audit.actor, action=audit.action, target=audit.target,
-                   details=audit.details, at=at)
+            record = self._append(s, audit, at)
+        self._tip.committed(record)
         return True

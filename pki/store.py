@@ -15,7 +15,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -52,13 +52,19 @@ from pki.audit_store import (
     INSERT_RECORD,
     MOVE_HEAD,
     ChainTip,
+    announce_unseen,
     append,
+    append_many,
     follow,
+    follow_all,
     head_move,
+    heads_move,
+    insert_many_with_append,
     insert_with_append,
     log_row,
 )
 from pki.errors import AlreadyRevoked, InvalidTransition, NotOnHold, UnknownSerial
+from pki.group_commit import GroupCommit
 from pki.model import (
     AuditEntry,
     CACertificate,
@@ -144,6 +150,7 @@ status_generation = Table(
 _GENERATION = select(status_generation.c.value).where(status_generation.c.id == 1)
 _GENERATION_SQL = "SELECT value FROM pki_status_generation WHERE id = 1"
 
+_GET = select(certificates).where(certificates.c.serial == bindparam("serial"))
 _STATUS = select(certificates.c.status, certificates.c.revoked_at, certificates.c.reason) \
     .where(certificates.c.serial == bindparam("serial"),
            certificates.c.hierarchy == bindparam("hierarchy"))
@@ -161,9 +168,12 @@ def _must(at: datetime | None) -> datetime:
     return value
 
 
-def _audit(session: Session | Connection, audit: AuditEntry, at: datetime) -> None:
-    append(session, actor=audit.actor, action=audit.action, target=audit.target,
-           details=audit.details, at=at)
+def _audit(session: Session | Connection, audit: AuditEntry, at: datetime,
+           tip: ChainTip) -> AuditRecord:
+    """Append ``audit`` in the caller's transaction, onto ``tip`` if it is still the
+    head; tell ``tip`` the record only once that transaction has committed."""
+    return append(session, actor=audit.actor, action=audit.action, target=audit.target,
+                  details=audit.details, at=at, tip=tip.head)
 
 
 # What a new certificate's row sets (the revocation columns stay NULL).
@@ -171,6 +181,7 @@ _NEW_CERTIFICATE = [c.name for c in certificates.c
                     if c.name not in ("revoked_at", "reason", "invalidity_date")]
 _INSERT_CERTIFICATE = insert(certificates)
 _INSERT_CERTIFICATE_AND_APPEND = insert_with_append(certificates, _NEW_CERTIFICATE)
+_INSERT_CERTIFICATES_AND_APPEND = insert_many_with_append(certificates, _NEW_CERTIFICATE)
 
 
 class _DriverStatement:
@@ -217,6 +228,17 @@ def _bump_generation(session: Session) -> None:
         session.execute(insert(status_generation).values(id=1, value=1))
 
 
+def _row(rec: CertificateRecord) -> dict[str, Any]:
+    """``rec`` as a new row of ``certificates``."""
+    return {"serial": rec.serial, "owner_kind": rec.owner_kind.value,
+            "owner_uid": rec.owner_uid, "owner_entry_uuid": rec.owner_entry_uuid,
+            "profile": rec.profile, "subject": rec.subject, "not_before": rec.not_before,
+            "not_after": rec.not_after, "status": rec.status.value,
+            "issued_at": rec.issued_at, "status_changed_at": rec.issued_at,
+            "hardware_key": rec.hardware_key, "hierarchy": rec.hierarchy.value,
+            "der": rec.der}
+
+
 def _record(row: object) -> CertificateRecord:
     r = row
     return CertificateRecord(
@@ -249,7 +271,12 @@ class SqlCertificateStore:
         if not isinstance(bind, Engine):
             raise TypeError("the session factory must be bound to an Engine")
         self._engine = bind
-        self._tip = ChainTip()  # the audit head this store last committed
+        # The audit head last committed by any writer of this database here.
+        self._tip = ChainTip.of(bind)
+        # Issuances that arrive while one is being committed go in its successor's
+        # transaction together (pki.group_commit): one commit for the lot.
+        self._issued: GroupCommit[tuple[CertificateRecord, AuditEntry]] = \
+            GroupCommit(self.add_certificates)
         dialect = bind.dialect
         # PostgreSQL records an issuance in one autocommitted statement; SQLite in a
         # transaction of three statements run on the driver's cursor.
@@ -271,7 +298,8 @@ class SqlCertificateStore:
             s.execute(insert(ca_certificates).values(
                 role=ca.role.value, key_label=ca.key_label, serial=ca.serial,
                 not_before=ca.not_before, not_after=ca.not_after, created_at=at, der=ca.der))
-            _audit(s, audit, at)
+            record = _audit(s, audit, at, self._tip)
+        self._tip.committed(record)
 
     def current_ca(self, role: CARole) -> CACertificate | None:
         with self._sessions() as s:
@@ -284,24 +312,56 @@ class SqlCertificateStore:
 
     # -- end-entity certificates ---------------------------------------------
     def add_certificate(self, rec: CertificateRecord, audit: AuditEntry) -> None:
+        """Record ``rec`` with its audit record; return once both are committed.
+
+        Concurrent callers share a commit (``pki.group_commit``): each returns only
+        after the transaction holding its certificate commits, and if that
+        transaction fails, every caller in it gets the error and none of its
+        certificates is recorded.
+        """
+        self._issued.submit((rec, audit))
+
+    def add_certificates(self, items: Sequence[tuple[CertificateRecord, AuditEntry]]) -> None:
+        """Record ``items`` and their audit records, in this order, in one
+        transaction: all of them or, if it fails, none."""
+        if len(items) == 1:
+            self._add_one(*items[0])
+            return
+        rows = [_row(rec) for rec, _ in items]
+        entries = [(audit, rec.issued_at) for rec, audit in items]
+        tip = self._tip.head
+        if self._one_statement is not None and tip is not None:
+            # PostgreSQL: the whole batch in one autocommitted statement, as for one.
+            records = follow_all(tip, entries)
+            params: dict[str, object] = {f"rows_{c}": [r[c] for r in rows]
+                                         for c in _NEW_CERTIFICATE}
+            logs = [log_row(r) for r in records]
+            params.update({f"logs_{c}": [log[c] for log in logs] for c in logs[0]})
+            params.update(heads_move(records))
+            with self._one_statement.connect() as conn:
+                if conn.execute(_INSERT_CERTIFICATES_AND_APPEND, params).first() is not None:
+                    self._tip.committed(records[-1])
+                    announce_unseen(self._engine, records)
+                    return
+        with self._engine.begin() as conn:
+            conn.execute(_INSERT_CERTIFICATE, rows)
+            records = append_many(conn, entries, tip=tip)
+        self._tip.committed(records[-1])
+
+    def _add_one(self, rec: CertificateRecord, audit: AuditEntry) -> None:
         # The hot path of issuance. With the audit head this store wrote last, the
         # certificate and its record go in at once (one statement on PostgreSQL,
         # three on SQLite's cursor); if another writer moved the head meanwhile,
         # nothing is written and they go in the general way, in a transaction that
         # reads the head under its lock.
-        row = {"serial": rec.serial, "owner_kind": rec.owner_kind.value,
-               "owner_uid": rec.owner_uid, "owner_entry_uuid": rec.owner_entry_uuid,
-               "profile": rec.profile, "subject": rec.subject, "not_before": rec.not_before,
-               "not_after": rec.not_after, "status": rec.status.value,
-               "issued_at": rec.issued_at, "status_changed_at": rec.issued_at,
-               "hardware_key": rec.hardware_key, "hierarchy": rec.hierarchy.value,
-               "der": rec.der}
+        row = _row(rec)
         tip = self._tip.head
         if tip is not None:
             record = follow(tip, actor=audit.actor, action=audit.action, target=audit.target,
                             details=audit.details, at=rec.issued_at)
             if self._add_following(row, record):
                 self._tip.committed(record)
+                announce_unseen(self._engine, [record])
                 return
         with self._engine.begin() as s:
             s.execute(_INSERT_CERTIFICATE, row)
@@ -323,16 +383,21 @@ class SqlCertificateStore:
             return False
         new_row, move_head, insert_record = self._driver
         dialect = self._engine.dialect
+        # Every parameter (the record's JSON too) is made before the first
+        # statement takes SQLite's write lock, which is held until the commit.
+        row_params = new_row.parameters(row)
+        head_params = move_head.parameters(head_move(record))
+        record_params = insert_record.parameters(log_row(record))
         raw = self._engine.raw_connection()  # from the pool, with its pragmas
         try:
             cursor = raw.cursor()
             try:
-                cursor.execute(new_row.sql, new_row.parameters(row))
-                moved = cursor.execute(move_head.sql, move_head.parameters(head_move(record)))
+                cursor.execute(new_row.sql, row_params)
+                moved = cursor.execute(move_head.sql, head_params)
                 if moved.rowcount != 1:
                     raw.rollback()
                     return False
-                cursor.execute(insert_record.sql, insert_record.parameters(log_row(record)))
+                cursor.execute(insert_record.sql, record_params)
                 raw.commit()
             except dialect.loaded_dbapi.Error as exc:
                 # A rollback that fails too leaves the pool to discard the connection.
@@ -348,8 +413,9 @@ class SqlCertificateStore:
             raw.close()
 
     def get(self, serial: str) -> CertificateRecord | None:
-        with self._sessions() as s:
-            row = s.execute(select(certificates).where(certificates.c.serial == serial)).first()
+        # A plain connection: read before every key delivery and revocation.
+        with self._engine.connect() as conn:
+            row = conn.execute(_GET, {"serial": serial}).first()
         return None if row is None else _record(row)
 
     def status(self, serial: int, hierarchy: HierarchyName = HierarchyName.ECDSA
@@ -406,6 +472,7 @@ class SqlCertificateStore:
                    to: CertStatus, at: datetime, reason: RevocationReason | None,
                    invalidity_date: datetime | None, audit: AuditEntry) -> CertificateRecord:
         """Move one certificate to ``to`` if its status is in ``allowed_from``."""
+        fresh: CertificateRecord | None = None
         with self._sessions.begin() as s:
             row = s.execute(select(certificates.c.status).where(certificates.c.serial == serial)
                             .with_for_update()).first()
@@ -426,12 +493,15 @@ class SqlCertificateStore:
                     .values(**values)))
                 if done.rowcount == 1:
                     _bump_generation(s)
-                    _audit(s, audit, at)
-                    fresh = s.execute(select(certificates)
-                                      .where(certificates.c.serial == serial)).one()
-                    return _record(fresh)
-                current = CertStatus(s.execute(select(certificates.c.status).where(
-                    certificates.c.serial == serial)).scalar_one())
+                    record = _audit(s, audit, at, self._tip)
+                    fresh = _record(s.execute(select(certificates)
+                                              .where(certificates.c.serial == serial)).one())
+                else:
+                    current = CertStatus(s.execute(select(certificates.c.status).where(
+                        certificates.c.serial == serial)).scalar_one())
+        if fresh is not None:
+            self._tip.committed(record)
+            return fresh
         if current is CertStatus.REVOKED and verb == "revoke":
             raise AlreadyRevoked(serial)
         if verb == "release":
@@ -486,7 +556,7 @@ class SqlCertificateStore:
                     issuer=issuer, number=crl.number, delta=crl.delta,
                     base_number=crl.base_number, this_update=crl.this_update,
                     next_update=crl.next_update, entries=crl.entries, der=crl.der))
-                _audit(s, audit, crl.this_update)
+                record = _audit(s, audit, crl.this_update, self._tip)
                 # Keep the last few of each kind; the newest is what is served.
                 keep = select(crls.c.id).where(crls.c.issuer == issuer,
                                                crls.c.delta == crl.delta) \
@@ -496,6 +566,7 @@ class SqlCertificateStore:
                                              crls.c.id.not_in(keep.scalar_subquery())))
         except IntegrityError:
             return False
+        self._tip.committed(record)
         return True
 
     def latest_crl(self, issuer: str, delta: bool) -> CRLRecord | None:
@@ -516,7 +587,8 @@ class SqlCertificateStore:
                 if name not in have:
                     s.execute(insert(approved_dns_names).values(app=app, dns_name=name,
                                                                 added_at=at))
-            _audit(s, audit, at)
+            record = _audit(s, audit, at, self._tip)
+        self._tip.committed(record)
 
     def approved_dns(self, app: str) -> frozenset[str]:
         with self._sessions() as s:

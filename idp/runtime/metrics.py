@@ -31,7 +31,7 @@ import ipaddress
 import json
 import os
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
     from prometheus_client.core import Metric
     from sqlalchemy import Engine
+
+    from pki.audit import AuditRecord
 
 # When the oldest undelivered outbox event was written (None: nothing owed).
 OldestUndelivered = Callable[[], datetime | None]
@@ -117,7 +119,7 @@ def watch_audit(engine: Engine) -> None:
     from sqlalchemy import event
     from sqlalchemy.sql.dml import Insert
 
-    from pki.audit_store import audit_log
+    from pki.audit_store import audit_log, listen_unseen
 
     if engine in _WATCHED:
         return
@@ -148,6 +150,13 @@ def watch_audit(engine: Engine) -> None:
     event.listen(engine, "after_execute", _seen)
     event.listen(engine, "commit", _commit)
     event.listen(engine, "rollback", _rollback)
+    # The issuance hot paths write outside those events and announce what they
+    # committed (pki.audit_store.listen_unseen).
+    def _announced(records: Sequence[AuditRecord]) -> None:
+        for record in records:
+            count_audit(record.action, dict(record.details))
+
+    listen_unseen(engine, _announced)
 
 
 def _ocsp_status(body: bytes) -> str:

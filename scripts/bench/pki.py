@@ -35,7 +35,8 @@
 
 Prints ``name: value unit`` lines.
 
-    scripts/bench/pki.py [--issue 2000] [--dual 300] [--duration 5] [--crl-entries 1000000]
+    scripts/bench/pki.py [--issue 2000] [--issue-threads 4] [--dual 300] [--duration 5]
+                         [--crl-entries 1000000]
                          [--db both|sqlite|postgresql] [--skip PART]
                          [--shape one-machine|production] [--ocsp-server granian|gthread|sync]
 """
@@ -168,9 +169,44 @@ def bench_dual(ca: CertificateAuthority, url: str, folder: Path, n: int, rounds:
 
 
 # -- issuance ------------------------------------------------------------------------------
-def bench_issuance(cas: dict[str, CertificateAuthority], n: int, rounds: int = 3) -> None:
+def in_threads(work: Callable[[bytes], object], batch: list[bytes], threads: int) -> float:
+    """Rate of ``work`` over ``batch`` shared by ``threads`` threads (1: this one)."""
+    if threads == 1:
+        start = time.perf_counter()
+        for item in batch:
+            work(item)
+        return len(batch) / (time.perf_counter() - start)
+    import threading
+
+    errors: list[BaseException] = []
+
+    def run(chunk: list[bytes]) -> None:
+        try:
+            for item in chunk:
+                work(item)
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=run, args=(batch[i::threads],))
+               for i in range(threads)]
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return len(batch) / elapsed
+
+
+def bench_issuance(cas: dict[str, CertificateAuthority], n: int, rounds: int = 3,
+                   threads: int = 1) -> None:
     """Alternate rounds of each database and the bare build+sign, best of each: the
-    machine may be shared. ``cas`` maps a database name to an authority on it."""
+    machine may be shared. ``cas`` maps a database name to an authority on it.
+    ``threads`` > 1 adds the same figures with that many concurrent issuers in one
+    process, the bare build+sign with as many threads (group commit only gathers
+    concurrent issuances)."""
     keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(50)]
     csrs = [x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
             .sign(keys[i % 50], hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
@@ -182,36 +218,39 @@ def bench_issuance(cas: dict[str, CertificateAuthority], n: int, rounds: int = 3
     signer = first.issuing_signer()
     assert isinstance(signer, SoftwareSigner)
     per_round = max(1, n // rounds)
-    durable = dict.fromkeys(cas, 0.0)
-    bare = 0.0
+    counts = sorted({1, threads})
+    durable = {(db, t): 0.0 for db in cas for t in counts}
+    bare = dict.fromkeys(counts, 0.0)
+
+    def build_and_sign(csr: bytes) -> None:
+        req = x509.load_pem_x509_csr(csr)
+        assert req.is_signature_valid
+        now = datetime.now(UTC)
+        builder = end_entity_builder(
+            profile=profile, public_key=req.public_key(),  # type: ignore[arg-type]
+            key_kind=KeyKind.EC, subject=subject_for(profile, first.settings, person=p),
+            sans=general_names(profile, first.settings, person=p, dns_names=()),
+            issuer=issuer, settings=first.settings, now=now, serial=new_serial())
+        builder.sign(signer.private_key, hashes.SHA256()).public_bytes(
+            serialization.Encoding.DER)
+
     for r in range(rounds):
         batch = csrs[r * per_round:(r + 1) * per_round]
-        for db, ca in cas.items():
-            start = time.perf_counter()
-            for csr in batch:
-                ca.issue_from_csr(p, "user-auth", csr, actor="bench")
-            durable[db] = max(durable[db], len(batch) / (time.perf_counter() - start))
-
-        start = time.perf_counter()
-        for csr in batch:
-            req = x509.load_pem_x509_csr(csr)
-            assert req.is_signature_valid
-            now = datetime.now(UTC)
-            builder = end_entity_builder(
-                profile=profile, public_key=req.public_key(),  # type: ignore[arg-type]
-                key_kind=KeyKind.EC, subject=subject_for(profile, first.settings, person=p),
-                sans=general_names(profile, first.settings, person=p, dns_names=()),
-                issuer=issuer, settings=first.settings, now=now, serial=new_serial())
-            builder.sign(signer.private_key, hashes.SHA256()).public_bytes(
-                serialization.Encoding.DER)
-        bare = max(bare, len(batch) / (time.perf_counter() - start))
+        for t in counts:
+            for db, ca in cas.items():
+                rate = in_threads(lambda csr, ca=ca: ca.issue_from_csr(  # type: ignore[misc]
+                    p, "user-auth", csr, actor="bench"), batch, t)
+                durable[db, t] = max(durable[db, t], rate)
+            bare[t] = max(bare[t], in_threads(build_and_sign, batch, t))
     check_csr(parse_csr(csrs[0], 65536), profile)
     suffix = {"sqlite": "", "postgresql": "_postgresql"}
-    for db, rate in durable.items():
-        out(f"issuance_durable{suffix[db]}", rate, "certs/s")
-    out("issuance_bare_cryptography", bare, "certs/s")
-    for db, rate in durable.items():
-        out(f"issuance_ratio{suffix[db]}", rate / bare, "x")
+    for t in counts:
+        tail = "" if t == 1 else f"_{t}threads"
+        for db in cas:
+            out(f"issuance_durable{suffix[db]}{tail}", durable[db, t], "certs/s")
+        out(f"issuance_bare_cryptography{tail}", bare[t], "certs/s")
+        for db in cas:
+            out(f"issuance_ratio{suffix[db]}{tail}", durable[db, t] / bare[t], "x")
 
 
 @contextlib.contextmanager
@@ -753,6 +792,9 @@ def main() -> None:
     parser.add_argument("--dual", type=int, default=300)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--crl-entries", type=int, default=1_000_000)
+    parser.add_argument("--issue-threads", type=int, default=4,
+                        help="concurrent issuers in one process for the _Nthreads issuance "
+                             "figures, beside the sequential ones (1: sequential only)")
     parser.add_argument("--skip", action="append", default=[],
                         choices=["issuance", "dual", "ocsp", "crl", "sm2"])
     parser.add_argument("--db", choices=["both", "sqlite", "postgresql"], default="both",
@@ -781,7 +823,7 @@ def main() -> None:
                 cas["postgresql"] = stack.enter_context(postgres_ca(base, folder / "pg"))
             elif args.db == "both":
                 print("issuance_durable_postgresql: skipped (PostgreSQL not installed)")
-            bench_issuance(cas, args.issue)
+            bench_issuance(cas, args.issue, threads=args.issue_threads)
         else:
             ca.issue_from_csr(person(0), "user-auth", x509.CertificateSigningRequestBuilder()
                               .subject_name(x509.Name([])).sign(

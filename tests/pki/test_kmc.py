@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from directory.model import Person
 from idp.runtime.db import session_factory
-from pki.audit_store import audit_log
+from pki.audit_store import ChainTip, audit_log
 from pki.errors import KeyStoreError, KmcRefusal, KmcRefused
 from pki.kek import FileKeyEncryptionKey
 from pki.kmc import KeyManagementCentre, KmcSettings, Pkcs12, RequestState, WrapTo
@@ -97,6 +97,19 @@ def pkcs8_of(p12: bytes) -> bytes:
 
 
 # -- escrowed dual issuance ------------------------------------------------------------
+def test_escrow_records_leave_the_cas_chain_tip_current(world: World) -> None:
+    """The KMC appends onto the chain tip the CA store shares (one per database),
+    so the CA's next issuance finds the head it remembers and takes its one
+    compare-and-set; with a tip of its own it missed after every escrow record."""
+    escrow(world)
+    tip = world.env.ca.store._tip  # type: ignore[attr-defined]  # noqa: SLF001
+    assert tip is ChainTip.of(world.env.engine)
+    assert tip.head == world.env.audit.head()
+    world.env.ca.issue_from_csr(world.person, "user-sign", make_csr()[0])
+    assert tip.head == world.env.audit.head()
+    assert world.env.audit.verify().ok
+
+
 def test_dual_issuance_key_decrypts_a_message_encrypted_to_the_certificate(
         world: World, tmp_path: Path) -> None:
     out = world.kmc.issue_escrowed(world.person, WrapTo(world.sign_cert), actor="test")
