@@ -21,6 +21,7 @@ from flask import request as req
 
 from idp.login.sessions import COOKIE_NAME
 from idp.login.stepup import acr_values_supported
+from idp.login.tables import one_checkout
 from idp.login.throttle import TOKEN_PER_ADDRESS, TOKEN_PER_CLIENT
 from idp.oidc.discovery import provider_metadata
 from idp.oidc.logout import LogoutError, validate_end_session
@@ -191,10 +192,16 @@ def _throttled_client_call(answer: Callable[[], Response]) -> Response:
     guessed at introspection (200 against 401 is as good an oracle as a token) is
     counted like one guessed at the token endpoint, and a client that has run out
     is refused at all three, before anything is consumed, signed or looked up.
-    The read stays even for a right secret (``idp.login.throttle`` says why)."""
-    p = provider()
+    The read stays even for a right secret (``idp.login.throttle`` says why).
+    The request's reads share one checkout (``idp.login.tables.one_checkout``)."""
     if (bad := check_api_body()) is not None:
         return bad
+    with one_checkout():
+        return _throttled(answer)
+
+
+def _throttled(answer: Callable[[], Response]) -> Response:
+    p = provider()
     address = client_address()
     client_id = _client_id_of_request()
     checks = (("token-addr:" + address, TOKEN_PER_ADDRESS),
