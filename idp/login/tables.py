@@ -42,7 +42,7 @@ class HotRead:
     On PostgreSQL (or SQLite in memory) it runs through the engine's pool, pinged
     at checkout, in autocommit: a transaction would add a ``BEGIN`` and a
     ``ROLLBACK`` round trip to the ping and the query. Inside ``one_checkout()``
-    the reads of one request share one checkout, so one ping.
+    (an introspection) the reads of one request share one checkout, so one ping.
 
     Every read sees what was committed before it began, on any connection, process
     or node: outside a transaction (the connection is in autocommit mode) each

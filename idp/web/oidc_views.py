@@ -192,16 +192,10 @@ def _throttled_client_call(answer: Callable[[], Response]) -> Response:
     guessed at introspection (200 against 401 is as good an oracle as a token) is
     counted like one guessed at the token endpoint, and a client that has run out
     is refused at all three, before anything is consumed, signed or looked up.
-    The read stays even for a right secret (``idp.login.throttle`` says why).
-    The request's reads share one checkout (``idp.login.tables.one_checkout``)."""
+    The read stays even for a right secret (``idp.login.throttle`` says why)."""
+    p = provider()
     if (bad := check_api_body()) is not None:
         return bad
-    with one_checkout():
-        return _throttled(answer)
-
-
-def _throttled(answer: Callable[[], Response]) -> Response:
-    p = provider()
     address = client_address()
     client_id = _client_id_of_request()
     checks = (("token-addr:" + address, TOKEN_PER_ADDRESS),
@@ -223,8 +217,12 @@ def token() -> Response:
 
 @bp.post("/introspect")
 def introspect() -> Response:
-    return _throttled_client_call(
-        lambda: provider().server.create_endpoint_response("introspection"))
+    # Its two reads (the throttle's, then the token's revocation status) share one
+    # checkout, so one ping. Only here: /token and /revoke make one read, and
+    # holding a connection while they write would take a second one from the pool.
+    with one_checkout():
+        return _throttled_client_call(
+            lambda: provider().server.create_endpoint_response("introspection"))
 
 
 @bp.post("/revoke")
