@@ -13,11 +13,12 @@ import os
 import sqlite3
 import threading
 from collections import namedtuple
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, cast
 
 from sqlalchemy import Column, Engine, Float, Index, Integer, MetaData, String, Table, Text
-from sqlalchemy.engine import CursorResult, Result
+from sqlalchemy.engine import Connection, CursorResult, Result
 from sqlalchemy.sql import Select
 
 metadata = MetaData()
@@ -36,8 +37,12 @@ class HotRead:
     (the way ``pki.store`` reads its status generation): SQLite answers these
     primary-key reads in about 10 µs, and SQLAlchemy's checkout, execution and
     result set-up around them cost 150–250 µs more, most of a read and a fifth of
-    an introspection. On PostgreSQL (or SQLite in memory) it runs through the
-    engine's pool as before, pinged at checkout.
+    an introspection.
+
+    On PostgreSQL (or SQLite in memory) it runs through the engine's pool, pinged
+    at checkout, in autocommit: a transaction would add a ``BEGIN`` and a
+    ``ROLLBACK`` round trip to the ping and the query. Inside ``one_checkout()``
+    (an introspection) the reads of one request share one checkout, so one ping.
 
     Every read sees what was committed before it began, on any connection, process
     or node: outside a transaction (the connection is in autocommit mode) each
@@ -62,7 +67,7 @@ class HotRead:
     def all(self, params: Mapping[str, Any]) -> list[Any]:
         """The rows, each with the statement's column names as attributes."""
         if self._path is None:
-            with self._engine.connect() as conn:
+            with _checkout(self._engine) as conn:
                 return list(conn.execute(self._statement, dict(params)).all())
         cursor = self._connection().execute(self._sql, [params[k] for k in self._positions])
         return [self._row(*r) for r in cursor.fetchall()]
@@ -77,6 +82,45 @@ class HotRead:
                                check_same_thread=False)
         self._local.conn = (os.getpid(), conn)
         return conn
+
+
+_scope = threading.local()  # .held: {id(engine): Connection} inside one_checkout()
+
+
+@contextmanager
+def one_checkout() -> Iterator[None]:
+    """Within the block, this thread's ``HotRead``s through a pool (PostgreSQL)
+    share one connection per engine, checked out and pinged at the first of them
+    and returned at the end: the throttle read and the revocation read of one
+    introspection cost one ping, not two. The pool's ping stays: a failover that
+    cuts the connection between two reads of a request is an ``OperationalError``,
+    answered 503 like any other (``idp.runtime.db_faults``)."""
+    outer = getattr(_scope, "held", None)
+    if outer is not None:  # nested: the outer block returns the connections
+        yield
+        return
+    held: dict[int, Connection] = {}
+    _scope.held = held
+    try:
+        yield
+    finally:
+        _scope.held = None
+        for conn in held.values():
+            conn.close()
+
+
+@contextmanager
+def _checkout(engine: Engine) -> Iterator[Connection]:
+    held: dict[int, Connection] | None = getattr(_scope, "held", None)
+    if held is None:
+        with engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+        return
+    found = held.get(id(engine))
+    if found is None or found.closed or found.invalidated:
+        found = held[id(engine)] = engine.connect().execution_options(
+            isolation_level="AUTOCOMMIT")
+    yield found
 
 
 sso_sessions = Table(

@@ -1,17 +1,19 @@
 """``HotRead``, the reads on every token request, on a real SQLite file (its own
 sqlite3 connection per thread) and a real PostgreSQL (the pool): each read sees
 what another connection committed after the read before it on the same thread,
-so a revocation or a counted failure is seen at once."""
+so a revocation or a counted failure is seen at once. Inside ``one_checkout`` the
+reads share one pooled connection (one ping) and still each see the latest commit."""
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, event, insert, select, update
 from sqlalchemy.sql import Executable
 
-from idp.login.tables import HotRead, throttle_windows
+from idp.login.tables import HotRead, one_checkout, throttle_windows
 
 pytestmark = pytest.mark.postgres
 
@@ -59,3 +61,41 @@ def test_each_thread_reads_what_is_committed(migrated_engine: Engine) -> None:
     worker.join()
     assert seen == [7]
     assert read.all({"key": "t"})[0].failures == 7
+
+
+def _counting_checkouts(engine: Engine) -> list[int]:
+    checkouts: list[int] = []
+
+    def count(*_: Any) -> None:
+        checkouts.append(1)
+
+    event.listen(engine, "checkout", count)
+    return checkouts
+
+
+def test_reads_in_one_checkout_share_a_connection_and_see_each_commit(
+        migrated_engine: Engine) -> None:
+    read, other = HotRead(migrated_engine, _ONE), HotRead(migrated_engine, _SOME)
+    checkouts = _counting_checkouts(migrated_engine)
+    with one_checkout():
+        assert read.all({"key": "k"}) == []
+        _write(migrated_engine, insert(throttle_windows).values(key="k", window=1, count=1))
+        assert [r.failures for r in read.all({"key": "k"})] == [1]
+        _write(migrated_engine, update(throttle_windows).values(count=2))
+        assert [r.count for r in other.all({"a": "k", "b": "z"})] == [2]
+        with one_checkout():  # nested: still the same connection
+            assert read.all({"key": "k"})[0].failures == 2
+    pooled = migrated_engine.url.get_backend_name() != "sqlite"
+    # SQLite files read on their own sqlite3 connection: only the writes check out.
+    assert len(checkouts) == (3 if pooled else 2)
+
+
+def test_reads_outside_one_checkout_each_check_out(migrated_engine: Engine) -> None:
+    read = HotRead(migrated_engine, _ONE)
+    checkouts = _counting_checkouts(migrated_engine)
+    with one_checkout():
+        read.all({"key": "k"})
+    read.all({"key": "k"})
+    read.all({"key": "k"})
+    pooled = migrated_engine.url.get_backend_name() != "sqlite"
+    assert len(checkouts) == (3 if pooled else 0)
