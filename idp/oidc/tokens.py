@@ -406,25 +406,35 @@ class TokenService:
                                          "b_now": now})
             if row is None:
                 old = txn.first(sql.old, {"token_id": token_id})
-                if old is not None and old.kind == REFRESH and old.rotated_at is not None:
-                    # reuse: RFC 9700 section 4.14.2
-                    values = {"b_family": old.family, "b_now": now}
-                    txn.run(sql.revoke_grant, values)
-                    txn.run(sql.revoke_tokens, values)
-                    txn.commit()
-                    return RefreshRefusal.REUSED
                 txn.rollback()
-                return RefreshRefusal.UNKNOWN
-            if requested_scope and not set(requested_scope.split()) <= set(row.scope.split()):
-                txn.rollback()
-                return RefreshRefusal.SCOPE
-            grant = txn.first(sql.grant, {"family": row.family})
-            if grant is None or grant.revoked_at is not None:
-                txn.rollback()
-                return RefreshRefusal.UNKNOWN
-            txn.run(sql.insert, self._refresh_values(refresh, client_id, row.family,
-                                                     row.scope, now))
-            txn.commit()
+                if old is None or old.kind != REFRESH or old.rotated_at is None:
+                    return RefreshRefusal.UNKNOWN
+                reused = old.family
+            else:
+                reused = None
+                if requested_scope and not set(requested_scope.split()) <= set(
+                        row.scope.split()):
+                    txn.rollback()
+                    return RefreshRefusal.SCOPE
+                grant = txn.first(sql.grant, {"family": row.family})
+                if grant is None or grant.revoked_at is not None:
+                    txn.rollback()
+                    return RefreshRefusal.UNKNOWN
+                txn.run(sql.insert, self._refresh_values(refresh, client_id, row.family,
+                                                         row.scope, now))
+                txn.commit()
+        if reused is not None:
+            # Reuse (RFC 9700 section 4.14.2): the family is revoked in a transaction
+            # of its own. On PostgreSQL the failed compare-and-set above kept the old
+            # token's row lock to its end; two racing losers revoking inside theirs
+            # each waited for the other (one for the grant row, the other for the
+            # token row): a deadlock, and a 503 where a 400 was due.
+            values = {"b_family": reused, "b_now": now}
+            with self._transaction() as txn:
+                txn.run(sql.revoke_grant, values)
+                txn.run(sql.revoke_tokens, values)
+                txn.commit()
+            return RefreshRefusal.REUSED
         record = TokenRecord(token_id, REFRESH, row.family, client_id, row.scope,
                              row.issued_at, row.expires_at, False, True, grant.subject, now)
         return Rotation(record, context_of(row.family, grant), refresh,
