@@ -126,8 +126,11 @@ class Bare:
             {"client_id": client_id, "client_secret": secret}), encoding="utf-8")
         env = dict(os.environ, BARE_DIR=str(self.folder),
                    PYTHONPATH=str(Path(__file__).resolve().parent))
+        # die_with_parent: a run killed outright (SIGKILL, no finally) leaves no
+        # gunicorn behind, as govtrust serve leaves none of its children.
         self.proc = subprocess.Popen(self.cmd, env=env, start_new_session=True,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=shapes.die_with_parent)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -147,6 +150,7 @@ class Bare:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
 
 
 # -- resident memory ------------------------------------------------------------------------

@@ -104,6 +104,19 @@ def exit_on_sigterm() -> None:
 
 # -- processes -----------------------------------------------------------------------------
 
+def die_with_parent() -> None:
+    """In a child, before exec: SIGTERM it when the bench dies (``PR_SET_PDEATHSIG``),
+    as ``idp.runtime.serve.die_with_parent`` does for serve's children; a bench
+    killed outright, with no ``finally``, then leaves no server behind. (Not
+    imported from there: ``scripts/bench/idp.py`` would shadow the ``idp``
+    package in a bench's process.)"""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+
+
 def process_table() -> dict[int, tuple[int, str]]:
     """pid -> (parent pid, command line) of every live (not zombie) process."""
     table: dict[int, tuple[int, str]] = {}
@@ -301,7 +314,8 @@ class Serve(Shape):
         with open(self.logs / "serve.log", "wb") as log:
             self.proc = subprocess.Popen([*GOVTRUST, "serve"], env=self.env,
                                          start_new_session=True, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT)
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         preexec_fn=die_with_parent)
         wait_http(self.issuer + "/.well-known/openid-configuration", self.ca,
                   "govtrust serve", [self.proc])
 
@@ -418,7 +432,7 @@ class Production(Shape):
         with open(self.logs / log, "wb") as out:
             return subprocess.Popen(cmd, env=self.env, start_new_session=True,
                                     stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT)
+                                    stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
 
     def start(self) -> None:
         self._fresh()
@@ -446,7 +460,8 @@ class Production(Shape):
         self.nginx = subprocess.Popen(["nginx", "-e", str(self.logs / "nginx-startup.log"),
                                        "-c", str(conf), "-g", "daemon off;"],
                                       start_new_session=True, stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      preexec_fn=die_with_parent)
         wait_http(self.issuer + "/.well-known/openid-configuration", self.ca, "nginx",
                   [self.nginx, *self.nodes])
 
