@@ -130,11 +130,15 @@ def person_of(env: CAEnv) -> Person:
                   department=("市财政局", "预算处"), email="zhangwei@beijing.gov.cn")
 
 
+def gated_with_template(env: CAEnv) -> tuple[Gated, CertificateRecord]:
+    """The store behind a gate, and one certificate issued through it to copy."""
+    gated = Gated(store_of(env))
+    return gated, env.ca.issue_from_csr(person_of(env), "user-auth", make_csr()[0]).record
+
+
 def test_callers_queued_behind_a_commit_share_the_next_one_in_queue_order(
         env: CAEnv) -> None:
-    store = store_of(env)
-    gated = Gated(store)
-    template = env.ca.issue_from_csr(person_of(env), "user-auth", make_csr()[0]).record
+    gated, template = gated_with_template(env)
     followers = items(template, 5)
     leader = hold_then_queue(env, gated, followers)
     order = [rec.serial for rec, _ in followers]
@@ -148,9 +152,8 @@ def test_callers_queued_behind_a_commit_share_the_next_one_in_queue_order(
 
 def test_a_failed_commit_fails_every_caller_in_it_and_records_none_of_them(
         env: CAEnv) -> None:
-    store = store_of(env)
-    gated = Gated(store)
-    template = env.ca.issue_from_csr(person_of(env), "user-auth", make_csr()[0]).record
+    gated, template = gated_with_template(env)
+    store = gated.store
     fresh = items(template, 4)
     # The third follower names a serial already recorded: its insert fails, and
     # with it the whole transaction.
