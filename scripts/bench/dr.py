@@ -2,6 +2,7 @@
 """The same-city disaster-recovery drill: lose site A under load, count what was lost.
 
     scripts/bench/dr.py [--steady 60] [--after 60] [--dir /tmp/gt-dr] [--keep]
+                        [--patroni-timing TTL/LOOP/RETRY]
 
 Starts the two-site rehearsal (``scripts/cluster up``), measures client-credentials
 grants/s through nginx with one, two and three nodes behind it, then runs a
@@ -27,6 +28,10 @@ succeeded), ``dr_failed_requests``, ``dr_lost_acknowledged`` and the rest: each
 failure's status and Retry-After, when site B's PostgreSQL became primary
 (``primary_up_after_kill_s``, polled on its Patroni) and what still failed after
 that, the failures per second after the kill, and the load average.
+
+The gap after the kill is mostly Patroni's leader lease running out (its ttl):
+``--patroni-timing 6/1/2`` sets ttl / loop_wait / retry_timeout for the run (with
+``patronictl edit-config``, as an operator would) to see what a shorter one gives.
 
 On two shared cores the one-, two- and three-node figures show the overhead of
 more processes competing for the same cores, not scale-out.
@@ -323,6 +328,34 @@ def watch_primary(cluster: Any, site: str, stop: threading.Event) -> list[float]
     return seen
 
 
+def patroni_timing(cluster: Any, spec: str) -> dict[str, int]:
+    """Set Patroni's ttl / loop_wait / retry_timeout (``TTL/LOOP/RETRY``) in its
+    store, as an operator would with ``patronictl edit-config``, and wait until
+    both members' REST APIs show it."""
+    ttl, loop_wait, retry = (int(x) for x in spec.split("/"))
+    if loop_wait + 2 * retry > ttl:
+        sys.exit(f"--patroni-timing {spec}: loop_wait + 2 * retry_timeout must be <= ttl")
+    conf = cluster.site_dir("A") / "pg" / "patroni.yml"
+    subprocess.run(["patronictl", "-c", str(conf), "edit-config", "--force", "--quiet",
+                    "-s", f"ttl={ttl}", "-s", f"loop_wait={loop_wait}",
+                    "-s", f"retry_timeout={retry}"], check=True, capture_output=True)
+    wanted = {"ttl": ttl, "loop_wait": loop_wait, "retry_timeout": retry}
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        seen = []
+        for site in ("A", "B"):
+            port = cluster.state["ports"][f"rest-{site.lower()}"]
+            try:
+                seen.append(requests.get(f"http://127.0.0.1:{port}/config", timeout=2).json())
+            except (requests.RequestException, ValueError):
+                seen.append({})
+        if all(all(c.get(k) == v for k, v in wanted.items()) for c in seen):
+            time.sleep(2 * max(loop_wait, 2))  # a loop or two on the new values
+            return wanted
+        time.sleep(0.5)
+    sys.exit(f"Patroni did not take --patroni-timing {spec} within 30 s")
+
+
 def summarize(ledger: Ledger, kill_began: float, killed_at: float, ended_at: float,
               primary_at: float | None) -> dict[str, Any]:
     before = [o for o in ledger.ops if o.started < killed_at]
@@ -381,6 +414,9 @@ def main() -> None:
     parser.add_argument("--throughput-seconds", type=float, default=8.0)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/gt-dr"))
     parser.add_argument("--keep", action="store_true", help="leave the cluster running")
+    parser.add_argument("--patroni-timing", metavar="TTL/LOOP/RETRY",
+                        help="Patroni's ttl/loop_wait/retry_timeout for this run (default: "
+                             "scripts/cluster's 10/2/4)")
     args = parser.parse_args()
     if args.dir.exists():
         subprocess.run([str(CLUSTER), "down", str(args.dir)], capture_output=True)
@@ -405,6 +441,9 @@ def main() -> None:
                 "ca": str(home / "idp" / "tls" / "ca.pem"), "client_id": reg["client_id"],
                 "secret": reg["client_secret"],
                 "people": re.findall(r"civil servant: (\S+) / (\S+)", text)}
+        timing = (patroni_timing(cluster, args.patroni_timing) if args.patroni_timing
+                  else {"ttl": cluster_mod.TTL, "loop_wait": cluster_mod.LOOP_WAIT,
+                        "retry_timeout": cluster_mod.RETRY_TIMEOUT})
         work = args.dir / "bench"
         work.mkdir(exist_ok=True)
         per_nodes = throughput(cluster, bench, conf, args.throughput_seconds, work)
@@ -447,6 +486,7 @@ def main() -> None:
             "primary_after": after_status["primary"],
             "directory_after": after_status["directory"],
             "duties_after": after_status["duties"],
+            "patroni_timing": timing,
             "load_average": {k: [round(x, 2) for x in v] for k, v in loadavg.items()},
             "throughput_by_nodes": per_nodes,
             "cores": len(os.sched_getaffinity(0)),
