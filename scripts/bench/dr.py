@@ -275,6 +275,13 @@ def verify(conf: dict[str, Any], ledger: Ledger, env: dict[str, str]) -> dict[st
                 select(certificates.c.serial).group_by(certificates.c.serial)
                 .having(func.count() > 1)).all()
             total = session.execute(select(func.count()).select_from(certificates)).scalar()
+            # In the inventory but never acknowledged to the RA client: what `init`
+            # issued, and any issuance committed whose answer the failover cut.
+            extra: dict[str, int] = {}
+            for serial, profile in session.execute(select(certificates.c.serial,
+                                                          certificates.c.profile)):
+                if serial not in ledger.issued:
+                    extra[profile] = extra.get(profile, 0) + 1
         audited = {(r.action, r.target) for r in rows}
         for serial in ledger.issued:
             if ("cert.issue", f"cert:{serial}") not in audited:
@@ -291,7 +298,7 @@ def verify(conf: dict[str, Any], ledger: Ledger, env: dict[str, str]) -> dict[st
     except ValueError:
         audit_report = {"ok": False, "error": audit.stderr[-500:]}
     return {"lost": lost, "serials_issued_twice": len(twice), "certificates_in_inventory": total,
-            "audit_verify": audit_report}
+            "unacknowledged_in_inventory": extra, "audit_verify": audit_report}
 
 
 # -- the drill -----------------------------------------------------------------------------
@@ -482,6 +489,7 @@ def main() -> None:
             "lost": checks["lost"][:20],
             "serials_issued_twice": checks["serials_issued_twice"],
             "certificates_in_inventory": checks["certificates_in_inventory"],
+            "unacknowledged_in_inventory": checks["unacknowledged_in_inventory"],
             "audit_verify": checks["audit_verify"],
             "primary_after": after_status["primary"],
             "directory_after": after_status["directory"],
