@@ -262,7 +262,7 @@ class RefreshTokenGrant(rfc6749_grants.RefreshTokenGrant):
     def issue_token(self, user: AuthContext, refresh_token: Rotation) -> dict[str, Any]:
         tokens = _core(self).tokens
         token = tokens.access_response(self.request.client, user.subject, user,
-                                       refresh_token.scope)
+                                       refresh_token.scope, "refresh_token")
         token["refresh_token"] = refresh_token.refresh_token  # recorded by the rotation
         return token
 

@@ -262,10 +262,19 @@ def _driver_rotation() -> _RotationSql:
                         DriverStatement(_REVOKE_TOKENS))
 
 
+def _nobody_listens(grant_type: str) -> None:
+    pass
+
+
 class TokenService:
+    """Issues, checks and revokes tokens. ``on_issued`` is told the grant type of
+    every access token signed (the composition root counts them for ``/metrics``)."""
+
     def __init__(self, sessions: sessionmaker[Session], keys: KeyStore, issuer: str,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 on_issued: Callable[[str], None] = _nobody_listens) -> None:
         self._sessions = sessions
+        self._on_issued = on_issued
         self._engine: Engine = sessions.kw["bind"]
         self._keys = keys
         self.issuer = issuer
@@ -321,7 +330,7 @@ class TokenService:
     def issue(self, *, client: Client, ctx: AuthContext, scope: str, grant_type: str,
               include_refresh_token: bool) -> dict[str, Any]:
         """Sign an access token; mint and record a refresh token if asked."""
-        out = self.access_response(client, ctx.subject, ctx, scope)
+        out = self.access_response(client, ctx.subject, ctx, scope, grant_type)
         if include_refresh_token and grant_type != "client_credentials":
             refresh, row = self._refresh_row(client.client_id, ctx.family, scope, self.now())
             with self._engine.begin() as conn:
@@ -332,10 +341,11 @@ class TokenService:
     def issue_client_credentials(self, client: Client, scope: str) -> dict[str, Any]:
         """RFC 6749 section 4.4: the app acts for itself. Nothing is written: the
         token is checked against its client row and the revoked-jti table."""
-        return self.access_response(client, client.client_id, None, scope)
+        return self.access_response(client, client.client_id, None, scope,
+                                    "client_credentials")
 
     def access_response(self, client: Client, subject: str, ctx: AuthContext | None,
-                        scope: str) -> dict[str, Any]:
+                        scope: str, grant_type: str) -> dict[str, Any]:
         """A signed access token (RFC 9068) in a token response (RFC 6749 section 5.1)."""
         now = self.now()
         claims: dict[str, Any] = {
@@ -351,6 +361,7 @@ class TokenService:
             if ctx.sid:
                 claims["sid"] = ctx.sid
         access = self._keys.sign(claims, typ="at+jwt")
+        self._on_issued(grant_type)
         return {"token_type": "Bearer", "access_token": access, "expires_in": ACCESS_TTL,
                 "scope": scope}
 
