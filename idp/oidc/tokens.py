@@ -3,7 +3,8 @@
 Access tokens are self-contained JWTs (``typ: at+jwt``, RFC 9068 section 2):
 issuing one writes nothing, so a client-credentials grant touches no table. Whether
 a token is still *active* (introspection, RFC 7662 section 2.2; ``/userinfo``) is
-its signature, ``iss`` and ``exp``, then one query, answering every revocation at
+its signature and claims (``iss``, ``aud``, ``exp``, ``iat``, ``nbf``: RFC 9068
+section 4, in ``idp.oidc.claims``), then one query, answering every revocation at
 once from rows all workers and nodes share, so a revocation is seen at once
 everywhere:
 
@@ -54,6 +55,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.login.tables import HotRead
+from idp.oidc.claims import check_access_token
 from idp.oidc.clients import Client
 from idp.oidc.driver import CoreTransaction, DriverStatement, DriverTransaction
 from idp.oidc.keys import InvalidToken, KeyStore
@@ -464,23 +466,23 @@ class TokenService:
                            row.rotated_at is not None, row.subject, self.now())
 
     def _access_claims(self, value: str) -> tuple[dict[str, Any], TokenRecord] | None:
-        """A JWT access token's claims and record, checked by signature and shape
-        only (``revoked`` is not known yet: False); None if it is not ours."""
+        """A JWT access token's claims and record, checked by signature (``idp.oidc.jws``),
+        claims (``idp.oidc.claims``: ``iss``, ``aud``, ``exp``, ``iat``, ``nbf``, the
+        types) and the shape of its ``jti``; None if any fails. ``revoked`` is not
+        known yet: False. Introspection, ``/userinfo`` and revocation all come here."""
+        now = self.now()
         try:
             _, claims = self._keys.verify(value, typ="at+jwt")
+            checked = check_access_token(claims, issuer=self.issuer, now=now,
+                                         lifetime=ACCESS_TTL)
         except InvalidToken:
             return None
-        jti, sub, client_id = claims.get("jti"), claims.get("sub"), claims.get("client_id")
-        family = family_of_jti(jti)
-        iat, exp, scope = claims.get("iat"), claims.get("exp"), claims.get("scope", "")
-        if (family is None or claims.get("iss") != self.issuer or not isinstance(sub, str)
-                or not isinstance(client_id, str) or not isinstance(scope, str)
-                or not isinstance(iat, int) or not isinstance(exp, int)
-                or (family == "" and sub != client_id)):
+        family = family_of_jti(checked.jti)
+        if family is None or (family == "" and checked.sub != checked.client_id):
             return None
-        assert isinstance(jti, str)
-        return claims, TokenRecord(jti, ACCESS, family, client_id, scope, iat, exp,
-                                   False, False, sub, self.now())
+        return claims, TokenRecord(checked.jti, ACCESS, family, checked.client_id,
+                                   checked.scope, checked.iat, checked.exp, False, False,
+                                   checked.sub, now)
 
     def _access_status(self, claims: dict[str, Any], rec: TokenRecord,
                        ) -> tuple[TokenRecord, AuthContext | None]:
@@ -533,13 +535,18 @@ class TokenService:
         return self._refresh_record(value)
 
     def find_to_revoke(self, value: str, hint: str | None = None) -> TokenRecord | None:
-        """For revocation: the same, without the status query (revoking a token that
-        is already inactive changes nothing anyone can see)."""
+        """For revocation: the same, and an access token only while it is active. The
+        revocation is recorded by ``jti``, so a token that verifies but is not active
+        (one whose ``sub`` is not its grant's person, say) must not be recorded: the
+        row would end the genuine token of the same ``jti``."""
         if not value or len(value) > MAX_TOKEN:
             return None
         if self._is_access(value, hint):
             found = self._access_claims(value)
-            return None if found is None else found[1]
+            if found is None:
+                return None
+            rec = self._access_status(*found)[0]
+            return None if rec.is_revoked() else rec
         return self._refresh_record(value)
 
     def revoke(self, rec: TokenRecord) -> None:
