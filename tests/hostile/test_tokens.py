@@ -1,11 +1,12 @@
 """JWTs signed with the IdP's own, real key but carrying claims it never writes: as
-an access token at ``/userinfo``, ``/introspect`` and ``/revoke``, and as an
-``id_token_hint`` at ``/logout``. A good signature is not enough: each case is
-refused (401, ``{"active": false}``, 400) and changes nothing (no revocation row,
-no grant ended, no session ended, no token issued). Each table starts from a
-genuine token re-signed unchanged, which must be accepted, so every refusal is the
-changed claim's. The claim checks themselves are unit-tested in
-tests/oidc/test_claims.py."""
+an access token at ``/userinfo``, ``/introspect`` and ``/revoke``, as an
+``id_token_hint`` at ``/logout``, and client assertions (``private_key_jwt``, signed
+with the app's real key) at ``/token``. A good signature is not enough: each case is
+refused (401, ``{"active": false}``, 400, ``invalid_client``) and changes nothing
+(no revocation row, no grant ended, no session ended, no assertion remembered, no
+token issued). Each table starts from a genuine token re-signed unchanged, which
+must be accepted, so every refusal is the changed claim's. The claim checks
+themselves are unit-tested in tests/oidc/test_claims.py."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import jwt
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from idp.login.tables import sso_sessions
+from idp.oidc.claims import CLOCK_SKEW
 from idp.oidc.provider import Provider
 from idp.oidc.tables import (
     backchannel_deliveries,
@@ -40,6 +43,7 @@ from tests.fixtures.idp import (
     token_request,
     tokens_issued,
 )
+from tests.oidc.test_protocol import ASSERTION_TYPE, _assertion_client
 
 Change = Callable[[dict[str, Any], int], dict[str, Any]]
 OTHER_CLIENT = "gt-ffffffffffffffffffffffff"
@@ -220,3 +224,53 @@ def test_id_token_hint_with_claims_we_never_write_is_refused_and_ends_nothing(
     assert resp.status_code == 400 and "Location" not in resp.headers
     assert state(provider) == before and _live_sessions(provider) == 1
     assert _userinfo(rp, body["access_token"]) == 200
+
+
+# -- client assertions (private_key_jwt) at /token -----------------------------------------
+
+ASSERTION_CHANGES: dict[str, Change] = {
+    "aud_another_server": _set(aud="https://elsewhere.example/token"),
+    "aud_our_userinfo": _set(aud=ISSUER + "/userinfo"),
+    "iss_not_the_client": _set(iss=OTHER_CLIENT),
+    "exp_just_past_the_leeway": _timed(-120, -CLOCK_SKEW - 1),
+    "exp_two_hours_ahead": _timed(0, 7200),
+    "exp_beyond_int32": lambda c, now: {**c, "exp": 2**40},
+    "exp_a_fraction": lambda c, now: {**c, "exp": now + 60.5},
+    "nbf_in_the_future": lambda c, now: {**c, "nbf": now + 3600},
+    "iat_far_in_the_future": lambda c, now: {**c, "iat": now + 3600},
+    **{f"{name}_missing": _drop(name) for name in ("iss", "sub", "aud", "exp", "jti")},
+}
+
+
+def _assertion(client_id: str, key: Any, change: Change | None = None) -> str:
+    now = int(time.time())
+    claims = {"iss": client_id, "sub": client_id, "aud": ISSUER + "/token",
+              "jti": f"jti-{time.monotonic_ns()}", "iat": now, "exp": now + 60}
+    return jwt.encode(change(claims, now) if change else claims, key, algorithm="ES256",
+                      headers={"kid": "k1"})
+
+
+def _with_assertion(rp: FlaskClient, assertion: str) -> tuple[int, dict[str, Any]]:
+    resp = rp.post("/token", data={"grant_type": "client_credentials",
+                                   "client_assertion_type": ASSERTION_TYPE,
+                                   "client_assertion": assertion})
+    return resp.status_code, dict(resp.get_json())
+
+
+def test_genuine_client_assertion_is_accepted(rp: FlaskClient, provider: Provider) -> None:
+    client, key = _assertion_client(provider)
+    issued = tokens_issued(rp, "client_credentials")
+    status, body = _with_assertion(rp, _assertion(client.client_id, key))
+    assert status == 200 and "access_token" in body, body
+    assert tokens_issued(rp, "client_credentials") == issued + 1
+
+
+@pytest.mark.parametrize("change", ASSERTION_CHANGES.values(), ids=ASSERTION_CHANGES.keys())
+def test_client_assertion_with_claims_we_refuse_issues_nothing(
+        rp: FlaskClient, provider: Provider, change: Change) -> None:
+    client, key = _assertion_client(provider)
+    before, issued = state(provider), tokens_issued(rp)
+    status, body = _with_assertion(rp, _assertion(client.client_id, key, change))
+    assert status in (400, 401) and body["error"] == "invalid_client", body
+    assert "access_token" not in body
+    assert state(provider) == before and tokens_issued(rp) == issued
