@@ -43,7 +43,7 @@ from tests.fixtures.idp import (
     token_request,
     tokens_issued,
 )
-from tests.oidc.test_protocol import ASSERTION_TYPE, _assertion_client
+from tests.oidc.test_protocol import ASSERTION_TYPE, assertion_client
 
 Change = Callable[[dict[str, Any], int], dict[str, Any]]
 OTHER_CLIENT = "gt-ffffffffffffffffffffffff"
@@ -258,7 +258,7 @@ def _with_assertion(rp: FlaskClient, assertion: str) -> tuple[int, dict[str, Any
 
 
 def test_genuine_client_assertion_is_accepted(rp: FlaskClient, provider: Provider) -> None:
-    client, key = _assertion_client(provider)
+    client, key = assertion_client(provider)
     issued = tokens_issued(rp, "client_credentials")
     status, body = _with_assertion(rp, _assertion(client.client_id, key))
     assert status == 200 and "access_token" in body, body
@@ -268,7 +268,7 @@ def test_genuine_client_assertion_is_accepted(rp: FlaskClient, provider: Provide
 @pytest.mark.parametrize("change", ASSERTION_CHANGES.values(), ids=ASSERTION_CHANGES.keys())
 def test_client_assertion_with_claims_we_refuse_issues_nothing(
         rp: FlaskClient, provider: Provider, change: Change) -> None:
-    client, key = _assertion_client(provider)
+    client, key = assertion_client(provider)
     before, issued = state(provider), tokens_issued(rp)
     status, body = _with_assertion(rp, _assertion(client.client_id, key, change))
     assert status in (400, 401) and body["error"] == "invalid_client", body
