@@ -51,6 +51,7 @@ from pki.audit import AuditRecord
 from pki.audit_store import (
     INSERT_RECORD,
     MOVE_HEAD,
+    MOVED_TO,
     ChainTip,
     announce_unseen,
     append,
@@ -65,6 +66,7 @@ from pki.audit_store import (
 )
 from pki.errors import AlreadyRevoked, InvalidTransition, NotOnHold, UnknownSerial
 from pki.group_commit import GroupCommit
+from pki.held_connection import HeldConnection, Statement
 from pki.model import (
     AuditEntry,
     CACertificate,
@@ -278,10 +280,15 @@ class SqlCertificateStore:
         self._issued: GroupCommit[tuple[CertificateRecord, AuditEntry]] = \
             GroupCommit(self.add_certificates)
         dialect = bind.dialect
-        # PostgreSQL records an issuance in one autocommitted statement; SQLite in a
-        # transaction of three statements run on the driver's cursor.
-        self._one_statement = (bind.execution_options(isolation_level="AUTOCOMMIT")
-                               if dialect.name == "postgresql" else None)
+        # PostgreSQL records an issuance in one autocommitted, prepared statement on
+        # a connection held for it (pki.held_connection: no ping, one round trip);
+        # SQLite in a transaction of three statements run on the driver's cursor.
+        self._held: tuple[HeldConnection, Statement, Statement, Statement] | None = None
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            self._held = (HeldConnection(bind),
+                          Statement(_INSERT_CERTIFICATE_AND_APPEND, bind),
+                          Statement(_INSERT_CERTIFICATES_AND_APPEND, bind),
+                          Statement(MOVED_TO, bind))
         self._driver = ((_DriverStatement(_INSERT_CERTIFICATE, dialect, _NEW_CERTIFICATE),
                          _DriverStatement(MOVE_HEAD, dialect),
                          _DriverStatement(INSERT_RECORD, dialect))
@@ -330,19 +337,19 @@ class SqlCertificateStore:
         rows = [_row(rec) for rec, _ in items]
         entries = [(audit, rec.issued_at) for rec, audit in items]
         tip = self._tip.head
-        if self._one_statement is not None and tip is not None:
+        if self._held is not None and tip is not None:
             # PostgreSQL: the whole batch in one autocommitted statement, as for one.
+            held, _, many, moved_to = self._held
             records = follow_all(tip, entries)
             params: dict[str, object] = {f"rows_{c}": [r[c] for r in rows]
                                          for c in _NEW_CERTIFICATE}
             logs = [log_row(r) for r in records]
             params.update({f"logs_{c}": [log[c] for log in logs] for c in logs[0]})
             params.update(heads_move(records))
-            with self._one_statement.connect() as conn:
-                if conn.execute(_INSERT_CERTIFICATES_AND_APPEND, params).first() is not None:
-                    self._tip.committed(records[-1])
-                    announce_unseen(self._engine, records)
-                    return
+            if held.first(many, params, landed=moved_to) is not None:
+                self._tip.committed(records[-1])
+                announce_unseen(self._engine, records)
+                return
         with self._engine.begin() as conn:
             conn.execute(_INSERT_CERTIFICATE, rows)
             records = append_many(conn, entries, tip=tip)
@@ -372,13 +379,12 @@ class SqlCertificateStore:
     def _add_following(self, row: dict[str, Any], record: AuditRecord) -> bool:
         """Insert ``row`` and ``record`` if the head is still the one ``record``
         follows; False (nothing written) if it moved or no fast path is known."""
-        if self._one_statement is not None:
+        if self._held is not None:
+            held, one, _, moved_to = self._held
             params: dict[str, object] = {f"row_{k}": v for k, v in row.items()}
             params.update({f"log_{k}": v for k, v in log_row(record).items()})
             params.update(head_move(record))
-            with self._one_statement.connect() as conn:
-                return conn.execute(_INSERT_CERTIFICATE_AND_APPEND,
-                                    params).first() is not None
+            return held.first(one, params, landed=moved_to) is not None
         if self._driver is None:
             return False
         new_row, move_head, insert_record = self._driver
