@@ -105,6 +105,10 @@ MOVE_HEAD = update(audit_head).where(
     audit_head.c.hash == bindparam("old_hash")).values(seq=bindparam("new_seq"),
                                                        hash=bindparam("new_hash"))
 INSERT_RECORD = insert(audit_log)
+# The record a committed head_move (parameters: its new_seq, new_hash) made the
+# head: a row if that record is stored, none if it never was.
+MOVED_TO = select(audit_log.c.seq).where(audit_log.c.seq == bindparam("new_seq"),
+                                         audit_log.c.hash == bindparam("new_hash"))
 
 
 class ChainTip:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pki.errors import BadSetting, InvalidReason, InvalidSerial
 from pki.keys import KeyAlgorithm
@@ -147,9 +147,13 @@ class CertificateRecord:
         }
 
 
-@dataclass(frozen=True)
-class RevokedEntry:
-    """One line of a CRL (RFC 5280 §5.1.2.6, §5.3)."""
+class RevokedEntry(NamedTuple):
+    """One line of a CRL (RFC 5280 §5.1.2.6, §5.3).
+
+    Immutable like the frozen dataclasses beside it, but a named tuple: a full CRL
+    makes up to a million of them, and a frozen dataclass takes twice as long
+    to make (a setattr per field).
+    """
 
     serial: int
     revoked_at: datetime

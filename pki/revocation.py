@@ -8,10 +8,9 @@ is logged, not raised: the database is the record.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
-from pki.crl import build_crl
+from pki.crl import build_crl, encode_entries
 from pki.errors import PKIError, UnknownSerial
 from pki.hierarchy import ISSUING, ROOT, CAHierarchy
 from pki.keys import Signer
@@ -24,7 +23,6 @@ from pki.model import (
     HierarchyName,
     OwnerKind,
     RevocationReason,
-    RevokedEntry,
     normalize_serial,
 )
 
@@ -142,15 +140,16 @@ class Revocation(CAHierarchy):
                 # A margin so a change committed while the base was read is not missed.
                 since = base.this_update - timedelta(minutes=5)
             number = self.store.next_crl_number(name)
-            counter = _Counter(self.store.revoked_entries(since, self.name))
+            entries = encode_entries(self.store.revoked_entries(since, self.name))
             lifetime = self.settings.delta_lifetime if delta else self.settings.crl_lifetime
-            der_bytes = build_crl(issuer=issuer, signer=signer, entries=counter, number=number,
+            der_bytes = build_crl(issuer=issuer, signer=signer, entries=entries, number=number,
                                   this_update=now, next_update=now + lifetime,
                                   base_number=base.number if base else None)
             rec = CRLRecord(number, delta, base.number if base else None, now, now + lifetime,
-                            counter.count, der_bytes)
+                            len(entries), der_bytes)
+            del entries  # a million small objects: not kept while the CRL is stored
             audit = AuditEntry(actor, "crl.generate", f"crl:{name}:{number}", {
-                "delta": str(delta).lower(), "entries": str(counter.count),
+                "delta": str(delta).lower(), "entries": str(rec.entries),
                 "base": str(rec.base_number or ""), "hierarchy": self.name.value})
             if self.store.add_crl(name, rec, audit):
                 self._publish_crl(name, der_bytes)
@@ -217,13 +216,3 @@ class Revocation(CAHierarchy):
             done.append("root-crl")
         return done
 
-
-class _Counter(Iterator[RevokedEntry]):
-    def __init__(self, entries: Iterable[RevokedEntry]) -> None:
-        self._it = iter(entries)
-        self.count = 0
-
-    def __next__(self) -> RevokedEntry:
-        item = next(self._it)
-        self.count += 1
-        return item

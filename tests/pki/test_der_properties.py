@@ -130,3 +130,45 @@ def test_time_matches_asn1crypto(at: datetime) -> None:
     expected = (core.UTCTime(utc) if 1950 <= utc.year < 2050
                 else core.GeneralizedTime(utc))
     assert der.time(at) == expected.dump()
+
+
+# Revocation times of any kind a store hands back: UTC, another offset, or naive
+# (UTC already); 1950 on (UTCTime before 2050, GeneralizedTime after).
+_REVOKED_AT = st.one_of(
+    _TIMES.filter(lambda at: at.astimezone(UTC).year >= 1950),
+    st.datetimes(min_value=datetime(1950, 1, 2), max_value=datetime(9998, 12, 31))
+    .map(lambda at: at.replace(microsecond=0)))
+# Serials up to 20 octets as RFC 5280 §4.1.2.2 allows, and far longer ones.
+_SERIALS = st.one_of(st.integers(1, 2**160 - 1), st.integers(1, 2**1100),
+                     st.sampled_from([1, 127, 128, 255, 256, 2**159, 2**503, 2**504 - 1]))
+
+
+@given(_SERIALS, _REVOKED_AT, st.sampled_from([None, *RevocationReason]),
+       st.none() | _TIMES)
+@example(2**159, datetime(2049, 12, 31, 23, 59, 59), RevocationReason.KEY_COMPROMISE, None)
+@example(2**159, datetime(2050, 1, 1, tzinfo=UTC), None, None)
+@example(2**503, datetime(2026, 12, 2, tzinfo=UTC), RevocationReason.AA_COMPROMISE,
+         datetime(2026, 12, 1, tzinfo=UTC))
+def test_crl_entry_matches_asn1crypto(serial: int, revoked_at: datetime,
+                                      reason: RevocationReason | None,
+                                      invalidity: datetime | None) -> None:
+    """pki.crl.encode_entry, its one-format fast path and its general one, against
+    asn1crypto's RevokedCertificate (RFC 5280 §5.1.2.6, §5.3.1, §5.3.2)."""
+    from pki import crl as ours
+    from pki.model import RevokedEntry
+
+    utc = revoked_at.replace(tzinfo=UTC) if revoked_at.tzinfo is None \
+        else revoked_at.astimezone(UTC)
+    extensions = []
+    if reason is not None and reason is not RevocationReason.UNSPECIFIED:
+        extensions.append({"extn_id": "crl_reason", "extn_value": crl.CRLReason(reason.code)})
+    if invalidity is not None:
+        extensions.append({"extn_id": "invalidity_date",
+                           "extn_value": core.GeneralizedTime(invalidity.astimezone(UTC))})
+    expected: dict[str, object] = {
+        "user_certificate": serial,
+        "revocation_date": ({"utc_time": utc} if utc.year < 2050 else {"general_time": utc})}
+    if extensions:
+        expected["crl_entry_extensions"] = extensions
+    entry = RevokedEntry(serial, revoked_at, reason, invalidity)
+    assert ours.encode_entry(entry) == crl.RevokedCertificate(expected).dump()
