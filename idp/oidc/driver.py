@@ -6,13 +6,13 @@ statements. Through ``Connection.execute`` each costs SQLAlchemy's work around i
 (connection and transaction objects, cache look-up, parameter processing, result
 set-up): on SQLite several times SQLite's own, all of it while SQLite's single write
 lock is held, which the other worker processes wait on; on PostgreSQL about 100 µs
-of the node's CPU per statement (a rotation took 640 µs of CPU through it, 235 µs
-here, in one process). Here each statement is still SQLAlchemy Core, compiled once for the
-engine's dialect (SQLite with named parameters), and run on a pooled connection's
-own cursor, so it writes exactly the rows ``Connection.execute`` would. Only the
-columns of ``idp.oidc.tables`` that need no bind or result processing (integers and
-strings) may go through it; a statement with any other column type is refused when
-it is built.
+of the node's CPU per statement (a rotation took 527 µs of CPU through it, 229 µs
+here with one statement fewer: ``scripts/bench/rotation.py``). Here each statement
+is still SQLAlchemy Core, compiled once for the engine's dialect (SQLite with named
+parameters), and run on a pooled connection's own cursor, so it writes exactly the
+rows ``Connection.execute`` would. Only the columns of ``idp.oidc.tables`` that need no
+bind or result processing (integers and strings) may go through it; a statement
+with any other column type is refused when it is built.
 
 The same pattern as issuance's ``pki.store`` on SQLite (whose statements carry dates
 and so keep their bind processors).
