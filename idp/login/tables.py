@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from sqlalchemy import Column, Engine, Float, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.engine import Connection, CursorResult, Result
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Select
 
 metadata = MetaData()
@@ -43,6 +44,11 @@ class HotRead:
     at checkout, in autocommit: a transaction would add a ``BEGIN`` and a
     ``ROLLBACK`` round trip to the ping and the query. Inside ``one_checkout()``
     (an introspection) the reads of one request share one checkout, so one ping.
+    Outside it, on PostgreSQL, the read runs on the pooled connection's own psycopg
+    cursor, switched to autocommit as SQLAlchemy's ``AUTOCOMMIT`` would switch it
+    and back before the connection returns to the pool: 70 of a read's 190 µs of
+    CPU. A driver error is raised as ``Connection.execute`` raises it, and a lost
+    connection is dropped from the pool (a failover is a 503).
 
     Every read sees what was committed before it began, on any connection, process
     or node: outside a transaction (the connection is in autocommit mode) each
@@ -59,18 +65,50 @@ class HotRead:
         url = engine.url
         database = url.database if url.get_backend_name() == "sqlite" and not url.query else None
         self._path = database if database and database != ":memory:" else None
+        self._compiled = compiled
         self._sql = compiled.string
         self._positions = tuple(compiled.positiontup or ())
+        self._on_driver = url.get_backend_name() == "postgresql"
         self._row = namedtuple("_Row", statement.selected_columns.keys())  # type: ignore[misc]
         self._local = threading.local()
 
     def all(self, params: Mapping[str, Any]) -> list[Any]:
         """The rows, each with the statement's column names as attributes."""
         if self._path is None:
+            if self._on_driver and getattr(_scope, "held", None) is None:
+                return self._driver_read(params)
             with _checkout(self._engine) as conn:
                 return list(conn.execute(self._statement, dict(params)).all())
         cursor = self._connection().execute(self._sql, [params[k] for k in self._positions])
         return [self._row(*r) for r in cursor.fetchall()]
+
+    def _driver_read(self, params: Mapping[str, Any]) -> list[Any]:
+        dialect = self._engine.dialect
+        error = dialect.loaded_dbapi.Error
+        raw = self._engine.raw_connection()  # pinged at checkout
+        dbapi: Any = raw.driver_connection
+        try:
+            dbapi.autocommit = True
+            cursor = dbapi.cursor()
+            cursor.execute(self._sql, self._compiled.construct_params(dict(params)))
+            rows = cursor.fetchall()
+            cursor.close()
+        except error as exc:
+            lost = dialect.is_disconnect(exc, dbapi, None)
+            if lost:
+                raw.invalidate(exc)
+            raise DBAPIError.instance(None, None, exc, error, connection_invalidated=lost,
+                                      dialect=dialect) from exc
+        finally:
+            # Never back to the pool in autocommit: its next user's transaction
+            # would not be one. A connection that cannot be switched back is dropped.
+            if raw.is_valid:
+                try:
+                    dbapi.autocommit = False
+                except error as exc:
+                    raw.invalidate(exc)
+            raw.close()
+        return [self._row(*r) for r in rows]
 
     def _connection(self) -> sqlite3.Connection:
         # One per thread and process: a connection must not cross a fork or be shared

@@ -57,7 +57,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from idp.login.tables import HotRead
 from idp.oidc.claims import check_access_token
 from idp.oidc.clients import Client
-from idp.oidc.driver import CoreTransaction, DriverStatement, DriverTransaction
+from idp.oidc.driver import (
+    CoreTransaction,
+    DriverStatement,
+    DriverTransaction,
+    driver_dialect,
+)
 from idp.oidc.keys import InvalidToken, KeyStore
 from idp.oidc.tables import grants, oauth_clients, revoked_access, rowcount, tokens
 
@@ -227,6 +232,18 @@ _ROTATE = (update(tokens).where(
     .returning(tokens.c.family, tokens.c.scope, tokens.c.issued_at, tokens.c.expires_at))
 _GRANT = select(grants.c.revoked_at, *GRANT_COLUMNS).where(
     grants.c.family == bindparam("family"))
+# On PostgreSQL the compare-and-set reads the grant too (``UPDATE ... FROM``), so a
+# rotation is one round trip fewer; only while the grant stands, so an ended grant
+# leaves its token as it was, as the separate read's refusal does. SQLite's
+# RETURNING may not name a joined table, and there the read costs no round trip.
+_ROTATE_WITH_GRANT = (update(tokens).where(
+    tokens.c.token_id == bindparam("b_token_id"), tokens.c.kind == REFRESH,
+    tokens.c.client_id == bindparam("b_client_id"), tokens.c.rotated_at.is_(None),
+    tokens.c.revoked_at.is_(None), tokens.c.expires_at > bindparam("b_now"),
+    grants.c.family == tokens.c.family, grants.c.revoked_at.is_(None))
+    .values(rotated_at=bindparam("b_now"))
+    .returning(tokens.c.family, tokens.c.scope, tokens.c.issued_at, tokens.c.expires_at,
+               grants.c.revoked_at, *GRANT_COLUMNS))
 _REFRESH_COLUMNS = ["token_id", "kind", "family", "client_id", "scope", "issued_at",
                     "expires_at"]
 _INSERT_REFRESH = insert(tokens)
@@ -243,10 +260,11 @@ _REVOKE_TOKENS = update(tokens).where(tokens.c.family == bindparam("b_family"),
 @dataclass(frozen=True)
 class _RotationSql:
     """The statements of a rotation: Core ones for ``CoreTransaction``, or the same
-    compiled for SQLite's cursor (``DriverTransaction``)."""
+    compiled for the driver's cursor (``DriverTransaction``). ``grant`` is None where
+    ``rotate`` returns the grant's columns itself."""
 
     rotate: Any
-    grant: Any
+    grant: Any | None
     insert: Any
     old: Any
     revoke_grant: Any
@@ -257,11 +275,15 @@ _CORE_ROTATION = _RotationSql(_ROTATE, _GRANT, _INSERT_REFRESH, _OLD_TOKEN, _REV
                               _REVOKE_TOKENS)
 
 
-def _driver_rotation() -> _RotationSql:
-    return _RotationSql(DriverStatement(_ROTATE), DriverStatement(_GRANT),
-                        DriverStatement(_INSERT_REFRESH, _REFRESH_COLUMNS),
-                        DriverStatement(_OLD_TOKEN), DriverStatement(_REVOKE_GRANT),
-                        DriverStatement(_REVOKE_TOKENS))
+def _driver_rotation(engine: Engine) -> _RotationSql:
+    dialect = driver_dialect(engine)
+    on_sqlite = engine.dialect.name == "sqlite"
+    return _RotationSql(DriverStatement(_ROTATE if on_sqlite else _ROTATE_WITH_GRANT, dialect),
+                        DriverStatement(_GRANT, dialect) if on_sqlite else None,
+                        DriverStatement(_INSERT_REFRESH, dialect, _REFRESH_COLUMNS),
+                        DriverStatement(_OLD_TOKEN, dialect),
+                        DriverStatement(_REVOKE_GRANT, dialect),
+                        DriverStatement(_REVOKE_TOKENS, dialect))
 
 
 def _nobody_listens(grant_type: str) -> None:
@@ -283,10 +305,12 @@ class TokenService:
         self._clock = clock
         self._client_status = HotRead(self._engine, _CLIENT_TOKEN_STATUS)
         self._grant_status = HotRead(self._engine, _GRANT_TOKEN_STATUS)
-        # A SQLite file: the rotation runs on the driver's cursor (idp.oidc.driver).
+        # The rotation runs on the driver's cursor (idp.oidc.driver), but for SQLite
+        # in memory, whose one connection the pool shares.
         database = self._engine.url.database
-        self._rotation = (_driver_rotation() if self._engine.dialect.name == "sqlite"
-                          and database and database != ":memory:" else None)
+        in_memory = self._engine.dialect.name == "sqlite" and database in (None, "",
+                                                                          ":memory:")
+        self._rotation = None if in_memory else _driver_rotation(self._engine)
 
     def _transaction(self) -> DriverTransaction | CoreTransaction:
         if self._rotation is not None:
@@ -429,7 +453,8 @@ class TokenService:
                         row.scope.split()):
                     txn.rollback()
                     return RefreshRefusal.SCOPE
-                grant = txn.first(sql.grant, {"family": row.family})
+                grant = row if sql.grant is None else txn.first(sql.grant,
+                                                                {"family": row.family})
                 if grant is None or grant.revoked_at is not None:
                     txn.rollback()
                     return RefreshRefusal.UNKNOWN

@@ -9,7 +9,8 @@ reached while profiled, which is lower than unprofiled: py-spy samples from
 outside the process, but it shares the cores).
 
     scripts/bench/flame.py --label before [--out docs/perf] [--duration 10]
-        [--paths client_credentials,introspection,refresh,login,ocsp,issuance]
+        [--paths client_credentials,introspection,refresh,refresh_wrk,login,ocsp,issuance]
+        [--idle]
 
 ``ocsp`` records the PKI's workers while ``wrk`` POSTs one OCSP request (no
 nonce: the kept answer) for a certificate ``govtrust cert issue`` made;
@@ -17,6 +18,11 @@ nonce: the kept answer) for a certificate ``govtrust cert issue`` made;
 in a loop on its own SQLite CA (``scripts/bench/pki.py``'s ``make_ca``), the
 durable path of ``pki.py``'s issuance figure. Both run against whatever checkout
 the script sits in, so an older commit's tree gives the "before" graph.
+
+``refresh_wrk`` drives refresh grants with wrk, as ``idp.py``'s figure of that name
+does. ``--idle`` also records threads that wait (on a lock, in SQLite's busy
+handler, on a socket): py-spy leaves them out by default, so without it a path
+that queues shows only its CPU.
 """
 
 from __future__ import annotations
@@ -43,7 +49,8 @@ bench = importlib.util.module_from_spec(_spec)
 sys.modules["bench_idp"] = bench
 _spec.loader.exec_module(bench)
 
-PATHS = ("client_credentials", "introspection", "refresh", "login", "ocsp", "issuance")
+PATHS = ("client_credentials", "introspection", "refresh", "refresh_wrk", "login", "ocsp",
+         "issuance")
 
 
 def _parent(pid: int) -> int:
@@ -140,6 +147,8 @@ def main() -> None:
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--home", type=Path, default=Path("/dev/shm/govtrust-flame"))
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--idle", action="store_true",
+                        help="also sample waiting threads (py-spy --idle)")
     parser.add_argument("--issue", type=int, default=3000,
                         help="certificates the issuance path issues")
     parser.add_argument("--child-issuance", type=int, default=0, help=argparse.SUPPRESS)
@@ -180,10 +189,12 @@ def main() -> None:
                 continue
             master = masters["pki" if path == "ocsp" else "idp"]
             # Refresh workers log in first: record from when the load is steady.
-            delay = 2.0 + 0.2 * args.concurrency if path == "refresh" else 0.3
+            delay = (2.0 + 0.2 * args.concurrency if path in ("refresh", "refresh_wrk")
+                     else 0.3)
             cmd = [pyspy, "record", "--pid", str(master), "--subprocesses", "--rate",
                    str(args.rate), "--duration", str(int(args.duration) - 1), "--format",
-                   "flamegraph", "--output", str(svg), "--nonblocking"]
+                   "flamegraph", "--output", str(svg), "--nonblocking",
+                   *(["--idle"] if args.idle else [])]
             spies: list[subprocess.Popen[str]] = []
 
             def record(cmd: list[str] = cmd, spies: list[subprocess.Popen[str]] = spies) -> None:
@@ -201,6 +212,8 @@ def main() -> None:
             elif path == "introspection":
                 f = bench.wrk_load(server.issuer + "/introspect", f"token={token}", auth,
                                    args.concurrency, args.duration, work)
+            elif path == "refresh_wrk":
+                f = bench.wrk_refresh(conf, args.concurrency, args.duration, work)
             else:
                 f = bench.python_load(path, conf, args.concurrency, args.duration)
             timer.join()

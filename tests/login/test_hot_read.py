@@ -2,7 +2,10 @@
 sqlite3 connection per thread) and a real PostgreSQL (the pool): each read sees
 what another connection committed after the read before it on the same thread,
 so a revocation or a counted failure is seen at once. Inside ``one_checkout`` the
-reads share one pooled connection (one ping) and still each see the latest commit."""
+reads share one pooled connection (one ping) and still each see the latest commit.
+Outside it, on PostgreSQL, a read runs on psycopg's cursor in autocommit and gives
+its connection back out of autocommit, whatever happened; a hostile key fails as
+through SQLAlchemy, and a lost connection is a failover fault."""
 
 from __future__ import annotations
 
@@ -10,10 +13,12 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, bindparam, delete, event, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, event, func, insert, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql import Executable
 
 from idp.login.tables import HotRead, one_checkout, throttle_windows
+from idp.runtime.db_faults import is_failover_fault
 
 pytestmark = pytest.mark.postgres
 
@@ -99,3 +104,63 @@ def test_reads_outside_one_checkout_each_check_out(migrated_engine: Engine) -> N
     read.all({"key": "k"})
     pooled = migrated_engine.url.get_backend_name() != "sqlite"
     assert len(checkouts) == (3 if pooled else 0)
+
+
+def _postgresql_only(engine: Engine) -> None:
+    if engine.url.get_backend_name() != "postgresql":
+        pytest.skip("the read on psycopg's cursor: PostgreSQL only")
+
+
+def test_a_read_on_the_driver_leaves_its_connection_out_of_autocommit(
+        migrated_engine: Engine) -> None:
+    """Outside ``one_checkout`` a PostgreSQL read switches the pooled connection to
+    autocommit and back: the next transaction on it is one (rolled back, its
+    insert is gone)."""
+    _postgresql_only(migrated_engine)
+    read = HotRead(migrated_engine, _ONE)
+    migrated_engine.pool.dispose()  # one pooled connection from here on
+    assert read.all({"key": "k"}) == []
+    assert migrated_engine.pool.checkedin() == 1
+    with migrated_engine.connect() as conn:
+        assert conn.connection.driver_connection.autocommit is False
+        conn.execute(insert(throttle_windows).values(key="k", window=1, count=1))
+        conn.rollback()
+    assert read.all({"key": "k"}) == []
+
+
+@pytest.mark.parametrize("key", ["nul\x00byte", "\x00", "x" * 400 + "\x00"])
+def test_a_key_the_driver_refuses_fails_as_through_sqlalchemy(migrated_engine: Engine,
+                                                              key: str) -> None:
+    """A hostile key (PostgreSQL text has no NUL): the same error class with and
+    without ``one_checkout``, and the connection goes back out of autocommit.
+    (SQLite stores a NUL; its reads are not new here.)"""
+    _postgresql_only(migrated_engine)
+    read = HotRead(migrated_engine, _ONE)
+    errors: list[type[BaseException]] = []
+    for shared in (False, True):
+        with pytest.raises(DBAPIError) as caught:
+            if shared:
+                with one_checkout():
+                    read.all({"key": key})
+            else:
+                read.all({"key": key})
+        assert not is_failover_fault(caught.value)  # a 500 as before, not a 503
+        errors.append(type(caught.value))
+    assert errors[0] is errors[1]
+    with migrated_engine.connect() as conn:
+        assert conn.connection.driver_connection.autocommit is False
+    assert read.all({"key": "k"}) == []
+
+
+def test_a_connection_lost_under_a_driver_read_leaves_the_pool(
+        migrated_engine: Engine) -> None:
+    """The backend ends during the read (here it ends itself, as in a failover):
+    ``OperationalError`` with ``connection_invalidated``, a failover fault (503),
+    and the next read gets a new connection."""
+    _postgresql_only(migrated_engine)
+    suicide = HotRead(migrated_engine, select(
+        func.pg_terminate_backend(func.pg_backend_pid()).label("ended")))
+    with pytest.raises(OperationalError) as caught:
+        suicide.all({})
+    assert caught.value.connection_invalidated and is_failover_fault(caught.value)
+    assert HotRead(migrated_engine, _ONE).all({"key": "k"}) == []

@@ -1,30 +1,39 @@
-"""``idp.oidc.driver``: Core statements on SQLite's cursor write what
+"""``idp.oidc.driver``: Core statements on the driver's cursor write what
 ``Connection.execute`` writes, roll back what is not committed, and fail as
-SQLAlchemy would. On a real SQLite file with the product's pragmas."""
+SQLAlchemy would, on a real SQLite file with the product's pragmas and on a real
+PostgreSQL (a connection the server dropped is not put back in the pool)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Engine, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, insert, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from idp.oidc.driver import CoreTransaction, DriverStatement, DriverTransaction
+from idp.oidc.driver import CoreTransaction, DriverStatement, DriverTransaction, driver_dialect
 from idp.oidc.tables import grants, oauth_clients, tokens
-from idp.oidc.tokens import _INSERT_REFRESH, _REFRESH_COLUMNS, _ROTATE
+from idp.oidc.tokens import _INSERT_REFRESH, _REFRESH_COLUMNS, _ROTATE, _ROTATE_WITH_GRANT
 from idp.runtime.db import make_engine, upgrade
+from idp.runtime.db_faults import is_failover_fault
+
+pytestmark = pytest.mark.postgres
 
 ROW = {"token_id": "t1", "kind": "refresh", "family": "f" * 32, "client_id": "app",
        "scope": "openid", "issued_at": 100, "expires_at": 200}
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'govtrust.db'}")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
     upgrade(engine)
     with engine.begin() as conn:
+        conn.execute(insert(oauth_clients).values(
+            client_id="app", name="app", secret_hash=None, public=True, auth_method="none",
+            redirect_uris="[]", post_logout_uris="[]", level=1, info_class="general",
+            allowed_departments="[]", first_party=False, id_token_alg="ES256",
+            created_at=datetime.now(UTC)))
         conn.execute(insert(grants).values(
             family="f" * 32, client_id="app", subject="zhang", scope="openid", claims="{}",
             created_at=1))
@@ -32,21 +41,30 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     engine.dispose()
 
 
+def _insert(engine: Engine) -> DriverStatement:
+    return DriverStatement(_INSERT_REFRESH, driver_dialect(engine), _REFRESH_COLUMNS)
+
+
+def _rotate(engine: Engine) -> DriverStatement:
+    return DriverStatement(_ROTATE, driver_dialect(engine))
+
+
 def _rows(engine: Engine) -> list[tuple[object, ...]]:
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(select(tokens).order_by(tokens.c.token_id))]
 
 
-def test_a_column_that_needs_a_bind_processor_is_refused() -> None:
+def test_a_column_that_needs_a_bind_processor_is_refused(engine: Engine) -> None:
     with pytest.raises(TypeError, match="created_at"):
-        DriverStatement(insert(oauth_clients), ["client_id", "created_at"])
+        DriverStatement(insert(oauth_clients), driver_dialect(engine),
+                        ["client_id", "created_at"])
 
 
-def test_driver_and_core_write_the_same_rows(engine: Engine, tmp_path: Path) -> None:
+def test_driver_and_core_write_the_same_rows(engine: Engine) -> None:
     with DriverTransaction(engine) as txn:
-        assert txn.run(DriverStatement(_INSERT_REFRESH, _REFRESH_COLUMNS), ROW) == 1
-        row = txn.first(DriverStatement(_ROTATE), {"b_token_id": "t1", "b_client_id": "app",
-                                                   "b_now": 150})
+        assert txn.run(_insert(engine), ROW) == 1
+        row = txn.first(_rotate(engine), {"b_token_id": "t1", "b_client_id": "app",
+                                          "b_now": 150})
         txn.commit()
     assert (row.family, row.scope, row.issued_at, row.expires_at) == ("f" * 32, "openid",
                                                                        100, 200)
@@ -61,10 +79,10 @@ def test_driver_and_core_write_the_same_rows(engine: Engine, tmp_path: Path) -> 
 
 
 def test_the_compare_and_set_matches_once(engine: Engine) -> None:
-    rotate = DriverStatement(_ROTATE)
+    rotate = _rotate(engine)
     values = {"b_token_id": "t1", "b_client_id": "app", "b_now": 150}
     with DriverTransaction(engine) as txn:
-        txn.run(DriverStatement(_INSERT_REFRESH, _REFRESH_COLUMNS), ROW)
+        txn.run(_insert(engine), ROW)
         txn.commit()
     for expected in (True, False):
         with DriverTransaction(engine) as txn:
@@ -74,16 +92,16 @@ def test_the_compare_and_set_matches_once(engine: Engine) -> None:
 
 def test_leaving_without_commit_rolls_back(engine: Engine) -> None:
     with DriverTransaction(engine) as txn:
-        txn.run(DriverStatement(_INSERT_REFRESH, _REFRESH_COLUMNS), ROW)
+        txn.run(_insert(engine), ROW)
     assert _rows(engine) == []
     with pytest.raises(RuntimeError), DriverTransaction(engine) as txn:
-        txn.run(DriverStatement(_INSERT_REFRESH, _REFRESH_COLUMNS), ROW)
+        txn.run(_insert(engine), ROW)
         raise RuntimeError
     assert _rows(engine) == []
 
 
 def test_a_driver_error_is_raised_as_sqlalchemy_raises_it(engine: Engine) -> None:
-    statement = DriverStatement(_INSERT_REFRESH, _REFRESH_COLUMNS)
+    statement = _insert(engine)
     with DriverTransaction(engine) as txn:
         txn.run(statement, ROW)
         txn.commit()
@@ -96,3 +114,52 @@ def test_a_driver_error_is_raised_as_sqlalchemy_raises_it(engine: Engine) -> Non
         txn.run(statement, {**ROW, "token_id": "t3"})
         txn.commit()
     assert [r[0] for r in _rows(engine)] == ["t1", "t3"]
+
+
+def test_postgresql_rotation_returns_the_grant_while_it_stands(engine: Engine) -> None:
+    """The compare-and-set that reads the grant (PostgreSQL's ``UPDATE ... FROM``):
+    the token's and the grant's columns in one row; an ended grant matches nothing
+    and leaves the token unrotated."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("UPDATE ... FROM ... RETURNING the joined table: PostgreSQL only")
+    rotate = DriverStatement(_ROTATE_WITH_GRANT, driver_dialect(engine))
+    values = {"b_token_id": "t1", "b_client_id": "app", "b_now": 150}
+    with DriverTransaction(engine) as txn:
+        txn.run(_insert(engine), ROW)
+        txn.commit()
+    with engine.begin() as conn:
+        conn.execute(grants.update().values(revoked_at=140))
+    with DriverTransaction(engine) as txn:
+        assert txn.first(rotate, values) is None
+        txn.commit()
+    assert _rows(engine)[0][-2] is None  # rotated_at
+    with engine.begin() as conn:
+        conn.execute(grants.update().values(revoked_at=None))
+    with DriverTransaction(engine) as txn:
+        row = txn.first(rotate, values)
+        txn.commit()
+    assert (row.family, row.scope, row.issued_at, row.expires_at, row.revoked_at,
+            row.subject, row.claims) == ("f" * 32, "openid", 100, 200, None, "zhang", "{}")
+    assert _rows(engine)[0][-2] == 150
+
+
+def test_a_connection_the_server_dropped_leaves_the_pool(engine: Engine) -> None:
+    """A PostgreSQL backend ended under a transaction (a failover, a restart): the
+    error is SQLAlchemy's ``OperationalError``, answered 503 like any other, and the
+    next transaction gets a working connection."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a server connection to end: PostgreSQL only")
+    with DriverTransaction(engine) as txn:
+        txn.run(_insert(engine), ROW)
+        txn.commit()
+    with pytest.raises(OperationalError) as caught, DriverTransaction(engine) as txn:
+        pid = txn.first(DriverStatement(select(text("pg_backend_pid()")),
+                                        driver_dialect(engine)), {})[0]
+        with engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        txn.first(_rotate(engine), {"b_token_id": "t1", "b_client_id": "app", "b_now": 150})
+    assert caught.value.connection_invalidated and is_failover_fault(caught.value)
+    with DriverTransaction(engine) as txn:
+        assert txn.first(_rotate(engine), {"b_token_id": "t1", "b_client_id": "app",
+                                           "b_now": 150}) is not None
+        txn.commit()
