@@ -157,6 +157,8 @@ def main() -> None:
         issuance_child(args.child_issuance)
         return
     pyspy = shutil.which("py-spy") or str(ROOT / ".venv" / "bin" / "py-spy")
+    if not Path(pyspy).exists():
+        sys.exit("flame.py needs py-spy: .venv/bin/pip install -e '.[bench]'")
     args.out.mkdir(parents=True, exist_ok=True)
     server = bench.Server(args.home)
     try:
