@@ -32,6 +32,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from idp.login.tables import HotRead, rowcount, throttle_windows
 
+KEY_MAX_CHARS = 300
+
+
+def stored_key(key: str) -> str:
+    """``key`` as the database can hold it, whatever a request put in it: at most
+    ``KEY_MAX_CHARS``, NUL (which PostgreSQL text refuses) and lone surrogates (which
+    UTF-8 cannot encode) written as escapes. The same text always gives the same key."""
+    key = key[:KEY_MAX_CHARS]
+    if "\x00" in key or not key.isprintable():
+        key = (key.encode("utf-8", "backslashreplace").decode("utf-8")
+               .replace("\x00", "\\x00"))
+    return key
+
 
 @dataclass(frozen=True)
 class Limit:
@@ -72,7 +85,7 @@ class Throttle:
 
     def blocked(self, *checks: tuple[str, Limit]) -> bool:
         """Whether any (key, limit) has run out of failures in its window (one query)."""
-        limits = {key[:300]: limit for key, limit in checks if key}
+        limits = {stored_key(key): limit for key, limit in checks if key}
         if not limits:
             return False
         rows = self._read(len(limits)).all({f"k{i}": key for i, key in enumerate(limits)})
@@ -81,7 +94,7 @@ class Throttle:
 
     def failed(self, *checks: tuple[str, Limit]) -> None:
         """Count one failure against each (key, limit), in one write transaction."""
-        counts = [(key[:300], self._window(limit)) for key, limit in checks if key]
+        counts = [(stored_key(key), self._window(limit)) for key, limit in checks if key]
         for _ in range(3):
             try:
                 with self._engine.begin() as conn:

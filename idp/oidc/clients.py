@@ -246,8 +246,9 @@ class ClientRepository:
         return stored, secret
 
     def get(self, client_id: str) -> Client | None:
-        if not client_id or len(client_id) > 64:
-            return None
+        if not client_id or len(client_id) > 64 or not client_id.isascii() \
+                or not client_id.isprintable():
+            return None  # no registration has such an id (RFC 6749 A.1: VSCHAR)
         now = time.monotonic()
         hit = self._cache.get(client_id)
         if hit is not None and hit[0] > now:

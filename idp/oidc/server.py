@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from idp.login.sessions import SessionStore, SsoSession
 from idp.oidc.claims import CLOCK_SKEW
 from idp.oidc.clients import SCOPES, Client, ClientRepository
-from idp.oidc.params import check_authorization_request
+from idp.oidc.params import check_authorization_request, malformed
 from idp.oidc.tables import auth_codes, grants, rowcount, used_assertions
 from idp.oidc.tokens import (
     GRANT_COLUMNS,
@@ -429,7 +429,13 @@ def basic_credentials(header: str) -> tuple[str, str]:
     if not colon or not client_id:
         raise InvalidClientError("the Basic credentials need client_id:client_secret",
                                  status_code=401)
-    return unquote(client_id), unquote(secret)
+    client_id, secret = unquote(client_id), unquote(secret)
+    # The grammar the body's parameters are held to (RFC 6749 A.1, A.2: VSCHAR): a
+    # form-encoded NUL or control character is refused here, never looked up.
+    if malformed((("client_id", client_id), ("client_secret", secret))) is not None:
+        raise InvalidClientError("the Basic credentials have characters a client_id or "
+                                 "client_secret may not have", status_code=401)
+    return client_id, secret
 
 
 def new_state() -> str:

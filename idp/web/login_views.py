@@ -453,6 +453,11 @@ def login_submit() -> Response:
         return again("msg.csrf", 400)
     if not uid or not password or len(uid) > 256 or len(password) > 1024:
         return again("msg.missing", 400)
+    if not uid.isprintable() or "\x00" in password:
+        # No directory entry has a control character in its uid, and no password
+        # holds a NUL: refused before the throttle, the directory or the audit log
+        # (PostgreSQL text cannot hold a NUL), so nothing is written.
+        return again("msg.missing", 400)
     address = client_address()
     if p.throttle.blocked(("login-addr:" + address, LOGIN_PER_ADDRESS),
                           ("login-uid:" + uid.lower(), LOGIN_PER_UID)):
