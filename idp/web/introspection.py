@@ -95,7 +95,8 @@ class IntrospectionFastPath:
                 or "HTTP_TRANSFER_ENCODING" in environ):
             return None
         length = str(environ.get("CONTENT_LENGTH") or "")
-        if not length.isdigit() or not 0 < int(length) <= MAX_BODY:
+        # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+        if not (length.isascii() and length.isdigit()) or not 0 < int(length) <= MAX_BODY:
             return None
         data: bytes = environ["wsgi.input"].read(int(length))
         return data

@@ -265,6 +265,14 @@ def test_other_requests_are_passed_on(pair: Pair, kw: dict[str, Any]) -> None:
     assert resp.status_code >= 400 or resp.get_json() == {"active": False}
 
 
+@pytest.mark.parametrize("length", ["²", "-1", "+5", " 5", "1_0", "0", "99999999999"])
+def test_an_odd_content_length_is_passed_on(pair: Pair, length: str) -> None:
+    resp = pair.fast.post("/introspect", data={"token": "abc"}, auth=pair.basic(),
+                          environ_overrides={"CONTENT_LENGTH": length})
+    assert pair.declined == ["POST"]
+    assert resp.status_code in (200, 400, 401, 413)
+
+
 def test_other_methods_and_paths_are_flasks(pair: Pair) -> None:
     assert pair.fast.get("/introspect").status_code == 405
     assert pair.fast.post("/introspect/", data={"token": "a"},
