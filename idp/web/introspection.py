@@ -26,7 +26,14 @@ from authlib.oauth2 import OAuth2Error
 from idp.login.forwarded import client_address
 from idp.login.tables import one_checkout
 from idp.login.throttle import client_checks
-from idp.oidc.introspection import FORM_TYPE, MAX_BODY, authenticate, introspect, parse_request
+from idp.oidc.introspection import (
+    FORM_TYPE,
+    MAX_BODY,
+    IntrospectionRequest,
+    authenticate,
+    introspect,
+    parse_request,
+)
 from idp.web.kit import HSTS, NO_STORE, SECURITY_HEADERS
 
 if TYPE_CHECKING:
@@ -101,7 +108,7 @@ class IntrospectionFastPath:
         data: bytes = environ["wsgi.input"].read(int(length))
         return data
 
-    def _answer(self, environ: dict[str, Any], request: Any
+    def _answer(self, environ: dict[str, Any], request: IntrospectionRequest
                 ) -> tuple[int, bytes, list[tuple[str, str]]]:
         p = self._provider
         address = client_address(environ.get("REMOTE_ADDR") or "",
