@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from sqlalchemy import Column, Engine, Float, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.engine import Connection, CursorResult, Result
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Select
 
 metadata = MetaData()
@@ -41,7 +42,8 @@ class HotRead:
 
     On PostgreSQL (or SQLite in memory) it runs through the engine's pool, pinged
     at checkout, in autocommit: a transaction would add a ``BEGIN`` and a
-    ``ROLLBACK`` round trip to the ping and the query. Inside ``one_checkout()``
+    ``ROLLBACK`` round trip to the ping and the query. With psycopg the statement
+    then runs on the driver's connection itself (``_on_psycopg``). Inside ``one_checkout()``
     (an introspection) the reads of one request share one checkout, so one ping.
 
     Every read sees what was committed before it began, on any connection, process
@@ -61,6 +63,8 @@ class HotRead:
         self._path = database if database and database != ":memory:" else None
         self._sql = compiled.string
         self._positions = tuple(compiled.positiontup or ())
+        self._names = tuple(compiled.params)
+        self._psycopg = engine.dialect.driver == "psycopg"
         self._row = namedtuple("_Row", statement.selected_columns.keys())  # type: ignore[misc]
         self._local = threading.local()
 
@@ -68,9 +72,31 @@ class HotRead:
         """The rows, each with the statement's column names as attributes."""
         if self._path is None:
             with _checkout(self._engine) as conn:
+                if self._psycopg:
+                    return self._on_psycopg(conn, params)
                 return list(conn.execute(self._statement, dict(params)).all())
         cursor = self._connection().execute(self._sql, [params[k] for k in self._positions])
         return [self._row(*r) for r in cursor.fetchall()]
+
+    def _on_psycopg(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
+        """The statement, prepared, on the checked-out connection's psycopg connection
+        (in autocommit: ``_checkout`` set it): SQLAlchemy's execution context around
+        it cost about as much CPU as the query. A driver error is raised as
+        SQLAlchemy's (``DBAPIError.instance``: ``OperationalError`` for a cut
+        connection, answered 503), and a disconnect invalidates the connection, as
+        ``Connection.execute`` would, so the pool does not hand it out again."""
+        raw = conn.connection.driver_connection
+        values = {name: params[name] for name in self._names}
+        dialect = self._engine.dialect
+        try:
+            rows = raw.execute(self._sql, values, prepare=True).fetchall()  # type: ignore[union-attr]
+        except dialect.loaded_dbapi.Error as err:
+            cut = dialect.is_disconnect(err, raw, None)
+            if cut:
+                conn.invalidate(err)
+            raise DBAPIError.instance(self._sql, values, err, dialect.loaded_dbapi.Error,
+                                      connection_invalidated=cut, dialect=dialect) from err
+        return [self._row(*r) for r in rows]
 
     def _connection(self) -> sqlite3.Connection:
         # One per thread and process: a connection must not cross a fork or be shared
