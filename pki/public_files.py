@@ -17,8 +17,10 @@ what is not there:
     (RFC 5019 §2.1.1: the form a cacheable GET takes). The file's path *is* the
     request's GET path: nginx's ``try_files $uri`` finds it with no code. A ``/``
     inside the base64 text becomes a sub-folder, which is what nginx's path
-    lookup does with it too. A request with a nonce, another hash, an unknown
-    serial or several CertIDs finds no file and goes to a node.
+    lookup does with it too; a path that *ends* in ``/`` names a folder, so its
+    file is ``_`` inside it (:data:`FOLDER_FILE`; nginx tries ``${uri}_`` next).
+    A request with a nonce, another hash, an unknown serial or several CertIDs
+    finds no file and goes to a node.
 
 The OCSP tree is written beside the old one and swapped in with one atomic
 rename of a symbolic link, so a reader never sees half of it. Every file is the
@@ -53,6 +55,10 @@ OCSP_LINK = "ocsp"
 # OpenSSL, GnuTLS, browsers) send; SHA-256 what newer ones may.
 CERT_ID_HASHES = ("sha1", "sha256")
 _HASH_OIDS = {"sha1": "sha1", "sha256": "sha256"}
+# The file of a request whose base64 ends in "/" (which names a folder, not a file)
+# is this inside that folder. "_" is not in the base64 alphabet, so it is never
+# another request's name; nginx and its njs POST script look for it the same way.
+FOLDER_FILE = "_"
 
 
 class Authority(Protocol):
@@ -108,6 +114,13 @@ def get_path(request_der: bytes) -> str:
     return base64.b64encode(request_der).decode("ascii")
 
 
+def file_path(request_der: bytes) -> str:
+    """The file below ``ocsp/`` that answers ``request_der``: its GET path, with
+    :data:`FOLDER_FILE` added when that path ends in ``/`` (about one serial in 190)."""
+    path = get_path(request_der)
+    return path + FOLDER_FILE if path.endswith("/") else path
+
+
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -145,10 +158,7 @@ def _write_ocsp(tree: Path, issuer: x509.Certificate, responder: Responder,
         serial = int(rec.serial, 16)
         for algorithm in CERT_ID_HASHES:
             request = ocsp_request(issuer, serial, algorithm)
-            path = get_path(request)
-            if path.endswith("/"):
-                continue  # no file can have that name; a node answers it
-            _write(tree / path, responder.respond(request))
+            _write(tree / file_path(request), responder.respond(request))
             count += 1
     return count
 

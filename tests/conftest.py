@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.pki",
     "tests.fixtures.idp",
     "tests.fixtures.served",
+    "tests.fixtures.gmssl",
 ]

@@ -8,12 +8,13 @@ produce one: three base64url parts without padding, a protected header of exactl
 anything else is refused before a key is looked up: no ``crit``, no ``b64``
 (RFC 7797), no ``jku``/``jwk``/``x5u`` and no other parameter, and only canonical
 base64url (RFC 7515 section 2; Appendix C: no padding, no ``+``/``/``, no
-whitespace, no stray bits). The signature is checked with ``cryptography`` on the
-key the header's ``kid`` names, which must be of the header's ``alg``, before the
-payload is decoded. An ES256 signature is the raw ``r || s``, 32 octets each
-(RFC 7518 section 3.4); a high-S signature verifies, as in OpenSSL, since we sign
-with OpenSSL and do not normalise S (nothing here keys on the token's bytes:
-revocation goes by ``jti``).
+whitespace, no stray bits), and no member name twice in the header or payload. The
+signature is checked with ``cryptography`` on the key the header's ``kid`` names,
+which must be of the header's ``alg``, before the payload is decoded; the payload's
+claims are ``idp.oidc.claims``' business. An ES256 signature is the raw ``r || s``,
+32 octets each (RFC 7518 section 3.4); a high-S signature verifies, as in OpenSSL,
+since we sign with OpenSSL and do not normalise S (nothing here keys on the token's
+bytes: revocation goes by ``jti``).
 
 No I/O: ``idp.oidc.keys.KeyStore`` holds the keys and calls this.
 """
@@ -95,9 +96,19 @@ def b64decode(part: str) -> bytes:
     return raw
 
 
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # RFC 7515 section 4 and RFC 7519 section 4: a parser must reject duplicate
+    # member names or take the last. We reject: two ``aud`` in one payload is no
+    # token we wrote, and no reader should pick a different one than we did.
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise ValueError("duplicate member name")
+    return value
+
+
 def _json_object(part: str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(b64decode(part))
+        value = json.loads(b64decode(part), object_pairs_hook=_unique_members)
     except ValueError:  # JSON, UTF-8 and base64url errors are all ValueErrors
         raise InvalidToken(f"malformed {what}") from None
     if not isinstance(value, dict):

@@ -2,8 +2,10 @@
 
 RP-initiated: ``post_logout_redirect_uri`` must equal, character for character,
 one the client registered (RP-Initiated Logout section 3); the client is known
-from ``client_id`` or from the ``aud`` of an ``id_token_hint`` we signed (expired
-hints are accepted, section 2). Back-channel: ending a session queues one
+from ``client_id`` or from the ``aud`` of an ``id_token_hint`` we signed, whose
+claims ``idp.oidc.claims.check_id_token_hint`` checks (expired hints are accepted,
+section 2; not-yet-valid ones, another issuer's or another audience's are not).
+Back-channel: ending a session queues one
 delivery per app of the session that registered a ``backchannel_logout_uri``;
 each delivery POSTs a freshly signed logout token (section 2.4, ``typ:
 logout+jwt``, ``events`` with the back-channel logout member, ``sid`` and
@@ -30,10 +32,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from idp.errors import IdPError
 from idp.login.sessions import SessionStore
+from idp.oidc.claims import InvalidClaim, check_id_token_hint
 from idp.oidc.clients import Client, ClientRepository, redirect_uri_matches
 from idp.oidc.keys import InvalidToken, KeyStore
 from idp.oidc.tables import backchannel_deliveries, grants, rowcount
-from idp.oidc.tokens import TokenService
+from idp.oidc.tokens import ID_TOKEN_TTL, TokenService
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,8 @@ class EndSessionRequest:
 
 
 def validate_end_session(params: dict[str, str], keys: KeyStore,
-                         clients: ClientRepository, issuer: str) -> EndSessionRequest:
+                         clients: ClientRepository, issuer: str,
+                         now: int | None = None) -> EndSessionRequest:
     hint_sid = hint_sub = None
     client_id = params.get("client_id") or None
     hint = params.get("id_token_hint")
@@ -69,18 +73,17 @@ def validate_end_session(params: dict[str, str], keys: KeyStore,
             # (``at+jwt``) or a logout token (``logout+jwt``) we signed is not a hint
             # of a login the person saw, and must not end a session unasked.
             _, claims = keys.verify(hint, typ="jwt")
+            checked = check_id_token_hint(
+                claims, issuer=issuer, now=int(time.time()) if now is None else now,
+                lifetime=ID_TOKEN_TTL)
+        except InvalidClaim as exc:
+            raise LogoutError(f"id_token_hint: {exc.claim} {exc.problem.value}") from None
         except InvalidToken:
             raise LogoutError("id_token_hint does not verify") from None
-        if "azp" not in claims or "scope" in claims or "events" in claims:
-            raise LogoutError("id_token_hint is not an ID token")
-        if claims.get("iss") != issuer:
-            raise LogoutError("id_token_hint is from another issuer")
-        aud = claims.get("aud")
-        aud_id = aud[0] if isinstance(aud, list) and aud else aud
-        if client_id and aud_id != client_id:
+        if client_id and checked.client_id != client_id:
             raise LogoutError("client_id does not match the id_token_hint")
-        client_id = str(aud_id) if aud_id else client_id
-        hint_sid, hint_sub = claims.get("sid"), claims.get("sub")
+        client_id = checked.client_id
+        hint_sid, hint_sub = checked.sid, checked.sub
     client = clients.get(client_id) if client_id else None
     if client_id and client is None:
         raise LogoutError("unknown client")
@@ -91,8 +94,7 @@ def validate_end_session(params: dict[str, str], keys: KeyStore,
         if not redirect_uri_matches(client.post_logout_redirect_uris, redirect):
             raise LogoutError("post_logout_redirect_uri is not registered")
     return EndSessionRequest(client, redirect, params.get("state") or None,
-                             str(hint_sid) if hint_sid else None,
-                             str(hint_sub) if hint_sub else None)
+                             hint_sid, hint_sub)
 
 
 Poster = Callable[[str, bytes], int]

@@ -46,6 +46,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.login.sessions import SessionStore, SsoSession
+from idp.oidc.claims import CLOCK_SKEW
 from idp.oidc.clients import SCOPES, Client, ClientRepository
 from idp.oidc.introspection import CLIENT_AUTH_METHODS, active_payload, may_introspect
 from idp.oidc.params import check_authorization_request
@@ -62,6 +63,7 @@ from idp.oidc.tokens import (
 )
 
 CODE_TTL = 60
+MAX_ASSERTION_SECONDS = 3600  # how far ahead a client assertion's exp may be
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,7 @@ class RefreshTokenGrant(rfc6749_grants.RefreshTokenGrant):
     def issue_token(self, user: AuthContext, refresh_token: Rotation) -> dict[str, Any]:
         tokens = _core(self).tokens
         token = tokens.access_response(self.request.client, user.subject, user,
-                                       refresh_token.scope)
+                                       refresh_token.scope, "refresh_token")
         token["refresh_token"] = refresh_token.refresh_token  # recorded by the rotation
         return token
 
@@ -285,8 +287,23 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
     CLIENT_AUTH_METHOD = "private_key_jwt"
 
     def __init__(self, core: Core) -> None:
-        super().__init__(validate_jti=True, leeway=30)
+        super().__init__(validate_jti=True, leeway=CLOCK_SKEW)
         self._core = core
+
+    def verify_claims(self, claims: Any) -> None:
+        """authlib checks ``iss`` = ``sub`` = the client, ``aud`` ours, ``exp``, and
+        ``nbf`` and ``iat`` if present, with ``CLOCK_SKEW``; then the ``jti`` once.
+        First, ``exp`` must be an integer at most ``MAX_ASSERTION_SECONDS`` ahead
+        (RFC 7523 section 3, item 4: one "unreasonably far in the future" may be
+        rejected): its ``jti`` is remembered until ``exp``, so a later one would keep
+        a row for ever (or overflow its ``INTEGER``), and a fractional one, which
+        joserfc accepts, would be remembered for an hour only, then replayable."""
+        exp = claims.get("exp")
+        if isinstance(exp, bool) or not isinstance(exp, int):
+            raise InvalidClientError(description="Invalid claim: 'exp'")
+        if exp > int(time.time()) + MAX_ASSERTION_SECONDS:
+            raise InvalidClientError(description="The assertion expires too late.")
+        super().verify_claims(claims)
 
     def get_audiences(self) -> list[str]:
         issuer = self._core.tokens.issuer

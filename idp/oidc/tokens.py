@@ -3,7 +3,8 @@
 Access tokens are self-contained JWTs (``typ: at+jwt``, RFC 9068 section 2):
 issuing one writes nothing, so a client-credentials grant touches no table. Whether
 a token is still *active* (introspection, RFC 7662 section 2.2; ``/userinfo``) is
-its signature, ``iss`` and ``exp``, then one query, answering every revocation at
+its signature and claims (``iss``, ``aud``, ``exp``, ``iat``, ``nbf``: RFC 9068
+section 4, in ``idp.oidc.claims``), then one query, answering every revocation at
 once from rows all workers and nodes share, so a revocation is seen at once
 everywhere:
 
@@ -54,6 +55,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.login.tables import HotRead
+from idp.oidc.claims import check_access_token
 from idp.oidc.clients import Client
 from idp.oidc.driver import CoreTransaction, DriverStatement, DriverTransaction
 from idp.oidc.keys import InvalidToken, KeyStore
@@ -262,10 +264,19 @@ def _driver_rotation() -> _RotationSql:
                         DriverStatement(_REVOKE_TOKENS))
 
 
+def _nobody_listens(grant_type: str) -> None:
+    pass
+
+
 class TokenService:
+    """Issues, checks and revokes tokens. ``on_issued`` is told the grant type of
+    every access token signed (the composition root counts them for ``/metrics``)."""
+
     def __init__(self, sessions: sessionmaker[Session], keys: KeyStore, issuer: str,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 on_issued: Callable[[str], None] = _nobody_listens) -> None:
         self._sessions = sessions
+        self._on_issued = on_issued
         self._engine: Engine = sessions.kw["bind"]
         self._keys = keys
         self.issuer = issuer
@@ -321,7 +332,7 @@ class TokenService:
     def issue(self, *, client: Client, ctx: AuthContext, scope: str, grant_type: str,
               include_refresh_token: bool) -> dict[str, Any]:
         """Sign an access token; mint and record a refresh token if asked."""
-        out = self.access_response(client, ctx.subject, ctx, scope)
+        out = self.access_response(client, ctx.subject, ctx, scope, grant_type)
         if include_refresh_token and grant_type != "client_credentials":
             refresh, row = self._refresh_row(client.client_id, ctx.family, scope, self.now())
             with self._engine.begin() as conn:
@@ -332,10 +343,11 @@ class TokenService:
     def issue_client_credentials(self, client: Client, scope: str) -> dict[str, Any]:
         """RFC 6749 section 4.4: the app acts for itself. Nothing is written: the
         token is checked against its client row and the revoked-jti table."""
-        return self.access_response(client, client.client_id, None, scope)
+        return self.access_response(client, client.client_id, None, scope,
+                                    "client_credentials")
 
     def access_response(self, client: Client, subject: str, ctx: AuthContext | None,
-                        scope: str) -> dict[str, Any]:
+                        scope: str, grant_type: str) -> dict[str, Any]:
         """A signed access token (RFC 9068) in a token response (RFC 6749 section 5.1)."""
         now = self.now()
         claims: dict[str, Any] = {
@@ -351,6 +363,7 @@ class TokenService:
             if ctx.sid:
                 claims["sid"] = ctx.sid
         access = self._keys.sign(claims, typ="at+jwt")
+        self._on_issued(grant_type)
         return {"token_type": "Bearer", "access_token": access, "expires_in": ACCESS_TTL,
                 "scope": scope}
 
@@ -453,23 +466,23 @@ class TokenService:
                            row.rotated_at is not None, row.subject, self.now())
 
     def _access_claims(self, value: str) -> tuple[dict[str, Any], TokenRecord] | None:
-        """A JWT access token's claims and record, checked by signature and shape
-        only (``revoked`` is not known yet: False); None if it is not ours."""
+        """A JWT access token's claims and record, checked by signature (``idp.oidc.jws``),
+        claims (``idp.oidc.claims``: ``iss``, ``aud``, ``exp``, ``iat``, ``nbf``, the
+        types) and the shape of its ``jti``; None if any fails. ``revoked`` is not
+        known yet: False. Introspection, ``/userinfo`` and revocation all come here."""
+        now = self.now()
         try:
             _, claims = self._keys.verify(value, typ="at+jwt")
+            checked = check_access_token(claims, issuer=self.issuer, now=now,
+                                         lifetime=ACCESS_TTL)
         except InvalidToken:
             return None
-        jti, sub, client_id = claims.get("jti"), claims.get("sub"), claims.get("client_id")
-        family = family_of_jti(jti)
-        iat, exp, scope = claims.get("iat"), claims.get("exp"), claims.get("scope", "")
-        if (family is None or claims.get("iss") != self.issuer or not isinstance(sub, str)
-                or not isinstance(client_id, str) or not isinstance(scope, str)
-                or not isinstance(iat, int) or not isinstance(exp, int)
-                or (family == "" and sub != client_id)):
+        family = family_of_jti(checked.jti)
+        if family is None or (family == "" and checked.sub != checked.client_id):
             return None
-        assert isinstance(jti, str)
-        return claims, TokenRecord(jti, ACCESS, family, client_id, scope, iat, exp,
-                                   False, False, sub, self.now())
+        return claims, TokenRecord(checked.jti, ACCESS, family, checked.client_id,
+                                   checked.scope, checked.iat, checked.exp, False, False,
+                                   checked.sub, now)
 
     def _access_status(self, claims: dict[str, Any], rec: TokenRecord,
                        ) -> tuple[TokenRecord, AuthContext | None]:
@@ -522,13 +535,18 @@ class TokenService:
         return self._refresh_record(value)
 
     def find_to_revoke(self, value: str, hint: str | None = None) -> TokenRecord | None:
-        """For revocation: the same, without the status query (revoking a token that
-        is already inactive changes nothing anyone can see)."""
+        """For revocation: the same, and an access token only while it is active. The
+        revocation is recorded by ``jti``, so a token that verifies but is not active
+        (one whose ``sub`` is not its grant's person, say) must not be recorded: the
+        row would end the genuine token of the same ``jti``."""
         if not value or len(value) > MAX_TOKEN:
             return None
         if self._is_access(value, hint):
             found = self._access_claims(value)
-            return None if found is None else found[1]
+            if found is None:
+                return None
+            rec = self._access_status(*found)[0]
+            return None if rec.is_revoked() else rec
         return self._refresh_record(value)
 
     def revoke(self, rec: TokenRecord) -> None:

@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from idp.runtime.logs import Outage
+
 log = logging.getLogger(__name__)
 
 
@@ -87,6 +89,7 @@ class Duties:
         self._locks = locks
         self._on_change = on_change
         self._clock = clock
+        self._outage = Outage(log, "duty locks unavailable", clock)
         self._held: set[str] = set()
         self._next_run: dict[str, float] = {}
         self._stop = threading.Event()
@@ -115,11 +118,12 @@ class Duties:
                 if duty.name not in self._held and self._locks.try_acquire(duty.name):
                     self._set(duty.name, True)
                     self._next_run[duty.name] = 0.0
-        except Exception:  # the database is away: hold nothing, retry next tick
-            log.exception("duty locks unavailable")
+        except Exception as error:  # the database is away: hold nothing, retry next tick
+            self._outage.failed(error)
             for name in list(self._held):
                 self._set(name, False)
             return
+        self._outage.recovered()
         now = self._clock()
         for duty in self.duties:
             if duty.name in self._held and now >= self._next_run.get(duty.name, 0.0):

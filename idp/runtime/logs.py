@@ -19,7 +19,9 @@ import json
 import logging
 import re
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -95,3 +97,42 @@ def configure(log_format: str, stream: TextIO | None = None,
     root.addHandler(handler)
     root.setLevel(level)
     return handler
+
+
+class Outage:
+    """The log of a background loop that retries while something is away (the
+    database during a failover): the first failure with its traceback, then one
+    line per failure while it lasts, and one line when the loop works again. Ten
+    seconds without a primary are a dozen lines, not 400 lines of tracebacks.
+    One per loop; the loop's own thread calls it."""
+
+    def __init__(self, logger: logging.Logger, what: str,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._log, self._what, self._clock = logger, what, clock
+        self._since: float | None = None
+        self._failures = 0
+
+    @property
+    def ongoing(self) -> bool:
+        return self._since is not None
+
+    def failed(self, error: BaseException) -> None:
+        self._failures += 1
+        if self._since is None:
+            self._since = self._clock()
+            self._log.warning("%s: %s", self._what, _first_line(error), exc_info=error)
+            return
+        self._log.warning("%s: still failing (%d times in %.1f s): %s", self._what,
+                          self._failures, self._clock() - self._since, _first_line(error))
+
+    def recovered(self) -> None:
+        if self._since is None:
+            return
+        self._log.warning("%s: working again after %.1f s (%d failures)", self._what,
+                          self._clock() - self._since, self._failures)
+        self._since, self._failures = None, 0
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]

@@ -10,6 +10,9 @@ What is measured:
   hierarchy) — counted from the audit records as their transaction commits (an
   engine event in :func:`watch_audit`), so a rolled-back issuance is not counted
   and every path (web, console, CLI, outbox) is;
+- ``govtrust_tokens_issued_total`` (grant_type: authorization_code, refresh_token,
+  client_credentials) — access tokens signed, told by ``idp.oidc.tokens.TokenService``
+  as each is signed (nothing is written when one is: it is self-contained);
 - ``govtrust_ocsp_responses_total`` (status: good, revoked, unknown, or the
   error status) — read from each response the PKI app sends;
 - ``govtrust_outbox_lag_seconds`` — the age of the oldest undelivered lifecycle
@@ -54,6 +57,8 @@ _ROUTE = "govtrust.metrics.route"
 OCSP_TYPE = "application/ocsp-response"
 # Audit actions that count as a login attempt, and the method each stands for.
 _LOGIN_METHODS = {"idp.login": "pwd", "certauth.refused": "cert", "idp.otp": "otp"}
+# The grant types that issue access tokens (idp.oidc.server); any other is "other".
+_GRANT_TYPES = frozenset({"authorization_code", "refresh_token", "client_credentials"})
 # Engines already counted (an app factory may run twice on one Services).
 _WATCHED: weakref.WeakSet[Engine] = weakref.WeakSet()
 
@@ -64,6 +69,7 @@ class _Metrics:
     logins: Counter
     issued: Counter
     revoked: Counter
+    tokens: Counter
     ocsp: Counter
     duty: Gauge
 
@@ -83,6 +89,7 @@ def _metrics() -> _Metrics:
                        ["profile", "hierarchy"]),
         revoked=Counter("govtrust_certificates_revoked", "Certificates revoked",
                         ["reason", "hierarchy"]),
+        tokens=Counter("govtrust_tokens_issued", "Access tokens issued", ["grant_type"]),
         ocsp=Counter("govtrust_ocsp_responses", "OCSP responses sent", ["status"]),
         # max: the duties run in one process per node (serve's parent or a thread).
         duty=Gauge("govtrust_duty_held", "1 where this node holds the duty", ["duty"],
@@ -93,6 +100,12 @@ def _metrics() -> _Metrics:
 def duty_held(name: str, held: bool) -> None:
     """``Duties``' on_change: this node took or lost ``name``."""
     _metrics().duty.labels(duty=name).set(1 if held else 0)
+
+
+def token_issued(grant_type: str) -> None:
+    """``TokenService``'s on_issued: an access token was signed for ``grant_type``."""
+    label = grant_type if grant_type in _GRANT_TYPES else "other"
+    _metrics().tokens.labels(grant_type=label).inc()
 
 
 def count_audit(action: str, details: dict[str, str]) -> None:

@@ -58,6 +58,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from pki.public_files import FOLDER_FILE
+
 # Mozilla server-side TLS, "intermediate" (v5.7), without the DHE suites (no
 # dhparam file to manage; every client of this service has ECDHE).
 MOZILLA_INTERMEDIATE_CIPHERS = ":".join((
@@ -89,6 +91,7 @@ import fs from 'fs';
 
 const FOLDER = %(folder)s;
 const MAX_REQUEST = %(max)d;
+const FOLDER_FILE = %(folder_file)s;
 // The nonce extension's OID (RFC 8954): no file was written for a request with
 // one, and a missing file costs njs an exception, so such a body goes straight on.
 const NONCE_OID = Buffer.from([0x06, 0x09, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x02]);
@@ -98,8 +101,12 @@ function post(r) {
     if (r.method === 'POST' && body && body.length > 0 && body.length <= MAX_REQUEST
             && !body.includes(NONCE_OID)) {
         let answer = null;
+        let name = body.toString('base64');
+        if (name.endsWith('/')) {
+            name += FOLDER_FILE;  // pki.public_files.FOLDER_FILE
+        }
         try {
-            answer = fs.readFileSync(FOLDER + body.toString('base64'));
+            answer = fs.readFileSync(FOLDER + name);
         } catch (e) {
             answer = null;
         }
@@ -120,6 +127,7 @@ export default {post};
 def ocsp_post_js(public_root: Path) -> str:
     """The njs script for :class:`NginxSettings` ``ocsp_post_js`` (see above)."""
     return OCSP_POST_JS % {"folder": json.dumps(str(public_root / "ocsp") + "/"),
+                           "folder_file": json.dumps(FOLDER_FILE),
                            "max": _OCSP_MAX_REQUEST}
 
 
@@ -316,7 +324,7 @@ def render(s: NginxSettings) -> str:
             default_type application/ocsp-response;
             add_header Cache-Control "public, max-age={OCSP_MAX_AGE}, no-transform";
             error_page 405 = @node;
-            try_files $uri @node;
+            try_files $uri ${{uri}}{FOLDER_FILE} @node;
         }}
 {_ocsp_post(s)}        location @node {{
 {_proxy("govtrust_nodes")}        }}

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from idp.runtime.changes import CHANNEL, Change
+from idp.runtime.logs import Outage
 
 if TYPE_CHECKING:
     import psycopg
@@ -141,6 +142,7 @@ class ChangeListener:
 
     def _run(self) -> None:
         first = True
+        outage = Outage(log, "change listener lost its connection; reconnecting")
         while not self._stop.is_set():
             try:
                 with self._connector(self._engine) as conn:
@@ -149,16 +151,16 @@ class ChangeListener:
                         self._deliver(None)
                     first = False
                     self._listening.set()
+                    outage.recovered()
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=self._poll):
                             change = Change.parse(note.payload)
                             if change is not None:
                                 self._deliver(change)
-            except Exception:  # the database is away: retry, then forget everything
+            except Exception as error:  # the database is away: retry, then forget everything
                 self._listening.clear()
                 first = False
-                log.warning("change listener lost its connection; reconnecting",
-                            exc_info=True)
+                outage.failed(error)
                 self._stop.wait(1.0)
 
     def _deliver(self, change: Change | None) -> None:

@@ -122,7 +122,9 @@ class Services:
         cookie_key = self.config.secret_bytes("cookie-key")
         keys = KeyStore(self.sessions, derive_passphrase(cookie_key))
         clients = ClientRepository(self.sessions, self.config.secret_bytes("client-secret-key"))
-        tokens = TokenService(self.sessions, keys, issuer)
+        from idp.runtime.metrics import token_issued
+
+        tokens = TokenService(self.sessions, keys, issuer, on_issued=token_issued)
         store = SessionStore(self.sessions, float(idp["session_hours"]),
                              policy=self.assurance_policy)
         # Department apps' back-channel endpoints may carry certificates from our CA.

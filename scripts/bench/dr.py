@@ -2,6 +2,7 @@
 """The same-city disaster-recovery drill: lose site A under load, count what was lost.
 
     scripts/bench/dr.py [--steady 60] [--after 60] [--dir /tmp/gt-dr] [--keep]
+                        [--patroni-timing TTL/LOOP/RETRY]
 
 Starts the two-site rehearsal (``scripts/cluster up``), measures client-credentials
 grants/s through nginx with one, two and three nodes behind it, then runs a
@@ -23,7 +24,14 @@ inventory with its ``cert.issue`` audit record, every acknowledged revocation
 must show in OCSP through nginx (and have its ``cert.revoke`` record), ``govtrust
 audit verify`` must pass, and no serial may appear twice. Printed:
 ``dr_rto_seconds`` (from the kill to the first login begun after it that
-succeeded), ``dr_failed_requests``, ``dr_lost_acknowledged`` and the rest.
+succeeded), ``dr_failed_requests``, ``dr_lost_acknowledged`` and the rest: each
+failure's status and Retry-After, when site B's PostgreSQL became primary
+(``primary_up_after_kill_s``, polled on its Patroni) and what still failed after
+that, the failures per second after the kill, and the load average.
+
+The gap after the kill is mostly Patroni's leader lease running out (its ttl):
+``--patroni-timing 6/1/2`` sets ttl / loop_wait / retry_timeout for the run (with
+``patronictl edit-config``, as an operator would) to see what a shorter one gives.
 
 On two shared cores the one-, two- and three-node figures show the overhead of
 more processes competing for the same cores, not scale-out.
@@ -93,6 +101,13 @@ class Ledger:
             self.ops.append(op)
 
 
+def refused(step: str, r: requests.Response) -> RuntimeError:
+    """A failed step, with the status and the Retry-After the client was given (a 503
+    from a node carries one; nginx's own 502 does not)."""
+    after = r.headers.get("Retry-After")
+    return RuntimeError(f"{step} {r.status_code}" + (f" Retry-After {after}" if after else ""))
+
+
 def login_once(s: requests.Session, issuer: str, ca: str, client_id: str, secret: str,
                uid: str, password: str) -> None:
     s.cookies.clear()
@@ -104,26 +119,26 @@ def login_once(s: requests.Session, issuer: str, ca: str, client_id: str, secret
          "code_challenge": challenge, "code_challenge_method": "S256"}
     r = s.get(f"{issuer}/authorize?{urlencode(q)}", verify=ca, allow_redirects=False, timeout=15)
     if r.status_code != 302:
-        raise RuntimeError(f"authorize {r.status_code}")
+        raise refused("authorize", r)
     r = s.get(issuer + r.headers["Location"], verify=ca, allow_redirects=False, timeout=15)
     csrf = re.search(r'name="csrf" value="([^"]+)"', r.text)
     back = re.search(r'name="return" value="([^"]+)"', r.text)
     if not (csrf and back):
-        raise RuntimeError(f"login form {r.status_code}")
+        raise refused("login form", r)
     r = s.post(issuer + "/login", data={"csrf": csrf.group(1), "uid": uid, "password": password,
                                         "return": html.unescape(back.group(1))},
                verify=ca, allow_redirects=False, timeout=15)
     if r.status_code != 302:
-        raise RuntimeError(f"login {r.status_code}")
+        raise refused("login", r)
     r = s.get(issuer + r.headers["Location"], verify=ca, allow_redirects=False, timeout=15)
     code = parse_qs(urlsplit(r.headers.get("Location", "")).query).get("code")
     if not code:
-        raise RuntimeError(f"code {r.status_code}")
+        raise refused("code", r)
     r = s.post(issuer + "/token", data={"grant_type": "authorization_code", "code": code[0],
                                         "redirect_uri": REDIRECT, "code_verifier": verifier},
                auth=(client_id, secret), verify=ca, timeout=15)
     if r.status_code != 200 or "id_token" not in r.json():
-        raise RuntimeError(f"token {r.status_code}")
+        raise refused("token", r)
 
 
 class Load:
@@ -163,7 +178,7 @@ class Load:
             r = s.post(c["issuer"] + "/token", data={"grant_type": "client_credentials"},
                        auth=(c["client_id"], c["secret"]), verify=c["ca"], timeout=15)
             if r.status_code != 200:
-                raise RuntimeError(f"grant {r.status_code}")
+                raise refused("grant", r)
 
         while not self.stop.is_set():
             self.timed("grant", grant)
@@ -260,6 +275,13 @@ def verify(conf: dict[str, Any], ledger: Ledger, env: dict[str, str]) -> dict[st
                 select(certificates.c.serial).group_by(certificates.c.serial)
                 .having(func.count() > 1)).all()
             total = session.execute(select(func.count()).select_from(certificates)).scalar()
+            # In the inventory but never acknowledged to the RA client: what `init`
+            # issued, and any issuance committed whose answer the failover cut.
+            extra: dict[str, int] = {}
+            for serial, profile in session.execute(select(certificates.c.serial,
+                                                          certificates.c.profile)):
+                if serial not in ledger.issued:
+                    extra[profile] = extra.get(profile, 0) + 1
         audited = {(r.action, r.target) for r in rows}
         for serial in ledger.issued:
             if ("cert.issue", f"cert:{serial}") not in audited:
@@ -276,7 +298,7 @@ def verify(conf: dict[str, Any], ledger: Ledger, env: dict[str, str]) -> dict[st
     except ValueError:
         audit_report = {"ok": False, "error": audit.stderr[-500:]}
     return {"lost": lost, "serials_issued_twice": len(twice), "certificates_in_inventory": total,
-            "audit_verify": audit_report}
+            "unacknowledged_in_inventory": extra, "audit_verify": audit_report}
 
 
 # -- the drill -----------------------------------------------------------------------------
@@ -297,9 +319,62 @@ def throughput(cluster: Any, bench: Any, conf: dict[str, Any], seconds: float,
     return out
 
 
-def summarize(ledger: Ledger, killed_at: float, ended_at: float) -> dict[str, Any]:
+def watch_primary(cluster: Any, site: str, stop: threading.Event) -> list[float]:
+    """Poll Patroni's REST API of ``site`` until it answers ``GET /primary`` with 200
+    (its PostgreSQL is the read-write primary); the list gets that moment."""
+    seen: list[float] = []
+
+    def poll() -> None:
+        while not stop.is_set():
+            if cluster.rest(site, "/primary") == 200:
+                seen.append(time.monotonic())
+                return
+            time.sleep(0.1)
+
+    threading.Thread(target=poll, daemon=True).start()
+    return seen
+
+
+def patroni_timing(cluster: Any, spec: str) -> dict[str, int]:
+    """Set Patroni's ttl / loop_wait / retry_timeout (``TTL/LOOP/RETRY``) in its
+    store, as an operator would with ``patronictl edit-config``, and wait until
+    both members' REST APIs show it."""
+    ttl, loop_wait, retry = (int(x) for x in spec.split("/"))
+    if loop_wait + 2 * retry > ttl:
+        sys.exit(f"--patroni-timing {spec}: loop_wait + 2 * retry_timeout must be <= ttl")
+    conf = cluster.site_dir("A") / "pg" / "patroni.yml"
+    subprocess.run(["patronictl", "-c", str(conf), "edit-config", "--force", "--quiet",
+                    "-s", f"ttl={ttl}", "-s", f"loop_wait={loop_wait}",
+                    "-s", f"retry_timeout={retry}"], check=True, capture_output=True)
+    wanted = {"ttl": ttl, "loop_wait": loop_wait, "retry_timeout": retry}
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        seen = []
+        for site in ("A", "B"):
+            port = cluster.state["ports"][f"rest-{site.lower()}"]
+            try:
+                seen.append(requests.get(f"http://127.0.0.1:{port}/config", timeout=2).json())
+            except (requests.RequestException, ValueError):
+                seen.append({})
+        if all(all(c.get(k) == v for k, v in wanted.items()) for c in seen):
+            time.sleep(2 * max(loop_wait, 2))  # a loop or two on the new values
+            return wanted
+        time.sleep(0.5)
+    sys.exit(f"Patroni did not take --patroni-timing {spec} within 30 s")
+
+
+def summarize(ledger: Ledger, kill_began: float, killed_at: float, ended_at: float,
+              primary_at: float | None) -> dict[str, Any]:
     before = [o for o in ledger.ops if o.started < killed_at]
     after = [o for o in ledger.ops if o.started >= killed_at]
+    # Whether the surviving node serves as soon as the new primary does: what
+    # failed among the operations begun after Patroni's promotion was visible.
+    late = [o for o in after if not o.ok and primary_at is not None and o.started >= primary_at]
+    by_second: dict[int, int] = {}
+    for o in after:
+        if not o.ok:
+            by_second[int(o.started - killed_at)] = by_second.get(int(o.started - killed_at),
+                                                                  0) + 1
     # Recovered = logins succeed again and keep succeeding: the first successful
     # login begun after the last failed one (a login that slipped through on the
     # surviving node just before the database failed over does not count).
@@ -320,9 +395,17 @@ def summarize(ledger: Ledger, killed_at: float, ended_at: float) -> dict[str, An
         "dr_rto_seconds": rto,
         "dr_failed_requests": sum(1 for o in ledger.ops if not o.ok),
         "failed_before_kill": sum(1 for o in before if not o.ok),
+        # of which begun while `fail-site` ran (it scans /proc, then signals)
+        "failed_while_killing": sum(1 for o in before if not o.ok and o.started >= kill_began),
         "failed_after_kill": sum(1 for o in after if not o.ok),
         "last_failure_after_kill_s": round(max((o.ended for o in after if not o.ok),
                                                default=killed_at) - killed_at, 2),
+        "primary_up_after_kill_s": (round(primary_at - killed_at, 2)
+                                    if primary_at is not None else None),
+        "failed_begun_after_primary_up": len(late),
+        "failed_begun_after_primary_up_by_kind": {
+            k: sum(1 for o in late if o.kind == k) for k in sorted({o.kind for o in late})},
+        "failed_after_kill_by_second": dict(sorted(by_second.items())),
         "operations": per_kind,
         "acknowledged_issued": len(ledger.issued),
         "acknowledged_revoked": len(ledger.revoked),
@@ -338,6 +421,9 @@ def main() -> None:
     parser.add_argument("--throughput-seconds", type=float, default=8.0)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/gt-dr"))
     parser.add_argument("--keep", action="store_true", help="leave the cluster running")
+    parser.add_argument("--patroni-timing", metavar="TTL/LOOP/RETRY",
+                        help="Patroni's ttl/loop_wait/retry_timeout for this run (default: "
+                             "scripts/cluster's 10/2/4)")
     args = parser.parse_args()
     if args.dir.exists():
         subprocess.run([str(CLUSTER), "down", str(args.dir)], capture_output=True)
@@ -362,6 +448,9 @@ def main() -> None:
                 "ca": str(home / "idp" / "tls" / "ca.pem"), "client_id": reg["client_id"],
                 "secret": reg["client_secret"],
                 "people": re.findall(r"civil servant: (\S+) / (\S+)", text)}
+        timing = (patroni_timing(cluster, args.patroni_timing) if args.patroni_timing
+                  else {"ttl": cluster_mod.TTL, "loop_wait": cluster_mod.LOOP_WAIT,
+                        "retry_timeout": cluster_mod.RETRY_TIMEOUT})
         work = args.dir / "bench"
         work.mkdir(exist_ok=True)
         per_nodes = throughput(cluster, bench, conf, args.throughput_seconds, work)
@@ -369,22 +458,29 @@ def main() -> None:
 
         ledger = Ledger()
         load = Load(conf, ledger)
+        loadavg = {"start": os.getloadavg()}
         threads = [threading.Thread(target=load.logins, args=(i,)) for i in range(2)]
         threads += [threading.Thread(target=load.grants),
                     threading.Thread(target=load.certificates)]
         for t in threads:
             t.start()
         time.sleep(args.steady)
+        loadavg["kill"] = os.getloadavg()
+        kill_began = time.monotonic()
         killed = subprocess.run([str(CLUSTER), "fail-site", "A", str(args.dir)],
                                 capture_output=True, text=True)
         killed_at = time.monotonic()  # every SIGKILL has been sent
+        primary_seen = watch_primary(cluster, "B", load.stop)
         print(f"fail-site A: {killed.stdout.strip()}", flush=True)
         time.sleep(args.after)
         load.stop.set()
         for t in threads:
             t.join(timeout=60)
         ended_at = time.monotonic()
-        result = summarize(ledger, killed_at, ended_at)
+        loadavg["end"] = os.getloadavg()
+        result = summarize(ledger, kill_began, killed_at, ended_at,
+                           primary_seen[0] if primary_seen else None)
+        result["fail_site_seconds"] = round(killed_at - kill_began, 2)
         after_status = json.loads(subprocess.run([str(CLUSTER), "status", str(args.dir)],
                                                  capture_output=True, text=True).stdout)
         checks = verify(conf, ledger, env)
@@ -393,9 +489,13 @@ def main() -> None:
             "lost": checks["lost"][:20],
             "serials_issued_twice": checks["serials_issued_twice"],
             "certificates_in_inventory": checks["certificates_in_inventory"],
+            "unacknowledged_in_inventory": checks["unacknowledged_in_inventory"],
             "audit_verify": checks["audit_verify"],
             "primary_after": after_status["primary"],
             "directory_after": after_status["directory"],
+            "duties_after": after_status["duties"],
+            "patroni_timing": timing,
+            "load_average": {k: [round(x, 2) for x in v] for k, v in loadavg.items()},
             "throughput_by_nodes": per_nodes,
             "cores": len(os.sched_getaffinity(0)),
         })

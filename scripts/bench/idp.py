@@ -20,9 +20,19 @@ processes; a login is authorize -> login form -> POST credentials -> authorize
 refresh grants/s again under wrk (``refresh_wrk``: the same load client as
 ``bare``; the Python one costs the shared cores more than the server does).
 
+``login_same_hash`` (only when asked for in ``--figures``) is a yardstick for the
+logins, bench-only: the same logins at the same concurrencies, each right after
+the shipped figure, by twins of the demo people whose passwords the bench stores
+as the peer stores its users' ({SSHA}, where ours are Argon2id), in the run's
+throwaway directory (``same_hash_people``). Product and configuration stay as
+shipped. It prints logins/s, the ratio of the shipped figure to it, the CPU per
+login of the IdP's workers and of slapd for both, how both figures' users had
+their passwords stored at the end, and with ``--peer`` its ratio to the peer.
+
     scripts/bench/idp.py [--shape serve|production|both] [--nodes 1] [--duration 10]
                          [--peer] [--home /dev/shm/govtrust-bench] [--keep]
-                         [--figures client_credentials,introspection,refresh,refresh_wrk,login]
+                         [--figures client_credentials,introspection,refresh,refresh_wrk,login
+                                    (,login_same_hash)]
 
 The yardstick, measured in each shape's run, the same for both: ``bare_token.py``
 (a bare Flask client-credentials endpoint: constant-time secret check, one ES256
@@ -43,6 +53,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import csv
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -53,6 +65,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -60,6 +73,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
+from ldap.dn import escape_dn_chars
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # loaded by path from soak.py, flame.py, cli.py, dr.py
@@ -209,7 +223,8 @@ def with_cpu(shape: shapes.Shape | Bare, run: Callable[[], dict[str, float]]
              ) -> dict[str, float]:
     """``run()``'s figure, plus the CPU the shape's server processes spent per
     request meanwhile (``cpu_us``: all of them, slapd and PostgreSQL included;
-    ``worker_cpu_us``: the IdP's worker processes) and the busiest worker's share
+    ``worker_cpu_us``: the IdP's worker processes; ``slapd_cpu_us``: slapd, where a
+    login's password is checked) and the busiest worker's share
     of the workers' CPU (``busiest_worker``: 0.50 is an even split between two;
     1.00 means one process answered everything, as when every kept-alive
     connection of the load client was accepted by the same worker). On a shared
@@ -225,6 +240,8 @@ def with_cpu(shape: shapes.Shape | Bare, run: Callable[[], dict[str, float]]
     n = max(figure.get("requests", 0.0), 1.0)
     figure["cpu_us"] = sum(spent.values()) / n * 1e6
     figure["worker_cpu_us"] = sum(workers) / n * 1e6
+    figure["slapd_cpu_us"] = sum(v for role, v in spent.items()
+                                 if shapes.group_of(role) == "slapd") / n * 1e6
     figure["busiest_worker"] = max(workers) / sum(workers) if sum(workers) > 0 else float("nan")
     return figure
 
@@ -235,8 +252,6 @@ def login_once(s: requests.Session, issuer: str, ca: str, client_id: str, secret
                uid: str, password: str) -> dict[str, Any]:
     s.cookies.clear()
     verifier = secrets.token_urlsafe(48)
-    import hashlib
-
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()
                                          ).rstrip(b"=").decode()
     nonce = secrets.token_urlsafe(12)
@@ -403,6 +418,105 @@ def wrk_refresh(conf: dict[str, Any], concurrency: int, duration: float,
                     script=script)
 
 
+# -- logins with the peer's hash: a yardstick, in the bench's own directory only ------------
+
+SAME_HASH = "{SSHA}"  # what ../shared/peers/lemonldap/setup.sh stores for its 1000 users
+SAME_HASH_NOTE = "same hash as the peer: {SSHA}; shipped: Argon2id"
+TWIN = ".ssha"  # wangwei's twin for login_same_hash: wangwei.ssha
+
+
+def ssha(password: str) -> str:
+    """``{SSHA}`` exactly as the peer's setup.sh writes it: base64(SHA-1(password +
+    salt) + salt) with an 8-byte random salt, the scheme slapd checks natively."""
+    salt = os.urandom(8)
+    digest = hashlib.sha1(password.encode("utf-8") + salt).digest()
+    return SAME_HASH + base64.b64encode(digest + salt).decode("ascii")
+
+
+def same_hash_people(shape: shapes.Shape) -> list[tuple[str, str]]:
+    """The load users of ``login_same_hash``, (uid, password) each: a twin of every
+    demo civil servant (``uid.ssha``, same department, title and clearance: the
+    rows of ``govtrust directory export``, put back with ``govtrust directory
+    import``), whose password is stored as the peer stores its users' — {SSHA} —
+    while the demo people keep the Argon2id the product wrote for them.
+
+    Each twin holds two {SSHA} values of its password (two salts). One would not
+    last: after a good bind GovTrust replaces a single value in any other scheme by
+    Argon2id (``directory.authentication.upgrade_hash``, which also costs an Argon2id
+    hash in the IdP's worker), so each twin would be back on Argon2id after its first
+    login; a person with more than one value is left as is. slapd's ppolicy allows
+    one value, also to the rootdn, so the overlay is switched off in cn=config
+    (``olcDisabled``, over ldapi as cn=config's manager, as an operator would) for
+    this one write as the rootdn, and on again before anything is measured:
+    slapd's configuration during the logins is the shipped one, only the twins'
+    stored values differ. ``pwdChangedTime`` is written as ppolicy would have
+    written it. Nothing of the product changes; the directory is the benchmark's
+    throwaway one (``olcPasswordHash``, what slapd hashes new passwords with, is
+    left at {ARGON2}: it plays no part in a bind, which checks the value stored).
+    """
+    people = dict(shape.people())
+    base_dn, _rootdn = shape.directory()
+    exported = shape.work / "people.csv"
+    shape.govtrust("directory", "export", "--format", "csv", "--out", str(exported))
+    with open(exported, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["uid"] in people]
+    twins = shape.work / "twins.csv"
+    with open(twins, "w", newline="", encoding="utf-8") as f:
+        out = csv.DictWriter(f, fieldnames=list(rows[0]))
+        out.writeheader()
+        for r in rows:
+            local, _, domain = r["email"].partition("@")
+            out.writerow({**r, "uid": r["uid"] + TWIN, "email": f"{local}{TWIN}@{domain}",
+                          "groups": ""})  # no group: the demo groups stay as they were
+    shape.govtrust("directory", "import", str(twins))
+    found = shape.ldap("ldapsearch", "-LLL", "-b", "cn=config",
+                       "(objectClass=olcPPolicyConfig)", "dn", config=True)
+    ppolicy = re.search(r"^dn: (.+)$", found, re.M)
+    if not ppolicy:
+        raise RuntimeError("no ppolicy overlay in cn=config")
+    overlay = ppolicy.group(1)
+    now = time.strftime("%Y%m%d%H%M%SZ", time.gmtime())
+    ldif = "".join(
+        f"dn: uid={escape_dn_chars(uid + TWIN)},ou=people,{base_dn}\nchangetype: modify\n"
+        f"replace: userPassword\nuserPassword: {ssha(pw)}\nuserPassword: {ssha(pw)}\n-\n"
+        f"replace: pwdChangedTime\npwdChangedTime: {now}\n-\n\n"
+        for uid, pw in people.items())
+    shape.ldap("ldapmodify", config=True, ldif=(
+        f"dn: {overlay}\nchangetype: modify\nreplace: olcDisabled\nolcDisabled: TRUE\n"))
+    try:
+        # -e relax: pwdChangedTime is ppolicy's, not a client's to write otherwise.
+        shape.ldap("ldapmodify", "-e", "relax", ldif=ldif)
+    finally:
+        shape.ldap("ldapmodify", config=True, ldif=(
+            f"dn: {overlay}\nchangetype: modify\ndelete: olcDisabled\n"))
+    return [(uid + TWIN, pw) for uid, pw in people.items()]
+
+
+def stored_schemes(shape: shapes.Shape, uids: list[str]) -> Counter[str]:
+    """How ``uids`` have their passwords stored now, read back as the rootdn:
+    ``{"{SSHA} x2": 50}``, ``{"{ARGON2}$argon2id x1": 50}``."""
+    base_dn, _rootdn = shape.directory()
+    found = shape.ldap("ldapsearch", "-LLL", "-o", "ldif-wrap=no", "-b", f"ou=people,{base_dn}",
+                       "(objectClass=inetOrgPerson)", "uid", "userPassword")
+    by_uid: dict[str, list[str]] = {}
+    for entry in found.split("\n\n"):
+        uid, values = "", []
+        for line in entry.splitlines():
+            key, _, value = line.partition(":")
+            if value.startswith(":"):  # ":: " base64, as ldapsearch writes userPassword
+                value = base64.b64decode(value[1:].strip()).decode("utf-8", "replace")
+            value = value.strip()
+            if key == "uid":
+                uid = value
+            elif key == "userPassword":
+                values.append("{ARGON2}$argon2id" if value.startswith("{ARGON2}$argon2id$")
+                              else value[:value.find("}") + 1])
+        if uid:
+            by_uid[uid] = values
+    return Counter(f"{'/'.join(sorted(set(by_uid.get(u, []))))} x{len(by_uid.get(u, []))}"
+                   for u in uids)
+
+
 # -- the peer ------------------------------------------------------------------------------
 
 def run_peer(duration: float) -> dict[str, float]:
@@ -431,14 +545,20 @@ def run_peer(duration: float) -> dict[str, float]:
 Figures = dict[str, dict[int, dict[str, float]]]
 
 
+Stored = dict[str, Counter[str]]  # figure -> how its load users' passwords are stored
+
+
 def measure(shape: shapes.Shape, args: argparse.Namespace, levels: list[int],
             figures: set[str], workers: int, threads: int
-            ) -> tuple[Figures, dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+            ) -> tuple[Figures, dict[str, dict[str, float]], dict[str, dict[str, float]], Stored]:
     """Bring ``shape`` up, measure the yardstick and our figures at each concurrency,
-    the memory before and after the load; bring it down. (figures, memory, before)."""
+    the memory before and after the load; bring it down. (figures, memory, before,
+    and with ``login_same_hash`` how both figures' users had their passwords stored
+    at the end)."""
     ours: Figures = {}
     memory: dict[str, dict[str, float]] = {}
     at_start: dict[str, dict[str, float]] = {}
+    stored: Stored = {}
     bares: list[Bare] = []
     with shape:
         reg = json.loads(shape.govtrust("--json", "client", "add", "--name", "bench",
@@ -446,6 +566,10 @@ def measure(shape: shapes.Shape, args: argparse.Namespace, levels: list[int],
                                         "--first-party"))
         conf = {"issuer": shape.issuer, "ca": shape.ca, "client_id": reg["client_id"],
                 "secret": reg["client_secret"], "people": shape.people()}
+        # login_same_hash: the same logins by the demo people's twins, {SSHA} as the
+        # peer's users (bench-only, see same_hash_people); the demo people keep Argon2id.
+        same = ({**conf, "people": same_hash_people(shape)} if "login_same_hash" in figures
+                else None)
         auth = (reg["client_id"], reg["client_secret"])
         token = requests.post(shape.issuer + "/token", data={"grant_type": "client_credentials"},
                               auth=auth, verify=shape.ca).json()["access_token"]
@@ -484,6 +608,9 @@ def measure(shape: shapes.Shape, args: argparse.Namespace, levels: list[int],
                 if "login" in figures:
                     ours.setdefault("login", {})[c] = with_cpu(shape, partial(
                         python_load, "login", conf, c, args.duration))
+                if same is not None:  # right after the shipped figure, same concurrency
+                    ours.setdefault("login_same_hash", {})[c] = with_cpu(shape, partial(
+                        python_load, "login", same, c, args.duration))
                 # And again after ours: on a shared machine the load of others drifts
                 # within a run; the yardstick is the mean of before and after, and
                 # their spread says how far to trust a ratio.
@@ -495,18 +622,59 @@ def measure(shape: shapes.Shape, args: argparse.Namespace, levels: list[int],
                                    "spread": abs(before["rate"] - after["rate"])
                                    / max(before["rate"], after["rate"], 1e-9)}
             if "login" in figures and 4 not in levels:
-                ours["login"][4] = python_load("login", conf, 4, args.duration)
+                ours["login"][4] = with_cpu(shape, partial(
+                    python_load, "login", conf, 4, args.duration))
+            if same is not None and 4 not in levels:
+                ours["login_same_hash"][4] = with_cpu(shape, partial(
+                    python_load, "login", same, 4, args.duration))
+            if same is not None:  # read back: were the twins still {SSHA} at the end?
+                stored = {"login": stored_schemes(shape, [u for u, _ in conf["people"]]),
+                          "login_same_hash": stored_schemes(
+                              shape, [u for u, _ in same["people"]])}
         finally:
             for b in bares:
                 b.stop()
         time.sleep(2)  # steady state: the load has ended, the workers are idle
         memory = shape_memory(shape)
-    return ours, memory, at_start
+    return ours, memory, at_start, stored
+
+
+def report_same_hash(n: str, ours: Figures, stored: Stored) -> None:
+    """``login_same_hash`` beside the shipped ``login``: how much of a login is the
+    Argon2id check, and what our stack costs per login without it."""
+    same = ours.get("login_same_hash", {})
+    if not same:
+        return
+    print(f"\nLogins with the peer's hash ({SAME_HASH_NOTE}). Bench-only: the demo "
+          "people's twins in this run's throwaway directory, their passwords stored as "
+          "{SSHA} by the bench; product and configuration as shipped. Same run, each "
+          "right after the shipped figure at the same concurrency:")
+    for c, f in sorted(same.items()):
+        print(f"{n}_login_same_hash_{c}: {f['rate']:.1f} logins/s, p50 {f['p50']:.1f} ms, "
+              f"p99 {f['p99']:.1f} ms, errors {int(f['errors'])} ({SAME_HASH_NOTE})")
+        shipped = ours.get("login", {}).get(c)
+        if shipped and f["rate"]:
+            print(f"{n}_login_{c}_vs_same_hash: {shipped['rate'] / f['rate']:.2f} ratio "
+                  "(shipped Argon2id logins/s over same-hash logins/s)")
+        for name, g in (("login", shipped), ("login_same_hash", f)):
+            if g and "cpu_us" in g:
+                rest = g["cpu_us"] - g["worker_cpu_us"] - g["slapd_cpu_us"]
+                print(f"{n}_{name}_{c}_cpu_per_login: {g['cpu_us'] / 1000:.1f} ms (IdP workers "
+                      f"{g['worker_cpu_us'] / 1000:.1f}, slapd {g['slapd_cpu_us'] / 1000:.1f}, "
+                      f"the other server processes {rest / 1000:.1f})")
+        if shipped and "slapd_cpu_us" in shipped and "slapd_cpu_us" in f:
+            print(f"{n}_login_{c}_hash_cost: "
+                  f"{(shipped['slapd_cpu_us'] - f['slapd_cpu_us']) / 1000:.1f} ms of CPU per "
+                  "login (slapd's, shipped minus same hash: what Argon2id costs over {SSHA})")
+    for name, counts in stored.items():
+        told = ", ".join(f"{k} ({v} users)" for k, v in sorted(counts.items()))
+        print(f"{n}_{name}_stored: {told} (the load users' userPassword values by scheme "
+              "and count, read back as the rootdn after the run)")
 
 
 def report(shape: shapes.Shape, args: argparse.Namespace, ours: Figures,
            memory: dict[str, dict[str, float]], at_start: dict[str, dict[str, float]],
-           workers: int, threads: int) -> None:
+           workers: int, threads: int, stored: Stored | None = None) -> None:
     cores = os.cpu_count() or 1
     n = shape.name
     mode = (f"{args.workers or 'configured'} x {args.threads or 'configured'} threads"
@@ -540,8 +708,10 @@ def report(shape: shapes.Shape, args: argparse.Namespace, ours: Figures,
             if "cpu_us" in f:
                 who = "its workers" if name.startswith("bare") else "IdP workers"
                 print(f"{n}_{name}_{c}_cpu: {f['cpu_us']:.0f} us per request "
-                      f"({who} {f['worker_cpu_us']:.0f}; busiest worker "
+                      f"({who} {f['worker_cpu_us']:.0f}; slapd "
+                      f"{f['slapd_cpu_us']:.0f}; busiest worker "
                       f"{f['busiest_worker']:.2f} of theirs)")
+    report_same_hash(n, ours, stored or {})
     print(f"\nResident memory of the {n} shape's server processes after the load (idle), "
           f"beside Keycloak's {KEYCLOAK_POD_MB} MB per pod:")
     for group, g in sorted(memory.items()):
@@ -559,15 +729,19 @@ def report_peer(peer: dict[str, float], runs: dict[str, Figures]) -> None:
     print("\nLemonLDAP::NG 2.16 peer, same machine, same run (bench.sh), "
           "once, beside each shape:")
     pairs = [("client_credentials", 16, "token_client_credentials"),
-             ("login", 1, "authcode_login_1w"), ("login", 4, "authcode_login_4w")]
+             ("login", 1, "authcode_login_1w"), ("login", 4, "authcode_login_4w"),
+             ("login_same_hash", 1, "authcode_login_1w"),
+             ("login_same_hash", 4, "authcode_login_4w")]
     for n, ours in runs.items():
         for name, c, key in pairs:
             theirs = peer.get(key)
             mine = ours.get(name, {}).get(c, {}).get("rate")
             if theirs and mine:
+                note = (f" ({SAME_HASH_NOTE})" if name == "login_same_hash"
+                        else " (shipped: Argon2id; the peer: {SSHA})" if name == "login" else "")
                 print(f"{n:10} {name:22} {c:>4}  ours {mine:9.1f}/s  theirs {theirs:9.1f}/s  "
                       f"ratio {mine / theirs:5.2f}x")
-                print(f"{n}_{name}_{c}_vs_peer: {mine / theirs:.2f} ratio")
+                print(f"{n}_{name}_{c}_vs_peer: {mine / theirs:.2f} ratio{note}")
         base = ours.get("bare", {}).get(16, {}).get("rate")
         if base and peer.get("token_client_credentials"):
             # The peer runs as its scripts run it (nginx, plain HTTP), as bare does.
@@ -598,7 +772,10 @@ def main() -> None:
                         help="gunicorn worker processes (default: as configured)")
     parser.add_argument("--figures",
                         default="client_credentials,introspection,refresh,refresh_wrk,login",
-                        help="which of our figures to measure (comma-separated)")
+                        help="which of our figures to measure (comma-separated); also "
+                             "login_same_hash: the logins again, by load users stored as "
+                             "{SSHA} like the peer's (bench-only; shipped: Argon2id), "
+                             "each right after login at the same concurrency")
     args = parser.parse_args()
     if args.nodes < 1:
         parser.error("--nodes: at least 1")
@@ -615,9 +792,10 @@ def main() -> None:
         for name in names:
             shape = shapes.shape(name, args.home / name, nodes=args.nodes,
                                  workers=args.workers, threads=args.threads, keep=args.keep)
-            ours, memory, at_start = measure(shape, args, levels, figures, workers, threads)
+            ours, memory, at_start, stored = measure(shape, args, levels, figures, workers,
+                                                     threads)
             runs[name] = ours
-            report(shape, args, ours, memory, at_start, workers, threads)
+            report(shape, args, ours, memory, at_start, workers, threads, stored)
     finally:
         if not args.keep:
             shutil.rmtree(args.home, ignore_errors=True)

@@ -462,7 +462,8 @@ def bench_ocsp_production(ca: CertificateAuthority, folder: Path, env: dict[str,
     public = folder / "public"
     report = public_files.export([(ca, ca.responder)], ca.find(limit=100_000), public,
                                  datetime.now(UTC), version="bench")
-    assert (public / "ocsp" / get_path.lstrip("/")).is_file(), "no pre-signed file"
+    request = base64.b64decode(get_path.lstrip("/"))
+    assert (public / "ocsp" / public_files.file_path(request)).is_file(), "no pre-signed file"
     out("ocsp_production_files", report.ocsp_files, "files")
     # nginx's TLS server (the IdP side) needs a certificate; the bench never uses it.
     key = ec.generate_private_key(ec.SECP256R1())

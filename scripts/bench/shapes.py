@@ -37,6 +37,8 @@ import signal
 import socket
 import subprocess
 import time
+import tomllib
+import urllib.parse
 from abc import ABC, abstractmethod
 from collections import Counter
 from pathlib import Path
@@ -53,6 +55,7 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SLAPD = "/usr/sbin/slapd"
 SHAPES = ("serve", "production")
 START_SECONDS = 90.0
+MAX_SOCKET_PATH = 100  # as directory/slapd.py: a unix socket path has 108 bytes at most
 
 
 def free_port() -> int:
@@ -247,6 +250,45 @@ class Shape(ABC):
             raise RuntimeError("no administrator in demo-accounts.txt")
         return m.group(1), m.group(2)
 
+    # -- the directory, reached as an operator reaches it (ldap-utils)
+    @property
+    def ldapi(self) -> str | None:
+        """slapd's ldapi:// URI, where cn=config's manager (the user who ran init,
+        by SASL EXTERNAL) changes its configuration; None when the path is too long
+        for a socket (then slapd does not listen there)."""
+        path = str(self.home / "slapd" / "run" / "ldapi")
+        if len(path) > MAX_SOCKET_PATH:
+            return None
+        return "ldapi://" + urllib.parse.quote(path, safe="")
+
+    def directory(self) -> tuple[str, str]:
+        """(base DN, rootdn) of the home's directory, from its govtrust.toml."""
+        with open(self.home / "govtrust.toml", "rb") as f:
+            conf = tomllib.load(f)["directory"]
+        return str(conf["base_dn"]), str(conf["bind_dn"])
+
+    def ldap(self, tool: str, *args: str, ldif: str = "", config: bool = False) -> str:
+        """``tool`` (ldapsearch, ldapmodify) against this shape's slapd; its stdout.
+        ``config``: over ldapi as cn=config's manager; else over LDAP as the rootdn,
+        its password read from the home's secret (never on a command line)."""
+        if config:
+            if self.ldapi is None:
+                raise RuntimeError(f"no ldapi socket under {self.home}: path too long")
+            who = ["-Q", "-Y", "EXTERNAL", "-H", self.ldapi]
+        else:
+            secret = (self.home / "secrets" / "ldap-admin-password").read_text().strip()
+            pw = self.work / "ldap-admin-password"  # -y sends the file as is: no newline
+            fd = os.open(pw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(secret)
+            who = ["-x", "-H", self.env["GOVTRUST_DIRECTORY_URIS"],
+                   "-D", self.directory()[1], "-y", str(pw)]
+        done = subprocess.run([tool, *who, *args], input=ldif, capture_output=True,
+                              text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{tool} {' '.join(args[:2])} failed: {done.stderr[-1500:]}")
+        return done.stdout
+
     def _fresh(self) -> None:
         if self.base.exists():
             shutil.rmtree(self.base)
@@ -439,9 +481,11 @@ class Production(Shape):
         self._postgres_start()
         self.govtrust("init", "--demo")
         # The directory: the home's slapd (configured and seeded by init), run here as
-        # the external one the nodes reach by URI; a node never starts its own.
+        # the external one the nodes reach by URI; a node never starts its own. Also on
+        # ldapi, where its operator changes cn=config, as the managed slapd listens.
+        urls = f"ldap://127.0.0.1:{self.ldap_port}/" + (f" {self.ldapi}" if self.ldapi else "")
         self.slapd = self._popen([SLAPD, "-d", "0", "-F", str(self.home / "slapd" / "slapd.d"),
-                                  "-h", f"ldap://127.0.0.1:{self.ldap_port}/"], "slapd.log")
+                                  "-h", urls], "slapd.log")
         wait_port(self.ldap_port, "slapd", self.slapd)
         extra = []
         if self.workers:

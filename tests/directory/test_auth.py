@@ -277,7 +277,10 @@ def test_bind_slots_are_per_process_after_a_fork(
     svc = directory_service
     svc.ensure_department("市公安局")
     svc.add_person(uid="yaolan", name="姚兰", department="市公安局", password=PASSWORD)
-    gw = LdapGateway(dataclasses.replace(slapd.settings, concurrent_binds=1, timeout=0.2))
+    # A child waiting for the parent's slot would fail at the timeout (the slot is
+    # never given back in the child); 5 s leaves room for an Argon2id bind on a
+    # loaded machine (0.2 s did not, at a load average of 19 on 2 cores).
+    gw = LdapGateway(dataclasses.replace(slapd.settings, concurrent_binds=1, timeout=5.0))
     slots = gw.pool._bind_slots
     assert slots is not None and slots.acquire(blocking=False)  # held in the parent
     try:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from directory.bulk import TXN_BATCH
 from directory.errors import ImportRejected, InvalidValue
 from directory.events import RecordingPublisher
 from directory.gateway import LdapGateway
@@ -96,7 +96,7 @@ def test_wrong_encoding_imports_nothing(directory_service: DirectoryService) -> 
 
 @pytest.fixture(scope="module")
 def own_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DirectoryService]:
-    """A service over a slapd of its own, so 10,000 people do not slow other tests."""
+    """A service over a slapd of its own, so thousands of people do not slow other tests."""
     server = make_slapd(Path(tmp_path_factory.mktemp("bulk")))
     server.start()
     server.ensure_base()
@@ -114,21 +114,19 @@ def own_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DirectoryS
         server.stop()
 
 
-def test_ten_thousand_rows_under_a_minute_and_reimport_changes_nothing(
-        own_service: DirectoryService) -> None:
+def test_many_batches_then_reimport_changes_nothing(own_service: DirectoryService) -> None:
+    """Four write batches, then the same file again: nothing is written the second
+    time. (How fast a city-sized import runs is a benchmark's figure:
+    ``scripts/bench/directory.py``, not a timed test.)"""
     svc = own_service
     prepare(svc)
-    data = people_csv(10_000)
-    started = time.monotonic()
+    n = 4 * TXN_BATCH
+    data = people_csv(n)
     report = svc.import_people(data)
-    took = time.monotonic() - started
-    assert report.added == 10_000
-    assert took < 60, f"import took {took:.1f} s"
-    started = time.monotonic()
+    assert report.added == n
     again = svc.import_people(data)
-    assert (again.added, again.updated, again.unchanged) == (0, 0, 10_000)
-    print(f"\nimport 10,000 rows: {took:.2f} s; re-import: {time.monotonic() - started:.2f} s")
-    assert svc.show("user09999").display_name == row(9999).split(",")[1]
+    assert (again.added, again.updated, again.unchanged) == (0, 0, n)
+    assert svc.show(f"user{n - 1:05d}").display_name == row(n - 1).split(",")[1]
 
 
 def test_a_refused_op_in_a_bulk_batch_is_named_and_the_rest_applied(

@@ -30,6 +30,7 @@ from tests.fixtures.idp import (
     make_services,
     pkce_pair,
     token_request,
+    tokens_issued,
 )
 
 pytestmark = pytest.mark.postgres
@@ -292,9 +293,12 @@ def test_refresh_of_an_ended_grant_rotates_nothing(world: World) -> None:
     with world.services.provider.db() as s:  # revoked with the family, not rotated
         s.execute(tokens.update().values(revoked_at=None))
         s.commit()
+    issued = tokens_issued(world.rp)
     status, body = token_request(world.rp, world.app, grant_type="refresh_token",
                                  refresh_token=first["refresh_token"])
     assert status == 400 and body["error"] == "invalid_grant"
+    # no successor stored, and no access token signed (which would write no row)
     assert world.count(tokens) == 1
+    assert "access_token" not in body and tokens_issued(world.rp) == issued
     with world.services.provider.db() as s:
         assert s.execute(select(tokens.c.rotated_at)).scalar_one() is None

@@ -105,6 +105,12 @@ def _rs256(m: bytes) -> bytes:
     return RSA_KEY.sign(m, padding.PKCS1v15(), hashes.SHA256())
 
 
+def _raw(head: str, payload: bytes) -> str:
+    """Signed as we sign, over a payload written by hand (JSON with a member twice)."""
+    body = b64(payload)
+    return f"{head}.{body}.{b64(es256(f'{head}.{body}'.encode()))}"
+
+
 GOOD = token()
 HEAD, BODY, SIG = GOOD.split(".")
 RAW_SIG = base64.urlsafe_b64decode(SIG + "==")
@@ -167,6 +173,14 @@ REFUSED: dict[str, str] = {
     "signature_s_is_the_order": with_signature(GOOD, RAW_SIG[:32]
                                                + P256_ORDER.to_bytes(32, "big")),
     "signature_all_ones": with_signature(GOOD, b"\xff" * 64),
+    "payload_duplicate_aud": _raw(HEAD, b'{"iss": "%s", "aud": "app", "aud": "other", '
+                                        b'"sub": "app", "jti": "cc.x", "exp": 2000000000}'
+                                  % ISSUER.encode()),
+    "payload_nested_duplicate": _raw(HEAD, b'{"iss": "%s", "sub": "app", "jti": "cc.x", '
+                                           b'"exp": 2000000000, "x": {"a": 1, "a": 2}}'
+                                     % ISSUER.encode()),
+    "header_duplicate_typ": _raw(b64(b'{"alg": "ES256", "kid": "ec1", "typ": "JWT", '
+                                     b'"typ": "at+jwt"}'), json.dumps(CLAIMS).encode()),
 }
 
 

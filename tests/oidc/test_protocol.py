@@ -321,7 +321,7 @@ def test_jwks_has_no_private_parts(rp: FlaskClient) -> None:
     assert json.dumps(rp.get("/jwks").get_json())
 
 
-def _assertion_client(provider: Provider) -> tuple[Any, Any]:
+def assertion_client(provider: Provider) -> tuple[Any, Any]:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP256R1())
@@ -346,7 +346,7 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 def test_private_key_jwt_client_authentication(rp: FlaskClient, provider: Provider) -> None:
-    client, key = _assertion_client(provider)
+    client, key = assertion_client(provider)
     form = {"grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE,
             "client_assertion": _assertion(client.client_id, key, "jti-1")}
     ok = rp.post("/token", data=form)
@@ -359,7 +359,7 @@ def test_private_key_jwt_with_foreign_key_or_audience_is_refused(
         rp: FlaskClient, provider: Provider) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    client, key = _assertion_client(provider)
+    client, key = assertion_client(provider)
     other = ec.generate_private_key(ec.SECP256R1())
     for assertion in (_assertion(client.client_id, other, "jti-2"),
                       _assertion(client.client_id, key, "jti-3", aud="https://elsewhere")):

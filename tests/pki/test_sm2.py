@@ -3,8 +3,8 @@ that are not ours: GmSSL 3.1.1, OpenSSL 3.0 with ``distid``, pkilint; SM2
 requests refused when they are not what they claim; the acceptance flow through
 the ``govtrust`` command.
 
-GmSSL is not in Debian: one build per test session (``easy-gmssl`` under a
-temporary HOME, in the background while other tests run).
+GmSSL is not in Debian: one build per test session (``tests.fixtures.gmssl``,
+started at collection, in the background while other tests run).
 
 pkilint knows no SM2: it checks the certificates' and CRL's structure (RFC 5280
 profile, extensions, encodings); its signature checks on chains do not apply
@@ -40,39 +40,12 @@ from pki.http import create_app
 from pki.keys import FileKeyStore, SM2Signer
 from pki.lifecycle import CertificateLifecycle
 from pki.model import CASettings, CertStatus, HierarchyName
+from tests.fixtures.gmssl import GmSSL
 from tests.fixtures.pki import VENV_BIN, CAEnv, build_env, make_csr, make_person, pem, run
 from tests.fixtures.postgres import free_port
 
 ID = "distid:1234567812345678"
 PASSPHRASE = b"test passphrase, not a secret"
-
-
-class GmSSL:
-    """GmSSL 3.1.1 built by ``pip install easy-gmssl`` under a temporary HOME."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        env = dict(os.environ, HOME=str(home), PIP_CACHE_DIR=str(home / "pip-cache"))
-        self._log = (home / "build.log").open("wb")
-        self._build = subprocess.Popen(
-            [str(VENV_BIN / "pip"), "install", "-q", "--target", str(home / "site"),
-             "easy-gmssl"], env=env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def run(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
-        if self._build.wait(timeout=600) != 0:
-            pytest.fail(f"building GmSSL failed: {(self.home / 'build.log').read_text()}")
-        install = self.home / ".gmssl_3.1.1_install"
-        env = dict(os.environ, LD_LIBRARY_PATH=str(install / "lib"))
-        return subprocess.run([str(install / "bin" / "gmssl"), *map(str, args)],
-                              capture_output=True, text=True, timeout=60, env=env)
-
-
-@pytest.fixture(scope="session")
-def gmssl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GmSSL]:
-    tool = GmSSL(tmp_path_factory.mktemp("gmssl-home"))
-    yield tool
-    tool._build.wait(timeout=600)
-    tool._log.close()
 
 
 @pytest.fixture(scope="module")

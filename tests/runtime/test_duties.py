@@ -4,6 +4,7 @@ holder dies (its process killed, or its connection cut)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -81,6 +82,46 @@ def test_a_failing_duty_keeps_its_lock_and_is_retried_next_period() -> None:
     now[0] = 5.0
     duties.tick()
     assert calls == [0.0, 5.0]
+    assert duties.held() == {"outbox"}
+
+
+class _AwayThenBack:
+    """Locks whose database is away for the first ``away`` rounds."""
+
+    def __init__(self, away: int) -> None:
+        self.away = away
+
+    def try_acquire(self, name: str) -> bool:
+        if self.away > 0:
+            self.away -= 1
+            raise ConnectionRefusedError("connection to server at 127.0.0.1 failed\nhint")
+        return True
+
+    def still_held(self) -> bool:
+        return True
+
+    def release_all(self) -> None:
+        pass
+
+
+def test_a_database_away_for_ten_rounds_is_one_traceback_and_short_lines(
+        caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    duties = Duties([Duty("outbox", lambda: None)], _AwayThenBack(away=10),
+                    clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="idp.runtime.duties"):
+        for second in range(12):
+            now[0] = float(second)
+            duties.tick()
+    lines = [r for r in caplog.records if r.name == "idp.runtime.duties"]
+    assert [r.exc_info is not None for r in lines] == [True] + [False] * 10
+    assert lines[0].getMessage() == (
+        "duty locks unavailable: ConnectionRefusedError: connection to server at "
+        "127.0.0.1 failed")
+    assert lines[9].getMessage().startswith(
+        "duty locks unavailable: still failing (10 times in 9.0 s)")
+    assert lines[10].getMessage() == (
+        "duty locks unavailable: working again after 10.0 s (10 failures)")
     assert duties.held() == {"outbox"}
 
 

@@ -76,3 +76,31 @@ def test_unknown_log_format_is_refused_at_load(tmp_path: object) -> None:
 def test_configure_refuses_an_unknown_format() -> None:
     with pytest.raises(ValueError):
         logs.configure("yaml")
+
+
+def test_an_outage_logs_its_first_failure_in_full_then_one_line_each_then_its_end(
+        caplog: pytest.LogCaptureFixture) -> None:
+    now = [100.0]
+    outage = logs.Outage(logging.getLogger("govtrust.test.outage"), "listener away",
+                         clock=lambda: now[0])
+    outage.recovered()  # nothing was wrong: nothing logged
+    with caplog.at_level(logging.WARNING, logger="govtrust.test.outage"):
+        for step in range(3):
+            now[0] = 100.0 + step
+            outage.failed(OSError("server closed the connection\n" + "x" * 10_000))
+        assert outage.ongoing
+        now[0] = 104.5
+        outage.recovered()
+        outage.failed(ValueError(""))  # a new outage: a traceback again
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "listener away: OSError: server closed the connection",
+        "listener away: still failing (2 times in 1.0 s): OSError: server closed the "
+        "connection",
+        "listener away: still failing (3 times in 2.0 s): OSError: server closed the "
+        "connection",
+        "listener away: working again after 4.5 s (3 failures)",
+        "listener away: ValueError: ",
+    ]
+    assert [r.exc_info is not None for r in caplog.records] == [True, False, False, False,
+                                                                True]

@@ -19,7 +19,17 @@ from idp.runtime.metrics import allowed
 from idp.runtime.serve import granian_command
 from idp.runtime.services import Services
 from pki.publish import RecordingPublisher
-from tests.fixtures.idp import PASSWORD, Registered, login
+from tests.fixtures.idp import (
+    PASSWORD,
+    REDIRECT,
+    Registered,
+    authorize,
+    code_of,
+    login,
+    pkce_pair,
+    token_request,
+    tokens_issued,
+)
 from tests.fixtures.pki import make_csr, make_person
 from tests.fixtures.postgres import free_port
 from tests.runtime.test_changes import _ocsp_request
@@ -57,6 +67,29 @@ def test_logins_are_counted_by_method_and_outcome(app: Flask, browser: FlaskClie
     after = _scrape(browser)
     assert after("govtrust_logins_total", ok) == before("govtrust_logins_total", ok) + 1
     assert after("govtrust_logins_total", bad) == before("govtrust_logins_total", bad) + 1
+
+
+def test_access_tokens_are_counted_by_grant_type(browser: FlaskClient, rp: FlaskClient,
+                                                confidential: Registered) -> None:
+    grant_types = ("authorization_code", "refresh_token", "client_credentials")
+    before = {g: tokens_issued(rp, g) for g in grant_types}
+    verifier, challenge = pkce_pair()
+    code = code_of(authorize(browser, confidential.client, pkce=challenge))
+    status, body = token_request(rp, confidential, grant_type="authorization_code",
+                                 code=code, redirect_uri=REDIRECT, code_verifier=verifier)
+    assert status == 200, body
+    assert token_request(rp, confidential, grant_type="refresh_token",
+                         refresh_token=str(body["refresh_token"]))[0] == 200
+    assert token_request(rp, confidential, grant_type="client_credentials")[0] == 200
+    assert token_request(rp, confidential, grant_type="client_credentials")[0] == 200
+    after = {g: tokens_issued(rp, g) for g in grant_types}
+    assert after == {"authorization_code": before["authorization_code"] + 1,
+                     "refresh_token": before["refresh_token"] + 1,
+                     "client_credentials": before["client_credentials"] + 2}
+    # a refused request issues nothing
+    wrong = Registered(confidential.client, "not-the-secret")
+    assert token_request(rp, wrong, grant_type="client_credentials")[0] == 401
+    assert tokens_issued(rp) == sum(after.values())
 
 
 def test_request_latency_is_recorded_by_route_method_and_status(browser: FlaskClient) -> None:

@@ -154,9 +154,8 @@ def test_nginx_answers_ocsp_post_from_files_only_with_the_njs_script(tmp_path: P
     assert "toString('base64')" in js and "internalRedirect('@node')" in js
 
 
-@pytest.mark.parametrize("njs", [False, True], ids=["files-for-get", "files-for-post-too"])
-def test_nginx_config_checks_with_nginx_t(tmp_path: Path, njs: bool) -> None:
-    """The whole file passes ``nginx -t`` (with a real key pair in place)."""
+def _full_conf(tmp_path: Path, njs: bool, **changes: object) -> Path:
+    """A whole nginx.conf (for ``nginx -c``) with a real key pair in place."""
     from datetime import UTC, datetime, timedelta
 
     from cryptography import x509
@@ -182,11 +181,57 @@ def test_nginx_config_checks_with_nginx_t(tmp_path: Path, njs: bool) -> None:
     if njs:
         script = tmp_path / "govtrust_ocsp.js"
         script.write_text(ocsp_post_js(tmp_path / "public"), encoding="utf-8")
-    conf.write_text(render(_settings(tmp_path, full=True, run_dir=run, ocsp_post_js=script)),
-                    encoding="utf-8")
-    done = subprocess.run(["nginx", "-t", "-e", str(run / "startup.log"), "-c", str(conf)],
-                          capture_output=True, text=True, timeout=30)
+    conf.write_text(render(_settings(tmp_path, full=True, run_dir=run, ocsp_post_js=script,
+                                     user="root", **changes)), encoding="utf-8")
+    return conf
+
+
+@pytest.mark.parametrize("njs", [False, True], ids=["files-for-get", "files-for-post-too"])
+def test_nginx_config_checks_with_nginx_t(tmp_path: Path, njs: bool) -> None:
+    """The whole file passes ``nginx -t``."""
+    conf = _full_conf(tmp_path, njs)
+    done = subprocess.run(["nginx", "-t", "-e", str(tmp_path / "run" / "startup.log"),
+                           "-c", str(conf)], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
+
+
+def test_nginx_answers_a_get_path_ending_in_a_slash_from_its_file_with_no_node(
+        tmp_path: Path) -> None:
+    """About one serial in 190 has a GET path ending in "/", which names a folder:
+    its file is ``_`` inside it (pki.public_files.FOLDER_FILE). Real nginx, every
+    node down: the GET and the POST of that request are both answered from it."""
+    import requests
+
+    from pki.public_files import file_path, get_path
+    from tests.fixtures.http import wait_for_http
+    from tests.fixtures.servers import stop_process
+
+    request = b"\x30\x04\xff\xff\xff\xff"  # base64 "MAT/////"
+    assert get_path(request).endswith("/")
+    answer = tmp_path / "public" / "ocsp" / file_path(request)
+    answer.parent.mkdir(parents=True)
+    answer.write_bytes(b"the pre-signed answer")
+    pki = f"127.0.0.1:{free_port()}"
+    dead = Upstream.parse(f"127.0.0.1:{free_port()}")  # no node listens there
+    conf = _full_conf(tmp_path, True, nodes=(dead,), pki_listen=pki,
+                      idp_listen=f"127.0.0.1:{free_port()}")
+    nginx = subprocess.Popen(["nginx", "-e", str(tmp_path / "run" / "startup.log"), "-c",
+                              str(conf), "-g", "daemon off;"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        wait_for_http(f"http://{pki}/ca/none", False, deadline=30)
+        got = requests.get(f"http://{pki}/ocsp/{get_path(request)}", timeout=10)
+        assert (got.status_code, got.content) == (200, b"the pre-signed answer")
+        assert got.headers["Content-Type"] == "application/ocsp-response"
+        posted = requests.post(f"http://{pki}/ocsp", data=request, timeout=10,
+                               headers={"Content-Type": "application/ocsp-request"})
+        assert (posted.status_code, posted.content) == (200, b"the pre-signed answer")
+        # A request with no file still goes to the (dead) node: nginx's 502.
+        other = b"\x30\x04\xff\xff\xff\xfe"
+        assert requests.get(f"http://{pki}/ocsp/{get_path(other)}", timeout=10) \
+            .status_code == 502
+    finally:
+        stop_process(nginx)
 
 
 @pytest.mark.parametrize("node", ["", "host", "host:", "host:0", "host:70000", "host:８０",
