@@ -42,12 +42,12 @@ class HotRead:
 
     On PostgreSQL (or SQLite in memory) it runs through the engine's pool, pinged
     at checkout, in autocommit: a transaction would add a ``BEGIN`` and a
-    ``ROLLBACK`` round trip to the ping and the query. Inside ``one_checkout()``
-    (an introspection) the reads of one request share one checkout, so one ping.
-    Outside it, on PostgreSQL, the read runs on the pooled connection's own psycopg
-    cursor, switched to autocommit as SQLAlchemy's ``AUTOCOMMIT`` would switch it
-    and back before the connection returns to the pool: 70 of a read's 190 µs of
-    CPU. A driver error is raised as ``Connection.execute`` raises it, and a lost
+    ``ROLLBACK`` round trip to the ping and the query. With psycopg the statement
+    runs prepared on the driver's connection itself: inside ``one_checkout()`` (an
+    introspection: the reads of one request share one checkout, so one ping) on the
+    held connection (``_on_psycopg``); outside it on a pooled connection switched
+    to autocommit by hand and back before the pool gets it (``_driver_read``). A
+    driver error is raised as ``Connection.execute`` raises it, and a lost
     connection is dropped from the pool (a failover is a 503).
 
     Every read sees what was committed before it began, on any connection, process
@@ -65,34 +65,38 @@ class HotRead:
         url = engine.url
         database = url.database if url.get_backend_name() == "sqlite" and not url.query else None
         self._path = database if database and database != ":memory:" else None
-        self._compiled = compiled
         self._sql = compiled.string
         self._positions = tuple(compiled.positiontup or ())
-        self._on_driver = url.get_backend_name() == "postgresql"
+        self._names = tuple(compiled.params)
+        self._psycopg = engine.dialect.driver == "psycopg"
         self._row = namedtuple("_Row", statement.selected_columns.keys())  # type: ignore[misc]
         self._local = threading.local()
 
     def all(self, params: Mapping[str, Any]) -> list[Any]:
         """The rows, each with the statement's column names as attributes."""
         if self._path is None:
-            if self._on_driver and getattr(_scope, "held", None) is None:
+            if self._psycopg and getattr(_scope, "held", None) is None:
                 return self._driver_read(params)
             with _checkout(self._engine) as conn:
+                if self._psycopg:
+                    return self._on_psycopg(conn, params)
                 return list(conn.execute(self._statement, dict(params)).all())
         cursor = self._connection().execute(self._sql, [params[k] for k in self._positions])
         return [self._row(*r) for r in cursor.fetchall()]
 
     def _driver_read(self, params: Mapping[str, Any]) -> list[Any]:
+        """Outside ``one_checkout()``: the statement, prepared, on a pooled
+        connection's psycopg connection switched to autocommit by hand (SQLAlchemy's
+        ``AUTOCOMMIT`` switch cost 70 of a read's 190 µs of CPU) and back before the
+        pool gets it again."""
         dialect = self._engine.dialect
         error = dialect.loaded_dbapi.Error
         raw = self._engine.raw_connection()  # pinged at checkout
         dbapi: Any = raw.driver_connection
         try:
             dbapi.autocommit = True
-            cursor = dbapi.cursor()
-            cursor.execute(self._sql, self._compiled.construct_params(dict(params)))
-            rows = cursor.fetchall()
-            cursor.close()
+            values = {name: params[name] for name in self._names}
+            rows = dbapi.execute(self._sql, values, prepare=True).fetchall()
         except error as exc:
             lost = dialect.is_disconnect(exc, dbapi, None)
             if lost:
@@ -108,6 +112,26 @@ class HotRead:
                 except error as exc:
                     raw.invalidate(exc)
             raw.close()
+        return [self._row(*r) for r in rows]
+
+    def _on_psycopg(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
+        """The statement, prepared, on the checked-out connection's psycopg connection
+        (in autocommit: ``_checkout`` set it): SQLAlchemy's execution context around
+        it cost about as much CPU as the query. A driver error is raised as
+        SQLAlchemy's (``DBAPIError.instance``: ``OperationalError`` for a cut
+        connection, answered 503), and a disconnect invalidates the connection, as
+        ``Connection.execute`` would, so the pool does not hand it out again."""
+        raw = conn.connection.driver_connection
+        values = {name: params[name] for name in self._names}
+        dialect = self._engine.dialect
+        try:
+            rows = raw.execute(self._sql, values, prepare=True).fetchall()  # type: ignore[union-attr]
+        except dialect.loaded_dbapi.Error as err:
+            cut = dialect.is_disconnect(err, raw, None)
+            if cut:
+                conn.invalidate(err)
+            raise DBAPIError.instance(self._sql, values, err, dialect.loaded_dbapi.Error,
+                                      connection_invalidated=cut, dialect=dialect) from err
         return [self._row(*r) for r in rows]
 
     def _connection(self) -> sqlite3.Connection:

@@ -58,6 +58,15 @@ TOKEN_PER_CLIENT = Limit(60, 60)
 TOKEN_PER_ADDRESS = Limit(120, 60)
 
 
+def client_checks(address: str, client_id: str) -> tuple[tuple[str, Limit], ...]:
+    """The keys every endpoint where a client authenticates (``/token``,
+    ``/introspect``, ``/revoke``) counts its failures under: one budget per address
+    and one per client id as sent (at most 64 characters of it; none if it is empty)."""
+    client_id = client_id[:64]
+    return (("token-addr:" + address, TOKEN_PER_ADDRESS),
+            ("token-client:" + client_id if client_id else "", TOKEN_PER_CLIENT))
+
+
 def _windows(keys: int) -> Select[Any]:
     """The read of ``keys`` keys' windows (one bound value per key: cheaper to run
     than an expanding IN)."""

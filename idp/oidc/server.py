@@ -7,7 +7,8 @@ rotation and family revocation on reuse (RFC 9700 section 4.14.2), client
 credentials (RFC 6749 section 4.4). Codes live at most 60 s, are bound to the
 client and redirect URI, and are consumed atomically; a replayed code revokes
 every token issued from it (RFC 6749 section 4.1.2). Introspection (RFC 7662)
-and revocation (RFC 7009) are client-authenticated authlib endpoints.
+and revocation (RFC 7009) are client-authenticated authlib endpoints; the common
+introspection request is answered before Flask (``idp.oidc.introspection``).
 Only this module and ``idp.web.kit`` know authlib's Flask adapter.
 """
 
@@ -47,6 +48,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from idp.login.sessions import SessionStore, SsoSession
 from idp.oidc.claims import CLOCK_SKEW
 from idp.oidc.clients import SCOPES, Client, ClientRepository
+from idp.oidc.introspection import CLIENT_AUTH_METHODS, active_payload, may_introspect
 from idp.oidc.params import check_authorization_request, malformed
 from idp.oidc.tables import auth_codes, grants, rowcount, used_assertions
 from idp.oidc.tokens import (
@@ -330,26 +332,20 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
 
 
 class Introspection(IntrospectionEndpoint):
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+    """The general path of ``/introspect``: the request ``idp.oidc.introspection``
+    declines (``private_key_jwt``, anything not in its canonical form), with the
+    same permission rule and payload."""
+
+    CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
         return _core(self).tokens.find_any(token_string, token_type_hint)
 
     def check_permission(self, token: TokenRecord, client: Client, request: Any) -> bool:
-        # RFC 7662 section 4: the server decides who may learn about a token. Only
-        # the app the token was issued to; any other caller hears ``active: false``
-        # exactly as for an unknown token (no app reads another's tokens, and none
-        # learns that a token exists). A resource server that accepts tokens of
-        # other apps validates the JWT against /jwks (RFC 9068) instead.
-        return not client.public and hmac.compare_digest(token.client_id.encode(),
-                                                         client.client_id.encode())
+        return may_introspect(token, client)
 
     def introspect_token(self, token: TokenRecord) -> dict[str, Any]:
-        core = _core(self)
-        return {"active": True, "client_id": token.client_id, "scope": token.scope,
-                "sub": token.subject, "iss": core.tokens.issuer, "exp": token.expires_at,
-                "iat": token.issued_at,
-                "token_type": "access_token" if token.kind == "access" else "refresh_token"}
+        return active_payload(token, _core(self).tokens.issuer)
 
 
 class Revocation(RevocationEndpoint):

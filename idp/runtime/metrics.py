@@ -271,10 +271,13 @@ def observe(name: str, environ: dict[str, Any], status: str, seconds: float,
     """Record one answered request of app ``name``: ``status`` is the code ("200",
     or "?" when the app never started a response), ``body`` what the app returned."""
     route = environ.get(_ROUTE)
-    if route is None:  # not through Flask: the PKI's OCSP fast path (pki.http)
+    if route is None:  # not through Flask: the PKI's OCSP fast path (pki.http), the
+        # IdP's introspection fast path (idp.web.introspection)
         path = str(environ.get("PATH_INFO", ""))
         # Never the raw path as a label: a scan would grow the series without end.
-        if path.rstrip("/") in ("/ocsp", "/ocsp/sm2"):
+        if name == "idp" and path == "/introspect":
+            route = path
+        elif path.rstrip("/") in ("/ocsp", "/ocsp/sm2"):
             route = path.rstrip("/")
         elif path.startswith("/ocsp/sm2/"):
             route = "/ocsp/sm2/<path:encoded>"  # the Flask routes' names

@@ -1,5 +1,6 @@
 """The IdP's Flask app without the console: the OpenID Connect and login views,
-the security headers and the one error handler.
+the security headers and the one error handler, and in front of them the
+introspection fast path (``idp.web.introspection``).
 
 ``idp.runtime.app.create_app`` adds the console on top; tests of the protocol may
 build this smaller app around a provider of their own.
@@ -14,6 +15,7 @@ from flask.sessions import NullSession, SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
 from idp.web import login_views, oidc_views, password_views
+from idp.web.introspection import IntrospectionFastPath
 from idp.web.kit import (
     MAX_BODY,
     PROVIDER_EXTENSION,
@@ -59,4 +61,6 @@ def build_app(provider: Provider) -> Flask:
     app.register_error_handler(HTTPException, http_error)
     for cls in UNAVAILABLE:
         app.register_error_handler(cls, unavailable)
+    # The common introspection request, answered before Flask (the same answer).
+    app.wsgi_app = IntrospectionFastPath(app.wsgi_app, app, provider)  # type: ignore[method-assign]
     return app

@@ -87,27 +87,29 @@ def set_cookie(resp: Response, name: str, value: str, max_age: int | None = None
 
 # Set on every response, and by no view: added, not replaced (werkzeug's
 # ``headers[name] = value`` scans the whole list per header; this costs a third).
-_SECURITY_HEADERS = (
+# Public for the one answer made outside Flask (``idp.web.introspection``).
+SECURITY_HEADERS = (
     ("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; "
                                 "frame-ancestors 'none'; base-uri 'none'"),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
     ("X-Frame-Options", "DENY"),
 )
-_HSTS = ("Strict-Transport-Security", "max-age=31536000")
+HSTS = ("Strict-Transport-Security", "max-age=31536000")
 # The only answers a cache may keep (they set their own Cache-Control).
 _CACHEABLE = frozenset({"/jwks", "/.well-known/openid-configuration",
                         "/.well-known/oauth-authorization-server"})
+NO_STORE = (("Cache-Control", "no-store"), ("Pragma", "no-cache"))
 
 
 def security_headers(resp: Response) -> Response:
     headers = resp.headers
-    headers.extend(_SECURITY_HEADERS)
+    headers.extend(SECURITY_HEADERS)
     if secure():
-        headers.add(*_HSTS)
+        headers.add(*HSTS)
     if req.path not in _CACHEABLE:
-        headers.set("Cache-Control", "no-store")
-        headers.set("Pragma", "no-cache")
+        for name, value in NO_STORE:
+            headers.set(name, value)
     return resp
 
 

@@ -22,7 +22,7 @@ from flask import request as req
 from idp.login.sessions import COOKIE_NAME
 from idp.login.stepup import acr_values_supported
 from idp.login.tables import one_checkout
-from idp.login.throttle import TOKEN_PER_ADDRESS, TOKEN_PER_CLIENT
+from idp.login.throttle import client_checks
 from idp.oidc.discovery import provider_metadata
 from idp.oidc.logout import LogoutError, validate_end_session
 from idp.oidc.params import malformed, parse_max_age
@@ -196,10 +196,7 @@ def _throttled_client_call(answer: Callable[[], Response]) -> Response:
     p = provider()
     if (bad := check_api_body()) is not None:
         return bad
-    address = client_address()
-    client_id = _client_id_of_request()
-    checks = (("token-addr:" + address, TOKEN_PER_ADDRESS),
-              ("token-client:" + client_id if client_id else "", TOKEN_PER_CLIENT))
+    checks = client_checks(client_address(), _client_id_of_request())
     if p.throttle.blocked(*checks):
         resp = api_error("slow_down", "too many failed requests; retry later", 429)
         resp.headers["Retry-After"] = "60"

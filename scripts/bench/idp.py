@@ -157,6 +157,15 @@ class Bare:
                 time.sleep(0.2)
         raise RuntimeError("the bare token endpoint did not come up")
 
+    def processes(self) -> dict[str, int]:
+        """``bare_master`` and ``bare_worker1``... -> pid (for CPU per request)."""
+        if self.proc is None:
+            return {}
+        root = self.proc.pid
+        below = sorted(shapes.tree(root, shapes.process_table()) - {root})
+        return {"bare_master": root, **{f"bare_worker{i}": pid
+                                        for i, pid in enumerate(below, 1)}}
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -210,7 +219,8 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
-def with_cpu(shape: shapes.Shape, run: Callable[[], dict[str, float]]) -> dict[str, float]:
+def with_cpu(shape: shapes.Shape | Bare, run: Callable[[], dict[str, float]]
+             ) -> dict[str, float]:
     """``run()``'s figure, plus the CPU the shape's server processes spent per
     request meanwhile (``cpu_us``: all of them, slapd and PostgreSQL included;
     ``worker_cpu_us``: the IdP's worker processes; ``slapd_cpu_us``: slapd, where a
@@ -218,13 +228,15 @@ def with_cpu(shape: shapes.Shape, run: Callable[[], dict[str, float]]) -> dict[s
     of the workers' CPU (``busiest_worker``: 0.50 is an even split between two;
     1.00 means one process answered everything, as when every kept-alive
     connection of the load client was accepted by the same worker). On a shared
-    machine the rates move with the others' load; CPU per request much less."""
+    machine the rates move with the others' load; CPU per request much less.
+    For the yardstick (a ``Bare``), its gunicorn's master and workers."""
     procs = shape.processes()
     before = cpu_seconds(procs)
     figure = run()
     spent = {role: cpu - before[role] for role, cpu in cpu_seconds(procs).items()
              if role in before}
-    workers = [v for role, v in spent.items() if shapes.group_of(role) in WORKER_GROUPS]
+    workers = [v for role, v in spent.items() if shapes.group_of(role) in WORKER_GROUPS
+               or role.startswith("bare_worker")]
     n = max(figure.get("requests", 0.0), 1.0)
     figure["cpu_us"] = sum(spent.values()) / n * 1e6
     figure["worker_cpu_us"] = sum(workers) / n * 1e6
@@ -573,10 +585,12 @@ def measure(shape: shapes.Shape, args: argparse.Namespace, levels: list[int],
             at_start = shape_memory(shape)
             for c in levels:
                 # The yardstick just before ours, at the same concurrency, same load client.
-                ours.setdefault("bare", {})[c] = wrk_load(
-                    bare.url, "grant_type=client_credentials", auth, c, args.duration, work)
-                ours.setdefault("bare_tls", {})[c] = wrk_load(
-                    bare_tls.url, "grant_type=client_credentials", auth, c, args.duration, work)
+                ours.setdefault("bare", {})[c] = with_cpu(bare, partial(
+                    wrk_load, bare.url, "grant_type=client_credentials", auth, c,
+                    args.duration, work))
+                ours.setdefault("bare_tls", {})[c] = with_cpu(bare_tls, partial(
+                    wrk_load, bare_tls.url, "grant_type=client_credentials", auth, c,
+                    args.duration, work))
                 if "client_credentials" in figures:
                     ours.setdefault("client_credentials", {})[c] = with_cpu(shape, partial(
                         wrk_load, shape.issuer + "/token", "grant_type=client_credentials",
@@ -687,12 +701,14 @@ def report(shape: shapes.Shape, args: argparse.Namespace, ours: Figures,
             if base and name not in ("bare", "bare_after"):
                 print(f"{n}_{name}_{c}_vs_bare: {f['rate'] / base:.2f} ratio")
     print(f"\nCPU of the {n} shape's server processes per request (/proc/PID/stat before "
-          "and after each figure), and the busiest IdP worker's share of the workers' CPU:")
+          "and after each figure; for bare and bare_tls their own gunicorn's), and the "
+          "busiest worker's share of the workers' CPU:")
     for name, by_c in ours.items():
         for c, f in sorted(by_c.items()):
             if "cpu_us" in f:
+                who = "its workers" if name.startswith("bare") else "IdP workers"
                 print(f"{n}_{name}_{c}_cpu: {f['cpu_us']:.0f} us per request "
-                      f"(IdP workers {f['worker_cpu_us']:.0f}; slapd "
+                      f"({who} {f['worker_cpu_us']:.0f}; slapd "
                       f"{f['slapd_cpu_us']:.0f}; busiest worker "
                       f"{f['busiest_worker']:.2f} of theirs)")
     report_same_hash(n, ours, stored or {})

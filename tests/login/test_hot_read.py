@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, bindparam, delete, event, func, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, event, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql import Executable
 
@@ -164,3 +164,46 @@ def test_a_connection_lost_under_a_driver_read_leaves_the_pool(
         suicide.all({})
     assert caught.value.connection_invalidated and is_failover_fault(caught.value)
     assert HotRead(migrated_engine, _ONE).all({"key": "k"}) == []
+
+
+_PID = select(func.pg_backend_pid().label("pid"))
+
+
+def _postgres_only(engine: Engine) -> None:
+    if engine.url.get_backend_name() == "sqlite":
+        pytest.skip("reads on a SQLite file use no pooled connection")
+
+
+def _state_of(engine: Engine, pid: int) -> str:
+    with engine.connect() as conn:
+        return str(conn.execute(text("SELECT state FROM pg_stat_activity WHERE pid = :pid"),
+                                {"pid": pid}).scalar_one())
+
+
+def test_reads_on_postgresql_leave_no_transaction_open(migrated_engine: Engine) -> None:
+    # Each read is its own statement in autocommit: no snapshot held into the next
+    # read, no BEGIN or ROLLBACK round trip.
+    _postgres_only(migrated_engine)
+    read, pid = HotRead(migrated_engine, _ONE), HotRead(migrated_engine, _PID)
+    with one_checkout():
+        read.all({"key": "k"})
+        backend = int(pid.all({})[0].pid)
+        assert _state_of(migrated_engine, backend) == "idle"
+
+
+def test_a_connection_cut_between_two_reads_is_sqlalchemys_error(
+        migrated_engine: Engine) -> None:
+    # A failover cuts the connection: the next read raises SQLAlchemy's
+    # OperationalError (answered 503 by the web edge), with the connection
+    # invalidated, and the read after it works on a new connection.
+    _postgres_only(migrated_engine)
+    read, pid = HotRead(migrated_engine, _ONE), HotRead(migrated_engine, _PID)
+    with pytest.raises(OperationalError) as caught, one_checkout():
+        assert read.all({"key": "k"}) == []
+        backend = int(pid.all({})[0].pid)
+        with migrated_engine.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        read.all({"key": "k"})
+    assert caught.value.connection_invalidated
+    assert read.all({"key": "k"}) == []
+    assert int(pid.all({})[0].pid) != backend

@@ -106,6 +106,21 @@ def test_request_latency_is_recorded_by_route_method_and_status(browser: FlaskCl
                  {"route": "/no/such/page/12345"}) == 0
 
 
+def test_introspections_answered_before_flask_are_counted_by_route(
+        browser: FlaskClient, confidential: Registered) -> None:
+    # idp.web.introspection answers the first without Flask, passes the second on.
+    labels = {"app": "idp", "route": "/introspect", "method": "POST"}
+    auth = (confidential.client.client_id, str(confidential.secret))
+    before = _scrape(browser)
+    assert browser.post("/introspect", data={"token": "abc"}, auth=auth).status_code == 200
+    assert browser.post("/introspect", data="token=a%20b", auth=auth,
+                        content_type="application/x-www-form-urlencoded").status_code == 200
+    after = _scrape(browser)
+    counted = "govtrust_http_request_duration_seconds_count"
+    assert after(counted, {**labels, "status": "200"}) == before(counted, {
+        **labels, "status": "200"}) + 2
+
+
 def test_issuance_revocation_and_ocsp_are_counted(services: Services,
                                                   pki: FlaskClient) -> None:
     issued = {"profile": "user-auth", "hierarchy": "ecdsa"}
