@@ -20,6 +20,7 @@ from typing import Any, cast
 from sqlalchemy import Column, Engine, Float, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.engine import Connection, CursorResult, Result
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import Select
 
 metadata = MetaData()
@@ -91,7 +92,7 @@ class HotRead:
         pool gets it again."""
         dialect = self._engine.dialect
         error = dialect.loaded_dbapi.Error
-        raw = self._engine.raw_connection()  # pinged at checkout
+        raw = raw_connection(self._engine)  # pinged at checkout
         dbapi: Any = raw.driver_connection
         try:
             dbapi.autocommit = True
@@ -144,6 +145,20 @@ class HotRead:
                                check_same_thread=False)
         self._local.conn = (os.getpid(), conn)
         return conn
+
+
+def raw_connection(engine: Engine) -> PoolProxiedConnection:
+    """A pooled DBAPI connection, as ``engine.raw_connection()`` gives it, but a
+    failure to get one (no server answers, a standby during a switchover: "session
+    is read-only") raised as SQLAlchemy's error, as ``engine.connect()`` raises it:
+    ``OperationalError``, which the web edge answers 503. ``raw_connection()``
+    raises the driver's own error, which no handler knows: a 500 in a failover."""
+    dialect = engine.dialect
+    try:
+        return engine.raw_connection()
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error,
+                                  connection_invalidated=True, dialect=dialect) from exc
 
 
 _scope = threading.local()  # .held: {id(engine): Connection} inside one_checkout()

@@ -32,6 +32,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from idp.login.tables import raw_connection
+
 _NAMED = pysqlite.dialect(paramstyle="named")
 
 
@@ -86,7 +88,7 @@ class DriverTransaction:
         self._ended = False
 
     def __enter__(self) -> DriverTransaction:
-        self._raw = self._engine.raw_connection()  # from the pool, with its pragmas
+        self._raw = raw_connection(self._engine)  # from the pool, with its pragmas
         self._cursor = self._raw.cursor()
         return self
 

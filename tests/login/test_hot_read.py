@@ -19,6 +19,7 @@ from sqlalchemy.sql import Executable
 
 from idp.login.tables import HotRead, one_checkout, throttle_windows
 from idp.runtime.db_faults import is_failover_fault
+from tests.fixtures.postgres import PostgresCluster
 
 pytestmark = pytest.mark.postgres
 
@@ -207,3 +208,27 @@ def test_a_connection_cut_between_two_reads_is_sqlalchemys_error(
     assert caught.value.connection_invalidated
     assert read.all({"key": "k"}) == []
     assert int(pid.all({})[0].pid) != backend
+
+
+def test_no_server_to_check_out_from_is_a_failover_fault_not_the_drivers_error(
+        postgres: PostgresCluster) -> None:
+    """A switchover's moment with no primary (every host refuses, or answers
+    "session is read-only"): getting a connection fails. Each path that checks out
+    a DBAPI connection itself (the hot reads, the refresh rotation's driver
+    transaction) raises SQLAlchemy's ``OperationalError``, which the edge answers
+    503, never the driver's own error, a 500 (seen in tests/cluster/test_failover.py)."""
+    from idp.oidc.driver import DriverTransaction
+    from idp.runtime.db import make_engine
+    from tests.fixtures.postgres import free_port
+
+    url = postgres.create_database()
+    engine = make_engine(url.replace(f":{postgres.port}/", f":{free_port()}/"))
+    try:
+        read = HotRead(engine, _ONE)
+        for attempt in (lambda: read.all({"key": "k"}),
+                        lambda: DriverTransaction(engine).__enter__()):
+            with pytest.raises(OperationalError) as caught:
+                attempt()
+            assert is_failover_fault(caught.value)
+    finally:
+        engine.dispose()
