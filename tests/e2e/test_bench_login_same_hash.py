@@ -9,10 +9,8 @@ no timing is asserted."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -20,26 +18,13 @@ import ldap
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fixtures.bench import load_bench
 
 pytestmark = [pytest.mark.slapd]
 
 
 def _load() -> ModuleType:
-    # By path: scripts/bench is no package. Its idp.py puts its folder first on
-    # sys.path to import shapes.py; taken out again, or it would shadow our idp.
-    here = str(ROOT / "scripts" / "bench")
-    added = here not in sys.path
-    spec = importlib.util.spec_from_file_location("bench_idp", Path(here) / "idp.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_idp"] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        if added and here in sys.path:
-            sys.path.remove(here)
-    return module
+    return load_bench("idp.py", "bench_idp")
 
 
 def _stored(shape: object) -> dict[str, list[bytes]]:

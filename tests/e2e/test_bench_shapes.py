@@ -6,29 +6,20 @@ goes down, also after a failed start.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fixtures.bench import load_bench
 
 pytestmark = [pytest.mark.slapd]
 
 
 def _load() -> ModuleType:
-    # By path: scripts/bench is no package (and its idp.py would shadow ours).
-    spec = importlib.util.spec_from_file_location("bench_shapes",
-                                                  ROOT / "scripts" / "bench" / "shapes.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_shapes"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("shapes.py", "bench_shapes")
 
 
 shapes = _load()

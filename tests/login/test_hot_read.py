@@ -108,8 +108,10 @@ def test_reads_outside_one_checkout_each_check_out(migrated_engine: Engine) -> N
 
 
 def _postgresql_only(engine: Engine) -> None:
+    """The ``migrated_engine`` runs on SQLite and PostgreSQL; these paths exist only
+    on PostgreSQL (a SQLite file's reads use the thread's own connection, no pool)."""
     if engine.url.get_backend_name() != "postgresql":
-        pytest.skip("the read on psycopg's cursor: PostgreSQL only")
+        pytest.skip("the read on psycopg's connection: PostgreSQL only")
 
 
 def test_a_read_on_the_driver_leaves_its_connection_out_of_autocommit(
@@ -170,11 +172,6 @@ def test_a_connection_lost_under_a_driver_read_leaves_the_pool(
 _PID = select(func.pg_backend_pid().label("pid"))
 
 
-def _postgres_only(engine: Engine) -> None:
-    if engine.url.get_backend_name() == "sqlite":
-        pytest.skip("reads on a SQLite file use no pooled connection")
-
-
 def _state_of(engine: Engine, pid: int) -> str:
     with engine.connect() as conn:
         return str(conn.execute(text("SELECT state FROM pg_stat_activity WHERE pid = :pid"),
@@ -184,7 +181,7 @@ def _state_of(engine: Engine, pid: int) -> str:
 def test_reads_on_postgresql_leave_no_transaction_open(migrated_engine: Engine) -> None:
     # Each read is its own statement in autocommit: no snapshot held into the next
     # read, no BEGIN or ROLLBACK round trip.
-    _postgres_only(migrated_engine)
+    _postgresql_only(migrated_engine)
     read, pid = HotRead(migrated_engine, _ONE), HotRead(migrated_engine, _PID)
     with one_checkout():
         read.all({"key": "k"})
@@ -197,7 +194,7 @@ def test_a_connection_cut_between_two_reads_is_sqlalchemys_error(
     # A failover cuts the connection: the next read raises SQLAlchemy's
     # OperationalError (answered 503 by the web edge), with the connection
     # invalidated, and the read after it works on a new connection.
-    _postgres_only(migrated_engine)
+    _postgresql_only(migrated_engine)
     read, pid = HotRead(migrated_engine, _ONE), HotRead(migrated_engine, _PID)
     with pytest.raises(OperationalError) as caught, one_checkout():
         assert read.all({"key": "k"}) == []
