@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import string
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,16 +15,7 @@ import pytest
 
 from pki import public_files
 from pki.model import CertificateRecord
-from tests.fixtures.pki import CAEnv, build_env, make_csr, make_person
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[CAEnv]:
-    env = build_env(tmp_path, f"sqlite:///{tmp_path / 'govtrust.db'}")
-    try:
-        yield env
-    finally:
-        env.engine.dispose()
+from tests.fixtures.pki import CAEnv, make_csr, make_person
 
 
 def serial_whose_path_ends_in_a_slash(env: CAEnv, algorithm: str) -> int:
