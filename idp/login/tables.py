@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 from collections import namedtuple
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -90,20 +90,15 @@ class HotRead:
         connection's psycopg connection switched to autocommit by hand (SQLAlchemy's
         ``AUTOCOMMIT`` switch cost 70 of a read's 190 µs of CPU) and back before the
         pool gets it again."""
-        dialect = self._engine.dialect
-        error = dialect.loaded_dbapi.Error
+        error = self._engine.dialect.loaded_dbapi.Error
         raw = raw_connection(self._engine)  # pinged at checkout
         dbapi: Any = raw.driver_connection
         try:
-            dbapi.autocommit = True
-            values = {name: params[name] for name in self._names}
-            rows = dbapi.execute(self._sql, values, prepare=True).fetchall()
-        except error as exc:
-            lost = dialect.is_disconnect(exc, dbapi, None)
-            if lost:
-                raw.invalidate(exc)
-            raise DBAPIError.instance(None, None, exc, error, connection_invalidated=lost,
-                                      dialect=dialect) from exc
+            try:
+                dbapi.autocommit = True
+            except error as exc:
+                raise self._wrapped(exc, dbapi, raw.invalidate) from exc
+            rows = self._prepared(dbapi, params, raw.invalidate)
         finally:
             # Never back to the pool in autocommit: its next user's transaction
             # would not be one. A connection that cannot be switched back is dropped.
@@ -122,18 +117,27 @@ class HotRead:
         SQLAlchemy's (``DBAPIError.instance``: ``OperationalError`` for a cut
         connection, answered 503), and a disconnect invalidates the connection, as
         ``Connection.execute`` would, so the pool does not hand it out again."""
-        raw = conn.connection.driver_connection
-        values = {name: params[name] for name in self._names}
-        dialect = self._engine.dialect
-        try:
-            rows = raw.execute(self._sql, values, prepare=True).fetchall()  # type: ignore[union-attr]
-        except dialect.loaded_dbapi.Error as err:
-            cut = dialect.is_disconnect(err, raw, None)
-            if cut:
-                conn.invalidate(err)
-            raise DBAPIError.instance(self._sql, values, err, dialect.loaded_dbapi.Error,
-                                      connection_invalidated=cut, dialect=dialect) from err
+        rows = self._prepared(conn.connection.driver_connection, params, conn.invalidate)
         return [self._row(*r) for r in rows]
+
+    def _prepared(self, dbapi: Any, params: Mapping[str, Any],
+                  invalidate: Callable[[BaseException], None]) -> list[Any]:
+        """The statement, prepared, on psycopg connection ``dbapi``; its error as
+        SQLAlchemy's, the connection invalidated when the error shows it lost."""
+        try:
+            values = {name: params[name] for name in self._names}
+            return list(dbapi.execute(self._sql, values, prepare=True).fetchall())
+        except self._engine.dialect.loaded_dbapi.Error as exc:
+            raise self._wrapped(exc, dbapi, invalidate) from exc
+
+    def _wrapped(self, exc: Exception, dbapi: Any,
+                 invalidate: Callable[[BaseException], None]) -> Exception:
+        dialect = self._engine.dialect
+        lost = dialect.is_disconnect(cast(Any, exc), dbapi, None)
+        if lost:
+            invalidate(exc)
+        return DBAPIError.instance(self._sql, None, exc, dialect.loaded_dbapi.Error,
+                                   connection_invalidated=lost, dialect=dialect)
 
     def _connection(self) -> sqlite3.Connection:
         # One per thread and process: a connection must not cross a fork or be shared
