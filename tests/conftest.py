@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.idp",
     "tests.fixtures.served",
     "tests.fixtures.gmssl",
+    "tests.fixtures.client_calls",
 ]

@@ -8,7 +8,8 @@ credentials (RFC 6749 section 4.4). Codes live at most 60 s, are bound to the
 client and redirect URI, and are consumed atomically; a replayed code revokes
 every token issued from it (RFC 6749 section 4.1.2). Introspection (RFC 7662)
 and revocation (RFC 7009) are client-authenticated authlib endpoints; the common
-introspection request is answered before Flask (``idp.oidc.introspection``).
+introspection and client-credentials requests are answered before Flask
+(``idp.oidc.introspection``, ``idp.oidc.client_grant``).
 Only this module and ``idp.web.kit`` know authlib's Flask adapter.
 """
 
@@ -46,9 +47,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.login.sessions import SessionStore, SsoSession
+from idp.oidc.canonical import CLIENT_AUTH_METHODS
 from idp.oidc.claims import CLOCK_SKEW
 from idp.oidc.clients import SCOPES, Client, ClientRepository
-from idp.oidc.introspection import CLIENT_AUTH_METHODS, active_payload, may_introspect
+from idp.oidc.introspection import active_payload, may_introspect
 from idp.oidc.params import check_authorization_request, malformed
 from idp.oidc.tables import auth_codes, grants, rowcount, used_assertions
 from idp.oidc.tokens import (
@@ -275,8 +277,10 @@ class RefreshTokenGrant(rfc6749_grants.RefreshTokenGrant):
 
 
 class ClientCredentialsGrant(rfc6749_grants.ClientCredentialsGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post",
-                                   "private_key_jwt"]
+    """The general path of the grant: the request ``idp.oidc.client_grant`` reads
+    is answered before Flask, with the same answer."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
 
 
 class PrivateKeyJwt(JWTBearerClientAssertion):

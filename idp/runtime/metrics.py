@@ -272,10 +272,10 @@ def observe(name: str, environ: dict[str, Any], status: str, seconds: float,
     or "?" when the app never started a response), ``body`` what the app returned."""
     route = environ.get(_ROUTE)
     if route is None:  # not through Flask: the PKI's OCSP fast path (pki.http), the
-        # IdP's introspection fast path (idp.web.introspection)
+        # IdP's introspection and client-credentials fast path (idp.web.client_calls)
         path = str(environ.get("PATH_INFO", ""))
         # Never the raw path as a label: a scan would grow the series without end.
-        if name == "idp" and path == "/introspect":
+        if name == "idp" and path in ("/introspect", "/token"):
             route = path
         elif path.rstrip("/") in ("/ocsp", "/ocsp/sm2"):
             route = path.rstrip("/")

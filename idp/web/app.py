@@ -15,7 +15,7 @@ from flask.sessions import NullSession, SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
 from idp.web import login_views, oidc_views, password_views
-from idp.web.introspection import IntrospectionFastPath
+from idp.web.client_calls import ClientCallFastPath
 from idp.web.kit import (
     MAX_BODY,
     PROVIDER_EXTENSION,
@@ -61,6 +61,7 @@ def build_app(provider: Provider) -> Flask:
     app.register_error_handler(HTTPException, http_error)
     for cls in UNAVAILABLE:
         app.register_error_handler(cls, unavailable)
-    # The common introspection request, answered before Flask (the same answer).
-    app.wsgi_app = IntrospectionFastPath(app.wsgi_app, app, provider)  # type: ignore[method-assign]
+    # The common introspection and client-credentials requests, answered before
+    # Flask (the same answers).
+    app.wsgi_app = ClientCallFastPath(app.wsgi_app, app, provider)  # type: ignore[method-assign]
     return app

@@ -87,7 +87,7 @@ def set_cookie(resp: Response, name: str, value: str, max_age: int | None = None
 
 # Set on every response, and by no view: added, not replaced (werkzeug's
 # ``headers[name] = value`` scans the whole list per header; this costs a third).
-# Public for the one answer made outside Flask (``idp.web.introspection``).
+# Public for the answers made outside Flask (``idp.web.client_calls``).
 SECURITY_HEADERS = (
     ("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; "
                                 "frame-ancestors 'none'; base-uri 'none'"),

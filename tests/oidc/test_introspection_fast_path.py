@@ -1,4 +1,4 @@
-"""``POST /introspect`` answered before Flask (``idp.web.introspection``) answers as
+"""``POST /introspect`` answered before Flask (``idp.web.client_calls``) answers as
 the Flask view does: each request here is sent through the fast path and through
 the Flask app alone, and the two answers must be the same to the byte (status,
 headers, body). A request in the canonical form must be answered by the fast path
@@ -8,110 +8,18 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
-from werkzeug.test import Client, TestResponse
 
 from idp.login.throttle import TOKEN_PER_CLIENT, Throttle
 from idp.oidc.clients import build_client
-from idp.oidc.provider import Provider
-from idp.runtime.services import Services
-from idp.web.app import build_app
-from idp.web.introspection import IntrospectionFastPath
-from tests.fixtures.idp import (
-    REDIRECT,
-    FakeDirectory,
-    Registered,
-    authorize,
-    code_of,
-    make_services,
-    pkce_pair,
-    token_request,
-)
+from tests.fixtures.client_calls import Pair
+from tests.fixtures.idp import REDIRECT, authorize, code_of, pkce_pair, token_request
 
 pytestmark = pytest.mark.postgres
-
-ISSUER = "https://127.0.0.1:9443"  # https: the answers carry HSTS too
-
-
-@dataclass
-class Pair:
-    services: Services
-    fast: Client  # the app as served: the fast path, then Flask
-    flask: Client  # the Flask app alone
-    browser: Any
-    app: Registered
-    other: Registered
-    declined: list[str] = field(default_factory=list)  # requests the fast path passed on
-
-    @property
-    def provider(self) -> Provider:
-        return self.services.provider
-
-    def both(self, **kw: Any) -> TestResponse:
-        """POST /introspect through both; assert one answer; return it."""
-        before = len(self.declined)
-        fast = self.fast.post("/introspect", **kw)
-        self.passed_on = len(self.declined) > before
-        flask = self.flask.post("/introspect", **kw)
-        assert fast.status_code == flask.status_code, (fast.get_data(), flask.get_data())
-        assert fast.get_data() == flask.get_data()
-        assert sorted(fast.headers.items()) == sorted(flask.headers.items())
-        return fast
-
-    def answered(self, **kw: Any) -> TestResponse:
-        resp = self.both(**kw)
-        assert not self.passed_on, "the fast path passed a canonical request on"
-        return resp
-
-    def passed(self, **kw: Any) -> TestResponse:
-        resp = self.both(**kw)
-        assert self.passed_on, "the fast path answered a request it should pass on"
-        return resp
-
-    def basic(self, reg: Registered | None = None) -> tuple[str, str]:
-        reg = reg or self.app
-        return reg.client.client_id, str(reg.secret)
-
-    def client_credentials(self, reg: Registered | None = None) -> str:
-        status, body = token_request(self.browser, reg or self.app,
-                                     grant_type="client_credentials")
-        assert status == 200, body
-        return str(body["access_token"])
-
-
-@pytest.fixture
-def pair(database_url: str, tmp_path: Path, directory: FakeDirectory) -> Iterator[Pair]:
-    services = make_services(tmp_path / "home", ISSUER, directory, database_url=database_url)
-    app = build_app(services.provider)
-    app.testing = True
-    fast = app.wsgi_app
-    assert isinstance(fast, IntrospectionFastPath)
-    flask_alone = fast.inner
-    declined: list[str] = []
-
-    def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if environ.get("PATH_INFO") == "/introspect":
-            declined.append(str(environ.get("REQUEST_METHOD")))
-        return flask_alone(environ, start_response)
-
-    fast.inner = counted
-    clients = services.provider.clients
-    mine = Registered(*clients.add(build_client(
-        name="预算管理系统", redirect_uris=[REDIRECT], level=2, first_party=True)))
-    other = Registered(*clients.add(build_client(
-        name="其他应用", redirect_uris=[REDIRECT], level=2, first_party=True)))
-    try:
-        yield Pair(services, Client(fast), Client(flask_alone), app.test_client(), mine,
-                   other, declined)
-    finally:
-        services.close()
 
 
 def test_active_client_credentials_token_by_basic_and_by_post(pair: Pair) -> None:

@@ -108,7 +108,7 @@ def test_request_latency_is_recorded_by_route_method_and_status(browser: FlaskCl
 
 def test_introspections_answered_before_flask_are_counted_by_route(
         browser: FlaskClient, confidential: Registered) -> None:
-    # idp.web.introspection answers the first without Flask, passes the second on.
+    # idp.web.client_calls answers the first without Flask, passes the second on.
     labels = {"app": "idp", "route": "/introspect", "method": "POST"}
     auth = (confidential.client.client_id, str(confidential.secret))
     before = _scrape(browser)

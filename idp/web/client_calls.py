@@ -1,16 +1,17 @@
-"""``POST /introspect`` in front of Flask: the web edge of ``idp.oidc.introspection``.
+"""``POST /introspect`` and the client-credentials ``POST /token`` in front of Flask:
+the web edge of ``idp.oidc.introspection`` and ``idp.oidc.client_grant``.
 
 A WSGI layer around the IdP's Flask app (the way ``pki.http.OCSPFastPath`` answers
-OCSP). For the request ``idp.oidc.introspection.parse_request`` reads, it makes
-exactly what the Flask view (``idp.web.oidc_views.introspect``) makes of it, with
-none of the framework between: the same throttle keys and budget
+OCSP). For a request one of those modules reads, it makes exactly what the Flask
+views (``idp.web.oidc_views.introspect`` and ``token``) make of it, with none of
+the framework between: the same throttle keys and budget
 (``idp.login.throttle.client_checks``: blocked is 429 before anything is looked
-up; every 4xx answer counts one failure), the throttle read and the revocation
-read on one checkout (``one_checkout``), the same status codes, JSON bodies and
-headers (authlib's error bodies, the web kit's security headers, ``no-store``).
-Any other request, including every malformed or hostile one, goes to Flask with
-its body as it came. An exception goes through the Flask app's own error
-handlers (a database failover is a 503 with ``Retry-After``, as elsewhere).
+up; every 4xx answer counts one failure), the reads on one checkout
+(``one_checkout``), the same status codes, JSON bodies and headers (authlib's
+error bodies, the web kit's security headers, ``no-store``). Any other request,
+including every malformed or hostile one, goes to Flask with its body as it came.
+An exception goes through the Flask app's own error handlers (a database
+failover is a 503 with ``Retry-After``, as elsewhere).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -26,14 +28,8 @@ from authlib.oauth2 import OAuth2Error
 from idp.login.forwarded import client_address
 from idp.login.tables import one_checkout
 from idp.login.throttle import client_checks
-from idp.oidc.introspection import (
-    FORM_TYPE,
-    MAX_BODY,
-    IntrospectionRequest,
-    authenticate,
-    introspect,
-    parse_request,
-)
+from idp.oidc import client_grant, introspection
+from idp.oidc.canonical import FORM_TYPE, ClientCall, authenticate
 from idp.web.kit import HSTS, NO_STORE, SECURITY_HEADERS
 
 if TYPE_CHECKING:
@@ -41,9 +37,8 @@ if TYPE_CHECKING:
 
     from idp.oidc.provider import Provider
 
-PATH = "/introspect"
 # The Content-Type values answered here (compared in lower case): the form type,
-# alone or with the one charset form-encoding has (RFC 7662 section 2.1).
+# alone or with the one charset form-encoding has (RFC 6749 appendix B).
 _FORM_TYPES = frozenset({FORM_TYPE, FORM_TYPE + "; charset=utf-8",
                          FORM_TYPE + ";charset=utf-8"})
 _STATUS = {code: f"{code} {HTTPStatus(code).phrase.upper()}" for code in (200, 400, 401, 429)}
@@ -60,9 +55,36 @@ def _json(value: dict[str, Any]) -> bytes:
     return json.dumps(value, ensure_ascii=False, sort_keys=True).encode("utf-8")
 
 
-class IntrospectionFastPath:
-    """``inner`` (the Flask app's WSGI callable), with ``POST /introspect`` answered
-    first when its request is in the canonical form."""
+def _introspect(provider: Provider, request: Any) -> dict[str, Any]:
+    client = authenticate(request, provider.clients, "introspection")
+    return introspection.introspect(request, client, provider.tokens)
+
+
+def _grant(provider: Provider, request: Any) -> dict[str, Any]:
+    client = authenticate(request, provider.clients, "token")
+    return client_grant.grant(request, client, provider.tokens,
+                              provider.server.scopes_supported)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One call answered here: its body limit, its parser (None declines the
+    request) and its answer for an authenticated-to-be caller."""
+
+    max_body: int
+    parse: Callable[[str | None, bytes], ClientCall | None]
+    answer: Callable[[Provider, Any], dict[str, Any]]
+
+
+ROUTES = {
+    "/introspect": Route(introspection.MAX_BODY, introspection.parse_request, _introspect),
+    "/token": Route(client_grant.MAX_BODY, client_grant.parse_request, _grant),
+}
+
+
+class ClientCallFastPath:
+    """``inner`` (the Flask app's WSGI callable), with the ``ROUTES`` answered first
+    when their request is in the canonical form."""
 
     def __init__(self, inner: Callable[[dict[str, Any], StartResponse], Iterable[bytes]],
                  app: Flask, provider: Provider) -> None:
@@ -74,16 +96,17 @@ class IntrospectionFastPath:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse
                  ) -> Iterable[bytes]:
-        body = self._body(environ)
-        if body is None:
+        route = ROUTES.get(environ.get("PATH_INFO", ""))
+        body = None if route is None else self._body(environ, route.max_body)
+        if route is None or body is None:
             return self.inner(environ, start_response)
-        request = parse_request(environ.get("HTTP_AUTHORIZATION"), body)
+        request = route.parse(environ.get("HTTP_AUTHORIZATION"), body)
         if request is None:
             environ["wsgi.input"] = io.BytesIO(body)  # read once: Flask reads it again
             return self.inner(environ, start_response)
         try:
             with one_checkout():
-                status, data, headers = self._answer(environ, request)
+                status, data, headers = self._answer(environ, route, request)
         except Exception as exc:  # answered by the Flask app's error handlers
             return self._flask_error(environ, exc)(environ, start_response)
         start_response(_STATUS.get(status) or f"{status} {HTTPStatus(status).phrase.upper()}",
@@ -92,23 +115,22 @@ class IntrospectionFastPath:
         return [data]
 
     @staticmethod
-    def _body(environ: dict[str, Any]) -> bytes | None:
-        """The body of a ``POST /introspect`` this layer may answer, else None
-        (nothing read). A body shorter than its Content-Length is returned as read;
-        the parser then declines it."""
-        if (environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST"
-                or environ.get("QUERY_STRING")
+    def _body(environ: dict[str, Any], limit: int) -> bytes | None:
+        """The body of a POST this layer may answer, else None (nothing read). A
+        body shorter than its Content-Length is returned as read; the parser then
+        declines it."""
+        if (environ.get("REQUEST_METHOD") != "POST" or environ.get("QUERY_STRING")
                 or str(environ.get("CONTENT_TYPE", "")).lower() not in _FORM_TYPES
                 or "HTTP_TRANSFER_ENCODING" in environ):
             return None
         length = str(environ.get("CONTENT_LENGTH") or "")
         # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
-        if not (length.isascii() and length.isdigit()) or not 0 < int(length) <= MAX_BODY:
+        if not (length.isascii() and length.isdigit()) or not 0 < int(length) <= limit:
             return None
         data: bytes = environ["wsgi.input"].read(int(length))
         return data
 
-    def _answer(self, environ: dict[str, Any], request: IntrospectionRequest
+    def _answer(self, environ: dict[str, Any], route: Route, request: ClientCall
                 ) -> tuple[int, bytes, list[tuple[str, str]]]:
         p = self._provider
         address = client_address(environ.get("REMOTE_ADDR") or "",
@@ -118,8 +140,7 @@ class IntrospectionFastPath:
         if p.throttle.blocked(*checks):
             return 429, _SLOW_DOWN, [("Retry-After", "60")]
         try:
-            client = authenticate(request, p.clients)
-            payload = introspect(request, client, p.tokens)
+            payload = route.answer(p, request)
         except OAuth2Error as err:
             status, body, headers = err()
             p.throttle.failed(*checks)  # one write transaction for both keys
