@@ -121,6 +121,26 @@ def test_introspections_answered_before_flask_are_counted_by_route(
         **labels, "status": "200"}) + 2
 
 
+def test_grants_answered_before_flask_are_counted_by_route(
+        browser: FlaskClient, confidential: Registered) -> None:
+    # idp.web.client_calls answers the first without Flask, passes the second on.
+    labels = {"app": "idp", "route": "/token", "method": "POST"}
+    auth = (confidential.client.client_id, str(confidential.secret))
+    before = _scrape(browser)
+    assert browser.post("/token", data={"grant_type": "client_credentials"},
+                        auth=auth).status_code == 200
+    assert browser.post("/token", data="grant_type=client_credentials&scope=openid%20email",
+                        auth=auth, content_type="application/x-www-form-urlencoded"
+                        ).status_code == 200
+    after = _scrape(browser)
+    counted = "govtrust_http_request_duration_seconds_count"
+    assert after(counted, {**labels, "status": "200"}) == before(counted, {
+        **labels, "status": "200"}) + 2
+    issued = "govtrust_tokens_issued_total"
+    grant = {"grant_type": "client_credentials"}
+    assert after(issued, grant) == before(issued, grant) + 2
+
+
 def test_issuance_revocation_and_ocsp_are_counted(services: Services,
                                                   pki: FlaskClient) -> None:
     issued = {"profile": "user-auth", "hierarchy": "ecdsa"}
