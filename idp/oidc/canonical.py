@@ -128,12 +128,14 @@ def parse_caller(authorization: str | None, fields: Mapping[str, str]) -> Client
     return ClientCall(client_id, secret, AuthMethod.POST)
 
 
-def authenticate(call: ClientCall, clients: ClientRepository, endpoint: str) -> Client:
+def authenticate(call: ClientCall, clients: ClientRepository, endpoint: str,
+                 methods: list[str] = CLIENT_AUTH_METHODS) -> Client:
     """The client, authenticated by its secret in constant time
     (``Client.check_client_secret``), or ``InvalidClientError`` with the status and
-    words authlib's ``ClientAuthentication`` gives for the same request: an unknown
-    client is 401 after ``Basic`` and 400 in the body (RFC 6749 section 5.2); a
-    wrong secret, or a client that may not use this method here, is 401."""
+    words authlib's ``ClientAuthentication`` gives for the same request to an
+    endpoint or grant that takes ``methods``: an unknown client is 401 after
+    ``Basic`` and 400 in the body (RFC 6749 section 5.2); a wrong secret, or a
+    client that may not use this method here, is 401."""
     client = clients.get(call.client_id)
     if client is None:
         raise InvalidClientError(
@@ -143,5 +145,5 @@ def authenticate(call: ClientCall, clients: ClientRepository, endpoint: str) -> 
             and client.check_endpoint_auth_method(call.method, endpoint)):
         raise InvalidClientError(
             status_code=401,
-            description=f"The client cannot authenticate with methods: {CLIENT_AUTH_METHODS}")
+            description=f"The client cannot authenticate with methods: {methods}")
     return client

@@ -52,6 +52,7 @@ from idp.oidc.claims import CLOCK_SKEW
 from idp.oidc.clients import SCOPES, Client, ClientRepository
 from idp.oidc.introspection import active_payload, may_introspect
 from idp.oidc.params import check_authorization_request, malformed
+from idp.oidc.refresh_grant import AUTH_METHODS as REFRESH_AUTH_METHODS
 from idp.oidc.tables import auth_codes, grants, rowcount, used_assertions
 from idp.oidc.tokens import (
     GRANT_COLUMNS,
@@ -240,10 +241,11 @@ class OpenIDCode(oidc_grants.OpenIDCode):
 class RefreshTokenGrant(rfc6749_grants.RefreshTokenGrant):
     """Refresh with rotation (RFC 9700 section 4.14.2). The token is used up while
     the request is validated, in one write transaction (``TokenService.rotate_refresh``):
-    authlib's separate look-up, check, issue and revoke steps would be four."""
+    authlib's separate look-up, check, issue and revoke steps would be four. The
+    general path: a confidential app's canonical request is answered before Flask
+    (``idp.oidc.refresh_grant``) with the same rotation and answer."""
 
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post",
-                                   "private_key_jwt", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = REFRESH_AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def validate_token_request(self) -> None:

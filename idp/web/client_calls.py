@@ -1,12 +1,13 @@
-"""``POST /introspect`` and the client-credentials ``POST /token`` in front of Flask:
-the web edge of ``idp.oidc.introspection`` and ``idp.oidc.client_grant``.
+"""``POST /introspect`` and the client-credentials and refresh ``POST /token`` in
+front of Flask: the web edge of ``idp.oidc.introspection``, ``idp.oidc.client_grant``
+and ``idp.oidc.refresh_grant``.
 
 A WSGI layer around the IdP's Flask app (the way ``pki.http.OCSPFastPath`` answers
 OCSP). For a request one of those modules reads, it makes exactly what the Flask
 views (``idp.web.oidc_views.introspect`` and ``token``) make of it, with none of
 the framework between: the same throttle keys and budget
 (``idp.login.throttle.client_checks``: blocked is 429 before anything is looked
-up; every 4xx answer counts one failure), the reads on one checkout
+up; every 4xx answer counts one failure), introspection's reads on one checkout
 (``one_checkout``), the same status codes, JSON bodies and headers (authlib's
 error bodies, the web kit's security headers, ``no-store``). Any other request,
 including every malformed or hostile one, goes to Flask with its body as it came.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -28,7 +30,7 @@ from authlib.oauth2 import OAuth2Error
 from idp.login.forwarded import client_address
 from idp.login.tables import one_checkout
 from idp.login.throttle import client_checks
-from idp.oidc import client_grant, introspection
+from idp.oidc import client_grant, introspection, refresh_grant
 from idp.oidc.canonical import FORM_TYPE, ClientCall, authenticate
 from idp.web.kit import HSTS, NO_STORE, SECURITY_HEADERS
 
@@ -60,7 +62,16 @@ def _introspect(provider: Provider, request: Any) -> dict[str, Any]:
     return introspection.introspect(request, client, provider.tokens)
 
 
+def _token_request(authorization: str | None, body: bytes) -> ClientCall | None:
+    """A client-credentials or a refresh request in its canonical form, else None."""
+    return (client_grant.parse_request(authorization, body)
+            or refresh_grant.parse_request(authorization, body))
+
+
 def _grant(provider: Provider, request: Any) -> dict[str, Any]:
+    if isinstance(request, refresh_grant.RefreshRequest):
+        client = authenticate(request, provider.clients, "token", refresh_grant.AUTH_METHODS)
+        return refresh_grant.refresh(request, client, provider.tokens)
     client = authenticate(request, provider.clients, "token")
     return client_grant.grant(request, client, provider.tokens,
                               provider.server.scopes_supported)
@@ -69,16 +80,21 @@ def _grant(provider: Provider, request: Any) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Route:
     """One call answered here: its body limit, its parser (None declines the
-    request) and its answer for an authenticated-to-be caller."""
+    request), its answer for an authenticated-to-be caller, and whether its reads
+    share one checkout (``one_checkout``, as the Flask view does: only where the
+    answer writes nothing, or a write would take a second pooled connection)."""
 
     max_body: int
     parse: Callable[[str | None, bytes], ClientCall | None]
     answer: Callable[[Provider, Any], dict[str, Any]]
+    one_checkout: bool
 
 
 ROUTES = {
-    "/introspect": Route(introspection.MAX_BODY, introspection.parse_request, _introspect),
-    "/token": Route(client_grant.MAX_BODY, client_grant.parse_request, _grant),
+    "/introspect": Route(introspection.MAX_BODY, introspection.parse_request, _introspect,
+                         one_checkout=True),
+    "/token": Route(max(client_grant.MAX_BODY, refresh_grant.MAX_BODY), _token_request,
+                    _grant, one_checkout=False),
 }
 
 
@@ -105,7 +121,7 @@ class ClientCallFastPath:
             environ["wsgi.input"] = io.BytesIO(body)  # read once: Flask reads it again
             return self.inner(environ, start_response)
         try:
-            with one_checkout():
+            with one_checkout() if route.one_checkout else nullcontext():
                 status, data, headers = self._answer(environ, route, request)
         except Exception as exc:  # answered by the Flask app's error handlers
             return self._flask_error(environ, exc)(environ, start_response)
