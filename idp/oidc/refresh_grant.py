@@ -33,7 +33,7 @@ from idp.oidc.tokens import RefreshRefusal
 
 if TYPE_CHECKING:
     from idp.oidc.clients import Client
-    from idp.oidc.tokens import TokenService
+    from idp.oidc.tokens import Rotation, TokenService
 
 GRANT_TYPE = "refresh_token"
 # The methods the grant takes (authlib's words for a refusal name them): a public
@@ -70,23 +70,31 @@ def parse_request(authorization: str | None, body: bytes) -> RefreshRequest | No
                           fields["refresh_token"], fields.get("scope"))
 
 
-def refresh(request: RefreshRequest, client: Client, tokens: TokenService) -> dict[str, Any]:
-    """The token response for the authenticated ``client``: the refresh token used
-    up and its successor recorded in one transaction, then a new access token; or
-    authlib's ``invalid_scope`` (more than granted: nothing changed) or
-    ``invalid_grant`` (unknown, expired, revoked, another client's, or reused: the
-    family is revoked now), each 400, as the general path gives them."""
-    if not client.check_grant_type(GRANT_TYPE):
-        raise UnauthorizedClientError(
-            f"The client is not authorized to use 'grant_type={GRANT_TYPE}'")
-    result = tokens.rotate_refresh(request.refresh_token, client.client_id, request.scope)
+def rotate(tokens: TokenService, value: str, client_id: str,
+           scope: str | None) -> Rotation:
+    """Use up the refresh token ``value`` of ``client_id`` and record its successor
+    (``TokenService.rotate_refresh``, one transaction), or refuse as authlib's
+    grant words it, each 400: ``invalid_scope`` (more than granted: nothing
+    changed) or ``invalid_grant`` (unknown, expired, revoked, another client's,
+    or reused: the family is revoked now). Both paths' one rule."""
+    result = tokens.rotate_refresh(value, client_id, scope)
     if result is RefreshRefusal.SCOPE:
         raise InvalidScopeError()
     if result is RefreshRefusal.REUSED:
         raise InvalidGrantError("The refresh token was already used.")
     if isinstance(result, RefreshRefusal):
         raise InvalidGrantError()
-    user = result.context
-    token = tokens.access_response(client, user.subject, user, result.scope, GRANT_TYPE)
-    token["refresh_token"] = result.refresh_token  # recorded by the rotation
+    return result
+
+
+def refresh(request: RefreshRequest, client: Client, tokens: TokenService) -> dict[str, Any]:
+    """The token response for the authenticated ``client``: the refresh token used
+    up and its successor recorded (:func:`rotate`), then a new access token."""
+    if not client.check_grant_type(GRANT_TYPE):
+        raise UnauthorizedClientError(
+            f"The client is not authorized to use 'grant_type={GRANT_TYPE}'")
+    rotation = rotate(tokens, request.refresh_token, client.client_id, request.scope)
+    user = rotation.context
+    token = tokens.access_response(client, user.subject, user, rotation.scope, GRANT_TYPE)
+    token["refresh_token"] = rotation.refresh_token  # recorded by the rotation
     return token

@@ -32,7 +32,6 @@ from authlib.oauth2.rfc6749 import (
     InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
-    InvalidScopeError,
 )
 from authlib.oauth2.rfc6749 import grants as rfc6749_grants
 from authlib.oauth2.rfc7009 import RevocationEndpoint
@@ -53,11 +52,11 @@ from idp.oidc.clients import SCOPES, Client, ClientRepository
 from idp.oidc.introspection import active_payload, may_introspect
 from idp.oidc.params import check_authorization_request, malformed
 from idp.oidc.refresh_grant import AUTH_METHODS as REFRESH_AUTH_METHODS
+from idp.oidc.refresh_grant import rotate
 from idp.oidc.tables import auth_codes, grants, rowcount, used_assertions
 from idp.oidc.tokens import (
     GRANT_COLUMNS,
     AuthContext,
-    RefreshRefusal,
     Rotation,
     TokenRecord,
     TokenService,
@@ -254,15 +253,8 @@ class RefreshTokenGrant(rfc6749_grants.RefreshTokenGrant):
         value = self.request.form.get("refresh_token")
         if value is None:
             raise InvalidRequestError("Missing 'refresh_token' in request.")
-        result = _core(self).tokens.rotate_refresh(value, client.client_id,
-                                                   self.request.payload.scope)
-        if result is RefreshRefusal.SCOPE:
-            raise InvalidScopeError()
-        if result is RefreshRefusal.REUSED:
-            raise InvalidGrantError("The refresh token was already used.")
-        if isinstance(result, RefreshRefusal):
-            raise InvalidGrantError()
-        self.request.refresh_token = result
+        self.request.refresh_token = rotate(_core(self).tokens, value, client.client_id,
+                                            self.request.payload.scope)
 
     def authenticate_user(self, refresh_token: Rotation) -> AuthContext | None:
         return refresh_token.context
