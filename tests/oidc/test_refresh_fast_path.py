@@ -18,6 +18,7 @@ from sqlalchemy.orm import sessionmaker
 from werkzeug.test import TestResponse
 
 from idp.login.throttle import Throttle
+from idp.oidc.clients import build_client
 from tests.fixtures.client_calls import Pair
 from tests.fixtures.idp import REDIRECT, authorize, code_of, pkce_pair, token_request
 
@@ -198,3 +199,14 @@ def test_a_public_apps_refresh_is_passed_on(refreshes: Pair) -> None:
     p = refreshes
     resp = p.passed(data=refresh("abc", client_id=p.basic()[0]))  # no secret: "none"
     assert resp.status_code in (400, 401)
+
+
+def test_a_public_app_with_a_made_up_secret_is_refused_alike(refreshes: Pair) -> None:
+    """A public app has no secret: ``Basic`` or a body secret is refused on both
+    paths (authlib's ``none`` method takes only a body client_id with no secret)."""
+    p = refreshes
+    public, _ = p.provider.clients.add(build_client(
+        name="移动办公", redirect_uris=[REDIRECT], level=2, public=True))
+    assert p.answered(data=refresh("abc"), auth=(public.client_id, "guess")).status_code == 401
+    assert p.answered(data=refresh("abc", client_id=public.client_id,
+                                   client_secret="guess")).status_code == 401
