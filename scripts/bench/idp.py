@@ -64,6 +64,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -520,7 +521,10 @@ def stored_schemes(shape: shapes.Shape, uids: list[str]) -> Counter[str]:
 # -- the peer ------------------------------------------------------------------------------
 
 def run_peer(duration: float) -> dict[str, float]:
-    work = Path("/dev/shm/llng-peer-govtrust-bench")
+    # A folder of its own, so two runs at once do not share one; readable by the
+    # peer's own users (www-data reads its configuration there), as mkdir -p makes it.
+    work = Path(tempfile.mkdtemp(prefix="llng-peer-", dir="/dev/shm"))
+    work.chmod(0o755)
     env = dict(os.environ, LLNG_PORT=str(free_port()), LDAP_PORT=str(free_port()),
                DURATION=str(int(duration)))
     figures: dict[str, float] = {}
