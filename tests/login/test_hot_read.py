@@ -107,24 +107,20 @@ def test_reads_outside_one_checkout_each_check_out(migrated_engine: Engine) -> N
     assert len(checkouts) == (3 if pooled else 0)
 
 
-def _postgresql_only(engine: Engine) -> None:
-    """The ``migrated_engine`` runs on SQLite and PostgreSQL; these paths exist only
-    on PostgreSQL (a SQLite file's reads use the thread's own connection, no pool)."""
-    if engine.url.get_backend_name() != "postgresql":
-        pytest.skip("the read on psycopg's connection: PostgreSQL only")
+# The tests below take ``migrated_pg_engine``: the paths they test exist only
+# on PostgreSQL (a SQLite file's reads use the thread's own connection, no pool).
 
 
 def test_a_read_on_the_driver_leaves_its_connection_out_of_autocommit(
-        migrated_engine: Engine) -> None:
+        migrated_pg_engine: Engine) -> None:
     """Outside ``one_checkout`` a PostgreSQL read switches the pooled connection to
     autocommit and back: the next transaction on it is one (rolled back, its
     insert is gone)."""
-    _postgresql_only(migrated_engine)
-    read = HotRead(migrated_engine, _ONE)
-    migrated_engine.pool.dispose()  # one pooled connection from here on
+    read = HotRead(migrated_pg_engine, _ONE)
+    migrated_pg_engine.pool.dispose()  # one pooled connection from here on
     assert read.all({"key": "k"}) == []
-    assert migrated_engine.pool.checkedin() == 1
-    with migrated_engine.connect() as conn:
+    assert migrated_pg_engine.pool.checkedin() == 1
+    with migrated_pg_engine.connect() as conn:
         assert conn.connection.driver_connection.autocommit is False
         conn.execute(insert(throttle_windows).values(key="k", window=1, count=1))
         conn.rollback()
@@ -132,13 +128,12 @@ def test_a_read_on_the_driver_leaves_its_connection_out_of_autocommit(
 
 
 @pytest.mark.parametrize("key", ["nul\x00byte", "\x00", "x" * 400 + "\x00"])
-def test_a_key_the_driver_refuses_fails_as_through_sqlalchemy(migrated_engine: Engine,
+def test_a_key_the_driver_refuses_fails_as_through_sqlalchemy(migrated_pg_engine: Engine,
                                                               key: str) -> None:
     """A hostile key (PostgreSQL text has no NUL): the same error class with and
     without ``one_checkout``, and the connection goes back out of autocommit.
     (SQLite stores a NUL; its reads are not new here.)"""
-    _postgresql_only(migrated_engine)
-    read = HotRead(migrated_engine, _ONE)
+    read = HotRead(migrated_pg_engine, _ONE)
     errors: list[type[BaseException]] = []
     for shared in (False, True):
         with pytest.raises(DBAPIError) as caught:
@@ -150,23 +145,22 @@ def test_a_key_the_driver_refuses_fails_as_through_sqlalchemy(migrated_engine: E
         assert not is_failover_fault(caught.value)  # a 500 as before, not a 503
         errors.append(type(caught.value))
     assert errors[0] is errors[1]
-    with migrated_engine.connect() as conn:
+    with migrated_pg_engine.connect() as conn:
         assert conn.connection.driver_connection.autocommit is False
     assert read.all({"key": "k"}) == []
 
 
 def test_a_connection_lost_under_a_driver_read_leaves_the_pool(
-        migrated_engine: Engine) -> None:
+        migrated_pg_engine: Engine) -> None:
     """The backend ends during the read (here it ends itself, as in a failover):
     ``OperationalError`` with ``connection_invalidated``, a failover fault (503),
     and the next read gets a new connection."""
-    _postgresql_only(migrated_engine)
-    suicide = HotRead(migrated_engine, select(
+    suicide = HotRead(migrated_pg_engine, select(
         func.pg_terminate_backend(func.pg_backend_pid()).label("ended")))
     with pytest.raises(OperationalError) as caught:
         suicide.all({})
     assert caught.value.connection_invalidated and is_failover_fault(caught.value)
-    assert HotRead(migrated_engine, _ONE).all({"key": "k"}) == []
+    assert HotRead(migrated_pg_engine, _ONE).all({"key": "k"}) == []
 
 
 _PID = select(func.pg_backend_pid().label("pid"))
@@ -178,28 +172,26 @@ def _state_of(engine: Engine, pid: int) -> str:
                                 {"pid": pid}).scalar_one())
 
 
-def test_reads_on_postgresql_leave_no_transaction_open(migrated_engine: Engine) -> None:
+def test_reads_on_postgresql_leave_no_transaction_open(migrated_pg_engine: Engine) -> None:
     # Each read is its own statement in autocommit: no snapshot held into the next
     # read, no BEGIN or ROLLBACK round trip.
-    _postgresql_only(migrated_engine)
-    read, pid = HotRead(migrated_engine, _ONE), HotRead(migrated_engine, _PID)
+    read, pid = HotRead(migrated_pg_engine, _ONE), HotRead(migrated_pg_engine, _PID)
     with one_checkout():
         read.all({"key": "k"})
         backend = int(pid.all({})[0].pid)
-        assert _state_of(migrated_engine, backend) == "idle"
+        assert _state_of(migrated_pg_engine, backend) == "idle"
 
 
 def test_a_connection_cut_between_two_reads_is_sqlalchemys_error(
-        migrated_engine: Engine) -> None:
+        migrated_pg_engine: Engine) -> None:
     # A failover cuts the connection: the next read raises SQLAlchemy's
     # OperationalError (answered 503 by the web edge), with the connection
     # invalidated, and the read after it works on a new connection.
-    _postgresql_only(migrated_engine)
-    read, pid = HotRead(migrated_engine, _ONE), HotRead(migrated_engine, _PID)
+    read, pid = HotRead(migrated_pg_engine, _ONE), HotRead(migrated_pg_engine, _PID)
     with pytest.raises(OperationalError) as caught, one_checkout():
         assert read.all({"key": "k"}) == []
         backend = int(pid.all({})[0].pid)
-        with migrated_engine.connect() as conn:
+        with migrated_pg_engine.connect() as conn:
             conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
         read.all({"key": "k"})
     assert caught.value.connection_invalidated

@@ -26,7 +26,18 @@ ROW = {"token_id": "t1", "kind": "refresh", "family": "f" * 32, "client_id": "ap
 
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
+    yield from _seeded(database_url)
+
+
+@pytest.fixture
+def pg_engine(postgresql_url: str) -> Iterator[Engine]:
+    """``engine`` on PostgreSQL only, for the paths that exist only there."""
+    yield from _seeded(postgresql_url)
+
+
+def _seeded(url: str) -> Iterator[Engine]:
+    """A migrated database with one public client and one grant of its."""
+    engine = make_engine(url)
     upgrade(engine)
     with engine.begin() as conn:
         conn.execute(insert(oauth_clients).values(
@@ -116,50 +127,46 @@ def test_a_driver_error_is_raised_as_sqlalchemy_raises_it(engine: Engine) -> Non
     assert [r[0] for r in _rows(engine)] == ["t1", "t3"]
 
 
-def test_postgresql_rotation_returns_the_grant_while_it_stands(engine: Engine) -> None:
+def test_postgresql_rotation_returns_the_grant_while_it_stands(pg_engine: Engine) -> None:
     """The compare-and-set that reads the grant (PostgreSQL's ``UPDATE ... FROM``):
     the token's and the grant's columns in one row; an ended grant matches nothing
     and leaves the token unrotated."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("UPDATE ... FROM ... RETURNING the joined table: PostgreSQL only")
-    rotate = DriverStatement(_ROTATE_WITH_GRANT, driver_dialect(engine))
+    rotate = DriverStatement(_ROTATE_WITH_GRANT, driver_dialect(pg_engine))
     values = {"b_token_id": "t1", "b_client_id": "app", "b_now": 150}
-    with DriverTransaction(engine) as txn:
-        txn.run(_insert(engine), ROW)
+    with DriverTransaction(pg_engine) as txn:
+        txn.run(_insert(pg_engine), ROW)
         txn.commit()
-    with engine.begin() as conn:
+    with pg_engine.begin() as conn:
         conn.execute(grants.update().values(revoked_at=140))
-    with DriverTransaction(engine) as txn:
+    with DriverTransaction(pg_engine) as txn:
         assert txn.first(rotate, values) is None
         txn.commit()
-    assert _rows(engine)[0][-2] is None  # rotated_at
-    with engine.begin() as conn:
+    assert _rows(pg_engine)[0][-2] is None  # rotated_at
+    with pg_engine.begin() as conn:
         conn.execute(grants.update().values(revoked_at=None))
-    with DriverTransaction(engine) as txn:
+    with DriverTransaction(pg_engine) as txn:
         row = txn.first(rotate, values)
         txn.commit()
     assert (row.family, row.scope, row.issued_at, row.expires_at, row.revoked_at,
             row.subject, row.claims) == ("f" * 32, "openid", 100, 200, None, "zhang", "{}")
-    assert _rows(engine)[0][-2] == 150
+    assert _rows(pg_engine)[0][-2] == 150
 
 
-def test_a_connection_the_server_dropped_leaves_the_pool(engine: Engine) -> None:
+def test_a_connection_the_server_dropped_leaves_the_pool(pg_engine: Engine) -> None:
     """A PostgreSQL backend ended under a transaction (a failover, a restart): the
     error is SQLAlchemy's ``OperationalError``, answered 503 like any other, and the
     next transaction gets a working connection."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("a server connection to end: PostgreSQL only")
-    with DriverTransaction(engine) as txn:
-        txn.run(_insert(engine), ROW)
+    with DriverTransaction(pg_engine) as txn:
+        txn.run(_insert(pg_engine), ROW)
         txn.commit()
-    with pytest.raises(OperationalError) as caught, DriverTransaction(engine) as txn:
+    with pytest.raises(OperationalError) as caught, DriverTransaction(pg_engine) as txn:
         pid = txn.first(DriverStatement(select(text("pg_backend_pid()")),
-                                        driver_dialect(engine)), {})[0]
-        with engine.connect() as other:
+                                        driver_dialect(pg_engine)), {})[0]
+        with pg_engine.connect() as other:
             other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-        txn.first(_rotate(engine), {"b_token_id": "t1", "b_client_id": "app", "b_now": 150})
+        txn.first(_rotate(pg_engine), {"b_token_id": "t1", "b_client_id": "app", "b_now": 150})
     assert caught.value.connection_invalidated and is_failover_fault(caught.value)
-    with DriverTransaction(engine) as txn:
-        assert txn.first(_rotate(engine), {"b_token_id": "t1", "b_client_id": "app",
+    with DriverTransaction(pg_engine) as txn:
+        assert txn.first(_rotate(pg_engine), {"b_token_id": "t1", "b_client_id": "app",
                                            "b_now": 150}) is not None
         txn.commit()
