@@ -96,7 +96,8 @@ def _utc(at: datetime) -> datetime:
 
 # Statements built once and executed with parameters: SQLAlchemy caches them.
 _BUMP = update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq + 1)
-_HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+# Where the head is now: (seq, hash).
+HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
 _SET_HASH = update(audit_head).where(audit_head.c.id == 1).values(hash=bindparam("new_hash"))
 # The compare-and-set of the head (parameters: head_move) and the record's insert
 # (log_row), for writers that run them on their own (pki.store's SQLite path).
@@ -228,7 +229,7 @@ def append(session: Session | Connection, *, actor: str, action: str, target: st
         bumped = cast(CursorResult[Any], session.execute(_BUMP))
         if bumped.rowcount != 1:
             raise RuntimeError("audit_head row missing: the database is not migrated")
-        row = session.execute(_HEAD).one()
+        row = session.execute(HEAD).one()
         record = follow((int(row.seq) - 1, str(row.hash)), actor=actor, action=action,
                         target=target, details=details, at=at)
         session.execute(_SET_HASH, {"new_hash": record.hash})
@@ -257,7 +258,7 @@ def append_many(conn: Session | Connection, entries: Sequence[tuple[AuditEntry, 
         locked = cast(CursorResult[Any], conn.execute(_LOCK_HEAD))
         if locked.rowcount != 1:
             raise RuntimeError("audit_head row missing: the database is not migrated")
-        row = conn.execute(_HEAD).one()
+        row = conn.execute(HEAD).one()
         records = follow_all((int(row.seq), str(row.hash)), entries)
         if not move(records):  # under the lock nobody else moves it
             raise RuntimeError("audit head moved under its lock")

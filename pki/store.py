@@ -15,7 +15,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -50,6 +50,7 @@ from sqlalchemy.sql.expression import ClauseElement
 
 from pki.audit import AuditRecord
 from pki.audit_store import (
+    HEAD,
     INSERT_RECORD,
     MOVE_HEAD,
     MOVED_TO,
@@ -185,6 +186,9 @@ _NEW_CERTIFICATE = [c.name for c in certificates.c
 _INSERT_CERTIFICATE = insert(certificates)
 _INSERT_CERTIFICATE_AND_APPEND = insert_with_append(certificates, _NEW_CERTIFICATE)
 _INSERT_CERTIFICATES_AND_APPEND = insert_many_with_append(certificates, _NEW_CERTIFICATE)
+# Compare-and-sets a PostgreSQL issuance tries, each after reading the head another
+# node moved, before it takes the head's lock in a transaction instead.
+_HEAD_TRIES = 3
 
 
 class _DriverStatement:
@@ -306,15 +310,17 @@ class SqlCertificateStore:
         # PostgreSQL records an issuance in one autocommitted, prepared statement on
         # a connection held for it (pki.held_connection: no ping, one round trip);
         # SQLite in a transaction of three statements run on the driver's cursor.
-        self._held: tuple[HeldConnection, Statement, Statement, Statement] | None = None
+        self._held: tuple[HeldConnection, Statement, Statement, Statement,
+                          Statement] | None = None
         if dialect.name == "postgresql" and dialect.driver == "psycopg":
             self._held = (HeldConnection(bind),
                           Statement(_INSERT_CERTIFICATE_AND_APPEND, bind),
                           Statement(_INSERT_CERTIFICATES_AND_APPEND, bind),
-                          Statement(MOVED_TO, bind))
+                          Statement(MOVED_TO, bind), Statement(HEAD, bind))
         self._driver = ((_DriverStatement(_INSERT_CERTIFICATE, dialect, _NEW_CERTIFICATE),
                          _DriverStatement(MOVE_HEAD, dialect),
-                         _DriverStatement(INSERT_RECORD, dialect))
+                         _DriverStatement(INSERT_RECORD, dialect),
+                         _DriverStatement(HEAD, dialect))
                         if dialect.name == "sqlite" else None)
         # SQLite file: the generation is read on a plain sqlite3 connection of each
         # thread (a few microseconds, against tens through a pooled connection).
@@ -362,7 +368,7 @@ class SqlCertificateStore:
         tip = self._tip.head
         if self._held is not None and tip is not None:
             # PostgreSQL: the whole batch in one autocommitted statement, as for one.
-            held, _, many, moved_to = self._held
+            held, _, many, moved_to, _ = self._held
             records = follow_all(tip, entries)
             params: dict[str, object] = {f"rows_{c}": [r[c] for r in rows]
                                          for c in _NEW_CERTIFICATE}
@@ -381,15 +387,21 @@ class SqlCertificateStore:
     def _add_one(self, rec: CertificateRecord, audit: AuditEntry) -> None:
         # The hot path of issuance. With the audit head this store wrote last, the
         # certificate and its record go in at once (one statement on PostgreSQL,
-        # three on SQLite's cursor); if another writer moved the head meanwhile,
-        # nothing is written and they go in the general way, in a transaction that
-        # reads the head under its lock.
+        # three on SQLite's cursor). If another writer (another process or node)
+        # moved the head meanwhile, SQLite reads it under the write lock it already
+        # holds and chains onto it; PostgreSQL reads it and tries again. Only a head
+        # that keeps moving sends them the general way, a transaction that reads the
+        # head under its lock.
         row = _row(rec)
         tip = self._tip.head
         if tip is not None:
-            record = follow(tip, actor=audit.actor, action=audit.action, target=audit.target,
-                            details=audit.details, at=rec.issued_at)
-            if self._add_following(row, record):
+
+            def chained(head: tuple[int, str]) -> AuditRecord:
+                return follow(head, actor=audit.actor, action=audit.action,
+                              target=audit.target, details=audit.details, at=rec.issued_at)
+
+            record = self._add_following(row, tip, chained)
+            if record is not None:
                 self._tip.committed(record)
                 announce_unseen(self._engine, [record])
                 return
@@ -399,21 +411,35 @@ class SqlCertificateStore:
                             details=audit.details, at=rec.issued_at)
         self._tip.committed(record)
 
-    def _add_following(self, row: dict[str, Any], record: AuditRecord) -> bool:
-        """Insert ``row`` and ``record`` if the head is still the one ``record``
-        follows; False (nothing written) if it moved or no fast path is known."""
+    def _add_following(self, row: dict[str, Any], tip: tuple[int, str],
+                       chained: Callable[[tuple[int, str]], AuditRecord]
+                       ) -> AuditRecord | None:
+        """Insert ``row`` and the audit record ``chained`` makes to follow the
+        stored head, ``tip`` if it is still that one; the record written, or None
+        (nothing written) if no fast path is known or the head kept moving."""
         if self._held is not None:
-            held, one, _, moved_to = self._held
-            params: dict[str, object] = {f"row_{k}": v for k, v in row.items()}
-            params.update({f"log_{k}": v for k, v in log_row(record).items()})
-            params.update(head_move(record))
-            return held.first(one, params, landed=moved_to) is not None
+            held, one, _, moved_to, read_head = self._held
+            for _ in range(_HEAD_TRIES):
+                record = chained(tip)
+                params: dict[str, object] = {f"row_{k}": v for k, v in row.items()}
+                params.update({f"log_{k}": v for k, v in log_row(record).items()})
+                params.update(head_move(record))
+                if held.first(one, params, landed=moved_to) is not None:
+                    return record
+                # Moved by another node or process: read where it is now (a read
+                # writes nothing, so it is its own landed check).
+                head = held.first(read_head, {}, landed=read_head)
+                if head is None:
+                    return None
+                tip = (int(head[0]), str(head[1]))
+            return None
         if self._driver is None:
-            return False
-        new_row, move_head, insert_record = self._driver
+            return None
+        new_row, move_head, insert_record, head_now = self._driver
         dialect = self._engine.dialect
         # Every parameter (the record's JSON too) is made before the first
         # statement takes SQLite's write lock, which is held until the commit.
+        record = chained(tip)
         row_params = new_row.parameters(row)
         head_params = move_head.parameters(head_move(record))
         record_params = insert_record.parameters(log_row(record))
@@ -421,11 +447,19 @@ class SqlCertificateStore:
         try:
             cursor = raw.cursor()
             try:
-                cursor.execute(new_row.sql, row_params)
+                cursor.execute(new_row.sql, row_params)  # takes the write lock
                 moved = cursor.execute(move_head.sql, head_params)
                 if moved.rowcount != 1:
-                    raw.rollback()
-                    return False
+                    # Another process wrote since: the head it left cannot move
+                    # while this transaction holds the lock, so chain onto it.
+                    seq, digest = cursor.execute(head_now.sql,
+                                                 head_now.parameters({})).fetchone()
+                    record = chained((int(seq), str(digest)))
+                    moved = cursor.execute(move_head.sql,
+                                           move_head.parameters(head_move(record)))
+                    if moved.rowcount != 1:
+                        raise RuntimeError("audit head moved under the write lock")
+                    record_params = insert_record.parameters(log_row(record))
                 cursor.execute(insert_record.sql, record_params)
                 raw.commit()
             except dialect.loaded_dbapi.Error as exc:
@@ -435,9 +469,13 @@ class SqlCertificateStore:
                 # As Connection.execute would raise it (OperationalError: disk full, ...).
                 raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error,
                                           dialect=dialect) from exc
+            except BaseException:
+                with contextlib.suppress(dialect.loaded_dbapi.Error):
+                    raw.rollback()
+                raise
             finally:
                 cursor.close()
-            return True
+            return record
         finally:
             raw.close()
 

@@ -7,6 +7,10 @@
   SQLite file; ``issuance_durable_postgresql``), beside building and signing the
   same certificate in memory with pyca/cryptography alone; and their ratios.
   ``--db sqlite|postgresql|both`` (default both, PostgreSQL when installed).
+  Sequential, with ``--issue-threads`` threads of one process (``_Nthreads``), and
+  with ``--issue-procs`` processes (``_Nprocs``, each its own connections and
+  remembered audit head, as the deployed workers), each beside the bare build+sign
+  at the same concurrency.
 - OCSP, in both deployment shapes (``--shape``), beside ``openssl ocsp`` as a
   responder on the same index of certificates with the same key, which runs with
   its ``wrk`` inside a private network namespace (``unshare -n``): POST without
@@ -35,7 +39,8 @@
 
 Prints ``name: value unit`` lines.
 
-    scripts/bench/pki.py [--issue 2000] [--issue-threads 4] [--dual 300] [--duration 5]
+    scripts/bench/pki.py [--issue 2000] [--issue-threads 4] [--issue-procs 2] [--dual 300]
+                         [--duration 5]
                          [--crl-entries 1000000]
                          [--db both|sqlite|postgresql] [--skip PART]
                          [--shape one-machine|production] [--ocsp-server granian|gthread|sync]
@@ -201,13 +206,48 @@ def in_threads(work: Callable[[bytes], object], batch: list[bytes], threads: int
     return len(batch) / elapsed
 
 
+def in_processes(work: Callable[[bytes], object], batch: list[bytes], procs: int,
+                 engines: list[Any]) -> float:
+    """Rate of ``work`` over ``batch`` shared by ``procs`` forked processes, as
+    ``govtrust serve``'s and ``govtrust node``'s worker processes issue: each with
+    its own connections (``engines`` disposed in the child, the parent's kept) and
+    its own remembered audit head, so each finds the head the others moved."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    go = ctx.Event()
+
+    def run(chunk: list[bytes]) -> None:
+        for engine in engines:
+            engine.dispose(close=False)  # the parent's pooled connections stay its own
+        go.wait()
+        for item in chunk:
+            work(item)
+
+    workers = [ctx.Process(target=run, args=(batch[i::procs],)) for i in range(procs)]
+    for w in workers:
+        w.start()
+    time.sleep(0.5)  # all forked and waiting
+    start = time.perf_counter()
+    go.set()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - start
+    failed = [w.exitcode for w in workers if w.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"issuing processes failed: exit codes {failed}")
+    return len(batch) / elapsed
+
+
 def bench_issuance(cas: dict[str, CertificateAuthority], n: int, rounds: int = 3,
-                   threads: int = 1) -> None:
+                   threads: int = 1, procs: int = 1) -> None:
     """Alternate rounds of each database and the bare build+sign, best of each: the
     machine may be shared. ``cas`` maps a database name to an authority on it.
     ``threads`` > 1 adds the same figures with that many concurrent issuers in one
     process, the bare build+sign with as many threads (group commit only gathers
-    concurrent issuances)."""
+    concurrent issuances). ``procs`` > 1 adds them with that many issuing processes
+    (``_Nprocs``), the bare build+sign in as many: the deployed shape, whose
+    workers are processes and whose writers find the audit head each other moved."""
     keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(50)]
     csrs = [x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
             .sign(keys[i % 50], hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
@@ -222,6 +262,9 @@ def bench_issuance(cas: dict[str, CertificateAuthority], n: int, rounds: int = 3
     counts = sorted({1, threads})
     durable = {(db, t): 0.0 for db in cas for t in counts}
     bare = dict.fromkeys(counts, 0.0)
+    durable_procs = dict.fromkeys(cas, 0.0)
+    bare_procs = 0.0
+    engines = [ca.store._engine for ca in cas.values()]  # type: ignore[attr-defined]  # noqa: SLF001
 
     def build_and_sign(csr: bytes) -> None:
         req = x509.load_pem_x509_csr(csr)
@@ -243,6 +286,12 @@ def bench_issuance(cas: dict[str, CertificateAuthority], n: int, rounds: int = 3
                     p, "user-auth", csr, actor="bench"), batch, t)
                 durable[db, t] = max(durable[db, t], rate)
             bare[t] = max(bare[t], in_threads(build_and_sign, batch, t))
+        if procs > 1:
+            for db, ca in cas.items():
+                rate = in_processes(lambda csr, ca=ca: ca.issue_from_csr(  # type: ignore[misc]
+                    p, "user-auth", csr, actor="bench"), batch, procs, engines)
+                durable_procs[db] = max(durable_procs[db], rate)
+            bare_procs = max(bare_procs, in_processes(build_and_sign, batch, procs, []))
     check_csr(parse_csr(csrs[0], 65536), profile)
     suffix = {"sqlite": "", "postgresql": "_postgresql"}
     for t in counts:
@@ -252,6 +301,13 @@ def bench_issuance(cas: dict[str, CertificateAuthority], n: int, rounds: int = 3
         out(f"issuance_bare_cryptography{tail}", bare[t], "certs/s")
         for db in cas:
             out(f"issuance_ratio{suffix[db]}{tail}", durable[db, t] / bare[t], "x")
+    if procs > 1:
+        tail = f"_{procs}procs"
+        for db in cas:
+            out(f"issuance_durable{suffix[db]}{tail}", durable_procs[db], "certs/s")
+        out(f"issuance_bare_cryptography{tail}", bare_procs, "certs/s")
+        for db in cas:
+            out(f"issuance_ratio{suffix[db]}{tail}", durable_procs[db] / bare_procs, "x")
 
 
 @contextlib.contextmanager
@@ -805,6 +861,9 @@ def main() -> None:
     parser.add_argument("--issue-threads", type=int, default=4,
                         help="concurrent issuers in one process for the _Nthreads issuance "
                              "figures, beside the sequential ones (1: sequential only)")
+    parser.add_argument("--issue-procs", type=int, default=2,
+                        help="issuing processes for the _Nprocs issuance figures, as the "
+                             "deployed workers issue (1: none)")
     parser.add_argument("--skip", action="append", default=[],
                         choices=["issuance", "dual", "ocsp", "crl", "sm2"])
     parser.add_argument("--db", choices=["both", "sqlite", "postgresql"], default="both",
@@ -833,7 +892,8 @@ def main() -> None:
                 cas["postgresql"] = stack.enter_context(postgres_ca(base, folder / "pg"))
             elif args.db == "both":
                 print("issuance_durable_postgresql: skipped (PostgreSQL not installed)")
-            bench_issuance(cas, args.issue, threads=args.issue_threads)
+            bench_issuance(cas, args.issue, threads=args.issue_threads,
+                           procs=args.issue_procs)
         else:
             ca.issue_from_csr(person(0), "user-auth", x509.CertificateSigningRequestBuilder()
                               .subject_name(x509.Name([])).sign(

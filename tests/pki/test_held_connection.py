@@ -185,7 +185,7 @@ def test_a_commit_whose_answer_was_lost_is_found_and_not_written_again(
     assert env.counts() == (before[0] + 1, before[1] + 1)
 
 
-def test_a_head_moved_by_another_node_during_the_cut_goes_the_general_way(
+def test_a_head_moved_by_another_node_during_the_cut_is_read_and_chained_onto(
         env: CAEnv, person: Person, postgres: PostgresCluster, tmp_path: Path) -> None:
     warm(env, person)
     other = second_authority(env)
@@ -199,7 +199,8 @@ def test_a_head_moved_by_another_node_during_the_cut_goes_the_general_way(
 
         held = inject(env.ca, moved_then_cut)
         issued = env.ca.issue_from_csr(person, "user-auth", make_csr()[0])
-        assert len(held.sent) == 3  # cut, no match, not there: then a transaction
+        # cut, no match, not there; then the head read and the compare-and-set on it
+        assert len(held.sent) == 5
         issued_once(env, issued.record.serial)
         issued_once(env, elsewhere[0])
     finally:

@@ -189,6 +189,45 @@ def test_two_nodes_interleaving_issuance_keep_one_chain(database_url: str, tmp_p
 
 
 @pytest.mark.postgres
+def test_issuers_in_two_processes_chain_on_the_head_the_other_moved(
+        database_url: str, tmp_path: Path, person: Person) -> None:
+    """Two processes (or nodes) each remember the head they wrote last, so every
+    issuance after the other's finds it moved. Each must chain onto the stored
+    head on its hot path (SQLite reads it under the write lock it holds,
+    PostgreSQL reads it and compares-and-sets again): no transaction through
+    SQLAlchemy, one chain, every certificate with its one record."""
+    from sqlalchemy import event
+
+    from pki.audit_store import ChainTip
+
+    env = build_env(tmp_path, database_url)
+    other = _second_authority(env, tmp_path)
+    # Its own remembered head, as in another process (here both would share one).
+    other.store._tip = ChainTip()  # type: ignore[attr-defined]  # noqa: SLF001
+    engines = [env.engine, other.store._engine]  # type: ignore[attr-defined]  # noqa: SLF001
+    try:
+        for ca in (env.ca, other):  # each learns the head once, the general way
+            ca.issue_from_csr(person, "user-auth", make_csr()[0])
+        begun: list[object] = []
+        for engine in engines:
+            event.listen(engine, "begin", begun.append)
+        issued = [(env.ca if i % 2 else other).issue_from_csr(
+            person, "user-auth", make_csr()[0]).record.serial for i in range(8)]
+        assert begun == []  # every one on the hot path
+        serials, audited = _issue_records(env)
+        assert set(issued) <= serials
+        assert sorted(audited) == sorted(set(audited))
+        assert {f"cert:{s}" for s in issued} <= set(audited)
+        report = env.audit.verify()
+        assert report.ok, report
+        last = env.ca.store  # the issuer of i = 7 remembers the head it wrote
+        assert last._tip.head == env.audit.head()  # type: ignore[attr-defined]  # noqa: SLF001
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+@pytest.mark.postgres
 def test_concurrent_issuers_on_two_nodes_fork_nothing(database_url: str, tmp_path: Path,
                                                       person: Person) -> None:
     import threading
