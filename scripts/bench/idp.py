@@ -40,7 +40,11 @@ JWT, one SQLite insert) under gunicorn with the same worker settings, over plain
 HTTP (``bare``) and over gunicorn's TLS with our settings (``bare_tls``), before
 and after that shape's figures at each concurrency; every figure is also printed
 as a fraction of ``bare`` at the same concurrency (``SHAPE_name_C_vs_bare: 0.NN
-ratio``). After the load, the resident memory of the shape's server processes
+ratio``). And of the same bare behind the shape's own front (``_vs_front``): in
+serve ``bare_tls``; in production ``bare_front``, the plain bare as the one node of
+an nginx of its own that ``govtrust deploy nginx`` configured as the shape's (TLS,
+keep-alive upstream, access log), so that the cost of the front itself is not
+counted against the node. After the load, the resident memory of the shape's server processes
 (RSS and PSS summed per group) is printed beside Keycloak's published 1,250 MB
 per pod; for production that includes nginx and PostgreSQL.
 
@@ -177,6 +181,66 @@ class Bare:
                 self.proc.wait()
 
 
+class FrontedBare:
+    """The plain :class:`Bare` behind the production shape's own front: an nginx of
+    its own, configured by ``govtrust deploy nginx`` as the shape's is (TLS and its
+    settings, keep-alive to the upstream, the access log), with the bare endpoint as
+    its one node. What a Python endpoint behind that front can do on this machine:
+    the production figures' yardstick in kind (``bare_front``), beside ``bare``."""
+
+    def __init__(self, folder: Path, workers: int, threads: int,
+                 shape: shapes.Production) -> None:
+        self.bare = Bare(folder, workers, threads, None)
+        self.shape = shape
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}/token"
+        self.ca = shape.ca
+        self.nginx: subprocess.Popen[bytes] | None = None
+
+    def start(self, client_id: str, secret: str) -> None:
+        self.bare.start(client_id, secret)
+        node = urlsplit(self.bare.url).netloc
+        conf = self.folder / "nginx.conf"
+        self.shape.govtrust("deploy", "nginx", "--out", str(conf), "--node", node,
+                            "--idp-listen", f"127.0.0.1:{self.port}",
+                            "--pki-listen", f"127.0.0.1:{free_port()}",
+                            "--run-dir", str(self.folder / "nginx"),
+                            *(["--user", "root"] if self.shape.as_root else []))
+        self.nginx = subprocess.Popen(["nginx", "-e", str(self.folder / "nginx-startup.log"),
+                                       "-c", str(conf), "-g", "daemon off;"],
+                                      start_new_session=True, stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      preexec_fn=shapes.die_with_parent)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                r = requests.post(self.url, data={"grant_type": "client_credentials"},
+                                  auth=(client_id, secret), verify=self.ca, timeout=2)
+                r.raise_for_status()
+                return
+            except requests.RequestException:
+                time.sleep(0.2)
+        raise RuntimeError("nginx in front of the bare token endpoint did not come up")
+
+    def processes(self) -> dict[str, int]:
+        """The bare's gunicorn (``bare_master``, ``bare_worker1``...) and nginx."""
+        found = self.bare.processes()
+        if self.nginx is not None:
+            root = self.nginx.pid
+            found["nginx_master"] = root
+            for i, pid in enumerate(sorted(shapes.tree(root, shapes.process_table())
+                                           - {root}), 1):
+                found[f"nginx_worker{i}"] = pid
+        return found
+
+    def stop(self) -> None:
+        if self.nginx is not None and self.nginx.poll() is None:
+            shapes.stop_tree(self.nginx, signal.SIGQUIT)
+        self.nginx = None
+        self.bare.stop()
+
+
 # -- resident memory ------------------------------------------------------------------------
 
 def shape_memory(shape: shapes.Shape) -> dict[str, dict[str, float]]:
@@ -220,7 +284,7 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
-def with_cpu(shape: shapes.Shape | Bare, run: Callable[[], dict[str, float]]
+def with_cpu(shape: shapes.Shape | Bare | FrontedBare, run: Callable[[], dict[str, float]]
              ) -> dict[str, float]:
     """``run()``'s figure, plus the CPU the shape's server processes spent per
     request meanwhile (``cpu_us``: all of them, slapd and PostgreSQL included;
@@ -563,7 +627,6 @@ def measure(shape: shapes.Shape, args: argparse.Namespace, levels: list[int],
     memory: dict[str, dict[str, float]] = {}
     at_start: dict[str, dict[str, float]] = {}
     stored: Stored = {}
-    bares: list[Bare] = []
     with shape:
         reg = json.loads(shape.govtrust("--json", "client", "add", "--name", "bench",
                                         "--redirect-uri", REDIRECT, "--level", "2",
@@ -582,7 +645,12 @@ def measure(shape: shapes.Shape, args: argparse.Namespace, levels: list[int],
         bare = Bare(shape.base / "bare", workers, threads, None)
         bare_tls = Bare(shape.base / "bare-tls", workers, threads,
                         (tls_dir / "server.pem", tls_dir / "server.key", tls_dir / "ca.pem"))
-        bares += [bare, bare_tls]
+        bares: list[Bare | FrontedBare] = [bare, bare_tls]
+        # The front in kind: for serve gunicorn's TLS (bare_tls), for production nginx.
+        front: Bare | FrontedBare = bare_tls
+        if isinstance(shape, shapes.Production):
+            front = FrontedBare(shape.base / "bare-front", workers, threads, shape)
+            bares.append(front)
         try:
             for b in bares:
                 b.start(*auth)
@@ -595,6 +663,10 @@ def measure(shape: shapes.Shape, args: argparse.Namespace, levels: list[int],
                 ours.setdefault("bare_tls", {})[c] = with_cpu(bare_tls, partial(
                     wrk_load, bare_tls.url, "grant_type=client_credentials", auth, c,
                     args.duration, work))
+                if front is not bare_tls:
+                    ours.setdefault("bare_front", {})[c] = with_cpu(front, partial(
+                        wrk_load, front.url, "grant_type=client_credentials", auth, c,
+                        args.duration, work))
                 if "client_credentials" in figures:
                     ours.setdefault("client_credentials", {})[c] = with_cpu(shape, partial(
                         wrk_load, shape.issuer + "/token", "grant_type=client_credentials",
@@ -704,6 +776,18 @@ def report(shape: shapes.Shape, args: argparse.Namespace, ours: Figures,
             base = ours["bare"].get(c, {}).get("rate")
             if base and name not in ("bare", "bare_after"):
                 print(f"{n}_{name}_{c}_vs_bare: {f['rate'] / base:.2f} ratio")
+    front = "bare_front" if "bare_front" in ours else "bare_tls"
+    print(f"\nThe same as a fraction of the bare endpoint behind the {n} shape's own front "
+          f"({front}: " + ("nginx as `govtrust deploy nginx` configures it, the bare as its "
+                           "node" if front == "bare_front" else "gunicorn's TLS with our "
+                           "settings") + "), measured just before each figure:")
+    for name, by_c in ours.items():
+        if name.startswith("bare"):
+            continue
+        for c, f in sorted(by_c.items()):
+            base = ours[front].get(c, {}).get("rate")
+            if base:
+                print(f"{n}_{name}_{c}_vs_front: {f['rate'] / base:.2f} ratio")
     print(f"\nCPU of the {n} shape's server processes per request (/proc/PID/stat before "
           "and after each figure; for bare and bare_tls their own gunicorn's), and the "
           "busiest worker's share of the workers' CPU:")
