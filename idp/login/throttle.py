@@ -58,6 +58,11 @@ TOKEN_PER_CLIENT = Limit(60, 60)
 TOKEN_PER_ADDRESS = Limit(120, 60)
 
 
+# The Retry-After of a client refused ``slow_down``: by then a window of its
+# failures is full, and the longest of client_checks' windows has passed for sure.
+CLIENT_RETRY_AFTER = str(max(TOKEN_PER_ADDRESS.window_seconds, TOKEN_PER_CLIENT.window_seconds))
+
+
 def client_checks(address: str, client_id: str) -> tuple[tuple[str, Limit], ...]:
     """The keys every endpoint where a client authenticates (``/token``,
     ``/introspect``, ``/revoke``) counts its failures under: one budget per address

@@ -29,7 +29,7 @@ from authlib.oauth2 import OAuth2Error
 
 from idp.login.forwarded import client_address
 from idp.login.tables import one_checkout
-from idp.login.throttle import client_checks
+from idp.login.throttle import CLIENT_RETRY_AFTER, client_checks
 from idp.oidc import client_grant, introspection, refresh_grant
 from idp.oidc.canonical import FORM_TYPE, ClientCall, authenticate
 from idp.web.kit import HSTS, NO_STORE, SECURITY_HEADERS
@@ -154,7 +154,7 @@ class ClientCallFastPath:
                                  p.trusted_proxies)
         checks = client_checks(address, request.client_id)
         if p.throttle.blocked(*checks):
-            return 429, _SLOW_DOWN, [("Retry-After", "60")]
+            return 429, _SLOW_DOWN, [("Retry-After", CLIENT_RETRY_AFTER)]
         try:
             payload = route.answer(p, request)
         except OAuth2Error as err:

@@ -22,7 +22,7 @@ from flask import request as req
 from idp.login.sessions import COOKIE_NAME
 from idp.login.stepup import acr_values_supported
 from idp.login.tables import one_checkout
-from idp.login.throttle import client_checks
+from idp.login.throttle import CLIENT_RETRY_AFTER, client_checks
 from idp.oidc.discovery import provider_metadata
 from idp.oidc.logout import LogoutError, validate_end_session
 from idp.oidc.params import malformed, parse_max_age
@@ -199,7 +199,7 @@ def _throttled_client_call(answer: Callable[[], Response]) -> Response:
     checks = client_checks(client_address(), _client_id_of_request())
     if p.throttle.blocked(*checks):
         resp = api_error("slow_down", "too many failed requests; retry later", 429)
-        resp.headers["Retry-After"] = "60"
+        resp.headers["Retry-After"] = CLIENT_RETRY_AFTER
         return resp
     resp = answer()
     if resp.status_code >= 400:
