@@ -29,7 +29,12 @@ write. Anything else is raised as ``Connection.execute`` would raise it
 (``pki.group_commit``). ``HeldConnections`` serves statements that come from
 several threads at once and do not wait for each other (a worker's refresh
 grants): each takes a ``HeldConnection`` no other thread is using, with the same
-retry.
+retry. Behind one lock, a thread waits out the others' round trips and commits
+(the WAL flush, with it): four threads of one process rotated refresh tokens
+2,100 times a second on one connection each against 800-1,200 on one shared
+(PostgreSQL's WAL on disk; 4,100 against 2,400 on tmpfs). Through the whole
+production stack on two shared cores, where the worker's CPU is the bound, the
+two could not be told apart (0.46-0.56 of bare at 16 clients against 0.53-0.55).
 """
 
 from __future__ import annotations
