@@ -24,6 +24,17 @@ before its answer was lost. A row comes back only if this run wrote it or
 write. Anything else is raised as ``Connection.execute`` would raise it
 (``DBAPIError`` subclasses; a lost connection is an ``OperationalError`` with
 ``connection_invalidated``), and the web edge answers it with 503.
+
+``HeldConnection`` is one connection behind a lock: issuance is serialized anyway
+(``pki.group_commit``). ``HeldConnections`` serves statements that come from
+several threads at once and do not wait for each other (a worker's refresh
+grants): each takes a ``HeldConnection`` no other thread is using, with the same
+retry. Behind one lock, a thread waits out the others' round trips and commits
+(the WAL flush, with it): four threads of one process rotated refresh tokens
+2,100 times a second on one connection each against 800-1,200 on one shared
+(PostgreSQL's WAL on disk; 4,100 against 2,400 on tmpfs). Through the whole
+production stack on two shared cores, where the worker's CPU is the bound, the
+two could not be told apart (0.46-0.56 of bare at 16 clients against 0.53-0.55).
 """
 
 from __future__ import annotations
@@ -169,3 +180,30 @@ class HeldConnection:
             held, self._held = self._held, None
             if held is not None and held[0] == os.getpid():
                 held[1].close()
+
+
+class HeldConnections:
+    """``HeldConnection``s of ``engine``'s for statements run by several threads at
+    once: each statement takes one that is free (a new one if none is) and puts it
+    back, so no thread waits for another's round trip. As many are held as
+    statements ever ran at once: a worker's threads at most."""
+
+    def __init__(self, engine: Engine) -> None:
+        if engine.dialect.driver != "psycopg":
+            raise TypeError(f"{engine.dialect.name}+{engine.dialect.driver}: psycopg only")
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._free: list[HeldConnection] = []
+
+    def first(self, statement: Statement, values: Mapping[str, Any], *,
+              landed: Statement) -> tuple[Any, ...] | None:
+        """``HeldConnection.first`` on a connection no other thread is using."""
+        with self._lock:
+            held = self._free.pop() if self._free else None
+        if held is None:
+            held = HeldConnection(self._engine)
+        try:
+            return held.first(statement, values, landed=landed)
+        finally:
+            with self._lock:
+                self._free.append(held)

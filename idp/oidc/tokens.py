@@ -27,9 +27,12 @@ token signed before migration 0013, is inactive.
 Refresh tokens are opaque, stored as SHA-256 digests, and rotate on every use
 (RFC 9700 section 4.14.2) in one write transaction that starts with the
 compare-and-set (``UPDATE ... WHERE rotated_at IS NULL ... RETURNING``), so of two
-racing uses exactly one wins; presenting a rotated one revokes its whole family. A
-*grant* (family) is everything issued from one authorization code; it carries the
-claims snapshot taken at login. A client-credentials request has no grant.
+racing uses exactly one wins; presenting a rotated one revokes its whole family. On
+PostgreSQL, without a requested scope, that transaction is one autocommitted
+statement on an unpinged, held connection, with a retry that cannot be taken for a
+reuse (``_rotate_and_succeed``, ``pki.held_connection``). A *grant* (family) is
+everything issued from one authorization code; it carries the claims snapshot
+taken at login. A client-credentials request has no grant.
 
 The queries on the hot paths are built once and run on a plain connection: building
 a statement and an ORM session per request cost more than the query itself. The
@@ -46,11 +49,26 @@ import json
 import secrets
 import string
 import time
+from collections import namedtuple
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, delete, exists, insert, select, update
+from sqlalchemy import (
+    Engine,
+    Select,
+    and_,
+    any_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -65,6 +83,7 @@ from idp.oidc.driver import (
 )
 from idp.oidc.keys import InvalidToken, KeyStore
 from idp.oidc.tables import grants, oauth_clients, revoked_access, rowcount, tokens
+from pki.held_connection import HeldConnections, Statement
 
 ACCESS_TTL = 600
 ID_TOKEN_TTL = 600
@@ -246,6 +265,44 @@ _ROTATE_WITH_GRANT = (update(tokens).where(
                grants.c.revoked_at, *GRANT_COLUMNS))
 _REFRESH_COLUMNS = ["token_id", "kind", "family", "client_id", "scope", "issued_at",
                     "expires_at"]
+
+
+def _rotate_and_succeed() -> tuple[Select[Any], Select[Any]]:
+    """PostgreSQL's rotation in one statement, and its ``landed`` read
+    (``pki.held_connection``), both returning ``_ROTATE_WITH_GRANT``'s columns.
+
+    The statement is ``_ROTATE_WITH_GRANT`` as a data-modifying CTE that the
+    successor's INSERT selects from: the successor is written exactly when the
+    compare-and-set matched, in the same statement, so in the same transaction
+    (autocommit). Its lifetime is ``_refresh_values``' rule, read from the scope
+    in SQL. ``n_token_id`` is the successor's id, drawn before the statement; the
+    ``landed`` read finds it, joined to the old token and its grant, only if an
+    earlier run of the statement committed: a retry after a lost answer then gets
+    the rotation it made, not a reuse."""
+    rotated = _ROTATE_WITH_GRANT.cte("rotated")
+    offline = literal("offline_access") == any_(
+        func.regexp_split_to_array(rotated.c.scope, literal(r"\s+")))
+    successor = insert(tokens).from_select(_REFRESH_COLUMNS, select(
+        bindparam("n_token_id", type_=tokens.c.token_id.type), literal(REFRESH),
+        rotated.c.family, bindparam("b_client_id", type_=tokens.c.client_id.type),
+        rotated.c.scope, bindparam("b_now", type_=tokens.c.issued_at.type),
+        bindparam("b_now", type_=tokens.c.expires_at.type)
+        + case((offline, OFFLINE_REFRESH_TTL), else_=REFRESH_TTL)).select_from(rotated))
+    statement = select(rotated).add_cte(successor.cte("successor"))
+    old, new = tokens.alias("old"), tokens.alias("new")
+    landed = (select(old.c.family, old.c.scope, old.c.issued_at, old.c.expires_at,
+                     grants.c.revoked_at, *GRANT_COLUMNS)
+              .select_from(new.join(old, old.c.family == new.c.family)
+                           .join(grants, grants.c.family == old.c.family))
+              .where(new.c.token_id == bindparam("n_token_id"),
+                     old.c.token_id == bindparam("b_token_id"),
+                     old.c.client_id == bindparam("b_client_id"),
+                     old.c.rotated_at == bindparam("b_now")))
+    return statement, landed
+
+
+_ROTATE_AND_SUCCEED, _SUCCEEDED = _rotate_and_succeed()
+_RotatedRow = namedtuple("_RotatedRow", _ROTATE_AND_SUCCEED.selected_columns.keys())  # type: ignore[misc]
 _INSERT_REFRESH = insert(tokens)
 _OLD_TOKEN = select(tokens.c.family, tokens.c.kind, tokens.c.rotated_at).where(
     tokens.c.token_id == bindparam("token_id"))
@@ -311,6 +368,16 @@ class TokenService:
         in_memory = self._engine.dialect.name == "sqlite" and database in (None, "",
                                                                           ":memory:")
         self._rotation = None if in_memory else _driver_rotation(self._engine)
+        # On PostgreSQL the common rotation is one autocommitted statement on held,
+        # unpinged connections (pki.held_connection), one per thread refreshing at once.
+        self._one_statement: tuple[HeldConnections, Statement, Statement] | None = None
+        self._old_token: HotRead | None = None
+        dialect = self._engine.dialect
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            self._one_statement = (HeldConnections(self._engine),
+                                   Statement(_ROTATE_AND_SUCCEED, self._engine),
+                                   Statement(_SUCCEEDED, self._engine))
+            self._old_token = HotRead(self._engine, _OLD_TOKEN)
 
     def _transaction(self) -> DriverTransaction | CoreTransaction:
         if self._rotation is not None:
@@ -431,12 +498,18 @@ class TokenService:
         is taken first (SQLite cannot upgrade a read transaction that another writer
         overtook) and two racing uses cannot both win. A rotated token presented
         again revokes the family. The successor keeps the original scope (section 6:
-        "identical"); a narrower ``requested_scope`` applies to the access token."""
+        "identical"); a narrower ``requested_scope`` applies to the access token.
+
+        On PostgreSQL, when no scope is requested (the common case), the transaction
+        is one autocommitted statement (``_rotate_and_succeed``); a narrower scope is
+        checked after the compare-and-set, in a transaction that can be rolled back."""
         if not value or len(value) > MAX_TOKEN:
             return RefreshRefusal.UNKNOWN
         now = self.now()
         token_id = digest(value)
         refresh = secrets.token_urlsafe(32)  # drawn before the write lock is taken
+        if self._one_statement is not None and not requested_scope:
+            return self._rotate_in_one_statement(token_id, refresh, client_id, now)
         sql = self._rotation or _CORE_ROTATION
         with self._transaction() as txn:
             row = txn.first(sql.rotate, {"b_token_id": token_id, "b_client_id": client_id,
@@ -462,17 +535,49 @@ class TokenService:
                                                          row.scope, now))
                 txn.commit()
         if reused is not None:
-            # Reuse (RFC 9700 section 4.14.2): the family is revoked in a transaction
-            # of its own. On PostgreSQL the failed compare-and-set above kept the old
-            # token's row lock to its end; two racing losers revoking inside theirs
-            # each waited for the other (one for the grant row, the other for the
-            # token row): a deadlock, and a 503 where a 400 was due.
-            values = {"b_family": reused, "b_now": now}
-            with self._transaction() as txn:
-                txn.run(sql.revoke_grant, values)
-                txn.run(sql.revoke_tokens, values)
-                txn.commit()
-            return RefreshRefusal.REUSED
+            return self._reused(sql, reused, now)
+        return self._rotation_of(token_id, client_id, row, grant, refresh, now,
+                                 requested_scope)
+
+    def _rotate_in_one_statement(self, token_id: str, refresh: str, client_id: str,
+                                 now: int) -> Rotation | RefreshRefusal:
+        """The rotation as one statement on a held connection. A row: this rotation
+        committed (written now, or by a run whose answer a cut connection lost,
+        which ``landed`` finds). No row: nothing was written, and the token's own
+        row says why (unknown, or used: then the family is revoked)."""
+        assert self._one_statement is not None and self._old_token is not None
+        held, statement, landed = self._one_statement
+        values = {"b_token_id": token_id, "b_client_id": client_id, "b_now": now,
+                  "n_token_id": digest(refresh)}
+        found = held.first(statement, values, landed=landed)
+        if found is None:
+            old = next(iter(self._old_token.all({"token_id": token_id})), None)
+            if old is None or old.kind != REFRESH or old.rotated_at is None:
+                return RefreshRefusal.UNKNOWN
+            return self._reused(self._rotation or _CORE_ROTATION, old.family, now)
+        row: Any = _RotatedRow(*found)
+        if row.revoked_at is not None:
+            # Only ``landed`` can see this: the grant ended after the rotation
+            # committed, and its successor with it.
+            return RefreshRefusal.UNKNOWN
+        return self._rotation_of(token_id, client_id, row, row, refresh, now, None)
+
+    def _reused(self, sql: _RotationSql, family: str, now: int) -> RefreshRefusal:
+        # Reuse (RFC 9700 section 4.14.2): the family is revoked in a transaction of
+        # its own. On PostgreSQL the failed compare-and-set of a transaction kept the
+        # old token's row lock to its end; two racing losers revoking inside theirs
+        # each waited for the other (one for the grant row, the other for the token
+        # row): a deadlock, and a 503 where a 400 was due.
+        values = {"b_family": family, "b_now": now}
+        with self._transaction() as txn:
+            txn.run(sql.revoke_grant, values)
+            txn.run(sql.revoke_tokens, values)
+            txn.commit()
+        return RefreshRefusal.REUSED
+
+    @staticmethod
+    def _rotation_of(token_id: str, client_id: str, row: Any, grant: Any, refresh: str,
+                     now: int, requested_scope: str | None) -> Rotation:
         record = TokenRecord(token_id, REFRESH, row.family, client_id, row.scope,
                              row.issued_at, row.expires_at, False, True, grant.subject, now)
         return Rotation(record, context_of(row.family, grant), refresh,

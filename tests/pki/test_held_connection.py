@@ -67,24 +67,6 @@ def inject(ca: CertificateAuthority, injection: Injection) -> Injected:
     return held
 
 
-def admin(cluster: PostgresCluster) -> psycopg.Connection[Any]:
-    return psycopg.connect(f"host=127.0.0.1 port={cluster.port} user=postgres dbname=postgres",
-                           autocommit=True)
-
-
-def terminate(cluster: PostgresCluster, pid: int) -> None:
-    """End backend ``pid`` and wait until it is gone (a readiness poll, no timing)."""
-    with admin(cluster) as conn:
-        assert conn.execute("SELECT pg_terminate_backend(%s, 60000)", (pid,)).fetchone() == (True,)
-
-
-def terminate_all(cluster: PostgresCluster, database: str) -> None:
-    """End every backend of ``database``: the pool's idle connections too."""
-    with admin(cluster) as conn:
-        conn.execute("SELECT pg_terminate_backend(pid, 60000) FROM pg_stat_activity "
-                     "WHERE datname = %s AND pid <> pg_backend_pid()", (database,))
-
-
 @pytest.fixture
 def env(postgres: PostgresCluster, tmp_path: Path) -> Iterator[CAEnv]:
     e = build_env(tmp_path, postgres.create_database())
@@ -144,7 +126,7 @@ def test_the_connection_is_held_and_reused(env: CAEnv, person: Person) -> None:
 def test_a_backend_ended_while_idle_is_replaced_and_issues_once(
         env: CAEnv, person: Person, postgres: PostgresCluster) -> None:
     warm(env, person)
-    held = inject(env.ca, lambda conn, _s, _v: terminate(postgres, conn.info.backend_pid))
+    held = inject(env.ca, lambda conn, _s, _v: postgres.terminate(conn.info.backend_pid))
     before = env.counts()
     issued = env.ca.issue_from_csr(person, "user-auth", make_csr()[0])
     assert len(held.sent) == 2 and held.sent[0] != held.sent[1]  # retried on a fresh one
@@ -158,7 +140,7 @@ def test_every_backend_ended_is_survived_through_the_pinged_pool(
     warm(env, person)
     database = env.engine.url.database
     assert database is not None
-    inject(env.ca, lambda _c, _s, _v: terminate_all(postgres, database))
+    inject(env.ca, lambda _c, _s, _v: postgres.terminate_all(database))
     issued = env.ca.issue_from_csr(person, "user-auth", make_csr()[0])
     issued_once(env, issued.record.serial)
     again = env.ca.issue_from_csr(person, "user-auth", make_csr()[0])
@@ -175,7 +157,7 @@ def test_a_commit_whose_answer_was_lost_is_found_and_not_written_again(
     def committed_then_cut(conn: Any, statement: Statement, values: Mapping[str, Any]) -> None:
         with psycopg.connect(conn.info.dsn, autocommit=True) as other:
             assert other.execute(statement.sql, statement.parameters(values)).fetchone()
-        terminate(postgres, conn.info.backend_pid)
+        postgres.terminate(conn.info.backend_pid)
 
     held = inject(env.ca, committed_then_cut)
     before = env.counts()
@@ -195,7 +177,7 @@ def test_a_head_moved_by_another_node_during_the_cut_is_read_and_chained_onto(
         def moved_then_cut(conn: Any, _s: Statement, _v: Mapping[str, Any]) -> None:
             elsewhere.append(other.issue_from_csr(person, "user-auth",
                                                   make_csr()[0]).record.serial)
-            terminate(postgres, conn.info.backend_pid)
+            postgres.terminate(conn.info.backend_pid)
 
         held = inject(env.ca, moved_then_cut)
         issued = env.ca.issue_from_csr(person, "user-auth", make_csr()[0])
@@ -214,9 +196,9 @@ def test_no_fresh_connection_to_be_had_is_a_clear_error_with_nothing_recorded(
     assert database is not None
 
     def cut_and_closed(_conn: Any, _s: Statement, _v: Mapping[str, Any]) -> None:
-        with admin(postgres) as conn:
+        with postgres.admin() as conn:
             conn.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
-        terminate_all(postgres, database)
+        postgres.terminate_all(database)
 
     before, head = env.counts(), env.audit.head()
     held = inject(env.ca, cut_and_closed)
@@ -225,7 +207,7 @@ def test_no_fresh_connection_to_be_had_is_a_clear_error_with_nothing_recorded(
             env.ca.issue_from_csr(person, "user-auth", make_csr()[0])
         assert len(held.sent) == 1
     finally:
-        with admin(postgres) as conn:
+        with postgres.admin() as conn:
             conn.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
     assert env.counts() == before and env.audit.head() == head
     assert store_of(env.ca)._tip.head == head  # noqa: SLF001
