@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, cast
 
 from sqlalchemy import Engine, event
@@ -120,11 +122,33 @@ class HeldConnection:
             except dbapi_error as exc:
                 raise self._wrap(exc, broken=self._drop_if_broken(exc)) from cut
 
+    def rows(self, statement: Statement, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Every row of ``statement``, a read. It writes nothing, so on a broken
+        connection it simply runs again, once, on a fresh one: no ``landed``."""
+        dbapi_error = self._engine.dialect.loaded_dbapi.Error
+        with self._lock:
+            try:
+                return self._all(self._connection(), statement, values)
+            except dbapi_error as exc:
+                if not self._drop_if_broken(exc):
+                    raise self._wrap(exc, broken=False) from exc
+                cut = exc
+            try:
+                return self._all(self._connection(), statement, values)
+            except dbapi_error as exc:
+                raise self._wrap(exc, broken=self._drop_if_broken(exc)) from cut
+
     @staticmethod
     def _run(cursor: Any, statement: Statement, values: Mapping[str, Any]
              ) -> tuple[Any, ...] | None:
         cursor.execute(statement.sql, statement.parameters(values), prepare=True)
         return cast("tuple[Any, ...] | None", cursor.fetchone())
+
+    @staticmethod
+    def _all(cursor: Any, statement: Statement, values: Mapping[str, Any]
+             ) -> list[tuple[Any, ...]]:
+        cursor.execute(statement.sql, statement.parameters(values), prepare=True)
+        return cast("list[tuple[Any, ...]]", cursor.fetchall())
 
     def _connection(self) -> Any:
         """The held connection's cursor; a new connection's if none is held."""
@@ -186,7 +210,13 @@ class HeldConnections:
     """``HeldConnection``s of ``engine``'s for statements run by several threads at
     once: each statement takes one that is free (a new one if none is) and puts it
     back, so no thread waits for another's round trip. As many are held as
-    statements ever ran at once: a worker's threads at most."""
+    statements ever ran at once: a worker's threads at most. Every user of one
+    database in a process shares one set (:meth:`of`), so the count stays that."""
+
+    # By the engine's id, weakly: a set lives as long as a user holds it, and an
+    # engine's id taken again by another engine is told apart by the engine itself.
+    _shared: weakref.WeakValueDictionary[int, HeldConnections] = weakref.WeakValueDictionary()
+    _shared_lock = threading.Lock()
 
     def __init__(self, engine: Engine) -> None:
         if engine.dialect.driver != "psycopg":
@@ -195,15 +225,35 @@ class HeldConnections:
         self._lock = threading.Lock()
         self._free: list[HeldConnection] = []
 
+    @classmethod
+    def of(cls, engine: Engine) -> HeldConnections:
+        """The set every user of ``engine`` in this process shares (the refresh
+        rotation, the hot reads)."""
+        with cls._shared_lock:
+            found = cls._shared.get(id(engine))
+            if found is None or found._engine is not engine:
+                found = cls._shared[id(engine)] = cls(engine)
+            return found
+
     def first(self, statement: Statement, values: Mapping[str, Any], *,
               landed: Statement) -> tuple[Any, ...] | None:
         """``HeldConnection.first`` on a connection no other thread is using."""
+        with self._borrowed() as held:
+            return held.first(statement, values, landed=landed)
+
+    def rows(self, statement: Statement, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """``HeldConnection.rows`` (a read) on a connection no other thread is using."""
+        with self._borrowed() as held:
+            return held.rows(statement, values)
+
+    @contextmanager
+    def _borrowed(self) -> Iterator[HeldConnection]:
         with self._lock:
             held = self._free.pop() if self._free else None
         if held is None:
             held = HeldConnection(self._engine)
         try:
-            return held.first(statement, values, landed=landed)
+            yield held
         finally:
             with self._lock:
                 self._free.append(held)

@@ -13,15 +13,16 @@ import os
 import sqlite3
 import threading
 from collections import namedtuple
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any, cast
 
 from sqlalchemy import Column, Engine, Float, Index, Integer, MetaData, String, Table, Text
-from sqlalchemy.engine import Connection, CursorResult, Result
+from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import Select
+
+from pki.held_connection import HeldConnections, Statement
 
 metadata = MetaData()
 
@@ -41,15 +42,17 @@ class HotRead:
     result set-up around them cost 150–250 µs more, most of a read and a fifth of
     an introspection.
 
-    On PostgreSQL (or SQLite in memory) it runs through the engine's pool, pinged
-    at checkout, in autocommit: a transaction would add a ``BEGIN`` and a
-    ``ROLLBACK`` round trip to the ping and the query. With psycopg the statement
-    runs prepared on the driver's connection itself: inside ``one_checkout()`` (an
-    introspection: the reads of one request share one checkout, so one ping) on the
-    held connection (``_on_psycopg``); outside it on a pooled connection switched
-    to autocommit by hand and back before the pool gets it (``_driver_read``). A
-    driver error is raised as ``Connection.execute`` raises it, and a lost
-    connection is dropped from the pool (a failover is a 503).
+    On PostgreSQL with psycopg it runs prepared, in autocommit, on a connection
+    held out of the pool and never pinged (``pki.held_connection.HeldConnections``,
+    shared by every hot read and the refresh rotation of the database in this
+    process, one per thread reading at once): one round trip, where a checkout
+    took a ping first (and, in a transaction, a ``BEGIN`` and a ``ROLLBACK``). A
+    read writes nothing, so a held connection found broken (a failover, a
+    restarted server) is simply read again once on a fresh connection from the
+    pool, which pings it; if that fails too, the error is SQLAlchemy's
+    ``OperationalError`` (a 503). Any other driver error is raised as
+    ``Connection.execute`` raises it. Elsewhere (SQLite in memory) it runs through
+    the engine in autocommit.
 
     Every read sees what was committed before it began, on any connection, process
     or node: outside a transaction (the connection is in autocommit mode) each
@@ -68,76 +71,24 @@ class HotRead:
         self._path = database if database and database != ":memory:" else None
         self._sql = compiled.string
         self._positions = tuple(compiled.positiontup or ())
-        self._names = tuple(compiled.params)
-        self._psycopg = engine.dialect.driver == "psycopg"
+        self._held: tuple[HeldConnections, Statement] | None = None
+        if engine.dialect.driver == "psycopg":
+            self._held = (HeldConnections.of(engine), Statement(statement, engine))
         self._row = namedtuple("_Row", statement.selected_columns.keys())  # type: ignore[misc]
         self._local = threading.local()
 
     def all(self, params: Mapping[str, Any]) -> list[Any]:
         """The rows, each with the statement's column names as attributes."""
-        if self._path is None:
-            if self._psycopg and getattr(_scope, "held", None) is None:
-                return self._driver_read(params)
-            with _checkout(self._engine) as conn:
-                if self._psycopg:
-                    return self._on_psycopg(conn, params)
-                return list(conn.execute(self._statement, dict(params)).all())
-        cursor = self._connection().execute(self._sql, [params[k] for k in self._positions])
-        return [self._row(*r) for r in cursor.fetchall()]
-
-    def _driver_read(self, params: Mapping[str, Any]) -> list[Any]:
-        """Outside ``one_checkout()``: the statement, prepared, on a pooled
-        connection's psycopg connection switched to autocommit by hand (SQLAlchemy's
-        ``AUTOCOMMIT`` switch cost 70 of a read's 190 µs of CPU) and back before the
-        pool gets it again."""
-        error = self._engine.dialect.loaded_dbapi.Error
-        raw = raw_connection(self._engine)  # pinged at checkout
-        dbapi: Any = raw.driver_connection
-        try:
-            try:
-                dbapi.autocommit = True
-            except error as exc:
-                raise self._wrapped(exc, dbapi, raw.invalidate) from exc
-            rows = self._prepared(dbapi, params, raw.invalidate)
-        finally:
-            # Never back to the pool in autocommit: its next user's transaction
-            # would not be one. A connection that cannot be switched back is dropped.
-            if raw.is_valid:
-                try:
-                    dbapi.autocommit = False
-                except error as exc:
-                    raw.invalidate(exc)
-            raw.close()
-        return [self._row(*r) for r in rows]
-
-    def _on_psycopg(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
-        """The statement, prepared, on the checked-out connection's psycopg connection
-        (in autocommit: ``_checkout`` set it): SQLAlchemy's execution context around
-        it cost about as much CPU as the query. A driver error is raised as
-        SQLAlchemy's (``DBAPIError.instance``: ``OperationalError`` for a cut
-        connection, answered 503), and a disconnect invalidates the connection, as
-        ``Connection.execute`` would, so the pool does not hand it out again."""
-        rows = self._prepared(conn.connection.driver_connection, params, conn.invalidate)
-        return [self._row(*r) for r in rows]
-
-    def _prepared(self, dbapi: Any, params: Mapping[str, Any],
-                  invalidate: Callable[[BaseException], None]) -> list[Any]:
-        """The statement, prepared, on psycopg connection ``dbapi``; its error as
-        SQLAlchemy's, the connection invalidated when the error shows it lost."""
-        try:
-            values = {name: params[name] for name in self._names}
-            return list(dbapi.execute(self._sql, values, prepare=True).fetchall())
-        except self._engine.dialect.loaded_dbapi.Error as exc:
-            raise self._wrapped(exc, dbapi, invalidate) from exc
-
-    def _wrapped(self, exc: Exception, dbapi: Any,
-                 invalidate: Callable[[BaseException], None]) -> Exception:
-        dialect = self._engine.dialect
-        lost = dialect.is_disconnect(cast(Any, exc), dbapi, None)
-        if lost:
-            invalidate(exc)
-        return DBAPIError.instance(self._sql, None, exc, dialect.loaded_dbapi.Error,
-                                   connection_invalidated=lost, dialect=dialect)
+        if self._path is not None:
+            cursor = self._connection().execute(self._sql,
+                                                [params[k] for k in self._positions])
+            return [self._row(*r) for r in cursor.fetchall()]
+        if self._held is not None:
+            held, statement = self._held
+            return [self._row(*r) for r in held.rows(statement, params)]
+        with self._engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            return list(conn.execute(self._statement, dict(params)).all())
 
     def _connection(self) -> sqlite3.Connection:
         # One per thread and process: a connection must not cross a fork or be shared
@@ -163,45 +114,6 @@ def raw_connection(engine: Engine) -> PoolProxiedConnection:
     except dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error,
                                   connection_invalidated=True, dialect=dialect) from exc
-
-
-_scope = threading.local()  # .held: {id(engine): Connection} inside one_checkout()
-
-
-@contextmanager
-def one_checkout() -> Iterator[None]:
-    """Within the block, this thread's ``HotRead``s through a pool (PostgreSQL)
-    share one connection per engine, checked out and pinged at the first of them
-    and returned at the end: the throttle read and the revocation read of one
-    introspection cost one ping, not two. The pool's ping stays: a failover that
-    cuts the connection between two reads of a request is an ``OperationalError``,
-    answered 503 like any other (``idp.runtime.db_faults``)."""
-    outer = getattr(_scope, "held", None)
-    if outer is not None:  # nested: the outer block returns the connections
-        yield
-        return
-    held: dict[int, Connection] = {}
-    _scope.held = held
-    try:
-        yield
-    finally:
-        _scope.held = None
-        for conn in held.values():
-            conn.close()
-
-
-@contextmanager
-def _checkout(engine: Engine) -> Iterator[Connection]:
-    held: dict[int, Connection] | None = getattr(_scope, "held", None)
-    if held is None:
-        with engine.connect() as conn:
-            yield conn.execution_options(isolation_level="AUTOCOMMIT")
-        return
-    found = held.get(id(engine))
-    if found is None or found.closed or found.invalidated:
-        found = held[id(engine)] = engine.connect().execution_options(
-            isolation_level="AUTOCOMMIT")
-    yield found
 
 
 sso_sessions = Table(

@@ -374,7 +374,7 @@ class TokenService:
         self._old_token: HotRead | None = None
         dialect = self._engine.dialect
         if dialect.name == "postgresql" and dialect.driver == "psycopg":
-            self._one_statement = (HeldConnections(self._engine),
+            self._one_statement = (HeldConnections.of(self._engine),
                                    Statement(_ROTATE_AND_SUCCEED, self._engine),
                                    Statement(_SUCCEEDED, self._engine))
             self._old_token = HotRead(self._engine, _OLD_TOKEN)

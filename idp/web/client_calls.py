@@ -7,8 +7,7 @@ OCSP). For a request one of those modules reads, it makes exactly what the Flask
 views (``idp.web.oidc_views.introspect`` and ``token``) make of it, with none of
 the framework between: the same throttle keys and budget
 (``idp.login.throttle.client_checks``: blocked is 429 before anything is looked
-up; every 4xx answer counts one failure), introspection's reads on one checkout
-(``one_checkout``), the same status codes, JSON bodies and headers (authlib's
+up; every 4xx answer counts one failure), the same status codes, JSON bodies and headers (authlib's
 error bodies, the web kit's security headers, ``no-store``). Any other request,
 including every malformed or hostile one, goes to Flask with its body as it came.
 An exception goes through the Flask app's own error handlers (a database
@@ -20,7 +19,6 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -28,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from authlib.oauth2 import OAuth2Error
 
 from idp.login.forwarded import client_address
-from idp.login.tables import one_checkout
 from idp.login.throttle import CLIENT_RETRY_AFTER, client_checks
 from idp.oidc import client_grant, introspection, refresh_grant
 from idp.oidc.canonical import FORM_TYPE, ClientCall, authenticate
@@ -80,21 +77,17 @@ def _grant(provider: Provider, request: Any) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Route:
     """One call answered here: its body limit, its parser (None declines the
-    request), its answer for an authenticated-to-be caller, and whether its reads
-    share one checkout (``one_checkout``, as the Flask view does: only where the
-    answer writes nothing, or a write would take a second pooled connection)."""
+    request) and its answer for an authenticated-to-be caller."""
 
     max_body: int
     parse: Callable[[str | None, bytes], ClientCall | None]
     answer: Callable[[Provider, Any], dict[str, Any]]
-    one_checkout: bool
 
 
 ROUTES = {
-    "/introspect": Route(introspection.MAX_BODY, introspection.parse_request, _introspect,
-                         one_checkout=True),
+    "/introspect": Route(introspection.MAX_BODY, introspection.parse_request, _introspect),
     "/token": Route(max(client_grant.MAX_BODY, refresh_grant.MAX_BODY), _token_request,
-                    _grant, one_checkout=False),
+                    _grant),
 }
 
 
@@ -121,8 +114,7 @@ class ClientCallFastPath:
             environ["wsgi.input"] = io.BytesIO(body)  # read once: Flask reads it again
             return self.inner(environ, start_response)
         try:
-            with one_checkout() if route.one_checkout else nullcontext():
-                status, data, headers = self._answer(environ, route, request)
+            status, data, headers = self._answer(environ, route, request)
         except Exception as exc:  # answered by the Flask app's error handlers
             return self._flask_error(environ, exc)(environ, start_response)
         start_response(_STATUS.get(status) or f"{status} {HTTPStatus(status).phrase.upper()}",

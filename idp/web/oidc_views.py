@@ -21,7 +21,6 @@ from flask import request as req
 
 from idp.login.sessions import COOKIE_NAME
 from idp.login.stepup import acr_values_supported
-from idp.login.tables import one_checkout
 from idp.login.throttle import CLIENT_RETRY_AFTER, client_checks
 from idp.oidc.discovery import provider_metadata
 from idp.oidc.logout import LogoutError, validate_end_session
@@ -214,12 +213,8 @@ def token() -> Response:
 
 @bp.post("/introspect")
 def introspect() -> Response:
-    # Its two reads (the throttle's, then the token's revocation status) share one
-    # checkout, so one ping. Only here: /token and /revoke make one read, and
-    # holding a connection while they write would take a second one from the pool.
-    with one_checkout():
-        return _throttled_client_call(
-            lambda: provider().server.create_endpoint_response("introspection"))
+    return _throttled_client_call(
+        lambda: provider().server.create_endpoint_response("introspection"))
 
 
 @bp.post("/revoke")

@@ -1,11 +1,11 @@
 """``HotRead``, the reads on every token request, on a real SQLite file (its own
-sqlite3 connection per thread) and a real PostgreSQL (the pool): each read sees
-what another connection committed after the read before it on the same thread,
-so a revocation or a counted failure is seen at once. Inside ``one_checkout`` the
-reads share one pooled connection (one ping) and still each see the latest commit.
-Outside it, on PostgreSQL, a read runs on psycopg's cursor in autocommit and gives
-its connection back out of autocommit, whatever happened; a hostile key fails as
-through SQLAlchemy, and a lost connection is a failover fault."""
+sqlite3 connection per thread) and a real PostgreSQL (held connections, never
+pinged): each read sees what another connection committed after the read before
+it on the same thread, so a revocation or a counted failure is seen at once. On
+PostgreSQL the reads take nothing from the pool once a thread has its held
+connection, leave no transaction open, fail on a hostile key as through
+SQLAlchemy; a connection cut between two reads is read again on a fresh one, and a
+connection that cannot be had is a failover fault."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from sqlalchemy import Engine, bindparam, delete, event, func, insert, select, t
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql import Executable
 
-from idp.login.tables import HotRead, one_checkout, throttle_windows
+from idp.login.tables import HotRead, throttle_windows
 from idp.runtime.db_faults import is_failover_fault
 from tests.fixtures.postgres import PostgresCluster
 
@@ -79,82 +79,72 @@ def _counting_checkouts(engine: Engine) -> list[int]:
     return checkouts
 
 
-def test_reads_in_one_checkout_share_a_connection_and_see_each_commit(
+def test_reads_take_nothing_from_the_pool_and_see_each_commit(
         migrated_engine: Engine) -> None:
+    """Once this thread holds its connection (PostgreSQL) or has its sqlite3 one
+    (a SQLite file), reads of any statement check nothing out of the pool; only
+    the writes do, and each read sees the write before it."""
     read, other = HotRead(migrated_engine, _ONE), HotRead(migrated_engine, _SOME)
+    assert read.all({"key": "k"}) == []  # the held connection is taken here
     checkouts = _counting_checkouts(migrated_engine)
-    with one_checkout():
-        assert read.all({"key": "k"}) == []
-        _write(migrated_engine, insert(throttle_windows).values(key="k", window=1, count=1))
-        assert [r.failures for r in read.all({"key": "k"})] == [1]
-        _write(migrated_engine, update(throttle_windows).values(count=2))
-        assert [r.count for r in other.all({"a": "k", "b": "z"})] == [2]
-        with one_checkout():  # nested: still the same connection
-            assert read.all({"key": "k"})[0].failures == 2
-    pooled = migrated_engine.url.get_backend_name() != "sqlite"
-    # SQLite files read on their own sqlite3 connection: only the writes check out.
-    assert len(checkouts) == (3 if pooled else 2)
-
-
-def test_reads_outside_one_checkout_each_check_out(migrated_engine: Engine) -> None:
-    read = HotRead(migrated_engine, _ONE)
-    checkouts = _counting_checkouts(migrated_engine)
-    with one_checkout():
-        read.all({"key": "k"})
-    read.all({"key": "k"})
-    read.all({"key": "k"})
-    pooled = migrated_engine.url.get_backend_name() != "sqlite"
-    assert len(checkouts) == (3 if pooled else 0)
+    assert read.all({"key": "k"}) == []
+    _write(migrated_engine, insert(throttle_windows).values(key="k", window=1, count=1))
+    assert [r.failures for r in read.all({"key": "k"})] == [1]
+    _write(migrated_engine, update(throttle_windows).values(count=2))
+    assert [r.count for r in other.all({"a": "k", "b": "z"})] == [2]
+    assert read.all({"key": "k"})[0].failures == 2
+    assert len(checkouts) == 2  # the two writes
 
 
 # The tests below take ``migrated_pg_engine``: the paths they test exist only
 # on PostgreSQL (a SQLite file's reads use the thread's own connection, no pool).
 
 
-def test_a_read_on_the_driver_leaves_its_connection_out_of_autocommit(
+def test_reads_at_once_on_two_threads_use_two_connections(
         migrated_pg_engine: Engine) -> None:
-    """Outside ``one_checkout`` a PostgreSQL read switches the pooled connection to
-    autocommit and back: the next transaction on it is one (rolled back, its
-    insert is gone)."""
-    read = HotRead(migrated_pg_engine, _ONE)
-    migrated_pg_engine.pool.dispose()  # one pooled connection from here on
-    assert read.all({"key": "k"}) == []
-    assert migrated_pg_engine.pool.checkedin() == 1
-    with migrated_pg_engine.connect() as conn:
-        assert conn.connection.driver_connection.autocommit is False
-        conn.execute(insert(throttle_windows).values(key="k", window=1, count=1))
-        conn.rollback()
-    assert read.all({"key": "k"}) == []
+    """A worker's threads read at the same moment on connections of their own (no
+    thread waits out another's round trip), and the connections are the process's
+    shared set: another statement's reads reuse them."""
+    sleep = HotRead(migrated_pg_engine, select(
+        func.pg_backend_pid().label("pid"), func.pg_sleep(0.3).label("slept")))
+    pids: list[int] = []
+    barrier = threading.Barrier(2)
+
+    def read() -> None:
+        barrier.wait()
+        pids.append(int(sleep.all({})[0].pid))
+
+    workers = [threading.Thread(target=read) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(set(pids)) == 2
+    assert int(HotRead(migrated_pg_engine, _PID).all({})[0].pid) in pids
 
 
 @pytest.mark.parametrize("key", ["nul\x00byte", "\x00", "x" * 400 + "\x00"])
 def test_a_key_the_driver_refuses_fails_as_through_sqlalchemy(migrated_pg_engine: Engine,
                                                               key: str) -> None:
-    """A hostile key (PostgreSQL text has no NUL): the same error class with and
-    without ``one_checkout``, and the connection goes back out of autocommit.
+    """A hostile key (PostgreSQL text has no NUL): the error class SQLAlchemy's
+    execute raises, not a failover fault, and the held connection reads on.
     (SQLite stores a NUL; its reads are not new here.)"""
     read = HotRead(migrated_pg_engine, _ONE)
-    errors: list[type[BaseException]] = []
-    for shared in (False, True):
-        with pytest.raises(DBAPIError) as caught:
-            if shared:
-                with one_checkout():
-                    read.all({"key": key})
-            else:
-                read.all({"key": key})
-        assert not is_failover_fault(caught.value)  # a 500 as before, not a 503
-        errors.append(type(caught.value))
-    assert errors[0] is errors[1]
-    with migrated_pg_engine.connect() as conn:
-        assert conn.connection.driver_connection.autocommit is False
+    with pytest.raises(DBAPIError) as through_sqlalchemy, migrated_pg_engine.connect() as conn:
+        conn.execute(_ONE, {"key": key})
+    with pytest.raises(DBAPIError) as caught:
+        read.all({"key": key})
+    assert not is_failover_fault(caught.value)  # a 500 as before, not a 503
+    assert type(caught.value) is type(through_sqlalchemy.value)
     assert read.all({"key": "k"}) == []
 
 
-def test_a_connection_lost_under_a_driver_read_leaves_the_pool(
+def test_a_read_that_ends_its_backend_every_time_is_a_failover_fault(
         migrated_pg_engine: Engine) -> None:
-    """The backend ends during the read (here it ends itself, as in a failover):
-    ``OperationalError`` with ``connection_invalidated``, a failover fault (503),
-    and the next read gets a new connection."""
+    """The backend ends during the read (here it ends itself, as in a failover),
+    and again on the fresh connection it is read again on: ``OperationalError``
+    with ``connection_invalidated``, a failover fault (503); the next read gets a
+    new connection."""
     suicide = HotRead(migrated_pg_engine, select(
         func.pg_terminate_backend(func.pg_backend_pid()).label("ended")))
     with pytest.raises(OperationalError) as caught:
@@ -176,26 +166,25 @@ def test_reads_on_postgresql_leave_no_transaction_open(migrated_pg_engine: Engin
     # Each read is its own statement in autocommit: no snapshot held into the next
     # read, no BEGIN or ROLLBACK round trip.
     read, pid = HotRead(migrated_pg_engine, _ONE), HotRead(migrated_pg_engine, _PID)
-    with one_checkout():
-        read.all({"key": "k"})
-        backend = int(pid.all({})[0].pid)
-        assert _state_of(migrated_pg_engine, backend) == "idle"
+    read.all({"key": "k"})
+    backend = int(pid.all({})[0].pid)
+    assert _state_of(migrated_pg_engine, backend) == "idle"
 
 
-def test_a_connection_cut_between_two_reads_is_sqlalchemys_error(
+def test_a_connection_cut_between_two_reads_is_read_again_on_a_fresh_one(
         migrated_pg_engine: Engine) -> None:
-    # A failover cuts the connection: the next read raises SQLAlchemy's
-    # OperationalError (answered 503 by the web edge), with the connection
-    # invalidated, and the read after it works on a new connection.
+    # A failover cuts the held connection while it sits idle: the next read finds
+    # it broken and runs again, once, on a fresh (pinged) connection from the pool,
+    # which sees what was committed meanwhile. A read writes nothing: running it
+    # again cannot do anything twice.
     read, pid = HotRead(migrated_pg_engine, _ONE), HotRead(migrated_pg_engine, _PID)
-    with pytest.raises(OperationalError) as caught, one_checkout():
-        assert read.all({"key": "k"}) == []
-        backend = int(pid.all({})[0].pid)
-        with migrated_pg_engine.connect() as conn:
-            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
-        read.all({"key": "k"})
-    assert caught.value.connection_invalidated
     assert read.all({"key": "k"}) == []
+    backend = int(pid.all({})[0].pid)
+    with migrated_pg_engine.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        conn.commit()
+    _write(migrated_pg_engine, insert(throttle_windows).values(key="k", window=1, count=3))
+    assert [r.failures for r in read.all({"key": "k"})] == [3]
     assert int(pid.all({})[0].pid) != backend
 
 
