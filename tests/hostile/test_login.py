@@ -15,10 +15,12 @@ from sqlalchemy import func, select
 
 from idp.login.tables import sso_sessions
 from idp.oidc.provider import Provider
+from idp.runtime.services import Services
 from pki.audit_store import audit_log
 from tests.fixtures.idp import (
     PASSWORD,
     csrf_of,
+    freeze_throttle,
     login,
 )
 
@@ -273,9 +275,11 @@ def test_login_without_csrf_token_is_refused(browser: FlaskClient, provider: Pro
     assert count(provider, sso_sessions) == 0
 
 
-def test_login_failures_are_throttled_per_uid(browser: FlaskClient, directory: object) -> None:
+def test_login_failures_are_throttled_per_uid(browser: FlaskClient, directory: object,
+                                              services: Services) -> None:
     from idp.login.throttle import LOGIN_PER_UID
 
+    freeze_throttle(services)
     for _ in range(LOGIN_PER_UID.failures):
         login(browser, password="wrong-password")
     status, html, _ = login(browser)  # even the right password now waits

@@ -33,6 +33,7 @@ from tests.fixtures.idp import (
     Registered,
     authorize,
     code_of,
+    freeze_throttle,
     login,
     pkce_pair,
     token_request,
@@ -432,15 +433,10 @@ def test_oversized_body_at_token_endpoint(rp: FlaskClient, confidential: Registe
 def test_failures_are_throttled_per_client(rp: FlaskClient, confidential: Registered,
                                            provider: Provider, services: Services,
                                            ledger: Ledger) -> None:
-    import time
 
-    from idp.login.throttle import TOKEN_PER_CLIENT, Throttle
+    from idp.login.throttle import TOKEN_PER_CLIENT
 
-    # The throttle's window must not roll over between the failures: its clock
-    # stands still mid-window (tests/oidc/test_client_auth_throttle.py does the same).
-    window = TOKEN_PER_CLIENT.window_seconds
-    middle = time.time() // window * window + window / 2
-    provider.throttle = Throttle(services.sessions, clock=lambda: middle)
+    freeze_throttle(services)  # no window rolls over between the failures
     wrong = Registered(confidential.client, "nope")
     for _ in range(TOKEN_PER_CLIENT.failures):
         assert token_request(rp, wrong, grant_type="client_credentials")[0] == 401

@@ -10,24 +10,19 @@ the failures of a test.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from flask.testing import FlaskClient
 
-from idp.login.throttle import TOKEN_PER_CLIENT, Throttle
-from idp.oidc.provider import Provider
+from idp.login.throttle import TOKEN_PER_CLIENT
 from idp.runtime.services import Services
-from tests.fixtures.idp import Registered, token_request
+from tests.fixtures.idp import Registered, freeze_throttle, token_request
 
 ENDPOINTS = ("/token", "/introspect", "/revoke")
 
 
 @pytest.fixture(autouse=True)
-def frozen_throttle(provider: Provider, services: Services) -> None:
-    window = TOKEN_PER_CLIENT.window_seconds
-    middle = time.time() // window * window + window / 2
-    provider.throttle = Throttle(services.sessions, clock=lambda: middle)
+def frozen_throttle(services: Services) -> None:
+    freeze_throttle(services)
 
 
 def call(rp: FlaskClient, endpoint: str, reg: Registered, token: str = "x") -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from werkzeug.test import TestResponse
 from idp.login.throttle import TOKEN_PER_CLIENT, Throttle
 from idp.oidc.clients import build_client
 from tests.fixtures.client_calls import Pair
-from tests.fixtures.idp import REDIRECT
+from tests.fixtures.idp import REDIRECT, freeze_throttle
 
 pytestmark = pytest.mark.postgres
 CC = {"grant_type": "client_credentials"}
@@ -134,9 +133,7 @@ def test_a_private_key_jwt_client_cannot_use_a_secret(grants: Pair) -> None:
 
 
 def test_failures_at_either_endpoint_share_one_budget(grants: Pair) -> None:
-    window = TOKEN_PER_CLIENT.window_seconds
-    middle = time.time() // window * window + window / 2
-    grants.provider.throttle = Throttle(grants.services.sessions, clock=lambda: middle)
+    freeze_throttle(grants.services)  # no window rolls over between the failures
     client_id, _ = grants.basic()
     # Each failure is sent twice (fast path and Flask); half of them at /introspect.
     for i in range(TOKEN_PER_CLIENT.failures // 2):

@@ -7,7 +7,6 @@ itself; any other goes to Flask with its body intact. On SQLite and PostgreSQL."
 from __future__ import annotations
 
 import base64
-import time
 from typing import Any
 
 import pytest
@@ -17,7 +16,14 @@ from sqlalchemy.orm import sessionmaker
 from idp.login.throttle import TOKEN_PER_CLIENT, Throttle
 from idp.oidc.clients import build_client
 from tests.fixtures.client_calls import Pair
-from tests.fixtures.idp import REDIRECT, authorize, code_of, pkce_pair, token_request
+from tests.fixtures.idp import (
+    REDIRECT,
+    authorize,
+    code_of,
+    freeze_throttle,
+    pkce_pair,
+    token_request,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -107,11 +113,7 @@ def test_a_private_key_jwt_client_cannot_use_a_secret(pair: Pair) -> None:
 
 
 def test_failures_on_either_path_share_one_budget(pair: Pair) -> None:
-    # The throttle's clock stands still mid-window: the window cannot roll over
-    # between the failures (as in tests/oidc/test_client_auth_throttle.py).
-    window = TOKEN_PER_CLIENT.window_seconds
-    middle = time.time() // window * window + window / 2
-    pair.provider.throttle = Throttle(pair.services.sessions, clock=lambda: middle)
+    freeze_throttle(pair.services)  # no window rolls over between the failures
     client_id, _ = pair.basic()
     token = pair.client_credentials()
     # pair.both sends each failure twice: through the fast path and through Flask.

@@ -4,7 +4,6 @@ counts each real client on its own, and the audit log records the real client.""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -12,7 +11,8 @@ from sqlalchemy import select
 
 from idp.login.forwarded import TrustedProxies
 from idp.login.tables import throttle_windows
-from idp.login.throttle import LOGIN_PER_ADDRESS, Throttle
+from idp.login.throttle import LOGIN_PER_ADDRESS
+from tests.fixtures.idp import freeze_throttle
 from tests.web.test_login_views import (  # noqa: F401 - env is a fixture
     PASSWORD,
     Env,
@@ -73,11 +73,7 @@ def test_certificate_header_from_outside_the_range_is_ignored(proxied: Env) -> N
 
 
 def test_throttle_is_per_real_client_behind_a_cidr_proxy(proxied: Env) -> None:
-    # The throttle's fixed window must not roll over between the 30 failures: its
-    # clock stands still in the middle of one window for this test.
-    middle = time.time() // LOGIN_PER_ADDRESS.window_seconds * LOGIN_PER_ADDRESS.window_seconds
-    proxied.services.provider.throttle = Throttle(
-        proxied.services.sessions, clock=lambda: middle + LOGIN_PER_ADDRESS.window_seconds / 2)
+    freeze_throttle(proxied.services)  # no window rolls over between the 30 failures
     for i in range(LOGIN_PER_ADDRESS.failures):  # a different uid each time: the
         resp = post_login(proxied, f"nobody{i}", "wrong", ALICE)  # per-uid limit stays open
         assert resp.status_code == 200, i
