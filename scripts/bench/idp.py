@@ -116,6 +116,21 @@ class Server(shapes.Serve):
         super().__init__(home, workers=workers, threads=threads, keep=True, home=home)
 
 
+def wait_bare(url: str, auth: tuple[str, str], ca: str | None, what: str) -> None:
+    """Until the bare endpoint at ``url`` answers a grant with a JWT (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            r = requests.post(url, data={"grant_type": "client_credentials"}, auth=auth,
+                              verify=ca or True, timeout=2)
+            r.raise_for_status()
+            assert r.json()["access_token"].count(".") == 2
+            return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise RuntimeError(f"{what} did not come up")
+
+
 class Bare:
     """``bare_token.py`` under gunicorn, with the worker settings ``govtrust serve``
     gives ours (``idp/runtime/serve.py``: gthread, keep-alive 15, a listening socket
@@ -150,17 +165,7 @@ class Bare:
         self.proc = subprocess.Popen(self.cmd, env=env, start_new_session=True,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      preexec_fn=shapes.die_with_parent)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                r = requests.post(self.url, data={"grant_type": "client_credentials"},
-                                  auth=(client_id, secret), verify=self.ca or True, timeout=2)
-                r.raise_for_status()
-                assert r.json()["access_token"].count(".") == 2
-                return
-            except requests.RequestException:
-                time.sleep(0.2)
-        raise RuntimeError("the bare token endpoint did not come up")
+        wait_bare(self.url, (client_id, secret), self.ca, "the bare token endpoint")
 
     def processes(self) -> dict[str, int]:
         """``bare_master`` and ``bare_worker1``... -> pid (for CPU per request)."""
@@ -212,16 +217,8 @@ class FrontedBare:
                                       start_new_session=True, stdin=subprocess.DEVNULL,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                       preexec_fn=shapes.die_with_parent)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                r = requests.post(self.url, data={"grant_type": "client_credentials"},
-                                  auth=(client_id, secret), verify=self.ca, timeout=2)
-                r.raise_for_status()
-                return
-            except requests.RequestException:
-                time.sleep(0.2)
-        raise RuntimeError("nginx in front of the bare token endpoint did not come up")
+        wait_bare(self.url, (client_id, secret), self.ca,
+                  "nginx in front of the bare token endpoint")
 
     def processes(self) -> dict[str, int]:
         """The bare's gunicorn (``bare_master``, ``bare_worker1``...) and nginx."""

@@ -6,7 +6,6 @@ PostgreSQL (a connection the server dropped is not put back in the pool)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine, insert, select, text
@@ -17,6 +16,7 @@ from idp.oidc.tables import grants, oauth_clients, tokens
 from idp.oidc.tokens import _INSERT_REFRESH, _REFRESH_COLUMNS, _ROTATE, _ROTATE_WITH_GRANT
 from idp.runtime.db import make_engine, upgrade
 from idp.runtime.db_faults import is_failover_fault
+from tests.fixtures.idp import seed_public_app_grant
 
 pytestmark = pytest.mark.postgres
 
@@ -39,15 +39,7 @@ def _seeded(url: str) -> Iterator[Engine]:
     """A migrated database with one public client and one grant of its."""
     engine = make_engine(url)
     upgrade(engine)
-    with engine.begin() as conn:
-        conn.execute(insert(oauth_clients).values(
-            client_id="app", name="app", secret_hash=None, public=True, auth_method="none",
-            redirect_uris="[]", post_logout_uris="[]", level=1, info_class="general",
-            allowed_departments="[]", first_party=False, id_token_alg="ES256",
-            created_at=datetime.now(UTC)))
-        conn.execute(insert(grants).values(
-            family="f" * 32, client_id="app", subject="zhang", scope="openid", claims="{}",
-            created_at=1))
+    seed_public_app_grant(engine, "f" * 32)
     yield engine
     engine.dispose()
 

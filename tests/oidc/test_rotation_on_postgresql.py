@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -24,7 +23,7 @@ import pytest
 from sqlalchemy import Engine, event, insert, select, update
 
 from idp.oidc.keys import KeyStore
-from idp.oidc.tables import grants, oauth_clients, tokens
+from idp.oidc.tables import grants, tokens
 from idp.oidc.tokens import (
     OFFLINE_REFRESH_TTL,
     REFRESH_TTL,
@@ -35,6 +34,7 @@ from idp.oidc.tokens import (
 )
 from idp.runtime.db import session_factory
 from pki.held_connection import HeldConnection, Statement
+from tests.fixtures.idp import seed_public_app_grant
 from tests.fixtures.postgres import PostgresCluster
 
 pytestmark = pytest.mark.postgres
@@ -111,15 +111,8 @@ class World:
 def world(migrated_pg_engine: Engine, postgres: PostgresCluster,
           monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     engine = migrated_pg_engine
-    with engine.begin() as conn:
-        conn.execute(insert(oauth_clients).values(
-            client_id="app", name="app", secret_hash=None, public=True, auth_method="none",
-            redirect_uris="[]", post_logout_uris="[]", level=1, info_class="general",
-            allowed_departments="[]", first_party=False, id_token_alg="ES256",
-            created_at=datetime.now(UTC)))
-        conn.execute(insert(grants).values(
-            family=FAMILY, client_id="app", subject="zhang", scope="openid profile",
-            claims='{"name": "张伟"}', created_at=1, acr="1", amr="pwd"))
+    seed_public_app_grant(engine, FAMILY, scope="openid profile", claims='{"name": "张伟"}',
+                          acr="1", amr="pwd")
     wire = Wire()
     run = HeldConnection._run
 
