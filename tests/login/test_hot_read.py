@@ -104,23 +104,26 @@ def test_reads_at_once_on_two_threads_use_two_connections(
         migrated_pg_engine: Engine) -> None:
     """A worker's threads read at the same moment on connections of their own (no
     thread waits out another's round trip), and the connections are the process's
-    shared set: another statement's reads reuse them."""
-    sleep = HotRead(migrated_pg_engine, select(
-        func.pg_backend_pid().label("pid"), func.pg_sleep(0.3).label("slept")))
+    shared set: another statement's reads reuse them. The first read waits on the
+    server (an advisory lock this test holds) while the second is made."""
+    blocked = HotRead(migrated_pg_engine, select(
+        func.pg_backend_pid().label("pid"),
+        func.pg_advisory_xact_lock_shared(4242).label("locked")))
     pids: list[int] = []
-    barrier = threading.Barrier(2)
-
-    def read() -> None:
-        barrier.wait()
-        pids.append(int(sleep.all({})[0].pid))
-
-    workers = [threading.Thread(target=read) for _ in range(2)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    assert len(set(pids)) == 2
-    assert int(HotRead(migrated_pg_engine, _PID).all({})[0].pid) in pids
+    with migrated_pg_engine.connect() as holder:
+        holder.execute(text("SELECT pg_advisory_lock(4242)"))
+        first = threading.Thread(target=lambda: pids.append(int(blocked.all({})[0].pid)))
+        first.start()
+        waiting = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                       "AND NOT granted")
+        while not holder.execute(waiting).scalar_one():  # the first read is on the server
+            threading.Event().wait(0.01)
+        second = int(HotRead(migrated_pg_engine, _PID).all({})[0].pid)
+        holder.execute(text("SELECT pg_advisory_unlock(4242)"))
+        holder.commit()
+        first.join(60)
+    assert len(pids) == 1 and pids[0] != second
+    assert int(HotRead(migrated_pg_engine, _PID).all({})[0].pid) in (pids[0], second)
 
 
 @pytest.mark.parametrize("key", ["nul\x00byte", "\x00", "x" * 400 + "\x00"])
