@@ -42,15 +42,17 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
+
+R = TypeVar("R")
 
 
 class Statement:
@@ -107,34 +109,34 @@ class HeldConnection:
         with the same values, returns a row when that write is committed. On a
         broken connection both are tried on a fresh one, as the module says.
         """
-        dbapi_error = self._engine.dialect.loaded_dbapi.Error
-        with self._lock:
-            try:
-                return self._run(self._connection(), statement, values)
-            except dbapi_error as exc:
-                if not self._drop_if_broken(exc):
-                    raise self._wrap(exc, broken=False) from exc
-                cut = exc
-            try:
-                cursor = self._connection()  # from the pool: pinged, so alive
-                row = self._run(cursor, statement, values)
-                return row if row is not None else self._run(cursor, landed, values)
-            except dbapi_error as exc:
-                raise self._wrap(exc, broken=self._drop_if_broken(exc)) from cut
+        def again(cursor: Any) -> tuple[Any, ...] | None:
+            row = self._run(cursor, statement, values)
+            return row if row is not None else self._run(cursor, landed, values)
+
+        return self._retried(lambda cursor: self._run(cursor, statement, values), again)
 
     def rows(self, statement: Statement, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Every row of ``statement``, a read. It writes nothing, so on a broken
         connection it simply runs again, once, on a fresh one: no ``landed``."""
+        def read(cursor: Any) -> list[tuple[Any, ...]]:
+            return self._all(cursor, statement, values)
+
+        return self._retried(read, read)
+
+    def _retried(self, attempt: Callable[[Any], R], again: Callable[[Any], R]) -> R:
+        """``attempt`` on the held connection's cursor; if that connection turns out
+        broken, ``again`` once on a fresh one (from the pool: pinged, so alive).
+        Errors as ``Connection.execute`` raises them."""
         dbapi_error = self._engine.dialect.loaded_dbapi.Error
         with self._lock:
             try:
-                return self._all(self._connection(), statement, values)
+                return attempt(self._connection())
             except dbapi_error as exc:
                 if not self._drop_if_broken(exc):
                     raise self._wrap(exc, broken=False) from exc
                 cut = exc
             try:
-                return self._all(self._connection(), statement, values)
+                return again(self._connection())
             except dbapi_error as exc:
                 raise self._wrap(exc, broken=self._drop_if_broken(exc)) from cut
 

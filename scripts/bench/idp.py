@@ -212,11 +212,7 @@ class FrontedBare:
                             "--pki-listen", f"127.0.0.1:{free_port()}",
                             "--run-dir", str(self.folder / "nginx"),
                             *(["--user", "root"] if self.shape.as_root else []))
-        self.nginx = subprocess.Popen(["nginx", "-e", str(self.folder / "nginx-startup.log"),
-                                       "-c", str(conf), "-g", "daemon off;"],
-                                      start_new_session=True, stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      preexec_fn=shapes.die_with_parent)
+        self.nginx = shapes.run_nginx(conf, self.folder / "nginx-startup.log")
         wait_bare(self.url, (client_id, secret), self.ca,
                   "nginx in front of the bare token endpoint")
 

@@ -120,6 +120,15 @@ def die_with_parent() -> None:
     libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
 
 
+def run_nginx(conf: Path, startup_log: Path) -> subprocess.Popen[bytes]:
+    """nginx in the foreground with ``conf`` (``govtrust deploy nginx``'s output), in
+    a session of its own that dies with this process."""
+    return subprocess.Popen(["nginx", "-e", str(startup_log), "-c", str(conf),
+                             "-g", "daemon off;"], start_new_session=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+
+
 def process_table() -> dict[int, tuple[int, str]]:
     """pid -> (parent pid, command line) of every live (not zombie) process."""
     table: dict[int, tuple[int, str]] = {}
@@ -501,11 +510,7 @@ class Production(Shape):
                       str(self.base / "nginx"), *(["--user", "root"] if self.as_root else []))
         for listen in self.node_listen:
             wait_http(f"http://{listen}/jwks", False, f"govtrust node {listen}", self.nodes)
-        self.nginx = subprocess.Popen(["nginx", "-e", str(self.logs / "nginx-startup.log"),
-                                       "-c", str(conf), "-g", "daemon off;"],
-                                      start_new_session=True, stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      preexec_fn=die_with_parent)
+        self.nginx = run_nginx(conf, self.logs / "nginx-startup.log")
         wait_http(self.issuer + "/.well-known/openid-configuration", self.ca, "nginx",
                   [self.nginx, *self.nodes])
 
