@@ -17,7 +17,8 @@ from directory.slapd import ManagedSlapd
 from idp.runtime.db import make_engine, session_factory
 from idp.runtime.outbox import Outbox, outbox_events
 from pki.audit_store import AuditLog
-from tests.fixtures.slapd import migrate, wipe
+from tests.fixtures.schema import migrate
+from tests.fixtures.slapd import wipe
 
 pytestmark = pytest.mark.slapd
 
