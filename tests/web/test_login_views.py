@@ -34,7 +34,7 @@ from idp.runtime.app import create_app
 from idp.runtime.services import Services
 from pki.audit_store import audit_log
 from pki.model import CASettings
-from tests.fixtures.idp import make_services
+from tests.fixtures.idp import csrf_of, follow, make_services
 from tests.fixtures.pki import CAEnv, build_env, make_csr
 
 pytestmark = pytest.mark.slapd
@@ -127,22 +127,6 @@ def auth_query(app: Client, **extra: str) -> str:
     return "/authorize?" + urlencode({"response_type": "code", "client_id": app.client_id,
                                       "redirect_uri": REDIRECT, "scope": "openid",
                                       "state": "s1", "nonce": "n1", **extra})
-
-
-def follow(b: FlaskClient, url: str, **kw: Any) -> Any:
-    resp = b.get(url, **kw)
-    for _ in range(10):
-        loc = resp.headers.get("Location", "")
-        if resp.status_code != 302 or not loc.startswith("/"):
-            return resp
-        resp = b.get(loc, **kw)
-    raise AssertionError("redirect loop")
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found, page
-    return found.group(1)
 
 
 def password_login(env: Env, app: Client) -> Any:

@@ -5,7 +5,6 @@ one test per way a change can go wrong, and the ways it goes right."""
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from idp.runtime.services import Services
 from idp.web.password_views import PENDING_COOKIE
 from pki.audit_store import audit_log
 from policies.assurance import acr_for
-from tests.fixtures.idp import prepare_database
+from tests.fixtures.idp import csrf_of, prepare_database
 
 pytestmark = pytest.mark.slapd
 
@@ -66,12 +65,6 @@ def world(directory_service: DirectoryService, slapd: ManagedSlapd,
     app.testing = True
     yield World(services, d, app.test_client(), slapd)
     services.close()
-
-
-def csrf_of(html: str) -> str:
-    m = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert m, html
-    return m.group(1)
 
 
 def login(c: FlaskClient, password: str = PASSWORD, return_to: str = "/console/"

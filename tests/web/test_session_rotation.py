@@ -25,15 +25,14 @@ from sqlalchemy import select
 from directory.service import DirectoryService
 from idp.login.sessions import COOKIE_NAME
 from idp.login.tables import session_clients, sso_sessions
+from tests.fixtures.idp import csrf_of, follow
 from tests.fixtures.pki import make_csr
 from tests.web.test_login_views import (
     PASSWORD,
     Env,
     auth_query,
     certificate_login,
-    csrf_of,
     enrol,
-    follow,
     otp,
     password_login,
     redirected_code,

@@ -31,7 +31,7 @@ from idp.runtime.services import Services
 from pki import sm2
 from pki.audit_store import audit_log
 from pki.model import CASettings
-from tests.fixtures.idp import make_services
+from tests.fixtures.idp import follow, make_services
 from tests.fixtures.pki import CAEnv, build_env, make_csr
 from tests.login.test_signature import Client as KeyClient
 from tests.login.test_signature import b64, pem_of, sm2_csr
@@ -108,16 +108,6 @@ def auth_query(app: Client) -> str:
     return "/authorize?" + urlencode({"response_type": "code", "client_id": app.client_id,
                                       "redirect_uri": REDIRECT, "scope": "openid",
                                       "state": "s1", "nonce": "n1"})
-
-
-def follow(b: FlaskClient, url: str) -> Any:
-    resp = b.get(url)
-    for _ in range(10):
-        loc = resp.headers.get("Location", "")
-        if resp.status_code != 302 or not loc.startswith("/"):
-            return resp
-        resp = b.get(loc)
-    raise AssertionError("redirect loop")
 
 
 def field(page: str, name: str) -> str:

@@ -12,13 +12,12 @@ from sqlalchemy import select
 from idp.login.forwarded import TrustedProxies
 from idp.login.tables import throttle_windows
 from idp.login.throttle import LOGIN_PER_ADDRESS
-from tests.fixtures.idp import freeze_throttle
+from tests.fixtures.idp import csrf_of, freeze_throttle
 from tests.web.test_login_views import (  # noqa: F401 - env is a fixture
     PASSWORD,
     Env,
     auth_query,
     certificate_login,
-    csrf_of,
     env,
     pem_header,
 )
