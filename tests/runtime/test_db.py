@@ -47,3 +47,42 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Any) -> None:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     engine.dispose()
+
+
+def test_the_tests_copied_schema_is_the_migrations_own(tmp_path: Any) -> None:
+    """``tests.fixtures.schema.migrate`` (the fixtures' fresh SQLite databases)
+    gives exactly what the migrations give: every table, index and trigger as
+    written, the revision stamp, WAL mode; and a database that is not empty is
+    migrated, not overwritten."""
+    from tests.fixtures.schema import migrate
+
+    def schema(engine: Any) -> list[Any]:
+        with engine.connect() as conn:
+            return list(conn.exec_driver_sql(
+                "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"))
+
+    engines = {name: make_engine(f"sqlite:///{tmp_path / name}.db")
+               for name in ("real", "first", "copy", "kept")}
+    try:
+        upgrade(engines["real"])
+        migrate(engines["first"])  # the process's first (migrated), or already a copy
+        migrate(engines["copy"])  # a copy for sure
+        expected = schema(engines["real"])
+        assert len(expected) > 50
+        for name in ("first", "copy"):
+            engine = engines[name]
+            assert schema(engine) == expected
+            assert current_revision(engine) == current_revision(engines["real"])
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+                assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+        with engines["kept"].begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE mine (x INTEGER)")
+            conn.exec_driver_sql("INSERT INTO mine VALUES (7)")
+        migrate(engines["kept"])
+        with engines["kept"].connect() as conn:
+            assert conn.exec_driver_sql("SELECT x FROM mine").scalar() == 7
+        assert current_revision(engines["kept"]) == current_revision(engines["real"])
+    finally:
+        for engine in engines.values():
+            engine.dispose()
