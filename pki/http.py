@@ -43,6 +43,15 @@ def unavailable_response(body: bytes | str = "service temporarily unavailable",
     return resp
 
 
+def unavailable_answer() -> Response:
+    """The 503 of the request being answered: an OCSP ``tryLater`` (RFC 6960
+    section 2.3) on ``/ocsp``, which an OCSP client reads, else plain text. Also
+    the answer to the failover faults ``idp.runtime.db_faults`` recognizes."""
+    if request.path.startswith("/ocsp"):
+        return unavailable_response(error_response("try_later"), RESPONSE_CONTENT_TYPE)
+    return unavailable_response()
+
+
 class ReadinessReport(Protocol):
     """What ``/readyz`` shows (``idp.runtime.health.Report`` in the product)."""
 
@@ -81,9 +90,7 @@ def create_app(ca: CertificateAuthority,
 
     def _unavailable(exc: Exception) -> Response:
         log.warning("answering 503: %s", type(exc).__name__)
-        if request.path.startswith("/ocsp"):
-            return unavailable_response(error_response("try_later"), RESPONSE_CONTENT_TYPE)
-        return unavailable_response()
+        return unavailable_answer()
 
     for cls in UNAVAILABLE:
         app.register_error_handler(cls, _unavailable)

@@ -12,15 +12,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flask import Response, jsonify
-from flask import request as req
 
 from idp.console import init_app as init_console
 from idp.runtime import db_faults, edge, metrics
 from idp.runtime.config import time_zone
 from idp.web.app import build_app
-from idp.web.kit import API_PATHS, api_error, page_error
+from idp.web.kit import unavailable_answer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from flask import Flask
 
     from idp.runtime.health import Readiness
@@ -35,7 +36,7 @@ def create_app(services: Services, readiness: Readiness | None = None) -> Flask:
     app = build_app(services.provider)
     init_console(app, services, time_zone(str(services.config.get("idp", "timezone"))))
     add_probes(app, readiness or idp_readiness(services))
-    _operations(app, services, "idp")
+    _operations(app, services, "idp", unavailable_answer)
     return app
 
 
@@ -43,29 +44,23 @@ def create_pki_app(services: Services) -> Flask:
     """The PKI's public service (CA certificates, CRLs, OCSP) as a WSGI app."""
     from idp.runtime.health import pki_readiness
     from pki.http import create_app as create_pki
+    from pki.http import unavailable_answer as pki_unavailable
 
     app = create_pki(services.ca, pki_readiness(services).report)
-    _operations(app, services, "pki")
+    _operations(app, services, "pki", pki_unavailable)
     return app
 
 
-def _operations(app: Flask, services: Services, name: str) -> None:
+def _operations(app: Flask, services: Services, name: str,
+                unavailable: Callable[[], Response]) -> None:
     metrics.install(app, name, engine=services.engine,
                     allow=services.config.get("serve", "metrics_allow"),
                     oldest=lambda: services.event_dispatcher.oldest_undelivered())
     edge.wrap(app, name, access_log=bool(services.config.get("serve", "access_log")))
     services.start_change_listener()
-    # a failover's faults not already answered by the web edge's 503 handler
-    # (a read-only standby, SQLSTATE 25006): 503 with Retry-After, never a 500
-    db_faults.register(app, _unavailable)
-
-
-def _unavailable() -> Response:
-    """A database failover in progress: 503, in the protocol's words or on a page."""
-    if req.path.startswith(API_PATHS):
-        # RFC 6749 section 4.1.2.1 names this condition temporarily_unavailable.
-        return api_error("temporarily_unavailable", "database failover in progress", 503)
-    return page_error("error.unavailable", 503)
+    # a failover's faults not already answered by the app's 503 handler (a
+    # read-only standby, SQLSTATE 25006): the same 503, never a 500
+    db_faults.register(app, unavailable)
 
 
 def add_probes(app: Flask, readiness: Readiness) -> None:

@@ -7,7 +7,9 @@ land on a server that is still read-only (SQLSTATE 25006). Either way nothing
 was committed by this request that it did not also record: the CA records a
 certificate before returning it, in the same transaction, so a cut transaction
 returns nothing and an acknowledged one is on the synchronous standby. The
-request is answered ``503`` with ``Retry-After`` (no automatic retry here: an
+request is answered ``503`` with ``Retry-After``, the app's one answer to a part
+that is down (``idp.web.kit.unavailable_answer``, ``pki.http.unavailable_answer``;
+no automatic retry here: an
 issuance retried behind the client's back could issue twice when only the
 commit's acknowledgement was lost); the pool's pre-ping finds the new primary
 through the multi-host URL on the next checkout, without a restart.
@@ -23,7 +25,6 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 if TYPE_CHECKING:
     from flask import Flask, Response
 
-RETRY_AFTER_SECONDS = 2
 # SQLSTATE 25006 read_only_sql_transaction: connected to a standby (or to a
 # primary being demoted), e.g. just before target_session_attrs moves on.
 READ_ONLY_SQLSTATE = "25006"
@@ -51,19 +52,15 @@ def describe(exc: DBAPIError) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def register(app: Flask, page: Callable[[], Response] | None = None) -> None:
-    """Answer failover faults in ``app`` with 503 (``page()`` builds the body, plain
-    text without it); other database errors propagate."""
+def register(app: Flask, answer: Callable[[], Response]) -> None:
+    """Answer failover faults in ``app`` as ``answer()`` does (the app's own 503,
+    with its Retry-After: the same answer as for a connection that is cut or
+    refused); other database errors propagate."""
 
-    def handle(exc: DBAPIError) -> Response | tuple[str, int, dict[str, str]]:
+    def handle(exc: DBAPIError) -> Response:
         if not is_failover_fault(exc):
             raise exc
         app.logger.warning("database unavailable, answered 503: %s", describe(exc))
-        if page is not None:
-            resp = page()
-            resp.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-            return resp
-        return ("database unavailable, retry shortly\n", 503,
-                {"Retry-After": str(RETRY_AFTER_SECONDS), "Content-Type": "text/plain"})
+        return answer()
 
     app.register_error_handler(DBAPIError, handle)

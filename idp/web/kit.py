@@ -131,8 +131,16 @@ RETRY_AFTER = "5"
 
 
 def unavailable(exc: Exception) -> Response:
-    """The error handler for :data:`UNAVAILABLE`: 503, Retry-After, a page or JSON."""
+    """The error handler for :data:`UNAVAILABLE`: :func:`unavailable_answer`, logged."""
     log.warning("answering 503 on %s: %s", req.path, type(exc).__name__)
+    return unavailable_answer()
+
+
+def unavailable_answer() -> Response:
+    """503 with Retry-After, in the protocol's words on an API path (RFC 6749
+    section 4.1.2.1 names the condition ``temporarily_unavailable``), else a page.
+    Also the answer to the failover faults ``idp.runtime.db_faults`` recognizes
+    beyond :data:`UNAVAILABLE` (a read-only standby): one answer for both."""
     if req.path.startswith(API_PATHS):
         resp = api_error("temporarily_unavailable", "try again shortly", 503)
     else:
