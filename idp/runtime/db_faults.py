@@ -7,12 +7,12 @@ land on a server that is still read-only (SQLSTATE 25006). Either way nothing
 was committed by this request that it did not also record: the CA records a
 certificate before returning it, in the same transaction, so a cut transaction
 returns nothing and an acknowledged one is on the synchronous standby. The
-request is answered ``503`` with ``Retry-After``, the app's one answer to a part
-that is down (``idp.web.kit.unavailable_answer``, ``pki.http.unavailable_answer``;
-no automatic retry here: an
-issuance retried behind the client's back could issue twice when only the
-commit's acknowledgement was lost); the pool's pre-ping finds the new primary
-through the multi-host URL on the next checkout, without a restart.
+request gets the app's one answer to a part that is down, ``503`` with
+``Retry-After`` (``idp.web.kit.unavailable_answer``,
+``pki.http.unavailable_answer``). There is no automatic retry here: an issuance
+retried behind the client's back could issue twice when only the commit's
+acknowledgement was lost. The pool's pre-ping finds the new primary through the
+multi-host URL on the next checkout, without a restart.
 """
 
 from __future__ import annotations
