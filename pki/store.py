@@ -17,7 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -291,6 +291,25 @@ def _record(row: object) -> CertificateRecord:
     )
 
 
+class _HeldPath(NamedTuple):
+    """PostgreSQL's fast path: the held connection and the statements it runs."""
+
+    held: HeldConnection
+    one: Statement  # a certificate and its audit record, if the head is as believed
+    many: Statement  # the same for a batch
+    moved_to: Statement  # whether a run whose answer was lost had committed
+    head: Statement  # where the head is now
+
+
+class _CursorPath(NamedTuple):
+    """SQLite's fast path: the statements run on the driver's cursor."""
+
+    insert_row: _DriverStatement
+    move_head: _DriverStatement
+    insert_record: _DriverStatement
+    head: _DriverStatement
+
+
 class SqlCertificateStore:
     """The CA's records, over a SQLAlchemy session factory."""
 
@@ -310,18 +329,16 @@ class SqlCertificateStore:
         # PostgreSQL records an issuance in one autocommitted, prepared statement on
         # a connection held for it (pki.held_connection: no ping, one round trip);
         # SQLite in a transaction of three statements run on the driver's cursor.
-        self._held: tuple[HeldConnection, Statement, Statement, Statement,
-                          Statement] | None = None
+        self._held: _HeldPath | None = None
         if dialect.name == "postgresql" and dialect.driver == "psycopg":
-            self._held = (HeldConnection(bind),
-                          Statement(_INSERT_CERTIFICATE_AND_APPEND, bind),
-                          Statement(_INSERT_CERTIFICATES_AND_APPEND, bind),
-                          Statement(MOVED_TO, bind), Statement(HEAD, bind))
-        self._driver = ((_DriverStatement(_INSERT_CERTIFICATE, dialect, _NEW_CERTIFICATE),
-                         _DriverStatement(MOVE_HEAD, dialect),
-                         _DriverStatement(INSERT_RECORD, dialect),
-                         _DriverStatement(HEAD, dialect))
-                        if dialect.name == "sqlite" else None)
+            self._held = _HeldPath(HeldConnection(bind),
+                                   Statement(_INSERT_CERTIFICATE_AND_APPEND, bind),
+                                   Statement(_INSERT_CERTIFICATES_AND_APPEND, bind),
+                                   Statement(MOVED_TO, bind), Statement(HEAD, bind))
+        self._driver = (_CursorPath(
+            _DriverStatement(_INSERT_CERTIFICATE, dialect, _NEW_CERTIFICATE),
+            _DriverStatement(MOVE_HEAD, dialect), _DriverStatement(INSERT_RECORD, dialect),
+            _DriverStatement(HEAD, dialect)) if dialect.name == "sqlite" else None)
         # SQLite file: the generation is read on a plain sqlite3 connection of each
         # thread (a few microseconds, against tens through a pooled connection).
         database = bind.url.database if bind.dialect.name == "sqlite" else None
@@ -368,14 +385,14 @@ class SqlCertificateStore:
         tip = self._tip.head
         if self._held is not None and tip is not None:
             # PostgreSQL: the whole batch in one autocommitted statement, as for one.
-            held, _, many, moved_to, _ = self._held
+            path = self._held
             records = follow_all(tip, entries)
             params: dict[str, object] = {f"rows_{c}": [r[c] for r in rows]
                                          for c in _NEW_CERTIFICATE}
             logs = [log_row(r) for r in records]
             params.update({f"logs_{c}": [log[c] for log in logs] for c in logs[0]})
             params.update(heads_move(records))
-            if held.first(many, params, landed=moved_to) is not None:
+            if path.held.first(path.many, params, landed=path.moved_to) is not None:
                 self._tip.committed(records[-1])
                 announce_unseen(self._engine, records)
                 return
@@ -418,24 +435,24 @@ class SqlCertificateStore:
         stored head, ``tip`` if it is still that one; the record written, or None
         (nothing written) if no fast path is known or the head kept moving."""
         if self._held is not None:
-            held, one, _, moved_to, read_head = self._held
+            path = self._held
             for _ in range(_HEAD_TRIES):
                 record = chained(tip)
                 params: dict[str, object] = {f"row_{k}": v for k, v in row.items()}
                 params.update({f"log_{k}": v for k, v in log_row(record).items()})
                 params.update(head_move(record))
-                if held.first(one, params, landed=moved_to) is not None:
+                if path.held.first(path.one, params, landed=path.moved_to) is not None:
                     return record
                 # Moved by another node or process: read where it is now (a read
                 # writes nothing, so it is its own landed check).
-                head = held.first(read_head, {}, landed=read_head)
+                head = path.held.first(path.head, {}, landed=path.head)
                 if head is None:
                     return None
                 tip = (int(head[0]), str(head[1]))
             return None
         if self._driver is None:
             return None
-        new_row, move_head, insert_record, head_now = self._driver
+        new_row, move_head, insert_record, head_now = self._driver  # a _CursorPath
         dialect = self._engine.dialect
         # Every parameter (the record's JSON too) is made before the first
         # statement takes SQLite's write lock, which is held until the commit.

@@ -63,7 +63,7 @@ def inject(ca: CertificateAuthority, injection: Injection) -> Injected:
     store = store_of(ca)
     assert store._held is not None  # noqa: SLF001
     held = Injected(store, injection)
-    store._held = (held, *store._held[1:])  # noqa: SLF001
+    store._held = store._held._replace(held=held)  # noqa: SLF001
     return held
 
 
@@ -113,7 +113,9 @@ def warm(env: CAEnv, person: Person) -> None:
 
 def test_the_connection_is_held_and_reused(env: CAEnv, person: Person) -> None:
     warm(env, person)
-    held = store_of(env.ca)._held[0]  # type: ignore[index]  # noqa: SLF001
+    path = store_of(env.ca)._held  # noqa: SLF001
+    assert path is not None
+    held = path.held
     pid = held.backend_pid
     assert pid is not None
     issued = env.ca.issue_from_csr(person, "user-auth", make_csr()[0])
