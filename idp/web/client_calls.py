@@ -7,11 +7,11 @@ OCSP). For a request one of those modules reads, it makes exactly what the Flask
 views (``idp.web.oidc_views.introspect`` and ``token``) make of it, with none of
 the framework between: the same throttle keys and budget
 (``idp.login.throttle.client_checks``: blocked is 429 before anything is looked
-up; every 4xx answer counts one failure), the same status codes, JSON bodies and headers (authlib's
-error bodies, the web kit's security headers, ``no-store``). Any other request,
-including every malformed or hostile one, goes to Flask with its body as it came.
-An exception goes through the Flask app's own error handlers (a database
-failover is a 503 with ``Retry-After``, as elsewhere).
+up; every 4xx answer counts one failure), the same status codes, JSON bodies and
+headers (authlib's error bodies, the web kit's security headers, ``no-store``).
+Any other request, including every malformed or hostile one, goes to Flask with
+its body as it came. An exception goes through the Flask app's own error handlers
+(a database failover is a 503 with ``Retry-After``, as elsewhere).
 """
 
 from __future__ import annotations
